@@ -1,0 +1,38 @@
+# Two commands after cloning: `make demo` runs the main job, `make test` runs the tests.
+# Both create the virtual environment in .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch and torchvision are pinned as a pair: mismatched builds fail to import.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: venv demo test test-fast lint bench clean-demo
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	test -f data_manifests/digits.csv || \
+		$(BIN)/cleaner ingest digits data/digits --noise 0.1 --noise-kind uniform --seed 0
+	$(BIN)/cleaner oof pipelines/digits.toml
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python benchmarks/bench_oof_mnist.py

@@ -1,0 +1,52 @@
+"""Write files so that a crash never leaves half of one behind.
+
+Outputs are written to a temporary name in the same folder and renamed into
+place; ``os.replace`` is atomic on POSIX and Windows within one filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    With ``overwrite=False`` (the default, since no step may replace a file an
+    earlier step wrote) an existing ``path`` is an error before anything is written.
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} already exists; refusing to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if not overwrite and path.exists():
+            raise FileExistsError(f"{path} appeared while writing; refusing to overwrite it")
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "w", *, overwrite: bool = False
+) -> Iterator[IO]:
+    """``open`` for writing through :func:`atomic_path`."""
+    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, mode) as f:
+        yield f
+
+
+def write_text(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_open(path, "w", overwrite=overwrite) as f:
+        f.write(text)

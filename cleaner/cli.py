@@ -1,0 +1,208 @@
+"""The ``cleaner`` command line: each command parses, makes one library call, prints."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import
+
+import typer
+from rich.table import Table
+
+from cleaner import ingest as ingest_lib
+from cleaner.errors import InputError
+from cleaner.noise import NOISE_KINDS
+from cleaner.progress import console, err_console, make_progress
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Find mislabeled images, review them, and retrain on the cleaned labels.",
+)
+ingest_app = typer.Typer(no_args_is_help=True, help="Make a manifest from raw images.")
+app.add_typer(ingest_app, name="ingest")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(fn: F) -> F:
+    """Print bad-input errors as one message and exit 2, instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (InputError, FileExistsError) as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_manifest(path: Path) -> None:
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = Table(title=f"manifest {path}")
+    table.add_column("split")
+    table.add_column("rows", justify="right")
+    table.add_column("classes", justify="right")
+    split = df["split"] if "split" in df.columns else pd.Series(["train"] * len(df))
+    for name, part in df.groupby(split):
+        table.add_row(str(name), str(len(part)), str(part["label"].replace("", None).nunique()))
+    if "true_label" in df.columns:
+        noisy = int(((df["label"] != df["true_label"]) & (split == "train")).sum())
+        table.caption = f"{noisy} train labels differ from true_label"
+    console.print(table)
+
+
+NoiseOpt = typer.Option(0.0, "--noise", help="Fraction of train labels to flip.")
+KindOpt = typer.Option("uniform", "--noise-kind", help=f"Noise model: {' | '.join(NOISE_KINDS)}.")
+SeedOpt = typer.Option(0, "--seed", help="Seed of the test split and the noise.")
+TestOpt = typer.Option(
+    0.2, "--test-fraction", help="Stratified fraction held out as clean test rows."
+)
+ManifestOpt = typer.Option(
+    None, "--manifest", help="Output manifest (default data_manifests/NAME.csv)."
+)
+
+
+@ingest_app.command("folder")
+@friendly_errors
+def ingest_folder(src_dir: Path, manifest: Path | None = ManifestOpt) -> None:
+    """One sub-folder per class: SRC_DIR/<class>/<image>."""
+    _print_manifest(ingest_lib.ingest_folder(src_dir, manifest))
+
+
+@ingest_app.command("csv")
+@friendly_errors
+def ingest_csv(
+    table: Path,
+    path_col: str = typer.Option(..., "--path-col", help="Column with image paths."),
+    label_col: str = typer.Option(..., "--label-col", help="Column with class names."),
+    id_col: str = typer.Option("", "--id-col", help="Column with unique ids (default: the path)."),
+    group_col: str = typer.Option("", "--group-col", help="Column with group ids."),
+    split_col: str = typer.Option("", "--split-col", help="Column with train/test/unlabeled."),
+    manifest: Path | None = ManifestOpt,
+) -> None:
+    """An existing table of image paths and labels (paths relative to the table)."""
+    out = ingest_lib.ingest_csv(
+        table,
+        path_col=path_col,
+        label_col=label_col,
+        id_col=id_col,
+        group_col=group_col,
+        split_col=split_col,
+        manifest=manifest,
+    )
+    _print_manifest(out)
+
+
+@ingest_app.command("digits")
+@friendly_errors
+def ingest_digits(
+    images_dir: Path,
+    noise: float = NoiseOpt,
+    noise_kind: str = KindOpt,
+    seed: int = SeedOpt,
+    test_fraction: float = TestOpt,
+    manifest: Path | None = ManifestOpt,
+) -> None:
+    """scikit-learn's bundled 1,797 8x8 digit images, written as PNG files."""
+    images, labels = ingest_lib.load_digits_arrays()
+    ids = [f"digit-{i:04d}" for i in range(len(labels))]
+    out = ingest_lib.ingest_arrays(
+        images,
+        labels,
+        ids,
+        images_dir,
+        manifest or ingest_lib.default_manifest("digits"),
+        noise=noise,
+        noise_kind=noise_kind,
+        seed=seed,
+        test_fraction=test_fraction,
+    )
+    _print_manifest(out)
+
+
+@ingest_app.command("mnist")
+@friendly_errors
+def ingest_mnist(
+    idx_dir: Path,
+    images_dir: Path,
+    noise: float = NoiseOpt,
+    noise_kind: str = KindOpt,
+    seed: int = SeedOpt,
+    test_fraction: float = TestOpt,
+    manifest: Path | None = ManifestOpt,
+) -> None:
+    """MNIST IDX files (PREFIX-images-idx3-ubyte[.gz] with their labels)."""
+    images, labels, ids = ingest_lib.load_mnist_arrays(idx_dir)
+    out = ingest_lib.ingest_arrays(
+        images,
+        labels,
+        ids,
+        images_dir,
+        manifest or ingest_lib.default_manifest("mnist"),
+        noise=noise,
+        noise_kind=noise_kind,
+        seed=seed,
+        test_fraction=test_fraction,
+    )
+    _print_manifest(out)
+
+
+def _print_oof(metrics: dict[str, Any], run_dir: Path) -> None:
+    table = Table(title=f"out-of-fold metrics ({metrics['split']})")
+    for col in ("fold", "rows", "accuracy", "macro F1", "train img/s", "seconds"):
+        table.add_column(col, justify="right")
+    for m in metrics["folds"]:
+        table.add_row(
+            str(m["fold"]),
+            str(m["n"]),
+            f"{m['accuracy']:.4f}",
+            f"{m['macro_f1']:.4f}",
+            f"{m['train_images_per_s']:,.0f}",
+            f"{m['seconds']:.1f}",
+        )
+    o = metrics["overall"]
+    table.add_row(
+        "all", str(o["n"]), f"{o['accuracy']:.4f}", f"{o['macro_f1']:.4f}", "", "", style="bold"
+    )
+    console.print(table)
+    per_class = Table(title="per-class F1 (out-of-fold, against the given labels)")
+    per_class.add_column("class")
+    per_class.add_column("F1", justify="right")
+    for c, f in o["per_class_f1"].items():
+        per_class.add_row(c, f"{f:.4f}")
+    console.print(per_class)
+    console.print(
+        f"wrote {run_dir / 'oof.csv'}, {run_dir / 'embeddings.npy'}, {run_dir / 'metrics.json'}"
+    )
+
+
+@app.command()
+@friendly_errors
+def oof(
+    pipeline: Path,
+    set_: list[str] = typer.Option([], "--set", help="Override a key: section.key=value."),
+    fold: int | None = typer.Option(None, "--fold", help="Train only fold K (0-based)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/NAME-HASH)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """K-fold cross-validation: out-of-fold probabilities and embeddings for every train row."""
+    from cleaner.oof import run_oof
+
+    with make_progress(quiet=quiet) as progress:
+        result = run_oof(pipeline, set_, fold=fold, out=out, progress=progress)
+    if result.metrics is None:
+        console.print(
+            f"trained fold(s) {result.trained} into {result.run_dir}; "
+            f"fold(s) {result.missing} still to train, then the run merges"
+        )
+        return
+    _print_oof(result.metrics, result.run_dir)

@@ -1,0 +1,272 @@
+"""Pipeline configuration: one frozen dataclass per section, TOML overrides.
+
+A pipeline file (``pipelines/*.toml``) holds only what differs from the
+defaults below; ``--set section.key=value`` overrides any key on the command
+line. The resolved configuration (every key, defaults included) is what a run
+saves as ``config.toml``, so a run can always be repeated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from cleaner.errors import InputError, Problem
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    manifest: str = ""  # manifest CSV, relative to the working directory
+    classes: tuple[str, ...] = ()  # class order of every probability column; empty: sorted labels
+    image_size: int | tuple[int, int] = 224  # model input, int or (height, width)
+    group: str = ""  # manifest column whose rows must stay in one fold (e.g. a person id)
+    mean: tuple[float, ...] = ()  # normalisation; empty: the model's pretrained config
+    std: tuple[float, ...] = ()
+    cache: bool = False  # keep decoded images in memory: worth it when they fit (MNIST-sized)
+    check_images: bool = True  # open every image once before training, to fail early
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """Image size as ``(height, width)``."""
+        if isinstance(self.image_size, int):
+            return (self.image_size, self.image_size)
+        return (int(self.image_size[0]), int(self.image_size[1]))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "resnet18"  # any timm model name
+    pretrained: bool = False  # load pretrained weights through timm's hub
+    weights: str = ""  # local weights file (works offline); implies pretrained loading
+    in_chans: int = 3  # 1 reads images as grayscale, 3 as RGB
+    drop_rate: float = 0.0  # dropout before the classifier
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    folds: int = 5  # K of K-fold cross-validation
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"  # adamw | sgd
+    momentum: float = 0.9  # sgd only
+    scheduler: str = "cosine"  # cosine (with warmup) | step | plateau | onecycle | constant
+    warmup_epochs: float = 1.0  # cosine: linear warmup length
+    min_lr_ratio: float = 0.01  # cosine: final lr as a fraction of lr
+    step_epochs: int = 3  # step: decay every this many epochs
+    gamma: float = 0.1  # step and plateau: decay factor
+    patience: int = 2  # plateau: epochs without improvement of validation loss
+    loss: str = "ce"  # ce | focal
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0
+    grad_accum: int = 1  # micro-batches per optimizer step
+    amp: bool = True  # mixed precision; used on CUDA only
+    channels_last: bool = True  # memory format on CUDA only
+    workers: int = 2  # DataLoader worker processes
+    seed: int = 42  # folds, initialisation, shuffling and augmentation
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    eval_batch_size: int = 0  # 0: twice batch_size
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    resize: bool = True  # resize to data.image_size before the transforms below
+    # albumentations transforms by class name with their arguments, e.g.
+    # [{name = "Affine", rotate = [-10, 10], p = 0.5}]
+    train: tuple[dict[str, Any], ...] = ()
+    eval: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class FlagConfig:
+    method: str = "self_confidence"  # cleanlab ranking method
+    top: int = 200  # rows in the relabel queue
+
+
+@dataclass(frozen=True)
+class SubmissionConfig:
+    id_column: str = "id"
+    label_column: str = "label"
+    label_format: str = "name"  # name | index (position in data.classes)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    flag: FlagConfig = field(default_factory=FlagConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(_tomlable(self.to_dict()))
+
+    def digest(self) -> str:
+        """sha256 of the resolved TOML: two runs with equal digests are the same run."""
+        return hashlib.sha256(self.to_toml().encode()).hexdigest()
+
+    def replace(self, section: str, **changes: Any) -> PipelineConfig:
+        """A copy with keys of one section changed."""
+        return dataclasses.replace(
+            self, **{section: dataclasses.replace(getattr(self, section), **changes)}
+        )
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(PipelineConfig)
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "train.optimizer": ("adamw", "sgd"),
+    "train.scheduler": ("cosine", "step", "plateau", "onecycle", "constant"),
+    "train.loss": ("ce", "focal"),
+    "flag.method": ("self_confidence", "normalized_margin", "confidence_weighted_entropy"),
+    "submission.label_format": ("name", "index"),
+}
+POSITIVE = ("train.folds", "train.epochs", "train.batch_size", "train.grad_accum", "flag.top")
+
+
+def _tomlable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _tomlable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tomlable(v) for v in value]
+    return value
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Parse ``section.key=value``; the value is read as TOML, else taken as a string."""
+    key, sep, raw = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise InputError(f"--set {text!r}: expected section.key=value, e.g. train.epochs=3")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, name.strip(), value
+
+
+def _coerce(value: Any, hint: Any, where: str, file: str) -> Any:
+    """Check ``value`` against a field's type hint; ints become floats where floats are due."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        for arm in typing.get_args(hint):
+            try:
+                return _coerce(value, arm, where, file)
+            except InputError:
+                continue
+        raise InputError([Problem(file, f"{where}: {value!r} is not a valid {hint}")])
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise InputError([Problem(file, f"{where}: expected a list, got {value!r}")])
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], where, file) for v in value)
+        if len(args) != len(value):
+            raise InputError([Problem(file, f"{where}: expected {len(args)} values")])
+        return tuple(_coerce(v, a, where, file) for v, a in zip(value, args, strict=True))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise InputError([Problem(file, f"{where}: expected a table, got {value!r}")])
+        return dict(value)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint in (bool, str) and isinstance(value, hint):
+        return value
+    raise InputError(
+        [Problem(file, f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")]
+    )
+
+
+def build_config(raw: Mapping[str, Any], *, file: str = "<config>") -> PipelineConfig:
+    """Build and validate a :class:`PipelineConfig` from nested TOML tables."""
+    problems: list[Problem] = []
+    sections: dict[str, Any] = {}
+    for section, table in raw.items():
+        if section not in SECTIONS:
+            problems.append(
+                Problem(file, f"unknown section [{section}]; known: {', '.join(SECTIONS)}")
+            )
+            continue
+        if not isinstance(table, Mapping):
+            problems.append(Problem(file, f"[{section}] must be a table"))
+            continue
+        cls = SECTIONS[section]
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            where = f"{section}.{key}"
+            if key not in hints:
+                problems.append(Problem(file, f"unknown key {where}; known: {', '.join(hints)}"))
+                continue
+            try:
+                values[key] = _coerce(value, hints[key], where, file)
+            except InputError as e:
+                problems.extend(e.problems)
+        sections[section] = values
+    if problems:
+        raise InputError(problems)
+    cfg = PipelineConfig(**{s: SECTIONS[s](**v) for s, v in sections.items()})
+    _check_values(cfg, file)
+    return cfg
+
+
+def _check_values(cfg: PipelineConfig, file: str) -> None:
+    problems = []
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            problems.append(Problem(file, f"{key} = {value!r}; choose one of {', '.join(choices)}"))
+    for key in POSITIVE:
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) < 1:
+            problems.append(Problem(file, f"{key} must be at least 1"))
+    if cfg.train.folds < 2:
+        problems.append(Problem(file, "train.folds must be at least 2 for out-of-fold predictions"))
+    if any(s < 1 for s in cfg.data.hw):
+        problems.append(Problem(file, "data.image_size must be positive"))
+    if len(cfg.data.mean) != len(cfg.data.std):
+        problems.append(Problem(file, "data.mean and data.std must have the same length"))
+    if len(set(cfg.data.classes)) != len(cfg.data.classes):
+        problems.append(Problem(file, "data.classes has duplicates"))
+    for key in ("train", "eval"):
+        for i, t in enumerate(getattr(cfg.augment, key)):
+            if "name" not in t:
+                problems.append(Problem(file, f"augment.{key}[{i}] needs a name"))
+    if problems:
+        raise InputError(problems)
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> PipelineConfig:
+    """Read a pipeline TOML file and apply ``section.key=value`` overrides."""
+    path = Path(path)
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError([Problem(str(path), "pipeline file not found")]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError([Problem(str(path), f"not valid TOML: {e}")]) from None
+    for text in overrides:
+        section, key, value = parse_override(text)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise InputError([Problem(str(path), f"[{section}] must be a table")])
+        raw[section][key] = value
+    return build_config(raw, file=str(path))

@@ -1,0 +1,175 @@
+"""Images to tensors: the Dataset, albumentations transforms and DataLoaders.
+
+Augmentation is reproducible: the sampler hands every index together with
+its epoch, and each loader process re-seeds its transforms when the epoch
+changes, from ``(seed, epoch, worker)``. So an epoch's augmentations do not
+depend on what ran before it, which is what lets a resumed run finish with
+the same result as an uninterrupted one, with persistent workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from cleaner.config import AugmentConfig
+from cleaner.errors import InputError
+
+# OpenCV's own threads fight the loader's processes and torch's threads for
+# the same cores; one thread per process is faster overall.
+cv2.setNumThreads(1)
+
+
+def seed_for(*parts: int) -> int:
+    """A 32-bit seed derived from integers (stable across processes and runs)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def load_image(path: str | Path, in_chans: int) -> np.ndarray:
+    """Decode one image as uint8 (H, W, C): grayscale for ``in_chans == 1``, else RGB."""
+    flag = cv2.IMREAD_GRAYSCALE if in_chans == 1 else cv2.IMREAD_COLOR
+    img = cv2.imread(str(path), flag)
+    if img is None:
+        raise InputError(f"unreadable image: {path}")
+    if in_chans == 1:
+        return img[:, :, None]
+    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if in_chans > 3:
+        # Extra channels repeat the image, as timm does when adapting first-layer weights.
+        reps = -(-in_chans // 3)
+        img = np.concatenate([img] * reps, axis=2)[:, :, :in_chans]
+    elif in_chans == 2:
+        img = img[:, :, :2]
+    return img
+
+
+def build_transform(
+    aug: AugmentConfig,
+    *,
+    train: bool,
+    image_size: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> A.Compose:
+    """Resize, the configured albumentations transforms by name, normalise, to tensor."""
+    steps: list[Any] = [A.Resize(*image_size)] if aug.resize else []
+    for spec in aug.train if train else aug.eval:
+        args = dict(spec)
+        name = args.pop("name")
+        cls = getattr(A, name, None)
+        if cls is None or not isinstance(cls, type):
+            raise InputError(f"augment: albumentations has no transform named {name!r}")
+        try:
+            steps.append(cls(**args))
+        except (TypeError, ValueError) as e:
+            raise InputError(f"augment: {name}({args}) is invalid: {e}") from None
+    steps += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
+    return A.Compose(steps, seed=0)
+
+
+class ImageDataset(Dataset):
+    """Images with labels (N,) (``-1`` for unknown) and loss weights (N,).
+
+    Items are ``(image (C, H, W) float32, label, weight, index)``. Indices may
+    arrive as ``(index, epoch)`` pairs from :class:`EpochSampler`.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        labels: np.ndarray,
+        weights: np.ndarray,
+        transform: A.Compose,
+        *,
+        in_chans: int,
+        seed: int = 0,
+        images: list[np.ndarray] | None = None,
+    ):
+        self.paths = [str(p) for p in paths]
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.weights = np.asarray(weights, dtype=np.float32)
+        self.transform = transform
+        self.in_chans = in_chans
+        self.seed = seed
+        self.images = images  # decoded in advance (data.cache)
+        self._epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int, float, int]:
+        if isinstance(item, tuple):
+            i, epoch = item
+            if epoch != self._epoch:
+                info = get_worker_info()
+                worker = info.id if info is not None else 0
+                self.transform.set_random_seed(seed_for(self.seed, epoch, worker))
+                self._epoch = epoch
+        else:
+            i = item
+        img = (
+            self.images[i] if self.images is not None else load_image(self.paths[i], self.in_chans)
+        )
+        x = self.transform(image=img)["image"]
+        return x, int(self.labels[i]), float(self.weights[i]), i
+
+
+def decode_all(paths: Sequence[str | Path], in_chans: int, advance: Any = None) -> list[np.ndarray]:
+    """Decode every image once (for ``data.cache``); ``advance()`` is called per image."""
+    out = []
+    for p in paths:
+        out.append(load_image(p, in_chans))
+        if advance is not None:
+            advance()
+    return out
+
+
+class EpochSampler(Sampler):
+    """Shuffles with a seed per epoch and yields ``(index, epoch)`` pairs."""
+
+    def __init__(self, n: int, *, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(seed_for(self.seed, self.epoch))
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        return iter((i, self.epoch) for i in order)
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def make_loader(
+    dataset: ImageDataset,
+    *,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    sampler: Sampler | None = None,
+) -> DataLoader:
+    """A DataLoader; without a sampler it reads in order (for prediction)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        # Workers live across epochs when the loader is reused (training).
+        persistent_workers=workers > 0 and sampler is not None,
+        drop_last=False,
+    )

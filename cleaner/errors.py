@@ -1,0 +1,40 @@
+"""The one exception type for bad user input.
+
+Every check of a file a person wrote (manifest, pipeline, queue) raises
+``InputError``: the CLI prints it as one clear message and exits non-zero,
+while real bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Long lists of bad rows are cut here: the first rows show the pattern.
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad spot in an input file: ``row`` is the 1-based line in the file."""
+
+    file: str
+    reason: str
+    row: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}, line {self.row}" if self.row is not None else self.file
+        return f"{where}: {self.reason}"
+
+
+class InputError(ValueError):
+    """Bad user input; ``problems`` lists each bad spot (file, row, reason)."""
+
+    def __init__(self, problems: Sequence[Problem] | str):
+        if isinstance(problems, str):
+            problems = [Problem(file="", reason=problems)]
+        self.problems = list(problems)
+        lines = [str(p) if p.file else p.reason for p in self.problems[:MAX_LISTED]]
+        if len(self.problems) > MAX_LISTED:
+            lines.append(f"... and {len(self.problems) - MAX_LISTED} more")
+        super().__init__("\n".join(lines))

@@ -1,0 +1,219 @@
+"""Manifests: the versioned CSV that says which image has which label.
+
+One row per image: ``sample_id, path, label, group, weight, split`` plus any
+extra columns, which are carried through every step untouched. Everything is
+read as text so that a label ``"07"`` stays ``"07"`` and extra columns are
+written back exactly as they were read. A new version is a new file
+(``NAME.v2.csv``, ``NAME.v3.csv``, ...); no file is ever rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from cleaner.atomic import atomic_path
+from cleaner.errors import InputError, Problem
+
+REQUIRED = ("path", "label")
+SPLITS = ("train", "test", "unlabeled", "excluded")
+_VERSION = re.compile(r"^(?P<name>.+?)(?:\.v(?P<n>\d+))?\.csv$")
+
+
+def line_of(index: int) -> int:
+    """The file line of data row ``index`` (0-based): the header is line 1."""
+    return index + 2
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a manifest as text, with ``sample_id``, ``split`` and ``weight`` filled in.
+
+    Missing ``sample_id`` defaults to the path, a missing or blank ``split`` to
+    ``train`` and a missing or blank ``weight`` to ``1.0``. Values are not
+    validated here: see :func:`validate_manifest`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError([Problem(str(path), "manifest not found")])
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise InputError(
+            [Problem(str(path), f"missing required column(s): {', '.join(missing)}", row=1)]
+        )
+    if "sample_id" not in df.columns:
+        df.insert(0, "sample_id", df["path"])
+    df["sample_id"] = df["sample_id"].where(df["sample_id"] != "", df["path"])
+    if "split" not in df.columns:
+        df["split"] = "train"
+    df["split"] = df["split"].str.strip().replace("", "train")
+    if "weight" not in df.columns:
+        df["weight"] = "1.0"
+    df["weight"] = df["weight"].where(df["weight"].str.strip() != "", "1.0")
+    return df
+
+
+def resolve_paths(df: pd.DataFrame, root: str | Path) -> list[Path]:
+    """Image paths of every row; relative paths are relative to the manifest's folder."""
+    root = Path(root)
+    return [Path(p) if os.path.isabs(p) else root / p for p in df["path"]]
+
+
+def _image_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return f"image not found: {path}"
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception as e:  # PIL raises many types for a corrupt file
+        return f"unreadable image {path}: {type(e).__name__}: {e}"
+    return None
+
+
+def validate_manifest(
+    df: pd.DataFrame,
+    *,
+    file: str | Path,
+    classes: Sequence[str] | None = None,
+    folds: int | None = None,
+    group: str = "",
+    check_images: bool = True,
+    on_image: Callable[[], None] | None = None,
+) -> None:
+    """Raise :class:`InputError` listing every bad row of a manifest.
+
+    Checks: duplicate ``sample_id``, unknown ``split``, non-numeric or negative
+    ``weight``, empty labels on train rows, labels not in ``classes``, a missing
+    ``group`` column or value, missing or unreadable images (``check_images``),
+    and classes with fewer train rows than ``folds``.
+    """
+    file = str(file)
+    problems: list[Problem] = []
+    dup = df["sample_id"].duplicated(keep="first")
+    for i in np.flatnonzero(dup.to_numpy()):
+        first = int(np.flatnonzero((df["sample_id"] == df["sample_id"].iat[i]).to_numpy())[0])
+        problems.append(
+            Problem(
+                file,
+                f"duplicate sample_id {df['sample_id'].iat[i]!r} (first on line {line_of(first)})",
+                line_of(int(i)),
+            )
+        )
+    bad_split = ~df["split"].isin(SPLITS)
+    for i in np.flatnonzero(bad_split.to_numpy()):
+        problems.append(
+            Problem(
+                file,
+                f"unknown split {df['split'].iat[i]!r}; use one of {', '.join(SPLITS)}",
+                line_of(int(i)),
+            )
+        )
+    weights = pd.to_numeric(df["weight"].str.strip(), errors="coerce")
+    for i in np.flatnonzero((weights.isna() | ~np.isfinite(weights)).to_numpy()):
+        problems.append(
+            Problem(file, f"weight {df['weight'].iat[i]!r} is not a number", line_of(int(i)))
+        )
+    for i in np.flatnonzero((weights < 0).to_numpy()):
+        problems.append(
+            Problem(file, f"weight {df['weight'].iat[i]!r} is negative", line_of(int(i)))
+        )
+    train = (df["split"] == "train").to_numpy()
+    labels = df["label"].str.strip()
+    for i in np.flatnonzero(train & (labels == "").to_numpy()):
+        problems.append(Problem(file, "empty label on a train row", line_of(int(i))))
+    if classes is not None:
+        known = set(classes)
+        unknown = (labels != "") & ~labels.isin(known)
+        for i in np.flatnonzero(unknown.to_numpy()):
+            problems.append(
+                Problem(
+                    file,
+                    f"label {df['label'].iat[i]!r} is not one of the pipeline's classes",
+                    line_of(int(i)),
+                )
+            )
+    if group:
+        if group not in df.columns:
+            problems.append(Problem(file, f"group column {group!r} not found", 1))
+        else:
+            for i in np.flatnonzero(train & (df[group].str.strip() == "").to_numpy()):
+                problems.append(Problem(file, f"empty {group!r} on a train row", line_of(int(i))))
+    if check_images:
+        problems.extend(_check_images(df, Path(file).parent, file, on_image))
+    if classes is not None and folds is not None:
+        counts = labels[train].value_counts()
+        for c in classes:
+            n = int(counts.get(c, 0))
+            if n < folds:
+                problems.append(
+                    Problem(file, f"class {c!r} has {n} train row(s), fewer than {folds} folds")
+                )
+    if problems:
+        raise InputError(problems)
+
+
+def _check_images(
+    df: pd.DataFrame, root: Path, file: str, on_image: Callable[[], None] | None
+) -> list[Problem]:
+    # Excluded rows were dropped by a reviewer; their images may be gone.
+    rows = np.flatnonzero((df["split"] != "excluded").to_numpy())
+    paths = resolve_paths(df.iloc[rows], root)
+    problems = []
+    # Opening files is I/O-bound: threads overlap the waits.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for i, reason in zip(rows, pool.map(_image_problem, paths), strict=True):
+            if on_image is not None:
+                on_image()
+            if reason is not None:
+                problems.append(Problem(file, reason, line_of(int(i))))
+    return problems
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes: the identity of one manifest version."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def split_version(path: str | Path) -> tuple[str, int]:
+    """``data/NAME.v3.csv`` -> ``("NAME", 3)``; an unversioned file is version 1."""
+    m = _VERSION.match(Path(path).name)
+    if m is None:
+        raise InputError([Problem(str(path), "a manifest file name must end in .csv")])
+    return m["name"], int(m["n"] or 1)
+
+
+def next_version_path(path: str | Path) -> Path:
+    """The file the next version of this manifest goes to: ``NAME.v{n+1}.csv``."""
+    name, n = split_version(path)
+    return Path(path).with_name(f"{name}.v{n + 1}.csv")
+
+
+def audit_log_path(path: str | Path) -> Path:
+    """The audit log shared by every version of a manifest: ``NAME.audit.jsonl``."""
+    name, _ = split_version(path)
+    return Path(path).with_name(f"{name}.audit.jsonl")
+
+
+def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a manifest atomically; an existing file is never overwritten."""
+    path = Path(path)
+    if path.exists():
+        raise InputError([Problem(str(path), "already exists; manifests are never overwritten")])
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path

@@ -1,0 +1,335 @@
+"""Out-of-fold predictions: K models, each predicting only the fold it never saw.
+
+A run folder is named after what it computes (the pipeline's name and a hash
+of the resolved config plus the manifest's sha256), so running the same
+command again finds the same folder: finished folds are kept, an interrupted
+fold resumes from its last epoch, and the folds are merged once all are
+done. ``fold`` runs a single fold, so folds can be spread over machines that
+write into one folder.
+
+Run folder: ``config.toml``, ``manifest.sha256``, ``folds.csv``,
+``fold-K/{model.pt, metrics.json, oof.npz}``, then ``oof.csv``,
+``embeddings.npy`` (row-aligned with ``oof.csv``) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import Progress
+
+from cleaner.atomic import atomic_path, write_text
+from cleaner.config import PipelineConfig, load_config
+from cleaner.data import ImageDataset, build_transform, decode_all, seed_for
+from cleaner.errors import InputError, Problem
+from cleaner.folds import describe_split, make_folds
+from cleaner.manifest import read_manifest, resolve_paths, sha256_file, validate_manifest
+from cleaner.metrics import classification_metrics
+from cleaner.models import create_model, default_mean_std
+from cleaner.train import fit, predict, resolve_device
+
+PROB_PREFIX = "p:"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run needs, resolved and validated once, before any training."""
+
+    cfg: PipelineConfig  # resolved: data.classes filled in
+    run_dir: Path
+    manifest_path: Path
+    manifest_sha: str
+    df: pd.DataFrame  # the whole manifest
+    train_rows: np.ndarray  # (N,) positions in df of the train rows
+    labels: np.ndarray  # (N,) class index of each train row
+    folds: np.ndarray  # (N,) fold of each train row
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.cfg.data.classes
+
+    @property
+    def sample_ids(self) -> np.ndarray:
+        return self.df["sample_id"].to_numpy()[self.train_rows]
+
+    def fold_dir(self, k: int) -> Path:
+        return self.run_dir / f"fold-{k}"
+
+    def fold_done(self, k: int) -> bool:
+        return (self.fold_dir(k) / "oof.npz").exists()
+
+
+@dataclass(frozen=True)
+class OofResult:
+    run_dir: Path
+    trained: list[int]  # folds trained by this call
+    missing: list[int]  # folds still to train (other machines, or --fold)
+    metrics: dict[str, Any] | None  # the merged metrics once every fold is done
+
+
+def resolve_classes(cfg: PipelineConfig, df: pd.DataFrame) -> PipelineConfig:
+    """Fill an empty ``data.classes`` with the sorted labels of the train rows."""
+    if cfg.data.classes:
+        return cfg
+    labels = df.loc[df["split"] == "train", "label"].str.strip()
+    return cfg.replace("data", classes=tuple(sorted(set(labels) - {""})))
+
+
+def default_run_dir(pipeline: Path, cfg: PipelineConfig, manifest_sha: str) -> Path:
+    key = hashlib.sha256((cfg.to_toml() + manifest_sha).encode()).hexdigest()[:8]
+    return Path("runs") / f"{pipeline.stem}-{key}"
+
+
+def _init_file(path: Path, text: str, what: str) -> None:
+    """Write ``text`` once; later runs must find the same text there."""
+    try:
+        write_text(path, text)
+    except FileExistsError:
+        if path.read_text() != text:
+            raise InputError(
+                [
+                    Problem(
+                        str(path),
+                        f"this run folder was made with a different {what}; "
+                        "pass --out for a new run folder",
+                    )
+                ]
+            ) from None
+
+
+def plan_run(
+    pipeline: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    out: str | Path | None = None,
+    progress: Progress,
+) -> RunPlan:
+    """Load and validate the pipeline and its manifest, and set up the run folder."""
+    pipeline = Path(pipeline)
+    cfg = load_config(pipeline, overrides)
+    if not cfg.data.manifest:
+        raise InputError([Problem(str(pipeline), "data.manifest is not set")])
+    manifest_path = Path(cfg.data.manifest)
+    df = read_manifest(manifest_path)
+    cfg = resolve_classes(cfg, df)
+    task = progress.add_task(
+        "checking images", total=len(df), unit="img", visible=cfg.data.check_images
+    )
+    validate_manifest(
+        df,
+        file=manifest_path,
+        classes=cfg.data.classes,
+        folds=cfg.train.folds,
+        group=cfg.data.group,
+        check_images=cfg.data.check_images,
+        on_image=lambda: progress.advance(task),
+    )
+    progress.remove_task(task)
+    sha = sha256_file(manifest_path)
+    train_rows = np.flatnonzero((df["split"] == "train").to_numpy())
+    index = {c: i for i, c in enumerate(cfg.data.classes)}
+    labels = np.array(
+        [index[v.strip()] for v in df["label"].to_numpy()[train_rows]], dtype=np.int64
+    )
+    groups = df[cfg.data.group].to_numpy()[train_rows] if cfg.data.group else None
+    folds = make_folds(labels, n_splits=cfg.train.folds, seed=cfg.train.seed, groups=groups)
+
+    run_dir = Path(out) if out else default_run_dir(pipeline, cfg, sha)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _init_file(run_dir / "config.toml", cfg.to_toml(), "config")
+    _init_file(run_dir / "manifest.sha256", f"{sha}  {manifest_path}\n", "manifest")
+    sample_ids = df["sample_id"].to_numpy()[train_rows]
+    folds_csv = pd.DataFrame({"sample_id": sample_ids, "fold": folds}).to_csv(index=False)
+    _init_file(run_dir / "folds.csv", folds_csv, "fold split")
+    return RunPlan(cfg, run_dir, manifest_path, sha, df, train_rows, labels, folds)
+
+
+def _dataset(
+    plan: RunPlan,
+    rows: np.ndarray,
+    *,
+    train: bool,
+    mean: Sequence[float],
+    std: Sequence[float],
+    seed: int,
+    cache: list[np.ndarray] | None,
+) -> ImageDataset:
+    """A dataset over ``rows`` (positions among the train rows)."""
+    cfg = plan.cfg
+    sub = plan.df.iloc[plan.train_rows[rows]]
+    transform = build_transform(
+        cfg.augment, train=train, image_size=cfg.data.hw, mean=mean, std=std
+    )
+    weights = pd.to_numeric(sub["weight"]).to_numpy(np.float32)
+    return ImageDataset(
+        resolve_paths(sub, plan.manifest_path.parent),
+        plan.labels[rows],
+        weights,
+        transform,
+        in_chans=cfg.model.in_chans,
+        seed=seed,
+        images=[cache[i] for i in rows] if cache is not None else None,
+    )
+
+
+def train_fold(
+    plan: RunPlan, k: int, *, progress: Progress, cache: list[np.ndarray] | None = None
+) -> dict[str, Any]:
+    """Train fold ``k`` on the other folds, predict it, and save its outputs."""
+    cfg = plan.cfg
+    fold_dir = plan.fold_dir(k)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.train.device)
+    seed = seed_for(cfg.train.seed, k)
+    torch.manual_seed(seed)
+    model = create_model(cfg.model, len(plan.classes))
+    if cfg.data.mean:
+        mean, std = cfg.data.mean, cfg.data.std
+    else:
+        mean, std = default_mean_std(model, cfg.model.in_chans)
+    train_rows = np.flatnonzero(plan.folds != k)
+    val_rows = np.flatnonzero(plan.folds == k)
+    train_ds = _dataset(plan, train_rows, train=True, mean=mean, std=std, seed=seed, cache=cache)
+    val_ds = _dataset(plan, val_rows, train=False, mean=mean, std=std, seed=seed, cache=cache)
+    t0 = time.perf_counter()
+    result = fit(
+        model,
+        train_ds,
+        val_ds,
+        cfg.train,
+        classes=plan.classes,
+        checkpoint=fold_dir / "checkpoint.pt",
+        seed=seed,
+        device=device,
+        progress=progress,
+        desc=f"fold {k + 1}/{cfg.train.folds}",
+    )
+    probs, emb = result.val_probs, result.val_embeddings
+    if probs is None or emb is None:  # resumed after its last epoch: predict again
+        probs, emb = predict(
+            model,
+            val_ds,
+            batch_size=cfg.train.eval_batch_size or 2 * cfg.train.batch_size,
+            workers=cfg.train.workers,
+            device=device,
+            amp=cfg.train.amp,
+        )
+    metrics = classification_metrics(plan.labels[val_rows], probs.argmax(1), plan.classes)
+    metrics.update(
+        fold=k,
+        n_train=len(train_rows),
+        train_images_per_s=result.images_per_s,
+        seconds=time.perf_counter() - t0,
+        device=str(device),
+        history=result.history,
+    )
+    with atomic_path(fold_dir / "model.pt", overwrite=True) as tmp:
+        torch.save(model.state_dict(), tmp)
+    write_text(fold_dir / "metrics.json", json.dumps(metrics, indent=2), overwrite=True)
+    # oof.npz is written last: its presence marks the fold as done.
+    with atomic_path(fold_dir / "oof.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
+        np.savez(f, sample_id=plan.sample_ids[val_rows], probs=probs, embeddings=emb)
+    (fold_dir / "checkpoint.pt").unlink(missing_ok=True)
+    return metrics
+
+
+def oof_table(
+    sample_ids: np.ndarray,
+    folds: np.ndarray,
+    labels: np.ndarray,
+    pred_probs: np.ndarray,
+    classes: Sequence[str],
+) -> pd.DataFrame:
+    """``sample_id, fold, label, pred, p:CLASS...`` with labels as class names."""
+    names = np.asarray(classes, dtype=object)
+    table = pd.DataFrame(
+        {
+            "sample_id": sample_ids,
+            "fold": folds,
+            "label": names[labels],
+            "pred": names[pred_probs.argmax(1)],
+        }
+    )
+    probs = pd.DataFrame(pred_probs, columns=[f"{PROB_PREFIX}{c}" for c in classes])
+    return pd.concat([table, probs], axis=1)
+
+
+def merge_folds(plan: RunPlan) -> dict[str, Any]:
+    """Gather every fold's predictions in manifest order; write oof.csv, embeddings, metrics."""
+    n, k_folds = len(plan.train_rows), plan.cfg.train.folds
+    position = {sid: i for i, sid in enumerate(plan.sample_ids)}
+    pred_probs = np.full((n, len(plan.classes)), np.nan, dtype=np.float32)
+    embeddings: np.ndarray | None = None
+    fold_metrics = []
+    for k in range(k_folds):
+        with np.load(plan.fold_dir(k) / "oof.npz", allow_pickle=True) as z:
+            pos = np.array([position[s] for s in z["sample_id"]], dtype=np.int64)
+            if not np.all(plan.folds[pos] == k):
+                raise RuntimeError(f"fold {k} predicted rows outside its fold")
+            pred_probs[pos] = z["probs"]
+            if embeddings is None:
+                embeddings = np.zeros((n, z["embeddings"].shape[1]), dtype=np.float32)
+            embeddings[pos] = z["embeddings"]
+        fold_metrics.append(json.loads((plan.fold_dir(k) / "metrics.json").read_text()))
+    if np.isnan(pred_probs).any() or embeddings is None:
+        raise RuntimeError("some train rows have no out-of-fold prediction")
+    overall = classification_metrics(plan.labels, pred_probs.argmax(1), plan.classes)
+    metrics = {
+        "manifest": str(plan.manifest_path),
+        "manifest_sha256": plan.manifest_sha,
+        "split": describe_split(k_folds, plan.cfg.train.seed, plan.cfg.data.group),
+        "classes": list(plan.classes),
+        "overall": overall,
+        "folds": fold_metrics,
+    }
+    table = oof_table(plan.sample_ids, plan.folds, plan.labels, pred_probs, plan.classes)
+    if not (plan.run_dir / "embeddings.npy").exists():
+        with atomic_path(plan.run_dir / "embeddings.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, embeddings)
+    if not (plan.run_dir / "oof.csv").exists():
+        with atomic_path(plan.run_dir / "oof.csv") as tmp:
+            table.to_csv(tmp, index=False, float_format="%.8g")
+    if not (plan.run_dir / "metrics.json").exists():
+        write_text(plan.run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics
+
+
+def run_oof(
+    pipeline: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    fold: int | None = None,
+    out: str | Path | None = None,
+    progress: Progress,
+) -> OofResult:
+    """Train the folds that are not done (or only ``fold``), then merge when all are."""
+    plan = plan_run(pipeline, overrides, out=out, progress=progress)
+    k_folds = plan.cfg.train.folds
+    if fold is not None and not 0 <= fold < k_folds:
+        raise InputError(f"--fold {fold}: the pipeline has folds 0..{k_folds - 1}")
+    todo = [k for k in ([fold] if fold is not None else range(k_folds)) if not plan.fold_done(k)]
+    cache = None
+    if todo and plan.cfg.data.cache:
+        paths = resolve_paths(plan.df.iloc[plan.train_rows], plan.manifest_path.parent)
+        task = progress.add_task("decoding images", total=len(paths), unit="img")
+        cache = decode_all(paths, plan.cfg.model.in_chans, lambda: progress.advance(task))
+        progress.remove_task(task)
+    for k in todo:
+        train_fold(plan, k, progress=progress, cache=cache)
+    missing = [k for k in range(k_folds) if not plan.fold_done(k)]
+    if missing:
+        return OofResult(plan.run_dir, todo, missing, None)
+    if (plan.run_dir / "metrics.json").exists() and (plan.run_dir / "oof.csv").exists():
+        metrics = json.loads((plan.run_dir / "metrics.json").read_text())
+    else:
+        metrics = merge_folds(plan)
+    return OofResult(plan.run_dir, todo, [], metrics)

@@ -1,0 +1,46 @@
+"""Rich progress bars with rate and time left; ``quiet`` turns them off."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, with the task's unit (``fields['unit']``, default ``it``)."""
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields.get("unit", "it")
+        if task.speed is None:
+            return Text(f"- {unit}/s", style="progress.data.speed")
+        return Text(f"{task.speed:,.0f} {unit}/s", style="progress.data.speed")
+
+
+def make_progress(*, quiet: bool = False) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=False,
+    )

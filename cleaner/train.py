@@ -1,0 +1,249 @@
+"""Fit one model: optimizer, schedule, mixed precision, a checkpoint per epoch, resume.
+
+``fit`` trains for ``train.epochs`` epochs and saves a checkpoint after each
+one (model, optimizer, schedule, scaler, history). Started again on the same
+checkpoint path it resumes after the last finished epoch; since each epoch
+re-seeds its own randomness (shuffle, augmentation, dropout) from
+``(seed, epoch)``, the resumed run ends with the same weights as an
+uninterrupted one on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress, TaskID
+from timm.optim import create_optimizer_v2
+from torch import nn
+
+from cleaner.atomic import atomic_path
+from cleaner.config import TrainConfig
+from cleaner.data import EpochSampler, ImageDataset, make_loader, seed_for
+from cleaner.losses import build_loss
+from cleaner.metrics import classification_metrics
+from cleaner.models import logits_and_embeddings
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks the first GPU when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    # Mixed precision pays off on GPUs only; on the CPU it is slower and changes results.
+    if amp and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """Multiplier of ``train.lr`` at optimizer step ``step`` for the per-step schedules."""
+    if cfg.scheduler == "cosine":
+        total = cfg.epochs * steps_per_epoch
+        warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine
+    if cfg.scheduler == "step":
+        return float(cfg.gamma ** ((step // steps_per_epoch) // cfg.step_epochs))
+    return 1.0
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    """The schedule of ``train.scheduler``; ``plateau`` steps per epoch, the rest per step."""
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg.gamma, patience=cfg.patience
+        )
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch
+        )
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch)
+    )
+
+
+@dataclass
+class FitResult:
+    """What training produced; ``val_*`` are the last epoch's validation outputs."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_images: int = 0
+    train_seconds: float = 0.0
+    val_probs: np.ndarray | None = None
+    val_embeddings: np.ndarray | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.train_images / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    dataset: ImageDataset,
+    *,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (N, K) and penultimate embeddings (N, D), in dataset order."""
+    model.eval()
+    loader = make_loader(dataset, batch_size=batch_size, workers=workers, device=device)
+    probs, embs = [], []
+    for x, _, _, _ in loader:
+        x = x.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, amp):
+            logits, emb = logits_and_embeddings(model, x)
+        probs.append(torch.softmax(logits.float(), dim=1).cpu())
+        embs.append(emb.float().flatten(1).cpu())
+    return torch.cat(probs).numpy(), torch.cat(embs).numpy()
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    # The rolling checkpoint belongs to this fit alone, so replacing it is safe.
+    with atomic_path(path, overwrite=True) as tmp:
+        torch.save(state, tmp)
+
+
+def fit(
+    model: nn.Module,
+    train_ds: ImageDataset,
+    val_ds: ImageDataset | None,
+    cfg: TrainConfig,
+    *,
+    classes: Sequence[str],
+    checkpoint: Path,
+    seed: int,
+    device: torch.device,
+    progress: Progress,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``model`` in place, resuming from ``checkpoint`` when it exists."""
+    use_cl = cfg.channels_last and device.type == "cuda"
+    model.to(device)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = create_optimizer_v2(
+        model,
+        opt=cfg.optimizer,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        **({"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}),
+    )
+    sampler = EpochSampler(len(train_ds), seed=seed)
+    loader = make_loader(
+        train_ds, batch_size=cfg.batch_size, workers=cfg.workers, device=device, sampler=sampler
+    )
+    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    use_scaler = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    loss_fn = build_loss(cfg)
+    eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
+
+    result = FitResult()
+    start_epoch = 0
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        result.history = state["history"]
+        start_epoch = state["epoch"]
+
+    task: TaskID = progress.add_task(
+        desc, total=len(train_ds) * cfg.epochs, completed=len(train_ds) * start_epoch, unit="img"
+    )
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        sampler.set_epoch(epoch)
+        # Dropout and other in-model randomness restart from (seed, epoch) too.
+        torch.manual_seed(seed_for(seed, epoch, 1))
+        t0 = time.perf_counter()
+        running, seen = 0.0, 0
+        optimizer.zero_grad(set_to_none=True)
+        for i, (x, y, w, _) in enumerate(loader):
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            w = w.to(device, dtype=torch.float32, non_blocking=True)
+            if use_cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, cfg.amp):
+                loss = loss_fn(model(x), y, w)
+            if not torch.isfinite(loss):
+                raise RuntimeError(
+                    f"{desc}: loss became {loss.item()} in epoch {epoch + 1}; lower train.lr"
+                )
+            scaler.scale(loss / cfg.grad_accum).backward()
+            if (i + 1) % cfg.grad_accum == 0 or i + 1 == len(loader):
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                if cfg.scheduler != "plateau":
+                    scheduler.step()
+            running += loss.item() * len(y)
+            seen += len(y)
+            progress.advance(task, len(y))
+        result.train_seconds += time.perf_counter() - t0
+        result.train_images += seen
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": running / max(1, seen),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        if val_ds is not None and len(val_ds):
+            probs, emb = predict(
+                model,
+                val_ds,
+                batch_size=eval_bs,
+                workers=cfg.workers,
+                device=device,
+                amp=cfg.amp,
+                channels_last=use_cl,
+            )
+            labels = val_ds.labels
+            eps = 1e-12
+            record["val_loss"] = float(
+                -np.mean(np.log(probs[np.arange(len(labels)), labels] + eps))
+            )
+            m = classification_metrics(labels, probs.argmax(1), classes)
+            record["val_accuracy"], record["val_macro_f1"] = m["accuracy"], m["macro_f1"]
+            result.val_probs, result.val_embeddings = probs, emb
+            if cfg.scheduler == "plateau":
+                scheduler.step(record["val_loss"])
+        result.history.append(record)
+        shown = f" val acc {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
+        progress.update(task, description=f"{desc} epoch {epoch + 1}/{cfg.epochs}{shown}")
+        _save_checkpoint(
+            checkpoint,
+            {
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "history": result.history,
+            },
+        )
+    progress.update(task, completed=len(train_ds) * cfg.epochs)
+    return result
