@@ -70,6 +70,11 @@ def resolve_paths(df: pd.DataFrame, root: str | Path) -> list[Path]:
     return [Path(p) if os.path.isabs(p) else root / p for p in df["path"]]
 
 
+def _rows(mask: pd.Series | np.ndarray) -> list[int]:
+    """Positions where a boolean mask is true, as Python ints."""
+    return [int(i) for i in np.flatnonzero(np.asarray(mask))]
+
+
 def _image_problem(path: Path) -> str | None:
     if not path.is_file():
         return f"image not found: {path}"
@@ -101,54 +106,52 @@ def validate_manifest(
     file = str(file)
     problems: list[Problem] = []
     dup = df["sample_id"].duplicated(keep="first")
-    for i in np.flatnonzero(dup.to_numpy()):
+    for i in _rows(dup):
         first = int(np.flatnonzero((df["sample_id"] == df["sample_id"].iat[i]).to_numpy())[0])
         problems.append(
             Problem(
                 file,
                 f"duplicate sample_id {df['sample_id'].iat[i]!r} (first on line {line_of(first)})",
-                line_of(int(i)),
+                line_of(i),
             )
         )
     bad_split = ~df["split"].isin(SPLITS)
-    for i in np.flatnonzero(bad_split.to_numpy()):
+    for i in _rows(bad_split):
         problems.append(
             Problem(
                 file,
                 f"unknown split {df['split'].iat[i]!r}; use one of {', '.join(SPLITS)}",
-                line_of(int(i)),
+                line_of(i),
             )
         )
     weights = pd.to_numeric(df["weight"].str.strip(), errors="coerce")
-    for i in np.flatnonzero((weights.isna() | ~np.isfinite(weights)).to_numpy()):
+    for i in _rows(weights.isna() | ~np.isfinite(weights)):
         problems.append(
-            Problem(file, f"weight {df['weight'].iat[i]!r} is not a number", line_of(int(i)))
+            Problem(file, f"weight {df['weight'].iat[i]!r} is not a number", line_of(i))
         )
-    for i in np.flatnonzero((weights < 0).to_numpy()):
-        problems.append(
-            Problem(file, f"weight {df['weight'].iat[i]!r} is negative", line_of(int(i)))
-        )
+    for i in _rows(weights < 0):
+        problems.append(Problem(file, f"weight {df['weight'].iat[i]!r} is negative", line_of(i)))
     train = (df["split"] == "train").to_numpy()
     labels = df["label"].str.strip()
-    for i in np.flatnonzero(train & (labels == "").to_numpy()):
-        problems.append(Problem(file, "empty label on a train row", line_of(int(i))))
+    for i in _rows(train & (labels == "")):
+        problems.append(Problem(file, "empty label on a train row", line_of(i)))
     if classes is not None:
         known = set(classes)
         unknown = (labels != "") & ~labels.isin(known)
-        for i in np.flatnonzero(unknown.to_numpy()):
+        for i in _rows(unknown):
             problems.append(
                 Problem(
                     file,
                     f"label {df['label'].iat[i]!r} is not one of the pipeline's classes",
-                    line_of(int(i)),
+                    line_of(i),
                 )
             )
     if group:
         if group not in df.columns:
             problems.append(Problem(file, f"group column {group!r} not found", 1))
         else:
-            for i in np.flatnonzero(train & (df[group].str.strip() == "").to_numpy()):
-                problems.append(Problem(file, f"empty {group!r} on a train row", line_of(int(i))))
+            for i in _rows(train & (df[group].str.strip() == "")):
+                problems.append(Problem(file, f"empty {group!r} on a train row", line_of(i)))
     if check_images:
         problems.extend(_check_images(df, Path(file).parent, file, on_image))
     if classes is not None and folds is not None:
@@ -167,7 +170,7 @@ def _check_images(
     df: pd.DataFrame, root: Path, file: str, on_image: Callable[[], None] | None
 ) -> list[Problem]:
     # Excluded rows were dropped by a reviewer; their images may be gone.
-    rows = np.flatnonzero((df["split"] != "excluded").to_numpy())
+    rows = _rows(df["split"] != "excluded")
     paths = resolve_paths(df.iloc[rows], root)
     problems = []
     # Opening files is I/O-bound: threads overlap the waits.
@@ -176,7 +179,7 @@ def _check_images(
             if on_image is not None:
                 on_image()
             if reason is not None:
-                problems.append(Problem(file, reason, line_of(int(i))))
+                problems.append(Problem(file, reason, line_of(i)))
     return problems
 
 

@@ -141,13 +141,11 @@ def fit(
     use_cl = cfg.channels_last and device.type == "cuda"
     model.to(device)
     if use_cl:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.to(memory_format=torch.channels_last)
+    opt_args: dict[str, Any] = {"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}
+    # timm's factory leaves biases and norm weights out of weight decay.
     optimizer = create_optimizer_v2(
-        model,
-        opt=cfg.optimizer,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        **({"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}),
+        model, opt=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_args
     )
     sampler = EpochSampler(len(train_ds), seed=seed)
     loader = make_loader(
