@@ -168,6 +168,8 @@ def fit(
         scaler.load_state_dict(state["scaler"])
         result.history = state["history"]
         start_epoch = state["epoch"]
+        if not progress.disable:
+            progress.console.print(f"{desc}: resuming after epoch {start_epoch} from {checkpoint}")
 
     task: TaskID = progress.add_task(
         desc, total=len(train_ds) * cfg.epochs, completed=len(train_ds) * start_epoch, unit="img"
