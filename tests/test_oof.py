@@ -59,8 +59,17 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Digits with 10% noise, a clean test split, and a group column (writers of 4 images)."""
     root = tmp_path_factory.mktemp("digits")
     raw = root / "raw.csv"
-    invoke("ingest", "digits", str(root / "images"), "--noise", "0.1", "--seed", "0",
-           "--manifest", str(raw))
+    invoke(
+        "ingest",
+        "digits",
+        str(root / "images"),
+        "--noise",
+        "0.1",
+        "--seed",
+        "0",
+        "--manifest",
+        str(raw),
+    )
     df = pd.read_csv(raw, dtype=str, keep_default_na=False)
     df["group"] = [f"g{i // 4}" for i in range(len(df))]
     df.to_csv(root / "digits.csv", index=False)
@@ -109,7 +118,7 @@ def test_oof_table_is_complete_and_out_of_fold(digits: Path, baseline: Path) -> 
     assert "StratifiedGroupKFold" in metrics["split"]
     assert [m["fold"] for m in metrics["folds"]] == [0, 1, 2]
     assert sum(m["n"] for m in metrics["folds"]) == len(oof)
-    assert (baseline / "config.toml").read_text().count('classes = [') == 1
+    assert (baseline / "config.toml").read_text().count("classes = [") == 1
     for k in range(3):
         assert (baseline / f"fold-{k}" / "model.pt").exists()
         assert not (baseline / f"fold-{k}" / "checkpoint.pt").exists()
@@ -126,8 +135,17 @@ def test_same_seed_same_oof(digits: Path, baseline: Path, tmp_path: Path) -> Non
 
 def test_other_seed_other_folds(digits: Path, baseline: Path, tmp_path: Path) -> None:
     pipeline = write_pipeline(tmp_path / "p.toml", digits)
-    invoke("oof", str(pipeline), "--set", "train.seed=7", "--set", "train.epochs=1",
-           "--out", str(tmp_path / "seed7"), "--quiet")
+    invoke(
+        "oof",
+        str(pipeline),
+        "--set",
+        "train.seed=7",
+        "--set",
+        "train.epochs=1",
+        "--out",
+        str(tmp_path / "seed7"),
+        "--quiet",
+    )
     a = pd.read_csv(tmp_path / "seed7" / "folds.csv")["fold"]
     b = pd.read_csv(baseline / "folds.csv")["fold"]
     assert (a != b).any()
@@ -153,8 +171,18 @@ def test_killed_run_resumes_to_the_same_result(digits: Path, tmp_path: Path) -> 
 
     run = tmp_path / "killed"
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
-    cmd = [sys.executable, "-m", "cleaner", "oof", str(pipeline), "--out", str(run), "--quiet",
-           "--set", "train.folds=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cleaner",
+        "oof",
+        str(pipeline),
+        "--out",
+        str(run),
+        "--quiet",
+        "--set",
+        "train.folds=2",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = run / "fold-1" / "checkpoint.pt"
     deadline = time.monotonic() + 300
