@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import timm
@@ -97,7 +99,7 @@ def test_lr_schedule_shapes() -> None:
     f = [lr_factor(s, cfg, 10) for s in range(100)]
     assert f[0] == pytest.approx(0.05) and f[19] == pytest.approx(1.0)
     assert f[20] == pytest.approx(1.0) and f[-1] < 0.01
-    assert all(a >= b for a, b in zip(f[20:], f[21:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(f[20:]))
     step = TrainConfig(epochs=10, scheduler="step", step_epochs=3, gamma=0.5)
     assert [lr_factor(e * 10, step, 10) for e in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
 
@@ -111,7 +113,7 @@ def test_predict_keeps_order_and_shapes() -> None:
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     x = torch.stack([ds[i][0] for i in (7, 3)])
     with torch.no_grad():
-        logits, e = logits_and_embeddings(model.eval(), x)
+        logits, _ = logits_and_embeddings(model.eval(), x)
     np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), probs[[7, 3]], atol=1e-5)
 
 
