@@ -35,4 +35,4 @@ lint: venv
 	$(BIN)/mypy
 
 bench: venv
-	$(BIN)/python benchmarks/bench_oof_mnist.py
+	$(BIN)/python -m benchmarks.bench_oof_mnist

@@ -111,11 +111,14 @@ def plan_run(
     overrides: Iterable[str] = (),
     *,
     out: str | Path | None = None,
+    fold: int | None = None,
     progress: Progress,
 ) -> RunPlan:
-    """Load and validate the pipeline and its manifest, and set up the run folder."""
+    """Load and validate the pipeline, its manifest and ``fold``; set up the run folder."""
     pipeline = Path(pipeline)
     cfg = load_config(pipeline, overrides)
+    if fold is not None and not 0 <= fold < cfg.train.folds:
+        raise InputError(f"--fold {fold}: the pipeline has folds 0..{cfg.train.folds - 1}")
     if not cfg.data.manifest:
         raise InputError([Problem(str(pipeline), "data.manifest is not set")])
     manifest_path = Path(cfg.data.manifest)
@@ -312,10 +315,8 @@ def run_oof(
     progress: Progress,
 ) -> OofResult:
     """Train the folds that are not done (or only ``fold``), then merge when all are."""
-    plan = plan_run(pipeline, overrides, out=out, progress=progress)
+    plan = plan_run(pipeline, overrides, out=out, fold=fold, progress=progress)
     k_folds = plan.cfg.train.folds
-    if fold is not None and not 0 <= fold < k_folds:
-        raise InputError(f"--fold {fold}: the pipeline has folds 0..{k_folds - 1}")
     todo = [k for k in ([fold] if fold is not None else range(k_folds)) if not plan.fold_done(k)]
     cache = None
     if todo and plan.cfg.data.cache:

@@ -220,3 +220,4 @@ def test_bad_fold_number(digits: Path, tmp_path: Path) -> None:
     pipeline = write_pipeline(tmp_path / "p.toml", digits)
     result = runner.invoke(app, ["oof", str(pipeline), "--out", str(tmp_path / "r"), "--fold", "3"])
     assert result.exit_code == 2 and "--fold 3" in result.output
+    assert not (tmp_path / "r").exists()
