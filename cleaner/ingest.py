@@ -184,18 +184,23 @@ def ingest_arrays(
         raise InputError([Problem(str(images_dir), "image folder exists and is not empty")])
     if not 0.0 <= test_fraction < 1.0:
         raise InputError(f"--test-fraction must be in [0, 1), got {test_fraction}")
-    try:
-        # Validate the noise arguments before anything is written.
-        inject_noise(labels[:0], rate=noise, kind=noise_kind, n_classes=10, seed=seed)
-    except ValueError as e:
-        raise InputError(str(e)) from None
     n = len(labels)
     classes = np.unique(labels)
+    try:
+        # Validate the noise arguments before anything is written.
+        inject_noise(labels[:0], rate=noise, kind=noise_kind, n_classes=len(classes), seed=seed)
+    except ValueError as e:
+        raise InputError(str(e)) from None
     split = np.array(["train"] * n, dtype=object)
     if test_fraction > 0:
-        _, test_idx = train_test_split(
-            np.arange(n), test_size=test_fraction, stratify=labels, random_state=seed
-        )
+        try:
+            _, test_idx = train_test_split(
+                np.arange(n), test_size=test_fraction, stratify=labels, random_state=seed
+            )
+        except ValueError as e:  # too few rows of some class for a stratified split
+            raise InputError(
+                f"--test-fraction {test_fraction}: no stratified test split of {n} rows: {e}"
+            ) from None
         split[test_idx] = "test"
     train = split == "train"
     given = labels.copy()

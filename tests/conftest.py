@@ -102,7 +102,7 @@ def write_pipeline(
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """Every file under ``root`` (relative path -> sha256 of its bytes), to prove nothing changed."""
+    """Every file under ``root`` (relative path -> sha256 of its bytes): proves nothing changed."""
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
@@ -119,6 +119,12 @@ def assert_says(output: str, *fragments: str) -> None:
     """Assert that each fragment appears in ``output``, ignoring line wrapping."""
     for fragment in fragments:
         assert flat(fragment) in flat(output), f"{fragment!r} not in output:\n{output}"
+
+
+def assert_not_says(output: str, *fragments: str) -> None:
+    """Assert that no fragment appears in ``output``, ignoring line wrapping."""
+    for fragment in fragments:
+        assert flat(fragment) not in flat(output), f"{fragment!r} in output:\n{output}"
 
 
 @dataclass(frozen=True)
@@ -150,9 +156,7 @@ def tiny_images(tmp_path: Path) -> list[Path]:
 @pytest.fixture
 def tiny_rows(tiny_images: list[Path], tmp_path: Path) -> list[dict[str, str]]:
     """Manifest rows for ``tiny_images``: path relative to ``tmp_path``, label from the name."""
-    return [
-        {"path": p.relative_to(tmp_path).as_posix(), "label": p.stem[0]} for p in tiny_images
-    ]
+    return [{"path": p.relative_to(tmp_path).as_posix(), "label": p.stem[0]} for p in tiny_images]
 
 
 @pytest.fixture
@@ -189,3 +193,13 @@ def write_png_fixture() -> Callable[..., Path]:
 @pytest.fixture(name="snapshot")
 def snapshot_fixture() -> Callable[[Path], dict[str, str]]:
     return snapshot
+
+
+@pytest.fixture(name="assert_says")
+def assert_says_fixture() -> Callable[..., None]:
+    return assert_says
+
+
+@pytest.fixture(name="assert_not_says")
+def assert_not_says_fixture() -> Callable[..., None]:
+    return assert_not_says

@@ -1,0 +1,579 @@
+"""cleaner.ingest and ``cleaner ingest``: folders, CSV tables, digits and MNIST into manifests."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cleaner.cli import app
+from cleaner.errors import InputError
+from cleaner.ingest import (
+    default_manifest,
+    ingest_arrays,
+    load_digits_arrays,
+    load_mnist_arrays,
+    read_idx,
+)
+from cleaner.manifest import read_manifest, resolve_paths, validate_manifest
+
+MNIST_DIR = Path("/work/shared/data/mnist")
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """A manifest exactly as written: every value text, nothing filled in."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def decode(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def ingest(*args: str) -> str:
+    """Run ``cleaner ingest ARGS``; it must succeed. Returns the output."""
+    result = CliRunner().invoke(app, ["ingest", *args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def ingest_fails(root: Path, *args: str) -> str:
+    """Run ``cleaner ingest ARGS``; it must fail with exit 2 and change nothing under ``root``."""
+    before = {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    dirs = sorted(p for p in root.rglob("*") if p.is_dir())
+    result = CliRunner().invoke(app, ["ingest", *args])
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert "error:" in result.output
+    assert {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} == before
+    assert sorted(p for p in root.rglob("*") if p.is_dir()) == dirs
+    return result.output
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """An IDX file of unsigned bytes: magic 0x0000080N (N dims), N big-endian sizes, data."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim])
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+# --- digits ------------------------------------------------------------------------------
+
+N_DIGITS = 1797
+N_TEST = math.ceil(0.2 * N_DIGITS)  # sklearn rounds the test share up: 360
+N_TRAIN = N_DIGITS - N_TEST  # 1437
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> tuple[Path, str]:
+    """``ingest digits ROOT/img --noise 0.1 --seed 0 --manifest ROOT/m/digits.csv``, once."""
+    root = tmp_path_factory.mktemp("digits")
+    out = ingest(
+        "digits",
+        str(root / "img"),
+        "--noise",
+        "0.1",
+        "--seed",
+        "0",
+        "--manifest",
+        str(root / "m" / "digits.csv"),
+    )
+    return root / "m" / "digits.csv", out
+
+
+def test_digits_manifest(digits):
+    manifest, out = digits
+    df = read_raw(manifest)
+    assert list(df.columns) == ["sample_id", "path", "label", "split", "true_label"]
+    assert len(df) == N_DIGITS
+    assert df["sample_id"].is_unique
+    assert df["sample_id"].iloc[0] == "digit-0000"
+    assert df["path"].iloc[0] == "../img/digit-0000.png"  # relative to the manifest's folder
+    assert set(df["split"]) == {"train", "test"}
+    assert (df["split"] == "test").sum() == N_TEST
+    assert set(df["true_label"]) == {str(c) for c in range(10)}
+    _, labels = load_digits_arrays()
+    assert df["true_label"].tolist() == [str(c) for c in labels]
+    assert "digits.csv" in out
+
+
+def test_digits_noise_is_exact(digits):
+    manifest, out = digits
+    df = read_raw(manifest)
+    train = df[df["split"] == "train"]
+    n_flipped = int((train["label"] != train["true_label"]).sum())
+    assert n_flipped == round(0.1 * N_TRAIN) == 144
+    assert set(train["label"]) <= {str(c) for c in range(10)}
+    assert f"{n_flipped} train labels differ from true_label" in " ".join(out.split())
+
+
+def test_digits_test_rows_are_clean_and_unlabeled(digits):
+    df = read_raw(digits[0])
+    test = df[df["split"] == "test"]
+    assert (test["label"] == "").all()
+    assert (test["true_label"] != "").all()
+
+
+def test_digits_test_split_is_stratified(digits):
+    df = read_raw(digits[0])
+    per_class = df.groupby("true_label")["split"].agg(lambda s: (s == "test").sum())
+    totals = df.groupby("true_label").size()
+    assert np.all(np.abs(per_class - 0.2 * totals) <= 1), (per_class, totals)
+
+
+def test_digits_images_are_the_digits(digits):
+    manifest, _ = digits
+    df = read_manifest(manifest)
+    images, _ = load_digits_arrays()
+    paths = resolve_paths(df, manifest.parent)
+    assert len(list((manifest.parent.parent / "img").iterdir())) == N_DIGITS
+    for i in [0, 1, 500, N_DIGITS - 1]:
+        pixels = decode(paths[i])
+        assert pixels.shape == (8, 8)
+        assert pixels.dtype == np.uint8
+        assert np.array_equal(pixels, images[i])
+    assert all(p.is_file() for p in paths)
+    # The manifest is valid as it stands.
+    validate_manifest(df, file=manifest, classes=[str(c) for c in range(10)], folds=5)
+
+
+def test_digits_same_seed_same_bytes(digits, tmp_path):
+    manifest, _ = digits
+    again = tmp_path / "m" / "digits.csv"
+    ingest(
+        "digits", str(tmp_path / "img"), "--noise", "0.1", "--seed", "0", "--manifest", str(again)
+    )
+    assert again.read_bytes() == manifest.read_bytes()
+    first = manifest.parent.parent / "img" / "digit-1234.png"
+    assert (tmp_path / "img" / "digit-1234.png").read_bytes() == first.read_bytes()
+
+
+def test_digits_other_seed_other_noise(digits, tmp_path):
+    manifest, _ = digits
+    other = tmp_path / "m" / "digits.csv"
+    ingest(
+        "digits", str(tmp_path / "img"), "--noise", "0.1", "--seed", "1", "--manifest", str(other)
+    )
+    a, b = read_raw(manifest), read_raw(other)
+    assert not a["split"].equals(b["split"])
+    train = b[b["split"] == "train"]
+    assert int((train["label"] != train["true_label"]).sum()) == 144
+
+
+def test_digits_pairs_noise(tmp_path):
+    m = tmp_path / "d.csv"
+    ingest(
+        "digits",
+        str(tmp_path / "img"),
+        "--noise",
+        "0.2",
+        "--noise-kind",
+        "pairs",
+        "--seed",
+        "3",
+        "--manifest",
+        str(m),
+    )
+    df = read_raw(m)
+    train = df[df["split"] == "train"]
+    flipped = train[train["label"] != train["true_label"]]
+    assert len(flipped) == round(0.2 * N_TRAIN)
+    expected = [str((int(t) + 1) % 10) for t in flipped["true_label"]]
+    assert flipped["label"].tolist() == expected
+    assert "0" in set(flipped["label"])  # 9 wraps around to 0
+
+
+def test_digits_without_noise_or_test_split(tmp_path):
+    m = tmp_path / "d.csv"
+    ingest("digits", str(tmp_path / "img"), "--test-fraction", "0", "--manifest", str(m))
+    df = read_raw(m)
+    assert (df["split"] == "train").all()
+    assert df["label"].equals(df["true_label"])
+
+
+def test_digits_into_an_empty_existing_folder(tmp_path):
+    (tmp_path / "img").mkdir()
+    ingest("digits", str(tmp_path / "img"), "--manifest", str(tmp_path / "d.csv"))
+    assert len(list((tmp_path / "img").iterdir())) == N_DIGITS
+
+
+def test_digits_default_manifest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ingest("digits", "img", "--test-fraction", "0.5")
+    assert default_manifest("digits") == Path("data_manifests/digits.csv")
+    df = read_raw(tmp_path / "data_manifests" / "digits.csv")
+    assert df["path"].iloc[0] == "../img/digit-0000.png"
+
+
+def test_refuses_to_overwrite_a_manifest(tmp_path, assert_says):
+    m = tmp_path / "d.csv"
+    m.write_text("path,label\nkeep.png,a\n")
+    out = ingest_fails(tmp_path, "digits", str(tmp_path / "img"), "--manifest", str(m))
+    assert_says(out, f"{m}: already exists")
+    assert not (tmp_path / "img").exists()
+
+
+def test_refuses_a_non_empty_image_folder(tmp_path, assert_says):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "mine.png").write_bytes(b"not yours")
+    out = ingest_fails(
+        tmp_path, "digits", str(tmp_path / "img"), "--manifest", str(tmp_path / "d.csv")
+    )
+    assert_says(out, f"{tmp_path / 'img'}: image folder exists and is not empty")
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--noise", "1.5"], "noise rate must be in [0, 1), got 1.5"),
+        (["--noise", "-0.1"], "noise rate must be in [0, 1)"),
+        (["--noise-kind", "gaussian"], "noise kind must be one of uniform, pairs"),
+        (["--test-fraction", "1"], "--test-fraction must be in [0, 1), got 1.0"),
+    ],
+)
+def test_bad_noise_arguments_write_nothing(tmp_path, assert_says, args, reason):
+    out = ingest_fails(
+        tmp_path, "digits", str(tmp_path / "img"), "--manifest", str(tmp_path / "d.csv"), *args
+    )
+    assert_says(out, reason)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- folder ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def class_folders(tmp_path, write_png) -> Path:
+    src = tmp_path / "src"
+    write_png(src / "cat" / "c1.png", value=1)
+    write_png(src / "cat" / "c2.jpg", value=2)  # PNG bytes, .jpg name: listed by extension
+    write_png(src / "cat" / "nested" / "c3.PNG", value=3)
+    write_png(src / "dog" / "d1.png", value=4)
+    (src / "dog" / "notes.txt").write_text("not an image")
+    write_png(src / "stray.png", value=5)  # not in a class folder: no label, left out
+    (src / "empty_class").mkdir()
+    return src
+
+
+def test_ingest_folder(class_folders, tmp_path):
+    m = tmp_path / "out" / "pets.csv"
+    out = ingest("folder", str(class_folders), "--manifest", str(m))
+    df = read_raw(m)
+    assert list(df.columns) == ["sample_id", "path", "label"]
+    assert df["path"].tolist() == [
+        "../src/cat/c1.png",
+        "../src/cat/c2.jpg",
+        "../src/cat/nested/c3.PNG",
+        "../src/dog/d1.png",
+    ]
+    assert df["sample_id"].tolist() == df["path"].tolist()
+    assert df["label"].tolist() == ["cat", "cat", "cat", "dog"]
+    full = read_manifest(m)
+    assert all(p.is_file() for p in resolve_paths(full, m.parent))
+    assert "pets.csv" in out
+
+
+def test_ingest_folder_default_manifest(class_folders, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ingest("folder", "src")
+    df = read_raw(tmp_path / "data_manifests" / "src.csv")
+    assert df["path"].iloc[0] == "../src/cat/c1.png"
+
+
+def test_ingest_folder_without_images(tmp_path, write_png, assert_says):
+    src = tmp_path / "src"
+    write_png(src / "top_level.png")
+    (src / "cat").mkdir()
+    out = ingest_fails(tmp_path, "folder", str(src), "--manifest", str(tmp_path / "m.csv"))
+    assert_says(out, f"{src}: no images found in class sub-folders")
+
+
+def test_ingest_folder_not_a_folder(tmp_path, assert_says):
+    out = ingest_fails(
+        tmp_path, "folder", str(tmp_path / "nope"), "--manifest", str(tmp_path / "x.csv")
+    )
+    assert_says(out, f"{tmp_path / 'nope'}: not a folder")
+
+
+def test_ingest_folder_refuses_to_overwrite(class_folders, tmp_path, assert_says):
+    m = tmp_path / "m.csv"
+    m.write_text("old")
+    out = ingest_fails(tmp_path, "folder", str(class_folders), "--manifest", str(m))
+    assert_says(out, f"{m}: already exists")
+
+
+# --- csv ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def table(tmp_path, write_csv) -> Path:
+    rows = [
+        {"file": "imgs/1.png", "cls": "cat", "person": "p1", "quality": "007", "note": "a, b"},
+        {"file": "imgs/2.png", "cls": "dog", "person": "p1", "quality": "NA", "note": ""},
+        {"file": "sub/../imgs/3.png", "cls": "", "person": "p2", "quality": " 1.50 ", "note": "ü"},
+    ]
+    return write_csv(tmp_path / "raw" / "labels.csv", rows)
+
+
+def test_ingest_csv(table, tmp_path):
+    m = tmp_path / "manifests" / "pets.csv"
+    ingest(
+        "csv",
+        str(table),
+        "--path-col",
+        "file",
+        "--label-col",
+        "cls",
+        "--group-col",
+        "person",
+        "--manifest",
+        str(m),
+    )
+    df = read_raw(m)
+    assert list(df.columns) == ["sample_id", "path", "label", "group", "quality", "note"]
+    # Paths were relative to the table; now they are relative to the manifest.
+    assert df["path"].tolist() == ["../raw/imgs/1.png", "../raw/imgs/2.png", "../raw/imgs/3.png"]
+    assert df["sample_id"].tolist() == df["path"].tolist()
+    assert df["label"].tolist() == ["cat", "dog", ""]
+    assert df["group"].tolist() == ["p1", "p1", "p2"]
+    # Extra columns are kept exactly.
+    assert df["quality"].tolist() == ["007", "NA", " 1.50 "]
+    assert df["note"].tolist() == ["a, b", "", "ü"]
+
+
+def test_ingest_csv_id_and_split_columns(tmp_path, write_csv):
+    t = write_csv(
+        tmp_path / "t.csv",
+        [
+            {"id": "x1", "img": "a.png", "y": "cat", "part": "train"},
+            {"id": "x2", "img": "b.png", "y": "", "part": "test"},
+        ],
+    )
+    m = tmp_path / "m.csv"
+    ingest(
+        "csv",
+        str(t),
+        "--path-col",
+        "img",
+        "--label-col",
+        "y",
+        "--id-col",
+        "id",
+        "--split-col",
+        "part",
+        "--manifest",
+        str(m),
+    )
+    df = read_raw(m)
+    assert list(df.columns) == ["sample_id", "path", "label", "split"]
+    assert df["sample_id"].tolist() == ["x1", "x2"]
+    assert df["path"].tolist() == ["a.png", "b.png"]
+    assert df["split"].tolist() == ["train", "test"]
+
+
+def test_ingest_csv_missing_column(table, tmp_path, assert_says):
+    out = ingest_fails(
+        tmp_path,
+        "csv",
+        str(table),
+        "--path-col",
+        "file",
+        "--label-col",
+        "kind",
+        "--manifest",
+        str(tmp_path / "m.csv"),
+    )
+    assert_says(out, f"{table}, line 1: column(s) not found: kind")
+
+
+def test_ingest_csv_refuses_to_overwrite_a_column(tmp_path, write_csv, assert_says):
+    t = write_csv(tmp_path / "t.csv", [{"img": "a.png", "y": "cat", "label": "old"}])
+    out = ingest_fails(
+        tmp_path,
+        "csv",
+        str(t),
+        "--path-col",
+        "img",
+        "--label-col",
+        "y",
+        "--manifest",
+        str(tmp_path / "m.csv"),
+    )
+    assert_says(out, f"{t}, line 1: column(s) label would be overwritten")
+
+
+def test_ingest_csv_table_not_found(tmp_path, assert_says):
+    out = ingest_fails(
+        tmp_path,
+        "csv",
+        str(tmp_path / "nope.csv"),
+        "--path-col",
+        "p",
+        "--label-col",
+        "l",
+        "--manifest",
+        str(tmp_path / "m.csv"),
+    )
+    assert_says(out, f"{tmp_path / 'nope.csv'}: table not found")
+
+
+def test_ingest_csv_refuses_to_overwrite(table, tmp_path, assert_says):
+    m = tmp_path / "m.csv"
+    m.write_text("old")
+    out = ingest_fails(
+        tmp_path,
+        "csv",
+        str(table),
+        "--path-col",
+        "file",
+        "--label-col",
+        "cls",
+        "--manifest",
+        str(m),
+    )
+    assert_says(out, f"{m}: already exists")
+
+
+# --- mnist (IDX) -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_idx(tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """Two IDX pairs: ``t10k`` gzipped (20 images) and ``train`` plain (30), 6x5 pixels."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(50, 6, 5), dtype=np.uint8)
+    labels = np.array([i % 10 for i in range(50)], dtype=np.uint8)
+    d = tmp_path / "idx"
+    write_idx(d / "t10k-images-idx3-ubyte.gz", images[:20])
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", labels[:20])
+    write_idx(d / "train-images-idx3-ubyte", images[20:])
+    write_idx(d / "train-labels-idx1-ubyte", labels[20:])
+    return d, images, labels
+
+
+def test_write_idx_header(tmp_path):
+    # The helper writes the documented magic numbers (0x00000803 images, 0x00000801 labels).
+    img = write_idx(tmp_path / "x-images-idx3-ubyte", np.zeros((2, 3, 4)))
+    lab = write_idx(tmp_path / "x-labels-idx1-ubyte", np.zeros(2))
+    assert img.read_bytes()[:16] == bytes.fromhex("00000803 00000002 00000003 00000004")
+    assert lab.read_bytes()[:8] == bytes.fromhex("00000801 00000002")
+
+
+def test_read_idx(tiny_idx):
+    d, images, labels = tiny_idx
+    assert np.array_equal(read_idx(d / "t10k-images-idx3-ubyte.gz"), images[:20])
+    assert np.array_equal(read_idx(d / "train-labels-idx1-ubyte"), labels[20:])
+
+
+def test_load_mnist_arrays(tiny_idx):
+    d, images, labels = tiny_idx
+    x, y, ids = load_mnist_arrays(d)
+    assert np.array_equal(x, images)
+    assert np.array_equal(y, labels)
+    assert y.dtype == np.int64
+    assert ids[:2] == ["t10k-00000", "t10k-00001"]
+    assert ids[20:22] == ["train-00000", "train-00001"]
+    assert len(set(ids)) == 50
+
+
+def test_ingest_mnist(tiny_idx, tmp_path):
+    d, images, labels = tiny_idx
+    m = tmp_path / "m" / "mnist.csv"
+    ingest("mnist", str(d), str(tmp_path / "img"), "--noise", "0.25", "--manifest", str(m))
+    df = read_raw(m)
+    assert len(df) == 50
+    assert df["true_label"].tolist() == [str(c) for c in labels]
+    assert (df["split"] == "test").sum() == 10
+    train = df[df["split"] == "train"]
+    assert int((train["label"] != train["true_label"]).sum()) == 10  # round(0.25 * 40)
+    paths = resolve_paths(read_manifest(m), m.parent)
+    for i in range(50):
+        assert np.array_equal(decode(paths[i]), images[i])  # (rows, cols) = (6, 5)
+    assert df["path"].iloc[20] == "../img/train-00000.png"
+
+
+def test_ingest_mnist_too_few_images_to_stratify(tmp_path, assert_says):
+    # 10 classes cannot each give a row to a test split of 2 rows.
+    d = tmp_path / "idx"
+    write_idx(d / "t-images-idx3-ubyte", np.zeros((10, 4, 4)))
+    write_idx(d / "t-labels-idx1-ubyte", np.arange(10))
+    out = ingest_fails(
+        tmp_path, "mnist", str(d), str(tmp_path / "img"), "--manifest", str(tmp_path / "m.csv")
+    )
+    assert_says(out, "--test-fraction")
+    assert not (tmp_path / "img").exists()
+
+
+def test_ingest_arrays_one_class_with_noise(tmp_path):
+    with pytest.raises(InputError, match="at least 2 classes"):
+        ingest_arrays(
+            np.zeros((4, 2, 2), np.uint8),
+            np.zeros(4, np.int64),
+            ["a", "b", "c", "d"],
+            tmp_path / "img",
+            tmp_path / "m.csv",
+            noise=0.5,
+            test_fraction=0,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ("no_files", "no *-images-idx3-ubyte[.gz] files"),
+        ("no_labels", "no matching labels file"),
+        ("bad_magic", "not an IDX file of unsigned bytes"),
+        ("short", "IDX size does not match its header [3, 4, 4]"),
+        ("mismatch", "images and labels do not match"),
+    ],
+)
+def test_ingest_mnist_bad_idx(tmp_path, assert_says, setup, reason):
+    d = tmp_path / "idx"
+    d.mkdir()
+    if setup != "no_files":
+        img = write_idx(d / "t-images-idx3-ubyte", np.zeros((3, 4, 4)))
+    if setup not in ("no_files", "no_labels"):
+        write_idx(d / "t-labels-idx1-ubyte", np.zeros(2 if setup == "mismatch" else 3))
+    if setup == "bad_magic":
+        img.write_bytes(b"\x00\x00\x0d\x03" + img.read_bytes()[4:])  # 0x0D: float data
+    if setup == "short":
+        img.write_bytes(img.read_bytes()[:-1])
+    out = ingest_fails(
+        tmp_path, "mnist", str(d), str(tmp_path / "img"), "--manifest", str(tmp_path / "m.csv")
+    )
+    assert_says(out, reason)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"{MNIST_DIR} not found")
+def test_ingest_real_mnist(tmp_path):
+    m = tmp_path / "mnist.csv"
+    ingest("mnist", str(MNIST_DIR), str(tmp_path / "img"), "--noise", "0.1", "--manifest", str(m))
+    df = read_raw(m)
+    assert len(df) == 10_000
+    assert (df["split"] == "test").sum() == 2_000
+    train = df[df["split"] == "train"]
+    assert int((train["label"] != train["true_label"]).sum()) == 800
+    assert df["sample_id"].iloc[0] == "t10k-00000"
+    x = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")
+    y = read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+    assert df["true_label"].tolist() == [str(c) for c in y]
+    paths = resolve_paths(read_manifest(m), m.parent)
+    for i in [0, 4321, 9999]:
+        pixels = decode(paths[i])
+        assert pixels.shape == (28, 28)
+        assert np.array_equal(pixels, x[i])
