@@ -12,6 +12,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on im
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cleaner import ingest as ingest_lib
 from cleaner.errors import InputError
@@ -37,7 +38,10 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (InputError, FileExistsError) as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+            # The message is user text (labels, paths): print it literally, unwrapped.
+            err_console.print(
+                Text.assemble(("error: ", "bold red"), str(e)), highlight=False, soft_wrap=True
+            )
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

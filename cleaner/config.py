@@ -8,6 +8,7 @@ saves as ``config.toml``, so a run can always be repeated exactly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import tomllib
@@ -147,17 +148,27 @@ def _tomlable(value: Any) -> Any:
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """Parse ``section.key=value``; the value is read as TOML, else taken as a string."""
+    """Parse ``section.key=value``; the value is read as TOML, else taken as a string.
+
+    A key whose type is text takes the value as written (``model.name=inf``,
+    ``data.group=1990``) unless it is quoted; a float key also takes ``.01``.
+    """
     key, sep, raw = text.partition("=")
     section, dot, name = key.strip().partition(".")
+    name, raw = name.strip(), raw.strip()
     if not sep or not dot or not name:
         raise InputError(f"--set {text!r}: expected section.key=value, e.g. train.epochs=3")
-    raw = raw.strip()
+    hint = typing.get_type_hints(SECTIONS[section]).get(name) if section in SECTIONS else None
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
-    return section, name.strip(), value
+    if hint is str and not isinstance(value, str):
+        value = raw
+    elif hint is float and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(raw)
+    return section, name, value
 
 
 def _coerce(value: Any, hint: Any, where: str, file: str) -> Any:

@@ -33,7 +33,9 @@ def default_manifest(name: str) -> Path:
 
 
 def _relpath(path: Path, manifest: Path) -> str:
-    return Path(os.path.relpath(path.resolve(), manifest.resolve().parent)).as_posix()
+    """``path`` relative to the manifest's folder."""
+    # abspath, not resolve: a symlinked image folder stays a symlink.
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(manifest.parent))).as_posix()
 
 
 def _refuse_existing(manifest: Path) -> None:
@@ -102,8 +104,10 @@ def ingest_csv(
             [Problem(str(table), f"column(s) {', '.join(clash)} would be overwritten", 1)]
         )
     df = df.rename(columns=mapping)
-    paths = [Path(p) if os.path.isabs(p) else table.parent / p for p in df["path"]]
-    df["path"] = [_relpath(p, manifest) for p in paths]
+    # Absolute paths stay absolute; relative ones move from the table's folder to the manifest's.
+    df["path"] = [
+        p if os.path.isabs(p) else _relpath(table.parent / p, manifest) for p in df["path"]
+    ]
     if "sample_id" not in df.columns:
         df.insert(0, "sample_id", df["path"])
     return write_manifest(df, manifest)

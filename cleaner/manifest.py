@@ -127,7 +127,7 @@ def validate_manifest(
     weights = pd.to_numeric(df["weight"].str.strip(), errors="coerce")
     for i in _rows(weights.isna() | ~np.isfinite(weights)):
         problems.append(
-            Problem(file, f"weight {df['weight'].iat[i]!r} is not a number", line_of(i))
+            Problem(file, f"weight {df['weight'].iat[i]!r} is not a finite number", line_of(i))
         )
     for i in _rows(weights < 0):
         problems.append(Problem(file, f"weight {df['weight'].iat[i]!r} is negative", line_of(i)))
@@ -137,12 +137,13 @@ def validate_manifest(
         problems.append(Problem(file, "empty label on a train row", line_of(i)))
     if classes is not None:
         known = set(classes)
+        shown = ", ".join(list(classes)[:30]) + (", ..." if len(classes) > 30 else "")
         unknown = (labels != "") & ~labels.isin(known)
         for i in _rows(unknown):
             problems.append(
                 Problem(
                     file,
-                    f"label {df['label'].iat[i]!r} is not one of the pipeline's classes",
+                    f"label {df['label'].iat[i]!r} is not one of the pipeline's classes ({shown})",
                     line_of(i),
                 )
             )

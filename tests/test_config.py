@@ -127,6 +127,14 @@ def test_replace():
         ("data.image_size=[16, 24]", ("data", "image_size", [16, 24])),
         ("model.weights=", ("model", "weights", "")),
         ("data.manifest=a=b.csv", ("data", "manifest", "a=b.csv")),
+        # text keys take bare values that TOML would read as numbers or booleans
+        ("model.name=inf", ("model", "name", "inf")),
+        ("data.group=1990", ("data", "group", "1990")),
+        ("data.manifest=true", ("data", "manifest", "true")),
+        ('data.group="1990"', ("data", "group", "1990")),
+        # float keys take what Python reads as a float
+        ("train.lr=.01", ("train", "lr", 0.01)),
+        ("train.lr=1e-3", ("train", "lr", 0.001)),
     ],
 )
 def test_parse_override(text, expected):
