@@ -51,15 +51,11 @@ def load_image(path: str | Path, in_chans: int) -> np.ndarray:
     return img
 
 
-def build_transform(
-    aug: AugmentConfig,
-    *,
-    train: bool,
-    image_size: tuple[int, int],
-    mean: Sequence[float],
-    std: Sequence[float],
-) -> A.Compose:
-    """Resize, the configured albumentations transforms by name, normalise, to tensor."""
+def build_transform(aug: AugmentConfig, *, train: bool, image_size: tuple[int, int]) -> A.Compose:
+    """Resize, the configured albumentations transforms by name, then a uint8 tensor.
+
+    Normalisation is not here: :class:`Normalize` does it per batch, on the device.
+    """
     steps: list[Any] = [A.Resize(*image_size)] if aug.resize else []
     for spec in aug.train if train else aug.eval:
         args = dict(spec)
@@ -71,14 +67,43 @@ def build_transform(
             steps.append(cls(**args))
         except (TypeError, ValueError) as e:
             raise InputError(f"augment: {name}({args}) is invalid: {e}") from None
-    steps += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
+    steps.append(ToTensorV2())
     return A.Compose(steps, seed=0)
+
+
+class Normalize:
+    """Pixel normalisation of a whole batch ``(B, C, H, W)`` on its device.
+
+    Batches stay uint8 until they reach the device: a quarter of the bytes to
+    move, and no per-sample float work in the loader (like timm's prefetcher).
+    uint8 input is scaled by 1/255; float input (from a transform that already
+    made floats) is taken to be in [0, 1], albumentations' convention.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        if len(mean) != len(std) or not mean:
+            raise InputError("data.mean and data.std need the same, non-zero number of values")
+        if any(v <= 0 for v in std):
+            raise InputError("data.std values must be positive")
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._on: dict[tuple[torch.device, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.device, x.dtype == torch.uint8)
+        if key not in self._on:
+            scale = 255.0 if key[1] else 1.0
+            m = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * scale
+            s = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * scale
+            self._on[key] = (m, s)
+        m, s = self._on[key]
+        return (x.float() - m) / s
 
 
 class ImageDataset(Dataset):
     """Images with labels (N,) (``-1`` for unknown) and loss weights (N,).
 
-    Items are ``(image (C, H, W) float32, label, weight, index)``. Indices may
+    Items are ``(image (C, H, W) uint8, label, weight, index)``; normalise
+    batches with ``dataset.normalize``. Indices may
     arrive as ``(index, epoch)`` pairs from :class:`EpochSampler`.
     """
 
@@ -89,6 +114,7 @@ class ImageDataset(Dataset):
         weights: np.ndarray,
         transform: A.Compose,
         *,
+        normalize: Normalize,
         in_chans: int,
         seed: int = 0,
         images: list[np.ndarray] | None = None,
@@ -97,6 +123,7 @@ class ImageDataset(Dataset):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.weights = np.asarray(weights, dtype=np.float32)
         self.transform = transform
+        self.normalize = normalize  # applied per batch by the trainer, on the device
         self.in_chans = in_chans
         self.seed = seed
         self.images = images  # decoded in advance (data.cache)

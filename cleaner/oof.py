@@ -29,7 +29,7 @@ from rich.progress import Progress
 
 from cleaner.atomic import atomic_path, write_text
 from cleaner.config import PipelineConfig, load_config
-from cleaner.data import ImageDataset, build_transform, decode_all, seed_for
+from cleaner.data import ImageDataset, Normalize, build_transform, decode_all, seed_for
 from cleaner.errors import InputError, Problem
 from cleaner.folds import describe_split, make_folds
 from cleaner.manifest import read_manifest, resolve_paths, sha256_file, validate_manifest
@@ -169,15 +169,14 @@ def _dataset(
     """A dataset over ``rows`` (positions among the train rows)."""
     cfg = plan.cfg
     sub = plan.df.iloc[plan.train_rows[rows]]
-    transform = build_transform(
-        cfg.augment, train=train, image_size=cfg.data.hw, mean=mean, std=std
-    )
+    transform = build_transform(cfg.augment, train=train, image_size=cfg.data.hw)
     weights = pd.to_numeric(sub["weight"]).to_numpy(np.float32)
     return ImageDataset(
         resolve_paths(sub, plan.manifest_path.parent),
         plan.labels[rows],
         weights,
         transform,
+        normalize=Normalize(mean, std),
         in_chans=cfg.model.in_chans,
         seed=seed,
         images=[cache[i] for i in rows] if cache is not None else None,

@@ -108,7 +108,7 @@ def predict(
     loader = make_loader(dataset, batch_size=batch_size, workers=workers, device=device)
     probs, embs = [], []
     for x, _, _, _ in loader:
-        x = x.to(device, non_blocking=True)
+        x = dataset.normalize(x.to(device, non_blocking=True))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
@@ -183,7 +183,7 @@ def fit(
         running, seen = 0.0, 0
         optimizer.zero_grad(set_to_none=True)
         for i, (x, y, w, _) in enumerate(loader):
-            x = x.to(device, non_blocking=True)
+            x = train_ds.normalize(x.to(device, non_blocking=True))
             y = y.to(device, non_blocking=True)
             w = w.to(device, dtype=torch.float32, non_blocking=True)
             if use_cl:

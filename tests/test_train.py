@@ -11,7 +11,7 @@ import torch
 from rich.progress import Progress
 
 from cleaner.config import AugmentConfig, ModelConfig, TrainConfig
-from cleaner.data import ImageDataset, build_transform
+from cleaner.data import ImageDataset, Normalize, build_transform
 from cleaner.errors import InputError
 from cleaner.folds import make_folds
 from cleaner.ingest import load_digits_arrays
@@ -25,11 +25,15 @@ def digits_dataset(n: int, in_chans: int = 1, train: bool = True) -> ImageDatase
     images, labels = load_digits_arrays()
     imgs = [np.repeat(im[:, :, None], in_chans, axis=2) for im in images[:n]]
     aug = AugmentConfig(train=({"name": "Affine", "rotate": [-5, 5], "p": 0.5},))
-    tf = build_transform(
-        aug, train=train, image_size=(16, 16), mean=(0.5,) * in_chans, std=(0.5,) * in_chans
-    )
+    tf = build_transform(aug, train=train, image_size=(16, 16))
     return ImageDataset(
-        [""] * n, labels[:n], np.ones(n, np.float32), tf, in_chans=in_chans, images=imgs
+        [""] * n,
+        labels[:n],
+        np.ones(n, np.float32),
+        tf,
+        normalize=Normalize((0.5,), (0.5,)),
+        in_chans=in_chans,
+        images=imgs,
     )
 
 
@@ -111,7 +115,7 @@ def test_predict_keeps_order_and_shapes() -> None:
     probs, emb = predict(model, ds, batch_size=16, workers=0, device=torch.device("cpu"))
     assert probs.shape == (50, 10) and emb.shape == (50, model.num_features)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
-    x = torch.stack([ds[i][0] for i in (7, 3)])
+    x = ds.normalize(torch.stack([ds[i][0] for i in (7, 3)]))
     with torch.no_grad():
         logits, _ = logits_and_embeddings(model.eval(), x)
     np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), probs[[7, 3]], atol=1e-5)
