@@ -92,6 +92,8 @@ class AugmentConfig:
 class FlagConfig:
     method: str = "self_confidence"  # cleanlab ranking method
     top: int = 200  # rows in the relabel queue
+    group_label: bool = False  # the class label is the same on every row of a data.group
+    group_columns: tuple[str, ...] = ()  # manifest columns that are the same within a group
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ write into one folder.
 
 Run folder: ``config.toml``, ``manifest.sha256``, ``folds.csv``,
 ``fold-K/{model.pt, metrics.json, oof.npz}``, then ``oof.csv``,
-``embeddings.npy`` (row-aligned with ``oof.csv``) and ``metrics.json``.
+``embeddings.npy`` (row-aligned with ``oof.csv``), ``metrics.json``, and when
+the manifest has ``unlabeled`` rows, ``unlabeled.csv``: their probabilities
+averaged over the K fold models.
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ class RunPlan:
     @property
     def sample_ids(self) -> np.ndarray:
         return self.df["sample_id"].to_numpy()[self.train_rows]
+
+    @property
+    def unlabeled_rows(self) -> np.ndarray:
+        """Positions in df of the ``unlabeled`` rows."""
+        return np.flatnonzero((self.df["split"] == "unlabeled").to_numpy())
 
     def fold_dir(self, k: int) -> Path:
         return self.run_dir / f"fold-{k}"
@@ -159,27 +166,25 @@ def plan_run(
 def _dataset(
     plan: RunPlan,
     rows: np.ndarray,
+    labels: np.ndarray,
     *,
     train: bool,
-    mean: Sequence[float],
-    std: Sequence[float],
+    normalize: Normalize,
     seed: int,
-    cache: list[np.ndarray] | None,
+    cache: list[np.ndarray] | None = None,
 ) -> ImageDataset:
-    """A dataset over ``rows`` (positions among the train rows)."""
+    """A dataset over manifest positions ``rows``; ``cache`` is indexed like ``rows``."""
     cfg = plan.cfg
-    sub = plan.df.iloc[plan.train_rows[rows]]
-    transform = build_transform(cfg.augment, train=train, image_size=cfg.data.hw)
-    weights = pd.to_numeric(sub["weight"]).to_numpy(np.float32)
+    sub = plan.df.iloc[rows]
     return ImageDataset(
         resolve_paths(sub, plan.manifest_path.parent),
-        plan.labels[rows],
-        weights,
-        transform,
-        normalize=Normalize(mean, std),
+        labels,
+        pd.to_numeric(sub["weight"]).to_numpy(np.float32),
+        build_transform(cfg.augment, train=train, image_size=cfg.data.hw),
+        normalize=normalize,
         in_chans=cfg.model.in_chans,
         seed=seed,
-        images=[cache[i] for i in rows] if cache is not None else None,
+        images=cache,
     )
 
 
@@ -200,8 +205,22 @@ def train_fold(
         mean, std = default_mean_std(model, cfg.model.in_chans)
     train_rows = np.flatnonzero(plan.folds != k)
     val_rows = np.flatnonzero(plan.folds == k)
-    train_ds = _dataset(plan, train_rows, train=True, mean=mean, std=std, seed=seed, cache=cache)
-    val_ds = _dataset(plan, val_rows, train=False, mean=mean, std=std, seed=seed, cache=cache)
+    norm = Normalize(mean, std)
+
+    def part(rows: np.ndarray, train: bool) -> ImageDataset:
+        images = [cache[i] for i in rows] if cache is not None else None
+        return _dataset(
+            plan,
+            plan.train_rows[rows],
+            plan.labels[rows],
+            train=train,
+            normalize=norm,
+            seed=seed,
+            cache=images,
+        )
+
+    train_ds, val_ds = part(train_rows, True), part(val_rows, False)
+    eval_bs = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
     t0 = time.perf_counter()
     result = fit(
         model,
@@ -220,11 +239,28 @@ def train_fold(
         probs, emb = predict(
             model,
             val_ds,
-            batch_size=cfg.train.eval_batch_size or 2 * cfg.train.batch_size,
+            batch_size=eval_bs,
             workers=cfg.train.workers,
             device=device,
             amp=cfg.train.amp,
         )
+    # Unlabeled rows get this fold model's opinion too (averaged over folds at merge),
+    # for ranking them for labeling.
+    unlabeled = plan.unlabeled_rows
+    if len(unlabeled):
+        ds = _dataset(
+            plan, unlabeled, np.full(len(unlabeled), -1), train=False, normalize=norm, seed=seed
+        )
+        u_probs, _ = predict(
+            model,
+            ds,
+            batch_size=eval_bs,
+            workers=cfg.train.workers,
+            device=device,
+            amp=cfg.train.amp,
+        )
+        with atomic_path(fold_dir / "unlabeled.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
+            np.savez(f, probs=u_probs)
     metrics = classification_metrics(plan.labels[val_rows], probs.argmax(1), plan.classes)
     metrics.update(
         fold=k,
@@ -300,6 +336,16 @@ def merge_folds(plan: RunPlan) -> dict[str, Any]:
     if not (plan.run_dir / "oof.csv").exists():
         with atomic_path(plan.run_dir / "oof.csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.8g")
+    unlabeled = plan.unlabeled_rows
+    if len(unlabeled) and not (plan.run_dir / "unlabeled.csv").exists():
+        probs = np.mean(
+            [np.load(plan.fold_dir(k) / "unlabeled.npz")["probs"] for k in range(k_folds)], axis=0
+        )
+        ids = plan.df["sample_id"].to_numpy()[unlabeled]
+        u_table = oof_table(ids, np.full(len(ids), -1), probs.argmax(1), probs, plan.classes)
+        u_table = u_table.drop(columns=["fold", "label"])
+        with atomic_path(plan.run_dir / "unlabeled.csv") as tmp:
+            u_table.to_csv(tmp, index=False, float_format="%.8g")
     if not (plan.run_dir / "metrics.json").exists():
         write_text(plan.run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

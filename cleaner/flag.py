@@ -1,0 +1,209 @@
+"""Ranking and issue detection on arrays: which samples a person should see first.
+
+Pure functions of ``labels`` (N,) int class indices, ``pred_probs`` (N, K)
+out-of-fold probabilities and ``embeddings`` (N, D), named as in
+``cleanlab.rank``; keyword-only options; no file I/O. Label issues and
+quality scores come from cleanlab; outliers and near duplicates follow the
+rules of cleanlab's Datalab on a kNN graph built by cleanlab's own helper
+(Datalab itself needs the heavy ``datasets`` package).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from cleanlab.count import compute_confident_joint, estimate_joint, num_label_issues
+from cleanlab.filter import find_label_issues
+from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
+from cleanlab.rank import get_label_quality_ensemble_scores, get_label_quality_scores
+
+RANK_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+# When a sample has several issues, the queue names the first of these it has.
+ISSUE_PRECEDENCE = ("label", "near_duplicate", "outlier")
+# Datalab's defaults: a near duplicate lies closer than 0.13 x the median distance
+# to a nearest neighbour; an outlier's mean kNN distance exceeds Q3 + (1/t - 1) IQR.
+NEAR_DUPLICATE_THRESHOLD = 0.13
+OUTLIER_THRESHOLD = 0.37037
+
+
+def bad_probability_rows(pred_probs: np.ndarray, *, atol: float = 1e-3) -> list[tuple[int, str]]:
+    """Rows of ``pred_probs`` (N, K) that are not probability vectors, with the reason."""
+    p = np.asarray(pred_probs, dtype=np.float64)
+    finite = np.nan_to_num(p, nan=0.0, posinf=0.0, neginf=0.0)
+    nan = np.asarray(~np.isfinite(p).all(axis=1))
+    neg = np.asarray((finite < 0).any(axis=1))
+    off = np.asarray(np.abs(finite.sum(axis=1) - 1.0) > atol)
+    out = []
+    for i in np.flatnonzero(nan | neg | off):
+        if nan[i]:
+            out.append((int(i), "probability is NaN or infinite"))
+        elif neg[i]:
+            out.append((int(i), "negative probability"))
+        else:
+            out.append((int(i), f"probabilities sum to {p[i].sum():.6g}, not 1"))
+    return out
+
+
+def label_quality(
+    labels: np.ndarray, pred_probs: np.ndarray, *, method: str = "self_confidence"
+) -> np.ndarray:
+    """cleanlab's label quality (N,) in [0, 1]; low means likely mislabeled."""
+    return get_label_quality_scores(labels, pred_probs, method=method)
+
+
+def ensemble_label_quality(
+    labels: np.ndarray, pred_probs_list: Sequence[np.ndarray], *, method: str = "self_confidence"
+) -> np.ndarray:
+    """Label quality (N,) from several models' ``pred_probs``, by cleanlab's ensemble scoring."""
+    if len(pred_probs_list) == 1:
+        return label_quality(labels, pred_probs_list[0], method=method)
+    return get_label_quality_ensemble_scores(
+        labels, list(pred_probs_list), method=method, verbose=False
+    )
+
+
+def suggest_labels(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The most likely class other than the given one (N,), and its probability (N,)."""
+    masked = np.array(pred_probs, dtype=np.float64, copy=True)
+    masked[np.arange(len(labels)), labels] = -np.inf
+    suggested = masked.argmax(axis=1)
+    return suggested, np.asarray(pred_probs)[np.arange(len(labels)), suggested]
+
+
+def find_label_errors(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """cleanlab's ``find_label_issues`` (confident learning, prune by noise rate): (N,) bool."""
+    return find_label_issues(labels, pred_probs, filter_by="prune_by_noise_rate")
+
+
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """cleanlab's estimate of the noise: how many labels are wrong, and between which classes."""
+
+    num_label_issues: int
+    joint: np.ndarray  # (K, K): estimated P(given label = row, true label = column)
+
+    def confused_pairs(self, *, top: int = 10) -> list[tuple[int, int, float]]:
+        """Off-diagonal ``(given, true, fraction of all samples)``, largest first."""
+        off = self.joint.copy()
+        np.fill_diagonal(off, 0.0)
+        order = np.argsort(-off, axis=None, kind="stable")[:top]
+        pairs = [
+            (int(i), int(j), float(off[i, j]))
+            for i, j in zip(*np.unravel_index(order, off.shape), strict=True)
+        ]
+        return [p for p in pairs if p[2] > 0]
+
+
+def estimate_noise(labels: np.ndarray, pred_probs: np.ndarray) -> NoiseEstimate:
+    """Number of label issues and the joint of given and true labels (one confident joint)."""
+    cj = compute_confident_joint(labels, pred_probs)
+    return NoiseEstimate(
+        num_label_issues=int(num_label_issues(labels, pred_probs, confident_joint=cj)),
+        joint=estimate_joint(labels, pred_probs, confident_joint=cj),
+    )
+
+
+@dataclass(frozen=True)
+class EmbeddingIssues:
+    outlier_score: np.ndarray  # (N,) in (0, 1]; low means atypical
+    is_outlier: np.ndarray  # (N,) bool
+    near_duplicate_of: np.ndarray  # (N,) index of the nearest neighbour, -1 if not a near duplicate
+
+
+def embedding_issues(
+    embeddings: np.ndarray,
+    *,
+    k: int = 10,
+    near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD,
+    outlier_threshold: float = OUTLIER_THRESHOLD,
+) -> EmbeddingIssues:
+    """Outliers and near duplicates among ``embeddings`` (N, D), by Datalab's rules."""
+    n = len(embeddings)
+    if n < 3:
+        return EmbeddingIssues(np.ones(n), np.zeros(n, bool), np.full(n, -1))
+    graph, _ = create_knn_graph_and_index(
+        np.asarray(embeddings, np.float32), n_neighbors=min(k, n - 1)
+    )
+    dist = graph.data.reshape(n, -1)
+    idx = graph.indices.reshape(n, -1)
+    nearest = dist[:, 0]
+    radius = near_duplicate_threshold * max(float(np.median(nearest)), 1e-12)
+    near = nearest < radius
+    mean_dist = dist.mean(axis=1)
+    q1, q3 = np.percentile(mean_dist, [25, 75])
+    limit = q3 + (1.0 / outlier_threshold - 1.0) * (q3 - q1)
+    score = np.exp(-mean_dist / max(float(np.median(mean_dist)), 1e-12))
+    return EmbeddingIssues(
+        outlier_score=score,
+        is_outlier=mean_dist > limit,
+        near_duplicate_of=np.where(near, idx[:, 0], -1),
+    )
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    """Per group (G,): the groups whose rows disagree with each other or with the model."""
+
+    groups: np.ndarray  # (G,) group ids
+    given: np.ndarray  # (G,) the group's label: the most common given label (ties: lowest)
+    predicted: np.ndarray  # (G,) argmax of the mean of its rows' pred_probs
+    quality: np.ndarray  # (G,) mean probability of `given` over its rows
+    mixed: np.ndarray  # (G,) bool: its rows carry different given labels
+    inverse: np.ndarray  # (N,) group position of each sample
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """(G,) bool: mixed labels, or a group prediction that disagrees with its label."""
+        return self.mixed | (self.predicted != self.given)
+
+
+def group_consistency(
+    labels: np.ndarray, pred_probs: np.ndarray, groups: np.ndarray
+) -> GroupReport:
+    """Check a label that must be the same on all rows of a group (a person's gender, say)."""
+    labels = np.asarray(labels)
+    ids, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    g, k = len(ids), pred_probs.shape[1]
+    counts = np.zeros((g, k))
+    np.add.at(counts, (inverse, labels), 1)
+    sums = np.zeros((g, k))
+    np.add.at(sums, inverse, pred_probs)
+    mean = sums / counts.sum(axis=1, keepdims=True)
+    given = counts.argmax(axis=1)
+    return GroupReport(
+        groups=ids,
+        given=given,
+        predicted=mean.argmax(axis=1),
+        quality=mean[np.arange(g), given],
+        mixed=(counts > 0).sum(axis=1) > 1,
+        inverse=inverse,
+    )
+
+
+def mixed_groups(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Group ids whose rows carry more than one distinct value (for a column without a model)."""
+    pairs = np.unique(
+        np.stack([np.asarray(groups).astype(str), np.asarray(values).astype(str)]), axis=1
+    )
+    ids, n = np.unique(pairs[0], return_counts=True)
+    return ids[n > 1]
+
+
+def primary_issue(
+    is_label_issue: np.ndarray, is_near_duplicate: np.ndarray, is_outlier: np.ndarray
+) -> np.ndarray:
+    """(N,) the first issue of ``ISSUE_PRECEDENCE`` each sample has, or ``""``."""
+    issue = np.full(len(is_label_issue), "", dtype=object)
+    for name, mask in zip(
+        reversed(ISSUE_PRECEDENCE), (is_outlier, is_near_duplicate, is_label_issue), strict=True
+    ):
+        issue[np.asarray(mask, bool)] = name
+    return issue
+
+
+def review_order(quality_scores: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """Indices of the flagged samples, lowest label quality first (ties: lower index)."""
+    idx = np.flatnonzero(flagged)
+    return idx[np.argsort(quality_scores[idx], kind="stable")]
