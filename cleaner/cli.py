@@ -210,3 +210,69 @@ def oof(
         )
         return
     _print_oof(result.metrics, result.run_dir)
+
+
+def _print_flag(s: Any) -> None:
+    est = Table(title="label noise (cleanlab, out-of-fold)")
+    est.add_column("measure")
+    est.add_column("value", justify="right")
+    est.add_row("train rows", f"{s.n_train:,}")
+    est.add_row(
+        "estimated wrong labels",
+        f"{s.num_label_issues:,} ({s.num_label_issues / max(1, s.n_train):.1%})",
+    )
+    est.add_row("flagged by find_label_issues", f"{s.flagged_label_issues:,}")
+    est.add_row("already decided (audit log), left out", f"{s.already_decided:,}")
+    est.add_row("ranking", f"{s.method}, {len(s.runs)} run(s)")
+    console.print(est)
+    if s.confused_pairs:
+        pairs = Table(title="most confused classes (estimated joint of given and true label)")
+        for col in ("given label", "likely true label", "share of rows", "rows"):
+            pairs.add_column(col, justify="left" if "label" in col else "right")
+        for given, true, frac, n in s.confused_pairs:
+            pairs.add_row(given, true, f"{frac:.2%}", f"{n:,}")
+        console.print(pairs)
+    issues = Table(title="queue rows by issue")
+    issues.add_column("issue")
+    issues.add_column("rows", justify="right")
+    for issue, n in s.issue_counts.items():
+        issues.add_row(issue, f"{n:,}")
+    console.print(issues)
+    console.print(
+        f"wrote {s.queue_csv} and {s.queue_html}: open the HTML to look, "
+        "fill `decision` in the CSV (keep / relabel / drop / unsure)"
+    )
+
+
+@app.command()
+@friendly_errors
+def flag(
+    runs: list[Path] = typer.Argument(..., help="Run folder(s) made by `cleaner oof`."),
+    top: int | None = typer.Option(None, "--top", help="Queue length (default flag.top)."),
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        help="Label quality: self_confidence | normalized_margin | confidence_weighted_entropy.",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for the queue (default: the first run)."
+    ),
+    include_unlabeled: bool = typer.Option(
+        False, "--include-unlabeled", help="Also rank unlabeled rows for labeling."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Rank the samples most likely to be mislabeled into queue.csv and queue.html."""
+    from cleaner.queue import make_queue
+
+    with make_progress(quiet=quiet) as progress:
+        task = progress.add_task("thumbnails", total=None, unit="img")
+        summary = make_queue(
+            runs,
+            top=top,
+            method=method,
+            out=out,
+            include_unlabeled=include_unlabeled,
+            on_image=lambda: progress.advance(task),
+        )
+    _print_flag(summary)

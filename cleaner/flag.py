@@ -97,10 +97,10 @@ class NoiseEstimate:
 
 
 def estimate_noise(labels: np.ndarray, pred_probs: np.ndarray) -> NoiseEstimate:
-    """Number of label issues and the joint of given and true labels (one confident joint)."""
+    """Number of label issues and the joint of given and true labels."""
     cj = compute_confident_joint(labels, pred_probs)
     return NoiseEstimate(
-        num_label_issues=int(num_label_issues(labels, pred_probs, confident_joint=cj)),
+        num_label_issues=int(num_label_issues(labels, pred_probs)),
         joint=estimate_joint(labels, pred_probs, confident_joint=cj),
     )
 

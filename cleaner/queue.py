@@ -1,0 +1,374 @@
+"""The relabel queue: from one or more ``oof`` runs to ``queue.csv`` and ``queue.html``.
+
+Reads the runs (checked against their manifest), scores every train row with
+:mod:`cleaner.flag`, leaves out what a person already decided (the manifest's
+audit log), and writes the queue best-first: the rows most likely to be real
+label errors come first, whatever flagged them. ``queue.json`` beside the
+queue records the manifest version and runs it was made from, so that
+``cleaner apply`` can refuse a queue from another version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from cleanlab.multiannotator import get_active_learning_scores
+
+from cleaner import flag
+from cleaner.atomic import atomic_path, write_text
+from cleaner.audit import decided_sample_ids, read_audit_log
+from cleaner.errors import InputError, Problem
+from cleaner.gallery import render_gallery
+from cleaner.manifest import audit_log_path, read_manifest, resolve_paths
+from cleaner.runs import Run, load_run
+
+QUEUE_COLUMNS = (
+    "rank",
+    "sample_id",
+    "path",
+    "group",
+    "given_label",
+    "suggested_label",
+    "label_quality",
+    "issue",
+    "decision",
+    "new_label",
+    "note",
+)
+GROUP_PREFIX = "group:"  # sample_id of a queue row that stands for a whole group
+
+
+@dataclass
+class QueueSummary:
+    """What ``cleaner flag`` prints besides the files."""
+
+    n_train: int
+    method: str
+    runs: list[str]
+    num_label_issues: int  # cleanlab's estimate
+    flagged_label_issues: int  # find_label_issues
+    confused_pairs: list[tuple[str, str, float, int]]  # given, likely true, fraction, count
+    already_decided: int
+    issue_counts: dict[str, int] = field(default_factory=dict)
+    queue_csv: Path | None = None
+    queue_html: Path | None = None
+
+
+def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
+    """Load runs that share one manifest version, row order and class order."""
+    if not run_dirs:
+        raise InputError("give at least one run folder")
+    runs = [load_run(d) for d in run_dirs]
+    first = runs[0]
+    for r in runs[1:]:
+        if r.manifest_sha != first.manifest_sha:
+            raise InputError(
+                [
+                    Problem(
+                        str(r.run_dir),
+                        f"made from another manifest than "
+                        f"{first.run_dir} ({r.manifest_path} vs "
+                        f"{first.manifest_path}); flag runs of one manifest together",
+                    )
+                ]
+            )
+        if r.classes != first.classes or not np.array_equal(r.sample_ids, first.sample_ids):
+            raise InputError(
+                [Problem(str(r.run_dir), f"classes or rows differ from {first.run_dir}")]
+            )
+    return runs
+
+
+def _row_frame(
+    df: pd.DataFrame,
+    rows: np.ndarray,
+    classes: Sequence[str],
+    *,
+    given: np.ndarray,
+    suggested: np.ndarray,
+    quality: np.ndarray,
+    issue: np.ndarray,
+    note: Sequence[str],
+    group: str,
+) -> pd.DataFrame:
+    names = np.asarray(classes, dtype=object)
+    sub = df.iloc[rows]
+    return pd.DataFrame(
+        {
+            "sample_id": sub["sample_id"].to_numpy(),
+            "path": sub["path"].to_numpy(),
+            "group": sub[group].to_numpy() if group else "",
+            "given_label": np.where(given >= 0, names[np.maximum(given, 0)], ""),
+            "suggested_label": names[suggested],
+            "label_quality": quality,
+            "issue": issue,
+            "note": list(note),
+        }
+    )
+
+
+def _group_rows(
+    df: pd.DataFrame,
+    train_rows: np.ndarray,
+    run: Run,
+    pred_probs: np.ndarray,
+    quality: np.ndarray,
+    decided: set[str],
+) -> pd.DataFrame:
+    """One queue row per inconsistent group (label shared in a group, or shared columns)."""
+    cfg = run.cfg
+    group_col = cfg.data.group
+    if not group_col or not (cfg.flag.group_label or cfg.flag.group_columns):
+        return pd.DataFrame()
+    groups = df[group_col].to_numpy()[train_rows].astype(str)
+    ids = df["sample_id"].to_numpy()[train_rows]
+    names = np.asarray(run.classes, dtype=object)
+    notes: dict[str, list[str]] = {}
+    given: dict[str, str] = {}
+    suggested: dict[str, str] = {}
+    scores: dict[str, float] = {}
+    if cfg.flag.group_label:
+        rep = flag.group_consistency(run.labels, pred_probs, groups)
+        for g in np.flatnonzero(rep.flagged):
+            gid = str(rep.groups[g])
+            members = run.labels[rep.inverse == g]
+            counts = pd.Series(names[members]).value_counts()
+            what = (
+                "mixed labels: " + ", ".join(f"{c} x{n}" for c, n in counts.items())
+                if rep.mixed[g]
+                else f"model says {names[rep.predicted[g]]}"
+            )
+            notes.setdefault(gid, []).append(what)
+            given[gid], suggested[gid] = names[rep.given[g]], names[rep.predicted[g]]
+            scores[gid] = float(rep.quality[g])
+    for col in cfg.flag.group_columns:
+        if col not in df.columns:
+            raise InputError(
+                [
+                    Problem(
+                        str(run.manifest_path), f"flag.group_columns: column {col!r} not found", 1
+                    )
+                ]
+            )
+        values = df[col].to_numpy()[train_rows]
+        for gid in flag.mixed_groups(values, groups):
+            counts = pd.Series(values[groups == gid]).value_counts()
+            notes.setdefault(str(gid), []).append(
+                f"mixed {col}: " + ", ".join(f"{v} x{n}" for v, n in counts.items())
+            )
+    rows = []
+    for gid, why in notes.items():
+        member = groups == gid
+        if set(ids[member]) <= decided:
+            continue
+        first = int(np.flatnonzero(member)[0])
+        rows.append(
+            {
+                "sample_id": f"{GROUP_PREFIX}{gid}",
+                "path": df["path"].iat[train_rows[first]],
+                "group": gid,
+                "given_label": given.get(gid, ""),
+                "suggested_label": suggested.get(gid, ""),
+                # Groups found by a column alone rank by how doubtful their rows' labels are.
+                "label_quality": scores.get(gid, float(quality[member].mean())),
+                "issue": "group_inconsistent",
+                "note": "; ".join(why),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def build_queue(
+    df: pd.DataFrame,
+    runs: Sequence[Run],
+    *,
+    top: int,
+    method: str,
+    decided: set[str],
+    include_unlabeled: bool = False,
+) -> tuple[pd.DataFrame, QueueSummary]:
+    """The queue rows, best first, and the summary to print."""
+    run = runs[0]
+    classes = run.classes
+    position = {sid: i for i, sid in enumerate(df["sample_id"])}
+    missing = [s for s in run.sample_ids if s not in position]
+    if missing or (df["split"] == "train").sum() != len(run.sample_ids):
+        raise InputError(
+            [Problem(str(run.run_dir / "oof.csv"), "rows do not match the manifest's train rows")]
+        )
+    train_rows = np.array([position[s] for s in run.sample_ids])
+    labels = run.labels
+    pred_probs = np.mean([r.pred_probs for r in runs], axis=0)
+    quality = flag.ensemble_label_quality(labels, [r.pred_probs for r in runs], method=method)
+    suggested, _ = flag.suggest_labels(labels, pred_probs)
+    is_label = flag.find_label_errors(labels, pred_probs)
+    noise = flag.estimate_noise(labels, pred_probs)
+    near_conflict = np.zeros(len(labels), bool)
+    is_outlier = np.zeros(len(labels), bool)
+    notes = np.full(len(labels), "", dtype=object)
+    emb = next((r.embeddings for r in runs if r.embeddings is not None), None)
+    if emb is not None:
+        found = flag.embedding_issues(emb)
+        partner = found.near_duplicate_of
+        # A near duplicate matters for labels when the two images carry different labels.
+        near_conflict = (partner >= 0) & (labels[np.maximum(partner, 0)] != labels)
+        for i in np.flatnonzero(near_conflict):
+            notes[i] = (
+                f"near duplicate of {run.sample_ids[partner[i]]} "
+                f"(labelled {classes[labels[partner[i]]]})"
+            )
+        is_outlier = found.is_outlier
+        for i in np.flatnonzero(is_outlier & ~near_conflict):
+            notes[i] = f"atypical image (outlier score {found.outlier_score[i]:.3f})"
+    issue = flag.primary_issue(is_label, near_conflict, is_outlier)
+    not_decided = ~np.isin(run.sample_ids, list(decided))
+    order = flag.review_order(quality, (issue != "") & not_decided)
+    rows = _row_frame(
+        df,
+        train_rows[order],
+        classes,
+        given=labels[order],
+        suggested=suggested[order],
+        quality=quality[order],
+        issue=issue[order],
+        note=notes[order],
+        group=run.cfg.data.group,
+    )
+    groups = _group_rows(df, train_rows, run, pred_probs, quality, decided)
+    queue = pd.concat([rows, groups], ignore_index=True) if len(groups) else rows
+    queue = queue.sort_values("label_quality", kind="stable").head(top)
+    if include_unlabeled:
+        queue = pd.concat(
+            [queue, _unlabeled_rows(df, runs, top=top, decided=decided)], ignore_index=True
+        )
+    queue = queue.reset_index(drop=True)
+    queue.insert(0, "rank", np.arange(1, len(queue) + 1))
+    for col in ("decision", "new_label"):
+        queue[col] = ""
+    queue = queue[list(QUEUE_COLUMNS)]
+    n = len(labels)
+    summary = QueueSummary(
+        n_train=n,
+        method=method,
+        runs=[str(r.run_dir) for r in runs],
+        num_label_issues=noise.num_label_issues,
+        flagged_label_issues=int(is_label.sum()),
+        confused_pairs=[
+            (classes[i], classes[j], f, round(f * n)) for i, j, f in noise.confused_pairs(top=10)
+        ],
+        already_decided=int((~not_decided).sum()),
+        issue_counts={str(k): int(v) for k, v in queue["issue"].value_counts().items()},
+    )
+    return queue, summary
+
+
+def _unlabeled_rows(
+    df: pd.DataFrame, runs: Sequence[Run], *, top: int, decided: set[str]
+) -> pd.DataFrame:
+    """Unlabeled rows most worth labeling, by cleanlab's active-learning score (low first)."""
+    run = runs[0]
+    if not len(run.unlabeled_ids):
+        raise InputError(
+            [
+                Problem(
+                    str(run.run_dir),
+                    "--include-unlabeled: the run predicted no "
+                    "unlabeled rows (the manifest has none with split=unlabeled)",
+                )
+            ]
+        )
+    probs = np.mean([r.unlabeled_probs for r in runs], axis=0)
+    _, scores = get_active_learning_scores(pred_probs_unlabeled=probs)
+    keep = ~np.isin(run.unlabeled_ids, list(decided))
+    idx = np.flatnonzero(keep)[np.argsort(scores[keep], kind="stable")][:top]
+    position = {sid: i for i, sid in enumerate(df["sample_id"])}
+    rows = np.array([position[s] for s in run.unlabeled_ids[idx]], dtype=np.int64)
+    return _row_frame(
+        df,
+        rows,
+        run.classes,
+        given=np.full(len(idx), -1),
+        suggested=probs[idx].argmax(1),
+        quality=scores[idx],
+        issue=np.full(len(idx), "unlabeled", dtype=object),
+        note=[""] * len(idx),
+        group=run.cfg.data.group,
+    )
+
+
+def make_queue(
+    run_dirs: Sequence[str | Path],
+    *,
+    top: int | None = None,
+    method: str | None = None,
+    out: str | Path | None = None,
+    include_unlabeled: bool = False,
+    on_image: Callable[[], None] | None = None,
+) -> QueueSummary:
+    """``cleaner flag``: write queue.csv, queue.html and queue.json for the given runs."""
+    runs = load_runs(run_dirs)
+    run = runs[0]
+    top = top if top is not None else run.cfg.flag.top
+    method = method or run.cfg.flag.method
+    if top < 1:
+        raise InputError(f"--top must be at least 1, got {top}")
+    if method not in flag.RANK_METHODS:
+        raise InputError(f"--method {method!r}: choose one of {', '.join(flag.RANK_METHODS)}")
+    out_dir = Path(out) if out else run.run_dir
+    targets = [out_dir / n for n in ("queue.csv", "queue.html", "queue.json")]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing:
+        raise InputError(
+            [Problem(p, "already exists; pass --out for a new queue folder") for p in existing]
+        )
+    df = read_manifest(run.manifest_path)
+    current = {s: lab.strip() for s, lab in zip(df["sample_id"], df["label"], strict=True)}
+    decided = decided_sample_ids(read_audit_log(audit_log_path(run.manifest_path)), current)
+    queue, summary = build_queue(
+        df, runs, top=top, method=method, decided=decided, include_unlabeled=include_unlabeled
+    )
+    root = run.manifest_path.parent
+    paths = [
+        p if str(raw) else None
+        for p, raw in zip(resolve_paths(queue, root), queue["path"], strict=True)
+    ]
+    page = render_gallery(
+        queue,
+        paths,
+        title=f"relabel queue: {run.manifest_path.name}",
+        classes=run.classes,
+        on_image=on_image,
+    )
+    meta: dict[str, Any] = {
+        "manifest": str(run.manifest_path),
+        "manifest_sha256": run.manifest_sha,
+        "runs": summary.runs,
+        "method": method,
+        "top": top,
+        "classes": list(run.classes),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    # Everything is computed; now write the three files, all or none.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    try:
+        with atomic_path(targets[0]) as tmp:
+            queue.to_csv(tmp, index=False, float_format="%.6g")
+        written.append(targets[0])
+        write_text(targets[1], page)
+        written.append(targets[1])
+        write_text(targets[2], json.dumps(meta, indent=2))
+    except BaseException:
+        for p in written:
+            os.unlink(p)
+        raise
+    summary.queue_csv, summary.queue_html = targets[0], targets[1]
+    return summary
