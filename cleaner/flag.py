@@ -59,8 +59,15 @@ def ensemble_label_quality(
     """Label quality (N,) from several models' ``pred_probs``, by cleanlab's ensemble scoring."""
     if len(pred_probs_list) == 1:
         return label_quality(labels, pred_probs_list[0], method=method)
+    # cleanlab weights members by their accuracy, which is 0/0 (NaN scores) when no
+    # member gets a single argmax right; weigh them equally then.
+    right = any((np.asarray(p).argmax(axis=1) == labels).any() for p in pred_probs_list)
     return get_label_quality_ensemble_scores(
-        labels, list(pred_probs_list), method=method, verbose=False
+        labels,
+        list(pred_probs_list),
+        method=method,
+        weight_ensemble_members_by="accuracy" if right else "uniform",
+        verbose=False,
     )
 
 
