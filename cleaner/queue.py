@@ -149,6 +149,10 @@ def _group_rows(
             notes.setdefault(gid, []).append(what)
             given[gid], suggested[gid] = names[rep.given[g]], names[rep.predicted[g]]
             scores[gid] = float(rep.quality[g])
+            if rep.mixed[g]:
+                # Mixed labels are a certain error somewhere in the group: rank the
+                # group by its most doubtful row.
+                scores[gid] = min(scores[gid], float(quality[rep.inverse == g].min()))
     for col in cfg.flag.group_columns:
         if col not in df.columns:
             raise InputError(
