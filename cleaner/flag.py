@@ -79,9 +79,16 @@ def suggest_labels(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarr
     return suggested, np.asarray(pred_probs)[np.arange(len(labels)), suggested]
 
 
-def find_label_errors(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    """cleanlab's ``find_label_issues`` (confident learning, prune by noise rate): (N,) bool."""
-    return find_label_issues(labels, pred_probs, filter_by="prune_by_noise_rate")
+def find_label_errors(
+    labels: np.ndarray, pred_probs: np.ndarray, *, confident_joint: np.ndarray | None = None
+) -> np.ndarray:
+    """cleanlab's ``find_label_issues`` (confident learning, prune by noise rate): (N,) bool.
+
+    Pass the ``confident_joint`` of :func:`estimate_noise` to skip computing it again.
+    """
+    return find_label_issues(
+        labels, pred_probs, filter_by="prune_by_noise_rate", confident_joint=confident_joint
+    )
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class NoiseEstimate:
 
     num_label_issues: int
     joint: np.ndarray  # (K, K): estimated P(given label = row, true label = column)
+    confident_joint: np.ndarray  # (K, K) calibrated counts, as find_label_issues computes them
 
     def confused_pairs(self, *, top: int = 10) -> list[tuple[int, int, float]]:
         """Off-diagonal ``(given, true, fraction of all samples)``, largest first."""
@@ -109,6 +117,7 @@ def estimate_noise(labels: np.ndarray, pred_probs: np.ndarray) -> NoiseEstimate:
     return NoiseEstimate(
         num_label_issues=int(num_label_issues(labels, pred_probs)),
         joint=estimate_joint(labels, pred_probs, confident_joint=cj),
+        confident_joint=cj,
     )
 
 

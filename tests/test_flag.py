@@ -194,7 +194,7 @@ def test_estimate_noise_counts_and_names_the_injected_pairs():
 
 def test_confused_pairs_skips_the_diagonal_and_breaks_ties_by_position():
     joint = np.array([[0.5, 0.1, 0.0], [0.1, 0.2, 0.0], [0.0, 0.05, 0.05]])
-    noise = flag.NoiseEstimate(num_label_issues=3, joint=joint)
+    noise = flag.NoiseEstimate(num_label_issues=3, joint=joint, confident_joint=joint)
     assert noise.confused_pairs() == [(0, 1, 0.1), (1, 0, 0.1), (2, 1, 0.05)]
     assert joint[0, 0] == 0.5  # the estimate itself is not changed
 
