@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,8 @@ from cleaner.folds import describe_split, make_folds
 from cleaner.manifest import read_manifest, resolve_paths, sha256_file, validate_manifest
 from cleaner.metrics import classification_metrics
 from cleaner.models import create_model, default_mean_std
+from cleaner.runs import oof_table
 from cleaner.train import fit, predict, resolve_device
-
-PROB_PREFIX = "p:"
 
 
 @dataclass(frozen=True)
@@ -278,27 +277,6 @@ def train_fold(
         np.savez(f, sample_id=plan.sample_ids[val_rows], probs=probs, embeddings=emb)
     (fold_dir / "checkpoint.pt").unlink(missing_ok=True)
     return metrics
-
-
-def oof_table(
-    sample_ids: np.ndarray,
-    folds: np.ndarray,
-    labels: np.ndarray,
-    pred_probs: np.ndarray,
-    classes: Sequence[str],
-) -> pd.DataFrame:
-    """``sample_id, fold, label, pred, p:CLASS...`` with labels as class names."""
-    names = np.asarray(classes, dtype=object)
-    table = pd.DataFrame(
-        {
-            "sample_id": sample_ids,
-            "fold": folds,
-            "label": names[labels],
-            "pred": names[pred_probs.argmax(1)],
-        }
-    )
-    probs = pd.DataFrame(pred_probs, columns=[f"{PROB_PREFIX}{c}" for c in classes])
-    return pd.concat([table, probs], axis=1)
 
 
 def merge_folds(plan: RunPlan) -> dict[str, Any]:

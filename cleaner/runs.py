@@ -1,4 +1,4 @@
-"""Reading a finished ``oof`` run folder back, checked against its manifest.
+"""The run folder's tables: ``oof.csv`` written, and read back checked against the manifest.
 
 ``load_run`` is where later steps (``flag``, ``retrain``) meet a run: it
 refuses a run without ``oof.csv``, one whose manifest changed since (sha256),
@@ -8,6 +8,7 @@ and probabilities that are not probability vectors.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,9 @@ from cleaner.config import PipelineConfig, build_config
 from cleaner.errors import InputError, Problem
 from cleaner.flag import bad_probability_rows
 from cleaner.manifest import line_of, sha256_file
-from cleaner.oof import PROB_PREFIX
 
 OOF_COLUMNS = ("sample_id", "fold", "label", "pred")
+PROB_PREFIX = "p:"  # oof.csv names its probability columns p:CLASS
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,27 @@ class Run:
     @property
     def classes(self) -> tuple[str, ...]:
         return self.cfg.data.classes
+
+
+def oof_table(
+    sample_ids: np.ndarray,
+    folds: np.ndarray,
+    labels: np.ndarray,
+    pred_probs: np.ndarray,
+    classes: Sequence[str],
+) -> pd.DataFrame:
+    """``sample_id, fold, label, pred, p:CLASS...`` with labels as class names."""
+    names = np.asarray(classes, dtype=object)
+    table = pd.DataFrame(
+        {
+            "sample_id": sample_ids,
+            "fold": folds,
+            "label": names[labels],
+            "pred": names[pred_probs.argmax(1)],
+        }
+    )
+    probs = pd.DataFrame(pred_probs, columns=[f"{PROB_PREFIX}{c}" for c in classes])
+    return pd.concat([table, probs], axis=1)
 
 
 def _prob_table(
