@@ -21,7 +21,9 @@ venv: $(BIN)/.installed
 demo: venv
 	test -f data_manifests/digits.csv || \
 		$(BIN)/cleaner ingest digits data/digits --noise 0.1 --noise-kind uniform --seed 0
-	$(BIN)/cleaner oof pipelines/digits.toml
+	$(BIN)/cleaner oof pipelines/digits.toml --out runs/demo
+	test -f runs/demo/queue.csv || $(BIN)/cleaner flag runs/demo
+	@echo "next: open runs/demo/queue.html, fill the decision column of runs/demo/queue.csv"
 
 test: venv
 	$(BIN)/python -m pytest
@@ -36,3 +38,5 @@ lint: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks.bench_oof_mnist
+	$(BIN)/python -m benchmarks.bench_flag_mnist --set train.epochs=8
+	$(BIN)/python -m benchmarks.bench_flag_speed
