@@ -336,3 +336,19 @@ def test_existing_queue_is_not_overwritten(noisy_run: tuple[Path, Path], tmp_pat
     before = files_under(tmp_path)
     assert "already exists" in fails("flag", str(run), "--out", str(tmp_path / "q"))
     assert files_under(tmp_path) == before
+
+
+def test_two_runs_are_ensembled(noisy_run: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, run = noisy_run
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(PIPELINE.format(manifest=manifest, top=300, data_extra="", flag_extra=""))
+    invoke("oof", str(pipeline), "--set", "train.seed=7", "--out", str(tmp_path / "run2"), "-q")
+    out = invoke("flag", str(run), str(tmp_path / "run2"), "--out", str(tmp_path / "q"), "-q")
+    assert "2 run(s)" in out
+    meta = json.loads((tmp_path / "q" / "queue.json").read_text())
+    assert meta["runs"] == [str(run), str(tmp_path / "run2")]
+    m = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
+    q = pd.read_csv(tmp_path / "q" / "queue.csv", dtype=str, keep_default_na=False)
+    wrong = (m["label"] != m["true_label"]) & (m["split"] == "train")
+    k = int(wrong.sum())
+    assert wrong.loc[q["sample_id"].head(k)].mean() >= 0.8
