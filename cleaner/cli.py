@@ -276,3 +276,28 @@ def flag(
             on_image=lambda: progress.advance(task),
         )
     _print_flag(summary)
+
+
+@app.command()
+@friendly_errors
+def apply(
+    queue: Path = typer.Argument(..., help="A reviewed queue.csv (queue.json beside it)."),
+    reviewer: str = typer.Option("", "--reviewer", help="Name recorded in the audit log."),
+    unsure_factor: float = typer.Option(
+        0.5, "--unsure-factor", help="Weight multiplier for rows marked unsure."
+    ),
+) -> None:
+    """Fold the queue's decisions into the next manifest version and the audit log."""
+    from cleaner.review import apply_queue
+
+    s = apply_queue(queue, reviewer=reviewer, unsure_factor=unsure_factor)
+    table = Table(title=f"applied {queue}")
+    table.add_column("decision")
+    table.add_column("queue rows", justify="right")
+    for action, n in s.counts.items():
+        table.add_row(action, f"{n:,}")
+    console.print(table)
+    console.print(
+        f"{s.rows_changed:,} manifest rows changed; wrote {s.new_manifest} and "
+        f"appended to {s.audit_log}"
+    )

@@ -358,6 +358,7 @@ def make_queue(
         "method": method,
         "top": top,
         "classes": list(run.classes),
+        "group_column": run.cfg.data.group,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     # Everything is computed; now write the three files, all or none.

@@ -1,0 +1,347 @@
+"""Reviewer decisions: read a filled queue, check it, fold it into a new manifest version.
+
+The queue may have been through a spreadsheet: a UTF-8 BOM, ``;`` or tab as
+delimiter, decisions in any case with stray spaces, rows reordered or deleted
+and extra columns are all fine. Unknown decision words, a ``new_label`` that
+is not a class, a ``sample_id`` not in the manifest, one sample with two
+different decisions, and a queue made from another manifest version are
+errors, all listed at once; nothing is written unless the whole queue is valid.
+
+``apply_decisions`` and ``replay_audit`` are pure: the audit records that
+``apply_decisions`` returns, replayed on the old version, give the new version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cleaner.atomic import atomic_path
+from cleaner.audit import ACTIONS
+from cleaner.errors import InputError, Problem
+from cleaner.manifest import (
+    audit_log_path,
+    line_of,
+    next_version_path,
+    read_manifest,
+    sha256_file,
+)
+from cleaner.queue import GROUP_PREFIX
+
+DEFAULT_UNSURE_FACTOR = 0.5  # an unsure row still trains, at half weight
+
+
+@dataclass(frozen=True)
+class QueueMeta:
+    """``queue.json``: which manifest version and runs a queue was made from."""
+
+    manifest: Path
+    manifest_sha256: str
+    classes: tuple[str, ...]
+    runs: tuple[str, ...]
+    group_column: str  # the manifest column a group:ID row refers to
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One reviewed queue row, checked; ``new_label`` is resolved for ``relabel``."""
+
+    line: int
+    queue_id: str  # the queue's sample_id: a sample, or group:ID for a whole group
+    action: str
+    new_label: str = ""
+    label_quality: float | None = None
+
+
+@dataclass
+class ApplySummary:
+    counts: dict[str, int] = field(default_factory=dict)  # per action, plus "not reviewed"
+    rows_changed: int = 0
+    new_manifest: Path | None = None
+    audit_log: Path | None = None
+
+
+def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
+    path = Path(queue_csv).with_name("queue.json")
+    if not path.exists():
+        raise InputError(
+            [
+                Problem(
+                    str(path),
+                    "not found: it records which manifest version the "
+                    "queue was made from; keep it beside the queue CSV",
+                )
+            ]
+        )
+    meta = json.loads(path.read_text())
+    return QueueMeta(
+        Path(meta["manifest"]),
+        meta["manifest_sha256"],
+        tuple(meta["classes"]),
+        tuple(meta.get("runs", ())),
+        meta.get("group_column", ""),
+    )
+
+
+def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
+    """The queue as text, whatever delimiter and BOM a spreadsheet gave it."""
+    path = Path(queue_csv)
+    if not path.is_file():
+        raise InputError([Problem(str(path), "queue file not found")])
+    text = path.read_text(encoding="utf-8-sig")
+    first = text.split("\n", 1)[0]
+    try:
+        dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
+        sep = dialect.delimiter
+    except csv.Error:
+        sep = ","
+    try:
+        table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    missing = [c for c in ("sample_id", "decision") if c not in table.columns]
+    if missing:
+        raise InputError([Problem(str(path), f"missing column(s): {', '.join(missing)}", 1)])
+    for col in ("new_label", "suggested_label", "label_quality"):
+        if col not in table.columns:
+            table[col] = ""
+    return table
+
+
+def parse_decisions(
+    table: pd.DataFrame,
+    *,
+    file: str,
+    classes: Sequence[str],
+    manifest: pd.DataFrame,
+    group: str = "",
+) -> tuple[list[Decision], int]:
+    """Checked decisions of the reviewed rows, and how many rows were not reviewed."""
+    known = set(classes)
+    ids = set(manifest["sample_id"])
+    groups = set(manifest[group]) if group and group in manifest.columns else set()
+    problems: list[Problem] = []
+    decisions: list[Decision] = []
+    blank = 0
+    for i, r in enumerate(table.to_dict("records")):
+        line = line_of(i)
+        action = r["decision"].strip().lower()
+        queue_id = r["sample_id"].strip()
+        if not action:
+            blank += 1
+            continue
+        if action not in ACTIONS:
+            problems.append(
+                Problem(
+                    file,
+                    f"unknown decision {r['decision']!r}; use one of "
+                    f"{', '.join(ACTIONS)} (or leave it blank)",
+                    line,
+                )
+            )
+            continue
+        if queue_id.startswith(GROUP_PREFIX):
+            if queue_id[len(GROUP_PREFIX) :] not in groups:
+                problems.append(
+                    Problem(
+                        file,
+                        f"group {queue_id[len(GROUP_PREFIX) :]!r} is not in the manifest",
+                        line,
+                    )
+                )
+                continue
+        elif queue_id not in ids:
+            problems.append(Problem(file, f"sample_id {queue_id!r} is not in the manifest", line))
+            continue
+        new_label = ""
+        if action == "relabel":
+            new_label = r["new_label"].strip() or r["suggested_label"].strip()
+            if not new_label:
+                problems.append(
+                    Problem(file, "relabel needs new_label (or a suggested_label)", line)
+                )
+                continue
+            if new_label not in known:
+                problems.append(Problem(file, f"new_label {new_label!r} is not a class", line))
+                continue
+        try:
+            quality = float(r["label_quality"]) if r["label_quality"].strip() else None
+        except ValueError:
+            quality = None
+        decisions.append(Decision(line, queue_id, action, new_label, quality))
+    if problems:
+        raise InputError(problems)
+    return decisions, blank
+
+
+def expand_decisions(
+    decisions: Iterable[Decision], manifest: pd.DataFrame, *, file: str, group: str = ""
+) -> dict[int, Decision]:
+    """Manifest position -> decision; a group row covers the group's train rows.
+
+    The same sample reached twice with different decisions is an error.
+    """
+    position = {sid: i for i, sid in enumerate(manifest["sample_id"])}
+    train = (manifest["split"] == "train").to_numpy()
+    out: dict[int, Decision] = {}
+    problems = []
+    for d in decisions:
+        if d.queue_id.startswith(GROUP_PREFIX):
+            gid = d.queue_id[len(GROUP_PREFIX) :]
+            rows = np.flatnonzero((manifest[group] == gid).to_numpy() & train).tolist()
+        else:
+            rows = [position[d.queue_id]]
+        for p in rows:
+            seen = out.get(p)
+            if seen is not None and (seen.action, seen.new_label) != (d.action, d.new_label):
+                sid = manifest["sample_id"].iat[p]
+                problems.append(
+                    Problem(
+                        file,
+                        f"sample {sid!r} gets two decisions: "
+                        f"{_words(seen)} on line {seen.line} and {_words(d)}",
+                        d.line,
+                    )
+                )
+            elif seen is None:
+                out[p] = d
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+def _words(d: Decision) -> str:
+    return f"relabel to {d.new_label!r}" if d.action == "relabel" else d.action
+
+
+def apply_decisions(
+    manifest: pd.DataFrame,
+    decided: Mapping[int, Decision],
+    *,
+    unsure_factor: float = DEFAULT_UNSURE_FACTOR,
+    context: Mapping[str, Any] | None = None,
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The next manifest version and one audit record per decided row (in manifest order).
+
+    ``relabel`` sets ``label``; ``drop`` sets ``split = excluded`` (the row
+    stays); ``unsure`` multiplies ``weight`` by ``unsure_factor``; ``keep``
+    changes nothing but is recorded. Rows without a decision are untouched.
+    """
+    cols = {c: manifest[c].to_numpy(dtype=object, copy=True) for c in ("label", "split", "weight")}
+    ids = manifest["sample_id"].to_numpy(dtype=object)
+    records = []
+    for p in sorted(decided):
+        d = decided[p]
+        old_label = str(cols["label"][p])
+        if d.action == "relabel":
+            cols["label"][p] = d.new_label
+        elif d.action == "drop":
+            cols["split"][p] = "excluded"
+        elif d.action == "unsure":
+            cols["weight"][p] = format(float(cols["weight"][p]) * unsure_factor, ".6g")
+        records.append(
+            {
+                "sample_id": str(ids[p]),
+                "old_label": old_label,
+                "new_label": str(cols["label"][p]),
+                "action": d.action,
+                **(context or {}),
+                "label_quality": d.label_quality,
+                "queue_row": d.queue_id,
+                # The row's split and weight after the decision, so the log replays exactly.
+                "split": str(cols["split"][p]),
+                "weight": str(cols["weight"][p]),
+            }
+        )
+    return manifest.assign(**cols), records
+
+
+def replay_audit(manifest: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Apply audit records to a manifest version: the next version, rebuilt from the log."""
+    cols = {c: manifest[c].to_numpy(dtype=object, copy=True) for c in ("label", "split", "weight")}
+    position = {sid: i for i, sid in enumerate(manifest["sample_id"])}
+    for r in records:
+        p = position[r["sample_id"]]
+        cols["label"][p], cols["split"][p], cols["weight"][p] = (
+            r["new_label"],
+            r["split"],
+            r["weight"],
+        )
+    return manifest.assign(**cols)
+
+
+def apply_queue(
+    queue_csv: str | Path, *, reviewer: str = "", unsure_factor: float = DEFAULT_UNSURE_FACTOR
+) -> ApplySummary:
+    """``cleaner apply``: check the whole queue, then write ``NAME.vN.csv`` and the audit log."""
+    queue_csv = Path(queue_csv)
+    if not unsure_factor > 0:
+        raise InputError(f"--unsure-factor must be positive, got {unsure_factor}")
+    meta = read_queue_meta(queue_csv)
+    table = read_queue_table(queue_csv)
+    if not meta.manifest.is_file():
+        raise InputError([Problem(str(meta.manifest), "manifest of the queue not found")])
+    current = sha256_file(meta.manifest)
+    if current != meta.manifest_sha256:
+        raise InputError(
+            [
+                Problem(
+                    str(queue_csv),
+                    f"made from manifest version sha256 "
+                    f"{meta.manifest_sha256[:12]}..., but {meta.manifest} is now "
+                    f"{current[:12]}...: a queue from another manifest version",
+                )
+            ]
+        )
+    manifest = read_manifest(meta.manifest)
+    file = str(queue_csv)
+    decisions, blank = parse_decisions(
+        table, file=file, classes=meta.classes, manifest=manifest, group=meta.group_column
+    )
+    decided = expand_decisions(decisions, manifest, file=file, group=meta.group_column)
+    target = next_version_path(meta.manifest)
+    if target.exists():
+        raise InputError(
+            [
+                Problem(
+                    str(target),
+                    "already exists: was this queue applied before? "
+                    "flag the newest version for the next round",
+                )
+            ]
+        )
+    context = {
+        "reviewer": reviewer or os.environ.get("USER", ""),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run": meta.runs[0] if meta.runs else "",
+        "manifest_sha256": current,
+    }
+    new, records = apply_decisions(manifest, decided, unsure_factor=unsure_factor, context=context)
+    log = audit_log_path(meta.manifest)
+    old_log = log.read_text(encoding="utf-8") if log.exists() else ""
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    # Both files are complete on disk before either is renamed into place.
+    with atomic_path(target) as tmp_manifest, atomic_path(log, overwrite=True) as tmp_log:
+        new.to_csv(tmp_manifest, index=False)
+        tmp_log.write_text(old_log + lines, encoding="utf-8")
+    counts = Counter(d.action for d in decisions)
+    return ApplySummary(
+        counts={a: counts.get(a, 0) for a in ACTIONS} | {"not reviewed": blank},
+        rows_changed=sum(
+            r["old_label"] != r["new_label"] or r["action"] in ("drop", "unsure") for r in records
+        ),
+        new_manifest=target,
+        audit_log=log,
+    )
