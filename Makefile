@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: venv demo test test-fast lint bench clean-demo
+.PHONY: venv browser demo test test-fast lint bench
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ demo: venv
 	test -f runs/demo/queue.csv || $(BIN)/cleaner flag runs/demo
 	@echo "next: open runs/demo/queue.html, fill the decision column of runs/demo/queue.csv"
 
-test: venv
+# The review page's browser test drives Debian's chromium (Playwright's own browser
+# download does not work offline); without it that one test is skipped.
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: the browser test will be skipped"
+
+test: venv browser
 	$(BIN)/python -m pytest
 
 test-fast: venv
