@@ -84,14 +84,22 @@ def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
                 )
             ]
         )
-    meta = json.loads(path.read_text())
-    return QueueMeta(
-        Path(meta["manifest"]),
-        meta["manifest_sha256"],
-        tuple(meta["classes"]),
-        tuple(meta.get("runs", ())),
-        meta.get("group_column", ""),
-    )
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        return QueueMeta(
+            Path(meta["manifest"]),
+            meta["manifest_sha256"],
+            tuple(meta["classes"]),
+            tuple(meta.get("runs", ())),
+            meta.get("group_column", ""),
+        )
+    except json.JSONDecodeError as e:
+        reason = f"not valid JSON: {e.msg} (line {e.lineno})"
+    except KeyError as e:
+        reason = f"missing key {e.args[0]!r}"
+    except (TypeError, AttributeError):
+        reason = "not a queue.json written by cleaner flag"
+    raise InputError([Problem(str(path), reason)])
 
 
 def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
@@ -99,7 +107,13 @@ def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
     path = Path(queue_csv)
     if not path.is_file():
         raise InputError([Problem(str(path), "queue file not found")])
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise InputError(
+            [Problem(str(path), "not UTF-8 text; save it as CSV UTF-8", line)]
+        ) from None
     first = text.split("\n", 1)[0]
     try:
         dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
@@ -111,6 +125,7 @@ def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
     table.columns = [str(c).strip().lower() for c in table.columns]
+    table.attrs["lines"] = _record_lines(text, sep, len(table))
     missing = [c for c in ("sample_id", "decision") if c not in table.columns]
     if missing:
         raise InputError([Problem(str(path), f"missing column(s): {', '.join(missing)}", 1)])
@@ -118,6 +133,25 @@ def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
         if col not in table.columns:
             table[col] = ""
     return table
+
+
+def _record_lines(text: str, sep: str, n: int) -> list[int]:
+    """The file line each of the ``n`` data rows starts on.
+
+    Blank lines (which pandas skips) and line breaks inside quoted cells (a
+    spreadsheet note over several lines) push later rows down the file.
+    """
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    starts, end = [], 0
+    try:
+        for record in reader:
+            if record:
+                starts.append(end + 1)
+            end = reader.line_num
+    except csv.Error:
+        starts = []
+    lines = starts[1:]  # the first record is the header
+    return lines if len(lines) == n else [line_of(i) for i in range(n)]
 
 
 def parse_decisions(
@@ -135,8 +169,8 @@ def parse_decisions(
     problems: list[Problem] = []
     decisions: list[Decision] = []
     blank = 0
-    for i, r in enumerate(table.to_dict("records")):
-        line = line_of(i)
+    lines = table.attrs.get("lines") or [line_of(i) for i in range(len(table))]
+    for line, r in zip(lines, table.to_dict("records"), strict=True):
         action = r["decision"].strip().lower()
         queue_id = r["sample_id"].strip()
         if not action:
@@ -177,7 +211,9 @@ def parse_decisions(
                 problems.append(Problem(file, f"new_label {new_label!r} is not a class", line))
                 continue
         try:
-            quality = float(r["label_quality"]) if r["label_quality"].strip() else None
+            # A spreadsheet that writes ``;`` as delimiter writes ``,`` as decimal mark.
+            text = r["label_quality"].strip().replace(",", ".")
+            quality = float(text) if text else None
         except ValueError:
             quality = None
         decisions.append(Decision(line, queue_id, action, new_label, quality))
@@ -332,8 +368,9 @@ def apply_queue(
     log = audit_log_path(meta.manifest)
     old_log = log.read_text(encoding="utf-8") if log.exists() else ""
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    # Both files are complete on disk before either is renamed into place.
-    with atomic_path(target) as tmp_manifest, atomic_path(log, overwrite=True) as tmp_log:
+    # Both files are complete on disk before either is renamed into place. The new
+    # version goes first: it refuses if it appeared meanwhile, and the log stays as it was.
+    with atomic_path(log, overwrite=True) as tmp_log, atomic_path(target) as tmp_manifest:
         new.to_csv(tmp_manifest, index=False)
         tmp_log.write_text(old_log + lines, encoding="utf-8")
     counts = Counter(d.action for d in decisions)
