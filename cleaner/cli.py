@@ -301,3 +301,39 @@ def apply(
         f"{s.rows_changed:,} manifest rows changed; wrote {s.new_manifest} and "
         f"appended to {s.audit_log}"
     )
+
+
+@app.command()
+@friendly_errors
+def review(
+    queue: Path = typer.Argument(
+        ..., help="A queue.csv made by `cleaner flag` (queue.json beside it)."
+    ),
+    port: int = typer.Option(8765, "--port", help="Port on 127.0.0.1; 0 picks a free one."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Only print the URL."),
+) -> None:
+    """Review the queue in a local page: one image at a time, decisions saved to the CSV at once."""
+    import webbrowser
+
+    from cleaner.review_server import serve
+
+    server, url = serve(queue, port=port)
+    for warning in server.queue.warnings:
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False)
+    console.print(
+        f"reviewing {queue} ({server.queue.reviewed} of {len(server.queue)} rows reviewed) at "
+        f"{url}\neach decision is written to {queue} at once; Ctrl-C stops the server",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not no_browser:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    console.print(
+        f"stopped: {server.queue.reviewed} of {len(server.queue)} rows reviewed in {queue}"
+    )

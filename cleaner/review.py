@@ -318,6 +318,50 @@ def replay_audit(manifest: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -
     return manifest.assign(**cols)
 
 
+@dataclass(frozen=True)
+class CheckedQueue:
+    """A queue that passed the checks of ``cleaner apply``, and what they read."""
+
+    meta: QueueMeta
+    table: pd.DataFrame  # the queue as text, lower-case column names
+    manifest: pd.DataFrame  # the manifest version the queue was made from
+    decisions: list[Decision]  # the reviewed rows, checked
+    blank: int  # rows not reviewed yet
+
+
+def check_queue(queue_csv: str | Path) -> CheckedQueue:
+    """Read a queue and run ``cleaner apply``'s checks on it, writing nothing.
+
+    Raises :class:`InputError` naming file, line and reason: ``queue.json``
+    missing, the manifest missing or changed since the queue was made
+    (sha256), unknown decisions, a bad ``new_label``, unknown sample ids or
+    groups. One sample reached by two different decisions is left to
+    :func:`expand_decisions`, since a reviewer can still resolve it.
+    """
+    queue_csv = Path(queue_csv)
+    meta = read_queue_meta(queue_csv)
+    table = read_queue_table(queue_csv)
+    if not meta.manifest.is_file():
+        raise InputError([Problem(str(meta.manifest), "manifest of the queue not found")])
+    current = sha256_file(meta.manifest)
+    if current != meta.manifest_sha256:
+        raise InputError(
+            [
+                Problem(
+                    str(queue_csv),
+                    f"made from manifest version sha256 "
+                    f"{meta.manifest_sha256[:12]}..., but {meta.manifest} is now "
+                    f"{current[:12]}...: a queue from another manifest version",
+                )
+            ]
+        )
+    manifest = read_manifest(meta.manifest)
+    decisions, blank = parse_decisions(
+        table, file=str(queue_csv), classes=meta.classes, manifest=manifest, group=meta.group_column
+    )
+    return CheckedQueue(meta, table, manifest, decisions, blank)
+
+
 def apply_queue(
     queue_csv: str | Path, *, reviewer: str = "", unsure_factor: float = DEFAULT_UNSURE_FACTOR
 ) -> ApplySummary:
