@@ -14,7 +14,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cleaner import ingest as ingest_lib
 from cleaner.errors import InputError
 from cleaner.noise import NOISE_KINDS
 from cleaner.progress import console, err_console, make_progress
@@ -79,6 +78,8 @@ ManifestOpt = typer.Option(
 @friendly_errors
 def ingest_folder(src_dir: Path, manifest: Path | None = ManifestOpt) -> None:
     """One sub-folder per class: SRC_DIR/<class>/<image>."""
+    from cleaner import ingest as ingest_lib
+
     _print_manifest(ingest_lib.ingest_folder(src_dir, manifest))
 
 
@@ -94,6 +95,8 @@ def ingest_csv(
     manifest: Path | None = ManifestOpt,
 ) -> None:
     """An existing table of image paths and labels (paths relative to the table)."""
+    from cleaner import ingest as ingest_lib
+
     out = ingest_lib.ingest_csv(
         table,
         path_col=path_col,
@@ -117,6 +120,8 @@ def ingest_digits(
     manifest: Path | None = ManifestOpt,
 ) -> None:
     """scikit-learn's bundled 1,797 8x8 digit images, written as PNG files."""
+    from cleaner import ingest as ingest_lib
+
     images, labels = ingest_lib.load_digits_arrays()
     ids = [f"digit-{i:04d}" for i in range(len(labels))]
     out = ingest_lib.ingest_arrays(
@@ -145,6 +150,8 @@ def ingest_mnist(
     manifest: Path | None = ManifestOpt,
 ) -> None:
     """MNIST IDX files (PREFIX-images-idx3-ubyte[.gz] with their labels)."""
+    from cleaner import ingest as ingest_lib
+
     images, labels, ids = ingest_lib.load_mnist_arrays(idx_dir)
     out = ingest_lib.ingest_arrays(
         images,

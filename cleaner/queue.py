@@ -202,13 +202,12 @@ def build_queue(
     """The queue rows, best first, and the summary to print."""
     run = runs[0]
     classes = run.classes
-    position = {sid: i for i, sid in enumerate(df["sample_id"])}
-    missing = [s for s in run.sample_ids if s not in position]
-    if missing or (df["split"] == "train").sum() != len(run.sample_ids):
+    # Index lookups, not Python dicts: this runs on a million rows.
+    train_rows = pd.Index(df["sample_id"]).get_indexer(run.sample_ids)
+    if (train_rows < 0).any() or (df["split"] == "train").sum() != len(run.sample_ids):
         raise InputError(
             [Problem(str(run.run_dir / "oof.csv"), "rows do not match the manifest's train rows")]
         )
-    train_rows = np.array([position[s] for s in run.sample_ids])
     labels = run.labels
     pred_probs = np.mean([r.pred_probs for r in runs], axis=0)
     quality = flag.ensemble_label_quality(labels, [r.pred_probs for r in runs], method=method)
@@ -293,8 +292,7 @@ def _unlabeled_rows(
     _, scores = get_active_learning_scores(pred_probs_unlabeled=probs)
     keep = ~np.isin(run.unlabeled_ids, list(decided))
     idx = np.flatnonzero(keep)[np.argsort(scores[keep], kind="stable")][:top]
-    position = {sid: i for i, sid in enumerate(df["sample_id"])}
-    rows = np.array([position[s] for s in run.unlabeled_ids[idx]], dtype=np.int64)
+    rows = pd.Index(df["sample_id"]).get_indexer(run.unlabeled_ids[idx])
     return _row_frame(
         df,
         rows,
@@ -334,8 +332,10 @@ def make_queue(
             [Problem(p, "already exists; pass --out for a new queue folder") for p in existing]
         )
     df = read_manifest(run.manifest_path)
-    current = {s: lab.strip() for s, lab in zip(df["sample_id"], df["label"], strict=True)}
-    decided = decided_sample_ids(read_audit_log(audit_log_path(run.manifest_path)), current)
+    records = read_audit_log(audit_log_path(run.manifest_path))
+    logged = df[df["sample_id"].isin({str(r["sample_id"]) for r in records})]
+    current = dict(zip(logged["sample_id"], logged["label"].str.strip(), strict=True))
+    decided = decided_sample_ids(records, current)
     queue, summary = build_queue(
         df, runs, top=top, method=method, decided=decided, include_unlabeled=include_unlabeled
     )

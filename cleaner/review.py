@@ -14,9 +14,9 @@ errors, all listed at once; nothing is written unless the whole queue is valid.
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,7 +164,7 @@ def parse_decisions(
 ) -> tuple[list[Decision], int]:
     """Checked decisions of the reviewed rows, and how many rows were not reviewed."""
     known = set(classes)
-    ids = set(manifest["sample_id"])
+    split_of = dict(zip(manifest["sample_id"], manifest["split"], strict=True))
     groups = set(manifest[group]) if group and group in manifest.columns else set()
     problems: list[Problem] = []
     decisions: list[Decision] = []
@@ -196,8 +196,17 @@ def parse_decisions(
                     )
                 )
                 continue
-        elif queue_id not in ids:
+        elif queue_id not in split_of:
             problems.append(Problem(file, f"sample_id {queue_id!r} is not in the manifest", line))
+            continue
+        elif split_of[queue_id] == "test":
+            problems.append(
+                Problem(
+                    file,
+                    f"sample_id {queue_id!r} is a test row: test rows are predicted, never cleaned",
+                    line,
+                )
+            )
             continue
         new_label = ""
         if action == "relabel":
@@ -271,7 +280,8 @@ def apply_decisions(
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """The next manifest version and one audit record per decided row (in manifest order).
 
-    ``relabel`` sets ``label``; ``drop`` sets ``split = excluded`` (the row
+    ``relabel`` sets ``label`` (an ``unlabeled`` row becomes ``train``);
+    ``drop`` sets ``split = excluded`` (the row
     stays); ``unsure`` multiplies ``weight`` by ``unsure_factor``; ``keep``
     changes nothing but is recorded. Rows without a decision are untouched.
     """
@@ -283,6 +293,8 @@ def apply_decisions(
         old_label = str(cols["label"][p])
         if d.action == "relabel":
             cols["label"][p] = d.new_label
+            if cols["split"][p] == "unlabeled":
+                cols["split"][p] = "train"  # a labeled row trains from now on
         elif d.action == "drop":
             cols["split"][p] = "excluded"
         elif d.action == "unsure":
@@ -362,6 +374,14 @@ def check_queue(queue_csv: str | Path) -> CheckedQueue:
     return CheckedQueue(meta, table, manifest, decisions, blank)
 
 
+def _user() -> str:
+    """The login name for the audit log when --reviewer is not given."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
 def apply_queue(
     queue_csv: str | Path, *, reviewer: str = "", unsure_factor: float = DEFAULT_UNSURE_FACTOR
 ) -> ApplySummary:
@@ -369,27 +389,14 @@ def apply_queue(
     queue_csv = Path(queue_csv)
     if not unsure_factor > 0:
         raise InputError(f"--unsure-factor must be positive, got {unsure_factor}")
-    meta = read_queue_meta(queue_csv)
-    table = read_queue_table(queue_csv)
-    if not meta.manifest.is_file():
-        raise InputError([Problem(str(meta.manifest), "manifest of the queue not found")])
-    current = sha256_file(meta.manifest)
-    if current != meta.manifest_sha256:
-        raise InputError(
-            [
-                Problem(
-                    str(queue_csv),
-                    f"made from manifest version sha256 "
-                    f"{meta.manifest_sha256[:12]}..., but {meta.manifest} is now "
-                    f"{current[:12]}...: a queue from another manifest version",
-                )
-            ]
-        )
-    manifest = read_manifest(meta.manifest)
-    file = str(queue_csv)
-    decisions, blank = parse_decisions(
-        table, file=file, classes=meta.classes, manifest=manifest, group=meta.group_column
+    checked = check_queue(queue_csv)
+    meta, manifest, decisions, blank = (
+        checked.meta,
+        checked.manifest,
+        checked.decisions,
+        checked.blank,
     )
+    file = str(queue_csv)
     decided = expand_decisions(decisions, manifest, file=file, group=meta.group_column)
     target = next_version_path(meta.manifest)
     if target.exists():
@@ -403,10 +410,10 @@ def apply_queue(
             ]
         )
     context = {
-        "reviewer": reviewer or os.environ.get("USER", ""),
+        "reviewer": reviewer or _user(),
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "run": meta.runs[0] if meta.runs else "",
-        "manifest_sha256": current,
+        "manifest_sha256": meta.manifest_sha256,  # checked equal to the file's
     }
     new, records = apply_decisions(manifest, decided, unsure_factor=unsure_factor, context=context)
     log = audit_log_path(meta.manifest)

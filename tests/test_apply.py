@@ -803,7 +803,8 @@ def reviewed_manifests(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, flo
         covering = by_group.get(r["group"]) if r["split"] == "train" else None
         if choice == "blank":
             add(r["sample_id"], ("", "", ""))
-        elif choice == "own" and covering is None:
+        elif choice == "own" and covering is None and r["split"] != "test":
+            # Test rows are never cleaned: a decision on one is refused (tested apart).
             add(r["sample_id"], decision())
         elif choice == "group" and covering is not None:
             # The same decision again, written as its group row wrote it: not a conflict.
@@ -861,6 +862,8 @@ def test_apply_loses_nothing_changes_only_decided_rows_and_replays(
         expected = dict(before)
         if d.action == "relabel":
             expected["label"] = d.new_label
+            if before["split"] == "unlabeled":
+                expected["split"] = "train"  # labeled now, so it trains
         elif d.action == "drop":
             expected["split"] = "excluded"
         elif d.action == "unsure":
@@ -912,3 +915,37 @@ def test_library_errors_carry_every_problem() -> None:
         (3, "sample 's1' gets two decisions: drop on line 2 and keep"),
         (4, "sample 's2' gets two decisions: drop on line 2 and relabel to 'c'"),
     ]
+
+
+def _tiny_manifest() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sample_id": ["t1", "u1", "r1"],
+            "path": ["t1.png", "u1.png", "r1.png"],
+            "label": ["", "", "a"],
+            "split": ["test", "unlabeled", "train"],
+            "weight": ["1.0", "1.0", "1.0"],
+        }
+    )
+
+
+def test_a_decision_on_a_test_row_is_refused() -> None:
+    table = pd.DataFrame(
+        {
+            "sample_id": ["t1"],
+            "decision": ["relabel"],
+            "new_label": ["a"],
+            "suggested_label": [""],
+            "label_quality": [""],
+        }
+    )
+    with pytest.raises(InputError, match="line 2: sample_id 't1' is a test row"):
+        parse_decisions(table, file="q.csv", classes=("a", "b"), manifest=_tiny_manifest())
+
+
+def test_relabeling_an_unlabeled_row_makes_it_a_train_row() -> None:
+    manifest = _tiny_manifest()
+    new, records = apply_decisions(manifest, {1: Decision(2, "u1", "relabel", "b")})
+    assert new.loc[1, ["label", "split"]].tolist() == ["b", "train"]
+    assert records[0]["split"] == "train" and records[0]["old_label"] == ""
+    pd.testing.assert_frame_equal(replay_audit(manifest, records), new)
