@@ -47,7 +47,8 @@ each figure from its own process in the same run. `bare cleanlab` is
 `flag core` is what `flag` computes on the same arrays; `cleaner flag` is the whole command
 on files (read and check oof.csv and the manifest, rank, write queue.csv, queue.json and
 queue.html), without embeddings; each is timed after its imports. Target at 1,000,000
-rows: within 3x of the bare call, under 4 GB. Absolute times are on this shared machine; the ratios are what to compare.
+rows: within 3x of the bare call, under 4 GB. Absolute times are on this shared machine;
+the ratios are what to compare.
 """
 
 BARE = """
