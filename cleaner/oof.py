@@ -16,6 +16,7 @@ averaged over the K fold models.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -233,16 +234,18 @@ def train_fold(
         progress=progress,
         desc=f"fold {k + 1}/{cfg.train.folds}",
     )
+    predict_with = functools.partial(
+        predict,
+        model,
+        batch_size=eval_bs,
+        workers=cfg.train.workers,
+        device=device,
+        amp=cfg.train.amp,
+        channels_last=cfg.train.channels_last and device.type == "cuda",
+    )
     probs, emb = result.val_probs, result.val_embeddings
     if probs is None or emb is None:  # resumed after its last epoch: predict again
-        probs, emb = predict(
-            model,
-            val_ds,
-            batch_size=eval_bs,
-            workers=cfg.train.workers,
-            device=device,
-            amp=cfg.train.amp,
-        )
+        probs, emb = predict_with(val_ds)
     # Unlabeled rows get this fold model's opinion too (averaged over folds at merge),
     # for ranking them for labeling.
     unlabeled = plan.unlabeled_rows
@@ -250,14 +253,7 @@ def train_fold(
         ds = _dataset(
             plan, unlabeled, np.full(len(unlabeled), -1), train=False, normalize=norm, seed=seed
         )
-        u_probs, _ = predict(
-            model,
-            ds,
-            batch_size=eval_bs,
-            workers=cfg.train.workers,
-            device=device,
-            amp=cfg.train.amp,
-        )
+        u_probs, _ = predict_with(ds)
         with atomic_path(fold_dir / "unlabeled.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
             np.savez(f, probs=u_probs)
     metrics = classification_metrics(plan.labels[val_rows], probs.argmax(1), plan.classes)

@@ -24,6 +24,8 @@ import tomli_w
 from PIL import Image
 from typer.testing import CliRunner
 
+from cleaner.cli import app
+
 # The classes of the tiny data set; the pipeline lists them in this order.
 TINY_CLASSES = ("a", "b")
 TINY_PER_CLASS = 3  # enough train rows per class for folds = 2
@@ -108,6 +110,13 @@ def snapshot(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+def invoke(*args: str) -> str:
+    """Run the CLI in-process; it must succeed. Returns what it printed."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
 
 
 def flat(text: str) -> str:

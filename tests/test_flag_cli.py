@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import invoke
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -51,12 +52,6 @@ rotate = [-10, 10]
 translate_percent = [-0.08, 0.08]
 p = 0.7
 """
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result.output
 
 
 def fails(*args: str) -> str:

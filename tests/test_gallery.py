@@ -21,21 +21,10 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from cleaner.gallery import render_gallery, thumbnail_data_uri, write_gallery
+from cleaner.queue import QUEUE_COLUMNS
 
 EVIL = "<script>alert(1)</script>\"'&</script>"
-COLUMNS = [
-    "rank",
-    "sample_id",
-    "path",
-    "group",
-    "given_label",
-    "suggested_label",
-    "label_quality",
-    "issue",
-    "decision",
-    "new_label",
-    "note",
-]
+COLUMNS = list(QUEUE_COLUMNS)
 
 
 class Page(HTMLParser):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import invoke
 from typer.testing import CliRunner
 
 from cleaner.cli import app
@@ -46,12 +47,6 @@ name = "Affine"
 rotate = [-10, 10]
 p = 0.5
 """
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result.output
 
 
 @pytest.fixture(scope="module")
