@@ -113,19 +113,24 @@ def _init_file(path: Path, text: str, what: str) -> None:
             ) from None
 
 
-def plan_run(
-    pipeline: str | Path,
-    overrides: Iterable[str] = (),
-    *,
-    out: str | Path | None = None,
-    fold: int | None = None,
-    progress: Progress,
-) -> RunPlan:
-    """Load and validate the pipeline, its manifest and ``fold``; set up the run folder."""
+@dataclass(frozen=True)
+class PipelineData:
+    """A pipeline and its manifest, loaded and validated once, before any training."""
+
+    cfg: PipelineConfig  # resolved: data.classes filled in
+    manifest_path: Path
+    manifest_sha: str
+    df: pd.DataFrame  # the whole manifest
+    train_rows: np.ndarray  # (N,) positions in df of the train rows
+    labels: np.ndarray  # (N,) class index of each train row
+
+
+def load_pipeline_data(
+    pipeline: str | Path, overrides: Iterable[str] = (), *, progress: Progress
+) -> PipelineData:
+    """Load the pipeline and validate its manifest (every bad row listed, nothing written)."""
     pipeline = Path(pipeline)
     cfg = load_config(pipeline, overrides)
-    if fold is not None and not 0 <= fold < cfg.train.folds:
-        raise InputError(f"--fold {fold}: the pipeline has folds 0..{cfg.train.folds - 1}")
     if not cfg.data.manifest:
         raise InputError([Problem(str(pipeline), "data.manifest is not set")])
     manifest_path = Path(cfg.data.manifest)
@@ -144,12 +149,30 @@ def plan_run(
         on_image=lambda: progress.advance(task),
     )
     progress.remove_task(task)
-    sha = sha256_file(manifest_path)
     train_rows = np.flatnonzero((df["split"] == "train").to_numpy())
     index = {c: i for i, c in enumerate(cfg.data.classes)}
     labels = np.array(
         [index[v.strip()] for v in df["label"].to_numpy()[train_rows]], dtype=np.int64
     )
+    return PipelineData(cfg, manifest_path, sha256_file(manifest_path), df, train_rows, labels)
+
+
+def plan_run(
+    pipeline: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    out: str | Path | None = None,
+    fold: int | None = None,
+    progress: Progress,
+) -> RunPlan:
+    """Load and validate the pipeline, its manifest and ``fold``; set up the run folder."""
+    pipeline = Path(pipeline)
+    folds_wanted = load_config(pipeline, overrides).train.folds
+    if fold is not None and not 0 <= fold < folds_wanted:
+        raise InputError(f"--fold {fold}: the pipeline has folds 0..{folds_wanted - 1}")
+    data = load_pipeline_data(pipeline, overrides, progress=progress)
+    cfg, manifest_path, sha, df = data.cfg, data.manifest_path, data.manifest_sha, data.df
+    train_rows, labels = data.train_rows, data.labels
     groups = df[cfg.data.group].to_numpy()[train_rows] if cfg.data.group else None
     folds = make_folds(labels, n_splits=cfg.train.folds, seed=cfg.train.seed, groups=groups)
 
@@ -163,29 +186,45 @@ def plan_run(
     return RunPlan(cfg, run_dir, manifest_path, sha, df, train_rows, labels, folds)
 
 
-def _dataset(
-    plan: RunPlan,
+def make_dataset(
+    cfg: PipelineConfig,
+    df: pd.DataFrame,
+    root: Path,
     rows: np.ndarray,
     labels: np.ndarray,
     *,
     train: bool,
     normalize: Normalize,
     seed: int,
+    weights: np.ndarray | None = None,
     cache: list[np.ndarray] | None = None,
 ) -> ImageDataset:
-    """A dataset over manifest positions ``rows``; ``cache`` is indexed like ``rows``."""
-    cfg = plan.cfg
-    sub = plan.df.iloc[rows]
+    """A dataset over manifest positions ``rows`` (paths relative to ``root``).
+
+    ``weights`` (default: the manifest's) and ``cache`` are indexed like ``rows``.
+    """
+    sub = df.iloc[rows]
+    if weights is None:
+        weights = pd.to_numeric(sub["weight"]).to_numpy(np.float32)
     return ImageDataset(
-        resolve_paths(sub, plan.manifest_path.parent),
+        resolve_paths(sub, root),
         labels,
-        pd.to_numeric(sub["weight"]).to_numpy(np.float32),
+        weights,
         build_transform(cfg.augment, train=train, image_size=cfg.data.hw),
         normalize=normalize,
         in_chans=cfg.model.in_chans,
         seed=seed,
         images=cache,
     )
+
+
+def model_and_normalize(cfg: PipelineConfig, seed: int) -> tuple[torch.nn.Module, Normalize]:
+    """A fresh model initialised from ``seed``, and the normalisation its inputs need."""
+    torch.manual_seed(seed)
+    model = create_model(cfg.model, len(cfg.data.classes))
+    if cfg.data.mean:
+        return model, Normalize(cfg.data.mean, cfg.data.std)
+    return model, Normalize(*default_mean_std(model, cfg.model.in_chans))
 
 
 def train_fold(
@@ -197,20 +236,16 @@ def train_fold(
     fold_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.train.device)
     seed = seed_for(cfg.train.seed, k)
-    torch.manual_seed(seed)
-    model = create_model(cfg.model, len(plan.classes))
-    if cfg.data.mean:
-        mean, std = cfg.data.mean, cfg.data.std
-    else:
-        mean, std = default_mean_std(model, cfg.model.in_chans)
+    model, norm = model_and_normalize(cfg, seed)
     train_rows = np.flatnonzero(plan.folds != k)
     val_rows = np.flatnonzero(plan.folds == k)
-    norm = Normalize(mean, std)
 
     def part(rows: np.ndarray, train: bool) -> ImageDataset:
         images = [cache[i] for i in rows] if cache is not None else None
-        return _dataset(
-            plan,
+        return make_dataset(
+            cfg,
+            plan.df,
+            plan.manifest_path.parent,
             plan.train_rows[rows],
             plan.labels[rows],
             train=train,
@@ -250,8 +285,15 @@ def train_fold(
     # for ranking them for labeling.
     unlabeled = plan.unlabeled_rows
     if len(unlabeled):
-        ds = _dataset(
-            plan, unlabeled, np.full(len(unlabeled), -1), train=False, normalize=norm, seed=seed
+        ds = make_dataset(
+            cfg,
+            plan.df,
+            plan.manifest_path.parent,
+            unlabeled,
+            np.full(len(unlabeled), -1),
+            train=False,
+            normalize=norm,
+            seed=seed,
         )
         u_probs, _ = predict_with(ds)
         with atomic_path(fold_dir / "unlabeled.npz", overwrite=True) as tmp, open(tmp, "wb") as f:

@@ -102,8 +102,13 @@ def predict(
     device: torch.device,
     amp: bool = False,
     channels_last: bool = False,
+    tta: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities (N, K) and penultimate embeddings (N, D), in dataset order."""
+    """Softmax probabilities (N, K) and penultimate embeddings (N, D), in dataset order.
+
+    ``tta`` averages the probabilities of each image and its horizontal mirror
+    (the embeddings stay those of the image as it is).
+    """
     model.eval()
     loader = make_loader(dataset, batch_size=batch_size, workers=workers, device=device)
     probs, embs = [], []
@@ -113,7 +118,10 @@ def predict(
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
             logits, emb = logits_and_embeddings(model, x)
-        probs.append(torch.softmax(logits.float(), dim=1).cpu())
+            p = torch.softmax(logits.float(), dim=1)
+            if tta:
+                p = (p + torch.softmax(model(x.flip(-1)).float(), dim=1)) / 2
+        probs.append(p.cpu())
         embs.append(emb.float().flatten(1).cpu())
     return torch.cat(probs).numpy(), torch.cat(embs).numpy()
 

@@ -1,0 +1,131 @@
+"""``cleaner demo``: the whole loop on scikit-learn's digits, with a simulated reviewer.
+
+ingest (10% label noise, clean test split) -> oof -> flag -> a *simulated*
+review that answers with the true labels -> apply -> retrain -> report.
+Every step writes its files under one folder; running the demo again finds
+what is done and goes on from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import Progress
+
+from cleaner.atomic import atomic_path
+from cleaner.ingest import ingest_arrays, load_digits_arrays
+from cleaner.manifest import next_version_path
+from cleaner.oof import run_oof
+from cleaner.queue import GROUP_PREFIX, make_queue
+from cleaner.retrain import RetrainResult, run_retrain
+from cleaner.review import apply_queue
+
+PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "digits.toml"
+
+
+@dataclass(frozen=True)
+class DemoFiles:
+    manifest: Path
+    oof_run: Path
+    queue_csv: Path
+    queue_html: Path
+    cleaned_manifest: Path
+    audit_log: Path
+    final: RetrainResult
+
+
+def simulate_review(queue_csv: Path, manifest: Path) -> tuple[int, int]:
+    """Fill the queue's decisions with the truth: relabel if wrong, keep if right.
+
+    Returns (relabeled, kept). Only the demo does this; a person does it for real.
+    """
+    truth = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
+    q = pd.read_csv(queue_csv, dtype=str, keep_default_na=False)
+    rows = ~q["sample_id"].str.startswith(GROUP_PREFIX)
+    true = truth.loc[q.loc[rows, "sample_id"], "true_label"].to_numpy()
+    wrong = q.loc[rows, "given_label"].to_numpy() != true
+    q.loc[rows, "decision"] = ["relabel" if w else "keep" for w in wrong]
+    q.loc[rows, "new_label"] = [t if w else "" for t, w in zip(true, wrong, strict=True)]
+    with atomic_path(queue_csv, overwrite=True) as tmp:
+        q.to_csv(tmp, index=False)
+    return int(wrong.sum()), int((~wrong).sum())
+
+
+def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> DemoFiles:
+    if not PIPELINE.exists():
+        raise FileNotFoundError(f"{PIPELINE} not found: run the demo from a checkout of cleaner")
+    manifest = out / "data_manifests" / "digits.csv"
+    oof_dir, final_dir = out / "runs" / "oof", out / "runs" / "final"
+    set_manifest = f'data.manifest="{manifest.as_posix()}"'
+
+    def step(text: str) -> None:
+        console.rule(f"[bold]{text}")
+
+    step("1/6 ingest: scikit-learn's digits, 10% of train labels flipped, 20% clean test rows")
+    if not manifest.exists():
+        images, labels = load_digits_arrays()
+        ids = [f"digit-{i:04d}" for i in range(len(labels))]
+        ingest_arrays(
+            images,
+            labels,
+            ids,
+            out / "data" / "digits",
+            manifest,
+            noise=0.1,
+            noise_kind="uniform",
+            seed=0,
+            test_fraction=0.2,
+        )
+    console.print(f"manifest: {manifest}")
+
+    step("2/6 oof: 5-fold cross-validation, out-of-fold probabilities for every train image")
+    run_oof(PIPELINE, [set_manifest], out=oof_dir, progress=progress)
+
+    step(f"3/6 flag: the {top} images most likely to be mislabeled")
+    queue_csv = oof_dir / "queue.csv"
+    if not queue_csv.exists():
+        make_queue([oof_dir], top=top)
+    console.print(f"queue: {queue_csv} and {oof_dir / 'queue.html'}")
+
+    step("4/6 review: SIMULATED - a stand-in reviewer answers with the true labels")
+    cleaned = next_version_path(manifest)
+    if not cleaned.exists():
+        relabeled, kept = simulate_review(queue_csv, manifest)
+        console.print(
+            f"[yellow]SIMULATED reviewer[/]: {relabeled} relabeled, {kept} kept. "
+            "For real data a person decides, with `cleaner review` or a spreadsheet."
+        )
+
+        step("5/6 apply: decisions into a new manifest version and the audit log")
+        apply_queue(queue_csv, reviewer="simulated (demo)")
+    console.print(f"cleaned manifest: {cleaned}")
+
+    step("6/6 retrain: the same model on the cleaned labels, weighted by label quality")
+    report = final_dir / "report.md"
+    if report.exists():
+        import json
+
+        final = RetrainResult(
+            final_dir, cleaned, json.loads((final_dir / "metrics.json").read_text())
+        )
+    else:
+        final = run_retrain(
+            PIPELINE,
+            [f'data.manifest="{cleaned.as_posix()}"'],
+            reweight="quality",
+            oof_run=oof_dir,
+            out=final_dir,
+            progress=progress,
+        )
+    return DemoFiles(
+        manifest,
+        oof_dir,
+        queue_csv,
+        oof_dir / "queue.html",
+        cleaned,
+        manifest.with_name("digits.audit.jsonl"),
+        final,
+    )
