@@ -19,11 +19,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 demo: venv
-	test -f data_manifests/digits.csv || \
-		$(BIN)/cleaner ingest digits data/digits --noise 0.1 --noise-kind uniform --seed 0
-	$(BIN)/cleaner oof pipelines/digits.toml --out runs/demo
-	test -f runs/demo/queue.csv || $(BIN)/cleaner flag runs/demo
-	@echo "next: open runs/demo/queue.html, fill the decision column of runs/demo/queue.csv"
+	$(BIN)/cleaner demo --out cleaner-demo
 
 # The review page's browser test drives Debian's chromium (Playwright's own browser
 # download does not work offline); without it that one test is skipped.

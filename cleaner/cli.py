@@ -433,7 +433,7 @@ def demo(
         files = run_demo(out, top=top, progress=progress, console=console)
     _print_retrain(files.final.metrics, files.final.run_dir)
     table = Table(title="demo files, in the order to open them")
-    table.add_column("file")
+    table.add_column("file", overflow="fold")
     table.add_column("what it is")
     for path, what in (
         (files.queue_html, "the relabel queue as a gallery: open it in a browser first"),

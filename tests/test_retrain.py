@@ -1,0 +1,251 @@
+"""``cleaner retrain`` and ``cleaner demo``: weights, submission, the whole loop end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import invoke
+from typer.testing import CliRunner
+
+from cleaner.cli import app
+from cleaner.demo import simulate_review
+from cleaner.retrain import class_balance_weights, quality_weights, submission_table
+
+runner = CliRunner()
+
+PIPELINE = """
+[data]
+manifest = "{manifest}"
+image_size = 32
+mean = [0.5]
+std = [0.5]
+cache = true
+
+[model]
+name = "test_resnet"
+in_chans = 1
+
+[train]
+folds = 3
+epochs = {epochs}
+batch_size = 64
+lr = 3e-3
+workers = 0
+
+[submission]
+id_column = "ImageID"
+label_column = "ans"
+label_format = "index"
+
+[[augment.train]]
+name = "Affine"
+rotate = [-10, 10]
+p = 0.7
+"""
+
+
+# --- the weights and the submission, on hand-made arrays ---------------------------------
+
+
+def test_quality_weights_by_hand() -> None:
+    weights = np.array([1.0, 1.0, 2.0, 1.0, 0.5])
+    quality = np.array([0.9, 0.1, 0.5, np.nan, 0.2])
+    reviewed = np.array([False, False, False, False, True])
+    # unreviewed rows: weight x quality; unscored (NaN) and reviewed rows keep their weight
+    np.testing.assert_allclose(
+        quality_weights(weights, quality, reviewed), [0.9, 0.1, 1.0, 1.0, 0.5]
+    )
+
+
+def test_class_balance_weights_by_hand() -> None:
+    labels = np.array([0, 0, 0, 1])
+    w = class_balance_weights(np.ones(4), labels, 3)  # class 2 absent: K = 2 present
+    np.testing.assert_allclose(w, [4 / 6, 4 / 6, 4 / 6, 2.0])
+    assert w[labels == 0].sum() == pytest.approx(w[labels == 1].sum())
+
+
+def test_submission_table_formats() -> None:
+    probs = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    by_name = submission_table(
+        ["c", "a", "b"],
+        probs,
+        ["cat", "dog"],
+        id_column="id",
+        label_column="y",
+        label_format="name",
+    )
+    assert by_name.to_dict("list") == {"id": ["c", "a", "b"], "y": ["dog", "cat", "dog"]}
+    by_index = submission_table(
+        ["c", "a", "b"],
+        probs,
+        ["cat", "dog"],
+        id_column="ImageID",
+        label_column="ans",
+        label_format="index",
+    )
+    assert by_index["ans"].tolist() == [1, 0, 1]
+
+
+# --- end to end --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """ingest (10% noise) -> oof -> flag -> simulated review, ready to retrain."""
+    root = tmp_path_factory.mktemp("loop")
+    manifest = root / "digits.csv"
+    invoke(
+        "ingest",
+        "digits",
+        str(root / "images"),
+        "--noise",
+        "0.1",
+        "--seed",
+        "3",
+        "--manifest",
+        str(manifest),
+    )
+    pipeline = root / "p.toml"
+    pipeline.write_text(PIPELINE.format(manifest=manifest, epochs=6))
+    invoke("oof", str(pipeline), "--out", str(root / "oof"), "-q")
+    invoke("flag", str(root / "oof"), "--top", "150", "-q")
+    simulate_review(root / "oof" / "queue.csv", manifest)
+    return {"root": root, "manifest": manifest, "pipeline": pipeline, "oof": root / "oof"}
+
+
+@pytest.mark.slow
+def test_whole_loop_with_queue_and_quality_weights(loop: dict[str, Path]) -> None:
+    root, manifest = loop["root"], loop["manifest"]
+    out = invoke(
+        "retrain",
+        str(loop["pipeline"]),
+        "--queue",
+        str(loop["oof"] / "queue.csv"),
+        "--reweight",
+        "quality",
+        "--out",
+        str(root / "final"),
+        "--reviewer",
+        "sim",
+        "-q",
+    )
+    assert "noisy labels" in out and "true labels" in out
+    final = root / "final"
+    v2 = pd.read_csv(root / "digits.v2.csv", dtype=str, keep_default_na=False)
+    v1 = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    assert (v2["label"] != v1["label"]).sum() > 0  # the queue was applied first
+    assert (root / "digits.audit.jsonl").exists()
+
+    # the submission: every test row once, in the manifest's order, in the pipeline's format
+    sub = pd.read_csv(final / "submission.csv")
+    test_ids = v2.loc[v2["split"] == "test", "sample_id"].tolist()
+    assert list(sub.columns) == ["ImageID", "ans"]
+    assert sub["ImageID"].tolist() == test_ids
+    assert sub["ans"].between(0, 9).all()
+    pred = pd.read_csv(final / "predictions.csv")
+    assert pred["sample_id"].tolist() == test_ids
+    probs = pred[[f"p:{i}" for i in range(10)]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (probs.argmax(1) == sub["ans"].to_numpy()).all()
+
+    # test rows are never trained on and never cleaned
+    weights = pd.read_csv(final / "train_weights.csv", dtype={"sample_id": str})
+    assert weights["sample_id"].tolist() == v2.loc[v2["split"] == "train", "sample_id"].tolist()
+    assert not set(weights["sample_id"]) & set(test_ids)
+    queue = pd.read_csv(loop["oof"] / "queue.csv", dtype=str, keep_default_na=False)
+    assert not set(queue["sample_id"]) & set(test_ids)
+    test_v1 = v1.loc[v1["split"] == "test"]
+    assert test_v1.equals(v2.loc[v2["split"] == "test", list(v1.columns)])
+
+    # --reweight quality: decided rows keep weight 1, the others get p(label) out of fold
+    oof = pd.read_csv(loop["oof"] / "oof.csv", dtype={"sample_id": str, "label": str})
+    oof = oof.set_index("sample_id")
+    w = weights.set_index("sample_id")["weight"]
+    decided = set(queue["sample_id"])
+    labels = v2.set_index("sample_id")["label"]
+    for sid in w.index[:300]:
+        if sid in decided:
+            assert w[sid] == 1.0
+        else:
+            assert w[sid] == pytest.approx(oof.at[sid, f"p:{labels[sid]}"], rel=1e-4, abs=1e-6)
+
+    metrics = json.loads((final / "metrics.json").read_text())
+    test = metrics["test"]
+    assert {"noisy", "cleaned", "true"} <= set(test)
+    assert test["cleaned"]["accuracy"] > 0.8
+    assert metrics["cv_before"]["accuracy"] == pytest.approx(
+        json.loads((loop["oof"] / "metrics.json").read_text())["overall"]["accuracy"]
+    )
+    report = (final / "report.md").read_text()
+    assert "noisy labels" in report and "labels changed" in report
+
+    # a finished retrain folder is not overwritten
+    again = runner.invoke(
+        app,
+        [
+            "retrain",
+            str(loop["pipeline"]),
+            "--manifest",
+            str(root / "digits.v2.csv"),
+            "--out",
+            str(final),
+        ],
+    )
+    assert again.exit_code == 2 and "finished retrain" in again.output
+
+
+@pytest.mark.slow
+def test_folds_mode_measures_the_cleaned_labels(loop: dict[str, Path]) -> None:
+    root = loop["root"]
+    invoke(
+        "retrain",
+        str(loop["pipeline"]),
+        "--manifest",
+        str(loop["manifest"]),
+        "--mode",
+        "folds",
+        "--set",
+        "train.epochs=2",
+        "--tta",
+        "--out",
+        str(root / "folds"),
+        "-q",
+    )
+    metrics = json.loads((root / "folds" / "metrics.json").read_text())
+    assert metrics["cv_cleaned"]["n"] == len(pd.read_csv(root / "folds" / "cv" / "oof.csv"))
+    assert metrics["tta"] is True
+    sub = pd.read_csv(root / "folds" / "submission.csv")
+    assert len(sub) == (pd.read_csv(loop["manifest"])["split"] == "test").sum()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--reweight", "loud"], "--reweight 'loud'"),
+        (["--mode", "half"], "--mode 'half'"),
+        (["--reweight", "quality"], "--reweight quality needs"),
+    ],
+)
+def test_bad_retrain_options(tmp_path: Path, args: list[str], message: str) -> None:
+    manifest = tmp_path / "digits.csv"
+    invoke("ingest", "digits", str(tmp_path / "images"), "--manifest", str(manifest))
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(PIPELINE.format(manifest=manifest, epochs=1))
+    result = runner.invoke(app, ["retrain", str(pipeline), "--out", str(tmp_path / "r"), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_demo_runs_the_loop_and_resumes(tmp_path: Path) -> None:
+    out = "".join(invoke("demo", "--out", str(tmp_path / "demo"), "--top", "100", "-q").split())
+    assert "SIMULATEDreviewer" in out and "queue.html" in out and "report.md" in out
+    final = tmp_path / "demo" / "runs" / "final"
+    assert (final / "submission.csv").exists() and (final / "report.md").exists()
+    assert (tmp_path / "demo" / "data_manifests" / "digits.v2.csv").exists()
+    again = "".join(invoke("demo", "--out", str(tmp_path / "demo"), "--top", "100", "-q").split())
+    assert "SIMULATEDreviewer" not in again  # already reviewed and applied: it goes on
