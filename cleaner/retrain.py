@@ -29,7 +29,7 @@ from rich.progress import Progress
 
 from cleaner.atomic import atomic_path, write_text
 from cleaner.audit import decided_sample_ids, read_audit_log
-from cleaner.config import PipelineConfig
+from cleaner.config import PipelineConfig, load_config
 from cleaner.data import decode_all, seed_for
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import audit_log_path, read_manifest, resolve_paths, split_version
@@ -277,6 +277,7 @@ def run_retrain(
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
     overrides = list(overrides)
+    load_config(pipeline, overrides)  # a bad pipeline fails before the queue is applied
     if queue is not None:
         from cleaner.review import apply_queue, read_queue_meta
 
