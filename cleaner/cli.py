@@ -219,6 +219,16 @@ def oof(
     _print_oof(result.metrics, result.run_dir)
 
 
+def _count_table(title: str, key: str, value: str, counts: dict[str, int]) -> Table:
+    """A two-column table of counts."""
+    table = Table(title=title)
+    table.add_column(key)
+    table.add_column(value, justify="right")
+    for name, n in counts.items():
+        table.add_row(name, f"{n:,}")
+    return table
+
+
 def _print_flag(s: Any) -> None:
     est = Table(title="label noise (cleanlab, out-of-fold)")
     est.add_column("measure")
@@ -239,12 +249,7 @@ def _print_flag(s: Any) -> None:
         for given, true, frac, n in s.confused_pairs:
             pairs.add_row(given, true, f"{frac:.2%}", f"{n:,}")
         console.print(pairs)
-    issues = Table(title="queue rows by issue")
-    issues.add_column("issue")
-    issues.add_column("rows", justify="right")
-    for issue, n in s.issue_counts.items():
-        issues.add_row(issue, f"{n:,}")
-    console.print(issues)
+    console.print(_count_table("queue rows by issue", "issue", "rows", s.issue_counts))
     console.print(
         f"wrote {s.queue_csv} and {s.queue_html}: open the HTML to look, "
         "fill `decision` in the CSV (keep / relabel / drop / unsure)"
@@ -298,12 +303,7 @@ def apply(
     from cleaner.review import apply_queue
 
     s = apply_queue(queue, reviewer=reviewer, unsure_factor=unsure_factor)
-    table = Table(title=f"applied {queue}")
-    table.add_column("decision")
-    table.add_column("queue rows", justify="right")
-    for action, n in s.counts.items():
-        table.add_row(action, f"{n:,}")
-    console.print(table)
+    console.print(_count_table(f"applied {queue}", "decision", "queue rows", s.counts))
     console.print(
         f"{s.rows_changed:,} manifest rows changed; wrote {s.new_manifest} and "
         f"appended to {s.audit_log}"
