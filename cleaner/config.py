@@ -94,6 +94,7 @@ class FlagConfig:
     top: int = 200  # rows in the relabel queue
     group_label: bool = False  # the class label is the same on every row of a data.group
     group_columns: tuple[str, ...] = ()  # manifest columns that are the same within a group
+    attributes: tuple[str, ...] = ()  # manifest columns the class determines (mask, gender, ...)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from cleanlab.multiannotator import get_active_learning_scores
 
 from cleaner import flag
 from cleaner.atomic import atomic_path, write_text
+from cleaner.attributes import SPEC_SEP, AttributeTable, attribute_table
 from cleaner.audit import decided_sample_ids, read_audit_log
 from cleaner.errors import InputError, Problem
 from cleaner.gallery import render_gallery
@@ -60,6 +61,7 @@ class QueueSummary:
     issue_counts: dict[str, int] = field(default_factory=dict)
     queue_csv: Path | None = None
     queue_html: Path | None = None
+    attributes: AttributeTable | None = None  # flag.attributes, learned from the train rows
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
@@ -115,6 +117,54 @@ def _row_frame(
     )
 
 
+def attributes_of(df: pd.DataFrame, train_rows: np.ndarray, run: Run) -> AttributeTable | None:
+    """The run's ``flag.attributes`` as a table learned from the train rows, or None."""
+    names = run.cfg.flag.attributes
+    if not names:
+        return None
+    missing = [c for c in names if c not in df.columns]
+    if missing:
+        raise InputError(
+            [
+                Problem(
+                    str(run.manifest_path),
+                    "flag.attributes: column(s) not found: " + ", ".join(missing),
+                    1,
+                )
+            ]
+        )
+    try:
+        return attribute_table(
+            run.labels, {c: df[c].to_numpy()[train_rows] for c in names}, len(run.classes)
+        )
+    except ValueError as e:
+        raise InputError([Problem(str(run.manifest_path), f"flag.attributes: {e}")]) from None
+
+
+def _attribute_issues(
+    table: AttributeTable, labels: np.ndarray, pred_probs: np.ndarray, method: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample: the most doubtful flagged attribute (-1: none), its quality, the new class.
+
+    Each attribute is checked on its own probabilities (summed over the other
+    attributes), so a gender error is not diluted by a confident mask.
+    """
+    n = len(labels)
+    best_attr = np.full(n, -1)
+    best_q = np.full(n, np.inf)
+    best_class = np.full(n, -1)
+    for a in range(len(table.names)):
+        la, pa = table.labels(labels, a), table.probs(pred_probs, a)
+        if len(table.values[a]) < 2 or (la < 0).any():
+            continue
+        qa = flag.label_quality(la, pa, method=method)
+        other, _ = flag.suggest_labels(la, pa)
+        new_class = table.change(labels, a, other)
+        better = flag.find_label_errors(la, pa) & (qa < best_q) & (new_class >= 0)
+        best_attr[better], best_q[better], best_class[better] = a, qa[better], new_class[better]
+    return best_attr, best_q, best_class
+
+
 def _group_rows(
     df: pd.DataFrame,
     train_rows: np.ndarray,
@@ -122,8 +172,14 @@ def _group_rows(
     pred_probs: np.ndarray,
     quality: np.ndarray,
     decided: set[str],
+    table: AttributeTable | None = None,
 ) -> pd.DataFrame:
-    """One queue row per inconsistent group (label shared in a group, or shared columns)."""
+    """One queue row per inconsistent group (label shared in a group, or shared columns).
+
+    A shared column that is also an attribute is checked against the model too:
+    a person whose photos all say male while the model says female is flagged,
+    with the change written as ``gender=female`` so a decision changes only that.
+    """
     cfg = run.cfg
     group_col = cfg.data.group
     if not group_col or not (cfg.flag.group_label or cfg.flag.group_columns):
@@ -153,7 +209,27 @@ def _group_rows(
                 # Mixed labels are a certain error somewhere in the group: rank the
                 # group by its most doubtful row.
                 scores[gid] = min(scores[gid], float(quality[rep.inverse == g].min()))
+    model_checked = set(table.names) & set(cfg.flag.group_columns) if table else set()
+    for col in sorted(model_checked):
+        assert table is not None
+        a = table.names.index(col)
+        values = table.values[a]
+        rep = flag.group_consistency(
+            table.labels(run.labels, a), table.probs(pred_probs, a), groups
+        )
+        for g in np.flatnonzero(rep.flagged):
+            gid = str(rep.groups[g])
+            given_v, pred_v = values[rep.given[g]], values[rep.predicted[g]]
+            notes.setdefault(gid, []).append(
+                f"mixed {col}" if rep.mixed[g] else f"{col}: given {given_v}, model says {pred_v}"
+            )
+            if gid not in given:
+                given[gid] = f"{col}{SPEC_SEP}{given_v}"
+                suggested[gid] = f"{col}{SPEC_SEP}{pred_v}" if pred_v != given_v else ""
+                scores[gid] = float(rep.quality[g])
     for col in cfg.flag.group_columns:
+        if col in model_checked:
+            continue
         if col not in df.columns:
             raise InputError(
                 [
@@ -232,6 +308,14 @@ def build_queue(
         for i in np.flatnonzero(is_outlier & ~near_conflict):
             notes[i] = f"atypical image (outlier score {found.outlier_score[i]:.3f})"
     issue = flag.primary_issue(is_label, near_conflict, is_outlier)
+    table = attributes_of(df, train_rows, run)
+    if table is not None:
+        attr, attr_q, attr_class = _attribute_issues(table, labels, pred_probs, method)
+        hit = attr >= 0
+        # The row names the doubtful attribute and suggests changing only it.
+        issue[hit] = np.asarray(table.names, dtype=object)[attr[hit]]
+        quality = np.where(hit, np.minimum(quality, attr_q), quality)
+        suggested = np.where(hit, attr_class, suggested)
     not_decided = ~np.isin(run.sample_ids, list(decided))
     order = flag.review_order(quality, (issue != "") & not_decided)
     rows = _row_frame(
@@ -245,7 +329,17 @@ def build_queue(
         note=notes[order],
         group=run.cfg.data.group,
     )
-    groups = _group_rows(df, train_rows, run, pred_probs, quality, decided)
+    groups = _group_rows(df, train_rows, run, pred_probs, quality, decided, table)
+    if len(groups) and len(rows):
+        # A person flagged as a group row for an attribute is queued once, as that
+        # group row: its photos' own rows for the same attribute would repeat it.
+        covered = {
+            (g, spec.split(SPEC_SEP)[0])
+            for g, spec in zip(groups["group"], groups["given_label"], strict=True)
+            if SPEC_SEP in spec
+        }
+        repeat = [(str(g), i) in covered for g, i in zip(rows["group"], rows["issue"], strict=True)]
+        rows = rows[~np.asarray(repeat, dtype=bool)]
     queue = pd.concat([rows, groups], ignore_index=True) if len(groups) else rows
     queue = queue.sort_values("label_quality", kind="stable").head(top)
     if include_unlabeled:
@@ -269,6 +363,7 @@ def build_queue(
         ],
         already_decided=int((~not_decided).sum()),
         issue_counts={str(k): int(v) for k, v in queue["issue"].value_counts().items()},
+        attributes=table,
     )
     return queue, summary
 
@@ -339,6 +434,7 @@ def make_queue(
     queue, summary = build_queue(
         df, runs, top=top, method=method, decided=decided, include_unlabeled=include_unlabeled
     )
+    table = summary.attributes
     root = run.manifest_path.parent
     paths = [
         p if str(raw) else None
@@ -359,6 +455,8 @@ def make_queue(
         "top": top,
         "classes": list(run.classes),
         "group_column": run.cfg.data.group,
+        # How each class decomposes into attributes, for attribute=value decisions.
+        "attributes": table.to_json() if table is not None else None,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     # Everything is computed; now write the three files, all or none.

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cleaner.atomic import atomic_path
+from cleaner.attributes import AttributeTable
 from cleaner.audit import ACTIONS
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import (
@@ -51,6 +52,7 @@ class QueueMeta:
     classes: tuple[str, ...]
     runs: tuple[str, ...]
     group_column: str  # the manifest column a group:ID row refers to
+    attributes: AttributeTable | None = None  # for ``attribute=value`` relabels
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
             tuple(meta["classes"]),
             tuple(meta.get("runs", ())),
             meta.get("group_column", ""),
+            AttributeTable.from_json(meta["attributes"]) if meta.get("attributes") else None,
         )
     except json.JSONDecodeError as e:
         reason = f"not valid JSON: {e.msg} (line {e.lineno})"
@@ -161,6 +164,7 @@ def parse_decisions(
     classes: Sequence[str],
     manifest: pd.DataFrame,
     group: str = "",
+    attributes: AttributeTable | None = None,
 ) -> tuple[list[Decision], int]:
     """Checked decisions of the reviewed rows, and how many rows were not reviewed."""
     known = set(classes)
@@ -216,7 +220,7 @@ def parse_decisions(
                     Problem(file, "relabel needs new_label (or a suggested_label)", line)
                 )
                 continue
-            if new_label not in known:
+            if new_label not in known and not (attributes and attributes.parse_spec(new_label)):
                 problems.append(Problem(file, f"new_label {new_label!r} is not a class", line))
                 continue
         try:
@@ -277,22 +281,38 @@ def apply_decisions(
     *,
     unsure_factor: float = DEFAULT_UNSURE_FACTOR,
     context: Mapping[str, Any] | None = None,
+    classes: Sequence[str] = (),
+    attributes: AttributeTable | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """The next manifest version and one audit record per decided row (in manifest order).
 
     ``relabel`` sets ``label`` (an ``unlabeled`` row becomes ``train``);
     ``drop`` sets ``split = excluded`` (the row
     stays); ``unsure`` multiplies ``weight`` by ``unsure_factor``; ``keep``
-    changes nothing but is recorded. Rows without a decision are untouched.
+    changes nothing but is recorded. Rows without a decision are untouched. A
+    ``new_label`` of the form ``attribute=value`` (composite labels, with
+    ``attributes`` and ``classes``) changes only that attribute of each row's class.
     """
     cols = {c: manifest[c].to_numpy(dtype=object, copy=True) for c in ("label", "split", "weight")}
+    # Attribute columns follow the label: a gender relabel rewrites the gender column too.
+    attr_cols = [c for c in (attributes.names if attributes else ()) if c in manifest.columns]
+    for c in attr_cols:
+        cols[c] = manifest[c].to_numpy(dtype=object, copy=True)
     ids = manifest["sample_id"].to_numpy(dtype=object)
     records = []
     for p in sorted(decided):
         d = decided[p]
         old_label = str(cols["label"][p])
+        changed: dict[str, str] = {}
         if d.action == "relabel":
-            cols["label"][p] = d.new_label
+            cols["label"][p] = _relabel(old_label, d.new_label, classes, attributes, str(ids[p]))
+            if attributes is not None and cols["label"][p] in classes:
+                k = list(classes).index(cols["label"][p])
+                for c in attr_cols:
+                    v = attributes.codes[k, attributes.names.index(c)]
+                    value = attributes.values[attributes.names.index(c)][v] if v >= 0 else ""
+                    if v >= 0 and cols[c][p] != value:
+                        cols[c][p] = changed[c] = value
             if cols["split"][p] == "unlabeled":
                 cols["split"][p] = "train"  # a labeled row trains from now on
         elif d.action == "drop":
@@ -311,9 +331,27 @@ def apply_decisions(
                 # The row's split and weight after the decision, so the log replays exactly.
                 "split": str(cols["split"][p]),
                 "weight": str(cols["weight"][p]),
+                **({"columns": changed} if changed else {}),
             }
         )
     return manifest.assign(**cols), records
+
+
+def _relabel(
+    old: str, new: str, classes: Sequence[str], attributes: AttributeTable | None, sid: str
+) -> str:
+    """The row's new class: ``new`` itself, or ``old`` with one attribute changed."""
+    spec = attributes.parse_spec(new) if attributes is not None and new not in classes else None
+    if spec is None:
+        return new
+    assert attributes is not None
+    a, v = spec
+    if old not in classes:
+        raise InputError(f"{sid}: {new} needs a current class, not {old!r}")
+    k = attributes.change(np.array([list(classes).index(old)]), a, np.array([v]))[0]
+    if k < 0:
+        raise InputError(f"{sid}: no class is {old!r} with {new}")
+    return classes[int(k)]
 
 
 def replay_audit(manifest: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -327,6 +365,8 @@ def replay_audit(manifest: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -
             r["split"],
             r["weight"],
         )
+        for c, value in r.get("columns", {}).items():
+            cols.setdefault(c, manifest[c].to_numpy(dtype=object, copy=True))[p] = value
     return manifest.assign(**cols)
 
 
@@ -369,7 +409,12 @@ def check_queue(queue_csv: str | Path) -> CheckedQueue:
         )
     manifest = read_manifest(meta.manifest)
     decisions, blank = parse_decisions(
-        table, file=str(queue_csv), classes=meta.classes, manifest=manifest, group=meta.group_column
+        table,
+        file=str(queue_csv),
+        classes=meta.classes,
+        manifest=manifest,
+        group=meta.group_column,
+        attributes=meta.attributes,
     )
     return CheckedQueue(meta, table, manifest, decisions, blank)
 
@@ -415,7 +460,14 @@ def apply_queue(
         "run": meta.runs[0] if meta.runs else "",
         "manifest_sha256": meta.manifest_sha256,  # checked equal to the file's
     }
-    new, records = apply_decisions(manifest, decided, unsure_factor=unsure_factor, context=context)
+    new, records = apply_decisions(
+        manifest,
+        decided,
+        unsure_factor=unsure_factor,
+        context=context,
+        classes=meta.classes,
+        attributes=meta.attributes,
+    )
     log = audit_log_path(meta.manifest)
     old_log = log.read_text(encoding="utf-8") if log.exists() else ""
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
