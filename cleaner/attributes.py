@@ -94,3 +94,17 @@ def attribute_table(
             if seen:
                 codes[k, a] = index[seen.pop()]
     return AttributeTable(names, tuple(values), codes)
+
+
+def just_under_edge(
+    values: np.ndarray, suggested_band: np.ndarray, *, edges: Sequence[float], margin: float
+) -> np.ndarray:
+    """(N,) bool: the number sits within ``margin`` under the edge into ``suggested_band``.
+
+    Bands are numbered from 0 at the left of ``edges``; a value of 58 with edges
+    (30, 60) and margin 3 is band 1, and a suggestion of band 2 is a boundary case.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    band = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right")
+    edge_up = np.asarray([*edges, np.inf], dtype=np.float64)[np.minimum(band, len(edges))]
+    return (np.asarray(suggested_band) == band + 1) & (values >= edge_up - margin)

@@ -95,6 +95,12 @@ class FlagConfig:
     group_label: bool = False  # the class label is the same on every row of a data.group
     group_columns: tuple[str, ...] = ()  # manifest columns that are the same within a group
     attributes: tuple[str, ...] = ()  # manifest columns the class determines (mask, gender, ...)
+    # A band attribute cut from a number (age_band from age): rows just under an edge
+    # that the model puts in the next band are reported as COLUMN_boundary, after the errors.
+    boundary_column: str = ""  # the number, e.g. "age"
+    boundary_attribute: str = ""  # the band, e.g. "age_band", with values 0, 1, 2, ...
+    boundary_edges: tuple[float, ...] = ()  # where each band starts, e.g. [30, 60]
+    boundary_margin: float = 0.0  # how far under an edge counts, e.g. 3 (ages 27-29, 57-59)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from cleanlab.multiannotator import get_active_learning_scores
 
 from cleaner import flag
 from cleaner.atomic import atomic_path, write_text
-from cleaner.attributes import SPEC_SEP, AttributeTable, attribute_table
+from cleaner.attributes import SPEC_SEP, AttributeTable, attribute_table, just_under_edge
 from cleaner.audit import decided_sample_ids, read_audit_log
 from cleaner.errors import InputError, Problem
 from cleaner.gallery import render_gallery
@@ -163,6 +163,39 @@ def _attribute_issues(
         better = flag.find_label_errors(la, pa) & (qa < best_q) & (new_class >= 0)
         best_attr[better], best_q[better], best_class[better] = a, qa[better], new_class[better]
     return best_attr, best_q, best_class
+
+
+def _boundary_rows(
+    df: pd.DataFrame,
+    train_rows: np.ndarray,
+    run: Run,
+    table: AttributeTable,
+    suggested: np.ndarray,
+) -> np.ndarray:
+    """(N,) bool: rows whose suggestion only moves them over a band edge they sit under."""
+    f = run.cfg.flag
+    if not (f.boundary_column and f.boundary_attribute in table.names and f.boundary_edges):
+        return np.zeros(len(train_rows), dtype=bool)
+    if f.boundary_column not in df.columns:
+        raise InputError(
+            [
+                Problem(
+                    str(run.manifest_path),
+                    f"flag.boundary_column: column {f.boundary_column!r} not found",
+                    1,
+                )
+            ]
+        )
+    values = pd.to_numeric(df[f.boundary_column].to_numpy()[train_rows], errors="coerce")
+    a = table.names.index(f.boundary_attribute)
+    names = np.asarray(table.values[a], dtype=object)
+    band = pd.to_numeric(names[table.codes[suggested, a]], errors="coerce")
+    return just_under_edge(
+        np.nan_to_num(values, nan=-np.inf),
+        np.nan_to_num(band, nan=-1),
+        edges=f.boundary_edges,
+        margin=f.boundary_margin,
+    )
 
 
 def _group_rows(
@@ -316,6 +349,10 @@ def build_queue(
         issue[hit] = np.asarray(table.names, dtype=object)[attr[hit]]
         quality = np.where(hit, np.minimum(quality, attr_q), quality)
         suggested = np.where(hit, attr_class, suggested)
+        boundary = _boundary_rows(df, train_rows, run, table, suggested)
+        issue[boundary & (issue == run.cfg.flag.boundary_attribute)] = (
+            f"{run.cfg.flag.boundary_column}_boundary"
+        )
     not_decided = ~np.isin(run.sample_ids, list(decided))
     order = flag.review_order(quality, (issue != "") & not_decided)
     rows = _row_frame(
@@ -341,7 +378,10 @@ def build_queue(
         repeat = [(str(g), i) in covered for g, i in zip(rows["group"], rows["issue"], strict=True)]
         rows = rows[~np.asarray(repeat, dtype=bool)]
     queue = pd.concat([rows, groups], ignore_index=True) if len(groups) else rows
-    queue = queue.sort_values("label_quality", kind="stable").head(top)
+    # Boundary cases are reported, not taken for errors: they come after the rest.
+    last = queue["issue"].astype(str).str.endswith("_boundary").to_numpy()
+    queue = queue.assign(_last=last).sort_values(["_last", "label_quality"], kind="stable")
+    queue = queue.drop(columns="_last").head(top)
     if include_unlabeled:
         queue = pd.concat(
             [queue, _unlabeled_rows(df, runs, top=top, decided=decided)], ignore_index=True

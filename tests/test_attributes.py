@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cleaner.attributes import AttributeTable, attribute_table
+from cleaner.attributes import AttributeTable, attribute_table, just_under_edge
 
 # 4 classes = colour (red, blue) x size (big, small): class = colour * 2 + size
 LABELS = np.array([0, 1, 2, 3, 0, 3])
@@ -92,3 +92,12 @@ def test_attribute_relabel_changes_one_attribute_and_its_column_and_replays() ->
     assert new["size"].tolist() == manifest["size"].tolist()
     assert records[0]["columns"] == {"colour": "blue"}
     pd.testing.assert_frame_equal(replay_audit(manifest, records), new)
+
+
+def test_just_under_an_edge_and_suggested_into_the_next_band() -> None:
+    ages = np.array([57, 58, 59, 56, 60, 29, 27, 26, 58, 45])
+    suggested = np.array([2, 2, 2, 2, 2, 1, 1, 1, 0, 2])
+    got = just_under_edge(ages, suggested, edges=(30, 60), margin=3)
+    # 57-59 -> band 2 and 27-29 -> band 1 are boundary cases; 56, 26 are too far;
+    # 60 is already band 2; 58 -> band 0 is a real disagreement; 45 -> 2 too.
+    assert got.tolist() == [True, True, True, False, False, True, True, False, False, False]
