@@ -77,6 +77,10 @@ class TrainConfig:
     seed: int = 42  # folds, initialisation, shuffling and augmentation
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_batch_size: int = 0  # 0: twice batch_size
+    # last | macro_f1: keep the epoch with the best validation macro F1 (when there is a
+    # validation fold). It makes out-of-fold scores a little optimistic: the fold picks
+    # its own epoch.
+    select: str = "last"
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("adamw", "sgd"),
     "train.scheduler": ("cosine", "step", "plateau", "onecycle", "constant"),
     "train.loss": ("ce", "focal"),
+    "train.select": ("last", "macro_f1"),
     "flag.method": ("self_confidence", "normalized_margin", "confidence_weighted_entropy"),
     "submission.label_format": ("name", "index"),
 }

@@ -306,6 +306,7 @@ def train_fold(
         seconds=time.perf_counter() - t0,
         device=str(device),
         history=result.history,
+        selected_epoch=result.selected_epoch or cfg.train.epochs,
     )
     with atomic_path(fold_dir / "model.pt", overwrite=True) as tmp:
         torch.save(model.state_dict(), tmp)

@@ -86,6 +86,7 @@ class FitResult:
     train_seconds: float = 0.0
     val_probs: np.ndarray | None = None
     val_embeddings: np.ndarray | None = None
+    selected_epoch: int | None = None  # train.select = macro_f1: the epoch kept
 
     @property
     def images_per_s(self) -> float:
@@ -168,6 +169,8 @@ def fit(
 
     result = FitResult()
     start_epoch = 0
+    # train.select = macro_f1: the best epoch's weights, score and validation outputs.
+    best: dict[str, Any] | None = None
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -176,6 +179,7 @@ def fit(
         scaler.load_state_dict(state["scaler"])
         result.history = state["history"]
         start_epoch = state["epoch"]
+        best = state.get("best")
         if not progress.disable:
             progress.console.print(f"{desc}: resuming after epoch {start_epoch} from {checkpoint}")
 
@@ -237,6 +241,14 @@ def fit(
             m = classification_metrics(labels, probs.argmax(1), classes)
             record["val_accuracy"], record["val_macro_f1"] = m["accuracy"], m["macro_f1"]
             result.val_probs, result.val_embeddings = probs, emb
+            if cfg.select == "macro_f1" and (best is None or m["macro_f1"] > best["score"]):
+                best = {
+                    "score": m["macro_f1"],
+                    "epoch": epoch + 1,
+                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                    "probs": probs,
+                    "embeddings": emb,
+                }
             if cfg.scheduler == "plateau":
                 scheduler.step(record["val_loss"])
         result.history.append(record)
@@ -251,7 +263,12 @@ def fit(
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
                 "history": result.history,
+                "best": best,
             },
         )
     progress.update(task, completed=len(train_ds) * cfg.epochs)
+    if best is not None:
+        model.load_state_dict(best["model"])
+        result.val_probs, result.val_embeddings = best["probs"], best["embeddings"]
+        result.selected_epoch = best["epoch"]
     return result

@@ -155,3 +155,44 @@ def test_folds_keep_groups_together_and_stratify() -> None:
     )
     with pytest.raises(InputError, match="groups cannot fill"):
         make_folds(labels[:10], n_splits=5, seed=0, groups=groups[:10])
+
+
+def test_select_macro_f1_keeps_the_best_epoch(tmp_path) -> None:
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=3e-2, workers=0, select="macro_f1")
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(name="test_resnet", in_chans=1), 10)
+    val = digits_dataset(128, train=False)
+    with Progress(disable=True) as progress:
+        result = fit(
+            model,
+            digits_dataset(256),
+            val,
+            cfg,
+            classes=CLASSES,
+            checkpoint=tmp_path / "c.pt",
+            seed=1,
+            device=torch.device("cpu"),
+            progress=progress,
+        )
+    scores = [h["val_macro_f1"] for h in result.history]
+    assert result.selected_epoch == int(np.argmax(scores)) + 1
+    probs, _ = predict(model, val, batch_size=64, workers=0, device=torch.device("cpu"))
+    np.testing.assert_allclose(probs, result.val_probs, atol=1e-6)
+    # resumed after the last epoch, the same epoch is kept
+    torch.manual_seed(0)
+    again = create_model(ModelConfig(name="test_resnet", in_chans=1), 10)
+    with Progress(disable=True) as progress:
+        resumed = fit(
+            again,
+            digits_dataset(256),
+            val,
+            cfg,
+            classes=CLASSES,
+            checkpoint=tmp_path / "c.pt",
+            seed=1,
+            device=torch.device("cpu"),
+            progress=progress,
+        )
+    assert resumed.selected_epoch == result.selected_epoch
+    for a, b in zip(again.state_dict().values(), model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
