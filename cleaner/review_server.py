@@ -419,7 +419,8 @@ class ReviewQueue:
     def decide(self, i: int, decision: str, new_label: str = "") -> dict[str, Any]:
         """Set row ``i``'s decision and write the CSV; ``decision=""`` clears it.
 
-        ``new_label`` counts only for ``relabel``, where it must be a class;
+        ``new_label`` counts only for ``relabel``, where it must be a class (or
+        ``attribute=value`` with composite labels);
         blank means the suggested label. Raises ``ValueError`` for bad input,
         :class:`QueueChanged` if the file changed under us.
         """
@@ -432,7 +433,9 @@ class ReviewQueue:
             new_label = new_label or self.rows[i].suggested
             if not new_label:
                 raise ValueError("relabel needs a class: this row has no suggested label")
-            if new_label not in self.meta.classes:
+            attributes = self.meta.attributes
+            spec_ok = attributes is not None and attributes.parse_spec(new_label) is not None
+            if new_label not in self.meta.classes and not spec_ok:
                 raise ValueError(f"new_label {new_label!r} is not a class")
         else:
             new_label = ""  # cleaner apply ignores it, and a stale one would mislead

@@ -666,3 +666,24 @@ def test_many_classes_send_only_the_most_likely() -> None:
     top = _top(p)
     assert len(top) == TOP_CLASSES
     assert [k for k, _ in top] == np.argsort(-p)[:TOP_CLASSES].tolist()
+
+
+def test_an_attribute_suggestion_is_accepted(project: Project) -> None:
+    """With composite labels the group row's suggestion is ``attribute=value``."""
+    from cleaner.attributes import attribute_table
+
+    meta_path = project.queue.parent / "queue.json"
+    meta = json.loads(meta_path.read_text())
+    kinds = {"cat": "mammal", "dog": "mammal", "owl": "bird"}
+    table = attribute_table(np.array([0, 1, 2]), {"kind": [kinds[c] for c in CLASSES]}, 3)
+    meta["attributes"] = table.to_json()
+    meta_path.write_text(json.dumps(meta))
+    q = pd.read_csv(project.queue, dtype=str, keep_default_na=False)
+    q.loc[q["sample_id"] == "group:g2", "suggested_label"] = "kind=bird"
+    q.to_csv(project.queue, index=False)
+    review = ReviewQueue(project.queue)
+    row = int(np.flatnonzero((q["sample_id"] == "group:g2").to_numpy())[0])
+    review.decide(row, "relabel", "")
+    assert review.decision(row) == ("relabel", "kind=bird")
+    with pytest.raises(ValueError, match="is not a class"):
+        review.decide(row, "relabel", "kind=fish")
