@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from cleaner.errors import InputError, Problem
 
 AUDIT_FIELDS = (
@@ -69,3 +71,11 @@ def decided_sample_ids(
         for sid, r in last.items()
         if sid in current_labels and str(r.get("new_label", "")) == current_labels[sid]
     }
+
+
+def decided_in_manifest(manifest: pd.DataFrame, log: str | Path) -> set[str]:
+    """:func:`decided_sample_ids` for a manifest version and its audit log file."""
+    records = read_audit_log(log)
+    logged = manifest[manifest["sample_id"].isin({str(r["sample_id"]) for r in records})]
+    current = dict(zip(logged["sample_id"], logged["label"].str.strip(), strict=True))
+    return decided_sample_ids(records, current)

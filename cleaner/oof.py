@@ -16,7 +16,6 @@ averaged over the K fold models.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -227,6 +226,34 @@ def model_and_normalize(cfg: PipelineConfig, seed: int) -> tuple[torch.nn.Module
     return model, Normalize(*default_mean_std(model, cfg.model.in_chans))
 
 
+def predict_rows(
+    model: torch.nn.Module,
+    normalize: Normalize,
+    cfg: PipelineConfig,
+    df: pd.DataFrame,
+    root: Path,
+    rows: np.ndarray,
+    *,
+    tta: bool = False,
+) -> np.ndarray:
+    """Probabilities (R, K) of manifest positions ``rows`` (unlabeled, test) under ``model``."""
+    ds = make_dataset(
+        cfg, df, root, rows, np.full(len(rows), -1), train=False, normalize=normalize, seed=0
+    )
+    device = resolve_device(cfg.train.device)
+    probs, _ = predict(
+        model,
+        ds,
+        batch_size=cfg.train.eval_batch_size or 2 * cfg.train.batch_size,
+        workers=cfg.train.workers,
+        device=device,
+        amp=cfg.train.amp,
+        channels_last=cfg.train.channels_last and device.type == "cuda",
+        tta=tta,
+    )
+    return probs
+
+
 def train_fold(
     plan: RunPlan, k: int, *, progress: Progress, cache: list[np.ndarray] | None = None
 ) -> dict[str, Any]:
@@ -269,33 +296,22 @@ def train_fold(
         progress=progress,
         desc=f"fold {k + 1}/{cfg.train.folds}",
     )
-    predict_with = functools.partial(
-        predict,
-        model,
-        batch_size=eval_bs,
-        workers=cfg.train.workers,
-        device=device,
-        amp=cfg.train.amp,
-        channels_last=cfg.train.channels_last and device.type == "cuda",
-    )
     probs, emb = result.val_probs, result.val_embeddings
     if probs is None or emb is None:  # resumed after its last epoch: predict again
-        probs, emb = predict_with(val_ds)
+        probs, emb = predict(
+            model,
+            val_ds,
+            batch_size=eval_bs,
+            workers=cfg.train.workers,
+            device=device,
+            amp=cfg.train.amp,
+            channels_last=cfg.train.channels_last and device.type == "cuda",
+        )
     # Unlabeled rows get this fold model's opinion too (averaged over folds at merge),
     # for ranking them for labeling.
     unlabeled = plan.unlabeled_rows
     if len(unlabeled):
-        ds = make_dataset(
-            cfg,
-            plan.df,
-            plan.manifest_path.parent,
-            unlabeled,
-            np.full(len(unlabeled), -1),
-            train=False,
-            normalize=norm,
-            seed=seed,
-        )
-        u_probs, _ = predict_with(ds)
+        u_probs = predict_rows(model, norm, cfg, plan.df, plan.manifest_path.parent, unlabeled)
         with atomic_path(fold_dir / "unlabeled.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
             np.savez(f, probs=u_probs)
     metrics = classification_metrics(plan.labels[val_rows], probs.argmax(1), plan.classes)

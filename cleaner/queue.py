@@ -25,7 +25,7 @@ from cleanlab.multiannotator import get_active_learning_scores
 from cleaner import flag
 from cleaner.atomic import atomic_path, write_text
 from cleaner.attributes import SPEC_SEP, AttributeTable, attribute_table, just_under_edge
-from cleaner.audit import decided_sample_ids, read_audit_log
+from cleaner.audit import decided_in_manifest
 from cleaner.errors import InputError, Problem
 from cleaner.gallery import render_gallery
 from cleaner.manifest import audit_log_path, read_manifest, resolve_paths
@@ -467,10 +467,7 @@ def make_queue(
             [Problem(p, "already exists; pass --out for a new queue folder") for p in existing]
         )
     df = read_manifest(run.manifest_path)
-    records = read_audit_log(audit_log_path(run.manifest_path))
-    logged = df[df["sample_id"].isin({str(r["sample_id"]) for r in records})]
-    current = dict(zip(logged["sample_id"], logged["label"].str.strip(), strict=True))
-    decided = decided_sample_ids(records, current)
+    decided = decided_in_manifest(df, audit_log_path(run.manifest_path))
     queue, summary = build_queue(
         df, runs, top=top, method=method, decided=decided, include_unlabeled=include_unlabeled
     )

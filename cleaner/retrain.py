@@ -28,7 +28,7 @@ import torch
 from rich.progress import Progress
 
 from cleaner.atomic import atomic_path, write_text
-from cleaner.audit import decided_sample_ids, read_audit_log
+from cleaner.audit import decided_in_manifest
 from cleaner.config import PipelineConfig, load_config
 from cleaner.data import decode_all, seed_for
 from cleaner.errors import InputError, Problem
@@ -39,10 +39,11 @@ from cleaner.oof import (
     load_pipeline_data,
     make_dataset,
     model_and_normalize,
+    predict_rows,
     run_oof,
 )
 from cleaner.runs import PROB_PREFIX
-from cleaner.train import fit, predict, resolve_device
+from cleaner.train import fit, resolve_device
 
 REWEIGHTS = ("none", "quality", "class")
 MODES = ("full", "folds")
@@ -145,38 +146,6 @@ def _fit_full(
     return model, norm
 
 
-def _predict_rows(
-    model: torch.nn.Module,
-    norm: Any,
-    cfg: PipelineConfig,
-    data: PipelineData,
-    rows: np.ndarray,
-    *,
-    tta: bool,
-) -> np.ndarray:
-    ds = make_dataset(
-        cfg,
-        data.df,
-        data.manifest_path.parent,
-        rows,
-        np.full(len(rows), -1),
-        train=False,
-        normalize=norm,
-        seed=0,
-    )
-    device = resolve_device(cfg.train.device)
-    probs, _ = predict(
-        model,
-        ds,
-        batch_size=cfg.train.eval_batch_size or 2 * cfg.train.batch_size,
-        workers=cfg.train.workers,
-        device=device,
-        amp=cfg.train.amp,
-        tta=tta,
-    )
-    return probs
-
-
 def _fold_models_predict(
     cv_dir: Path, cfg: PipelineConfig, data: PipelineData, rows: np.ndarray, *, tta: bool
 ) -> np.ndarray:
@@ -186,18 +155,13 @@ def _fold_models_predict(
         model, norm = model_and_normalize(cfg, 0)
         model.load_state_dict(torch.load(cv_dir / f"fold-{k}" / "model.pt", weights_only=True))
         model.to(resolve_device(cfg.train.device))
-        probs.append(_predict_rows(model, norm, cfg, data, rows, tta=tta))
+        probs.append(
+            predict_rows(model, norm, cfg, data.df, data.manifest_path.parent, rows, tta=tta)
+        )
     return np.mean(probs, axis=0)
 
 
 # --- the command ------------------------------------------------------------------------
-
-
-def _reviewed(df: pd.DataFrame, manifest: Path, ids: np.ndarray) -> np.ndarray:
-    records = read_audit_log(audit_log_path(manifest))
-    logged = df[df["sample_id"].isin({str(r["sample_id"]) for r in records})]
-    current = dict(zip(logged["sample_id"], logged["label"].str.strip(), strict=True))
-    return np.isin(ids, list(decided_sample_ids(records, current)))
 
 
 def _train_weights(
@@ -223,7 +187,8 @@ def _train_weights(
         found = position >= 0
         # Self-confidence: the out-of-fold probability of the row's current label.
         quality[found] = run["probs"][position[found], data.labels[found]]
-        reviewed = _reviewed(data.df, data.manifest_path, ids)
+        decided = decided_in_manifest(data.df, audit_log_path(data.manifest_path))
+        reviewed = np.isin(ids, list(decided))
         return quality_weights(weights, quality, reviewed), (
             f"manifest weight x out-of-fold probability of the label (run {oof_run}); "
             "rows a person decided keep their manifest weight"
@@ -339,7 +304,9 @@ def run_retrain(
             progress=progress,
             desc="final model",
         )
-        test_probs = _predict_rows(model, norm, cfg, data, test_rows, tta=tta)
+        test_probs = predict_rows(
+            model, norm, cfg, data.df, data.manifest_path.parent, test_rows, tta=tta
+        )
 
     metrics: dict[str, Any] = {
         "manifest": str(data.manifest_path),
@@ -449,7 +416,9 @@ def _compare_on_test(
             progress=progress,
             desc=f"baseline on {tag} labels",
         )
-        probs = _predict_rows(model, norm, cfg, data, test_rows, tta=tta)
+        probs = predict_rows(
+            model, norm, cfg, data.df, data.manifest_path.parent, test_rows, tta=tta
+        )
         results[tag] = classification_metrics(true_test, probs.argmax(1), classes)
     if "noisy" in results and "true" in results:
         gap = results["true"]["accuracy"] - results["noisy"]["accuracy"]
