@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cleaner.errors import InputError
+from cleaner.errors import FoldsFailed, InputError
 from cleaner.noise import NOISE_KINDS
 from cleaner.progress import console, err_console, make_progress
 
@@ -42,8 +42,46 @@ def friendly_errors(fn: F) -> F:
                 Text.assemble(("error: ", "bold red"), str(e)), highlight=False, soft_wrap=True
             )
             raise typer.Exit(2) from None
+        except FoldsFailed as e:
+            table = Table(title=f"failed folds of {e.run_dir} (each was retried once)")
+            table.add_column("fold", justify="right")
+            table.add_column("error", overflow="fold")
+            for k, reason in e.failed.items():
+                table.add_row(str(k), reason)
+            err_console.print(table)
+            err_console.print(
+                "the finished folds are kept: run the same command again to train only "
+                "the failed ones and merge"
+            )
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# Options shared by `oof` and `retrain --mode folds`: where the folds run.
+BACKEND_OPTION = typer.Option(
+    "local", "--backend", help="local (folds in this process) | ray (folds as Ray tasks)."
+)
+ADDRESS_OPTION = typer.Option(
+    None, "--address", help="Ray cluster address (default: start a local Ray instance)."
+)
+GPUS_OPTION = typer.Option(
+    None, "--gpus-per-fold", help="GPUs per Ray fold, <= 1 (default: 1 when the cluster has GPUs)."
+)
+CPUS_OPTION = typer.Option(
+    None, "--cpus-per-fold", help="CPUs per Ray fold (default: max(1, train.workers))."
+)
+
+
+def _ray_options(backend: str, address: str | None, gpus: float | None, cpus: float | None) -> Any:
+    """The RayOptions of the command line; the Ray flags without ``--backend ray`` are refused."""
+    if backend != "ray":
+        if address is not None or gpus is not None or cpus is not None:
+            raise InputError("--address, --gpus-per-fold and --cpus-per-fold need --backend ray")
+        return None
+    from cleaner.ray_folds import RayOptions
+
+    return RayOptions(address=address, gpus_per_fold=gpus, cpus_per_fold=cpus)
 
 
 def _print_manifest(path: Path) -> None:
@@ -203,13 +241,37 @@ def oof(
     set_: list[str] = typer.Option([], "--set", help="Override a key: section.key=value."),
     fold: int | None = typer.Option(None, "--fold", help="Train only fold K (0-based)."),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/NAME-HASH)."),
+    backend: str = BACKEND_OPTION,
+    address: str | None = ADDRESS_OPTION,
+    gpus_per_fold: float | None = GPUS_OPTION,
+    cpus_per_fold: float | None = CPUS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """K-fold cross-validation: out-of-fold probabilities and embeddings for every train row."""
+    """K-fold cross-validation: out-of-fold probabilities and embeddings for every train row.
+
+    Under `torchrun --nproc-per-node N -m cleaner oof ...` the N processes train
+    each fold together (DistributedDataParallel).
+    """
+    from cleaner.distributed import context, shutdown
     from cleaner.oof import run_oof
 
-    with make_progress(quiet=quiet) as progress:
-        result = run_oof(pipeline, set_, fold=fold, out=out, progress=progress)
+    ray_options = _ray_options(backend, address, gpus_per_fold, cpus_per_fold)
+    main = context().main  # under torchrun only rank 0 prints
+    try:
+        with make_progress(quiet=quiet or not main) as progress:
+            result = run_oof(
+                pipeline,
+                set_,
+                fold=fold,
+                out=out,
+                progress=progress,
+                backend=backend,
+                ray_options=ray_options,
+            )
+    finally:
+        shutdown()
+    if not main:
+        return
     if result.metrics is None:
         console.print(
             f"trained fold(s) {result.trained} into {result.run_dir}; "
@@ -397,11 +459,24 @@ def retrain(
         None, "--out", help="Run folder (default runs/NAME-retrain-HASH)."
     ),
     reviewer: str = typer.Option("", "--reviewer", help="Audit-log name when --queue is applied."),
+    backend: str = BACKEND_OPTION,
+    address: str | None = ADDRESS_OPTION,
+    gpus_per_fold: float | None = GPUS_OPTION,
+    cpus_per_fold: float | None = CPUS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train the final model on the cleaned data; write predictions, submission and report."""
+    from cleaner.distributed import from_env
     from cleaner.retrain import run_retrain
 
+    if from_env().active:
+        raise InputError(
+            "cleaner retrain runs in one process; under torchrun, train the folds with "
+            "`cleaner oof --fold K` (see the README)"
+        )
+    ray_options = _ray_options(backend, address, gpus_per_fold, cpus_per_fold)
+    if backend != "local" and mode != "folds":
+        raise InputError("--backend ray spreads folds: use it with --mode folds")
     with make_progress(quiet=quiet) as progress:
         result = run_retrain(
             pipeline,
@@ -415,6 +490,8 @@ def retrain(
             out=out,
             reviewer=reviewer,
             progress=progress,
+            backend=backend,
+            ray_options=ray_options,
         )
     _print_retrain(result.metrics, result.run_dir)
 

@@ -181,7 +181,7 @@ class EpochSampler(Sampler):
 
 
 def make_loader(
-    dataset: ImageDataset,
+    dataset: Dataset,
     *,
     batch_size: int,
     workers: int,

@@ -1,8 +1,9 @@
-"""The one exception type for bad user input.
+"""The exceptions the CLI turns into a clear message and a non-zero exit.
 
 Every check of a file a person wrote (manifest, pipeline, queue) raises
 ``InputError``: the CLI prints it as one clear message and exits non-zero,
-while real bugs keep their traceback.
+while real bugs keep their traceback. ``FoldsFailed`` reports folds that
+failed on a cluster after the others finished.
 """
 
 from __future__ import annotations
@@ -38,3 +39,15 @@ class InputError(ValueError):
         if len(self.problems) > MAX_LISTED:
             lines.append(f"... and {len(self.problems) - MAX_LISTED} more")
         super().__init__("\n".join(lines))
+
+
+class FoldsFailed(RuntimeError):
+    """Some folds of a run failed (after their retry); the finished ones are kept."""
+
+    def __init__(self, run_dir: str, failed: dict[int, str]):
+        self.run_dir, self.failed = run_dir, dict(sorted(failed.items()))
+        lines = [f"fold {k}: {reason}" for k, reason in self.failed.items()]
+        super().__init__(
+            f"{len(failed)} fold(s) of {run_dir} failed; the finished folds are kept and the "
+            "same command trains only what is missing:\n" + "\n".join(lines)
+        )

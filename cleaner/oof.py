@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,13 +32,17 @@ from rich.progress import Progress
 from cleaner.atomic import atomic_path, write_text
 from cleaner.config import PipelineConfig, load_config
 from cleaner.data import ImageDataset, Normalize, build_transform, decode_all, seed_for
-from cleaner.errors import InputError, Problem
+from cleaner.distributed import SINGLE, Dist, context
+from cleaner.errors import FoldsFailed, InputError, Problem
 from cleaner.folds import describe_split, make_folds
 from cleaner.manifest import read_manifest, resolve_paths, sha256_file, validate_manifest
 from cleaner.metrics import classification_metrics
 from cleaner.models import create_model, default_mean_std
 from cleaner.runs import oof_table
 from cleaner.train import fit, predict, resolve_device
+
+if TYPE_CHECKING:
+    from cleaner.ray_folds import RayOptions
 
 
 @dataclass(frozen=True)
@@ -235,12 +239,13 @@ def predict_rows(
     rows: np.ndarray,
     *,
     tta: bool = False,
+    dist: Dist = SINGLE,
 ) -> np.ndarray:
     """Probabilities (R, K) of manifest positions ``rows`` (unlabeled, test) under ``model``."""
     ds = make_dataset(
         cfg, df, root, rows, np.full(len(rows), -1), train=False, normalize=normalize, seed=0
     )
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(cfg.train.device, dist)
     probs, _ = predict(
         model,
         ds,
@@ -250,18 +255,27 @@ def predict_rows(
         amp=cfg.train.amp,
         channels_last=cfg.train.channels_last and device.type == "cuda",
         tta=tta,
+        dist=dist,
     )
     return probs
 
 
 def train_fold(
-    plan: RunPlan, k: int, *, progress: Progress, cache: list[np.ndarray] | None = None
+    plan: RunPlan,
+    k: int,
+    *,
+    progress: Progress,
+    cache: list[np.ndarray] | None = None,
+    dist: Dist = SINGLE,
 ) -> dict[str, Any]:
-    """Train fold ``k`` on the other folds, predict it, and save its outputs."""
+    """Train fold ``k`` on the other folds, predict it, and save its outputs.
+
+    Under torchrun every process runs this; rank 0 alone writes.
+    """
     cfg = plan.cfg
     fold_dir = plan.fold_dir(k)
     fold_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(cfg.train.device, dist)
     seed = seed_for(cfg.train.seed, k)
     model, norm = model_and_normalize(cfg, seed)
     train_rows = np.flatnonzero(plan.folds != k)
@@ -295,6 +309,7 @@ def train_fold(
         device=device,
         progress=progress,
         desc=f"fold {k + 1}/{cfg.train.folds}",
+        dist=dist,
     )
     probs, emb = result.val_probs, result.val_embeddings
     if probs is None or emb is None:  # resumed after its last epoch: predict again
@@ -306,14 +321,16 @@ def train_fold(
             device=device,
             amp=cfg.train.amp,
             channels_last=cfg.train.channels_last and device.type == "cuda",
+            dist=dist,
         )
     # Unlabeled rows get this fold model's opinion too (averaged over folds at merge),
     # for ranking them for labeling.
     unlabeled = plan.unlabeled_rows
+    u_probs = None
     if len(unlabeled):
-        u_probs = predict_rows(model, norm, cfg, plan.df, plan.manifest_path.parent, unlabeled)
-        with atomic_path(fold_dir / "unlabeled.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
-            np.savez(f, probs=u_probs)
+        u_probs = predict_rows(
+            model, norm, cfg, plan.df, plan.manifest_path.parent, unlabeled, dist=dist
+        )
     metrics = classification_metrics(plan.labels[val_rows], probs.argmax(1), plan.classes)
     metrics.update(
         fold=k,
@@ -321,9 +338,15 @@ def train_fold(
         train_images_per_s=result.images_per_s,
         seconds=time.perf_counter() - t0,
         device=str(device),
+        processes=dist.world,
         history=result.history,
         selected_epoch=result.selected_epoch or cfg.train.epochs,
     )
+    if not dist.main:
+        return metrics
+    if u_probs is not None:
+        with atomic_path(fold_dir / "unlabeled.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
+            np.savez(f, probs=u_probs)
     with atomic_path(fold_dir / "model.pt", overwrite=True) as tmp:
         torch.save(model.state_dict(), tmp)
     write_text(fold_dir / "metrics.json", json.dumps(metrics, indent=2), overwrite=True)
@@ -384,18 +407,14 @@ def merge_folds(plan: RunPlan) -> dict[str, Any]:
     return metrics
 
 
-def run_oof(
-    pipeline: str | Path,
-    overrides: Iterable[str] = (),
-    *,
-    fold: int | None = None,
-    out: str | Path | None = None,
-    progress: Progress,
-) -> OofResult:
-    """Train the folds that are not done (or only ``fold``), then merge when all are."""
-    plan = plan_run(pipeline, overrides, out=out, fold=fold, progress=progress)
-    k_folds = plan.cfg.train.folds
-    todo = [k for k in ([fold] if fold is not None else range(k_folds)) if not plan.fold_done(k)]
+BACKENDS = ("local", "ray")
+
+
+def train_folds(
+    plan: RunPlan, folds: Iterable[int], *, progress: Progress, dist: Dist = SINGLE
+) -> list[int]:
+    """Train each of ``folds`` that is not done yet, in this process; return those trained."""
+    todo = [k for k in folds if not plan.fold_done(k)]
     cache = None
     if todo and plan.cfg.data.cache:
         paths = resolve_paths(plan.df.iloc[plan.train_rows], plan.manifest_path.parent)
@@ -403,9 +422,49 @@ def run_oof(
         cache = decode_all(paths, plan.cfg.model.in_chans, lambda: progress.advance(task))
         progress.remove_task(task)
     for k in todo:
-        train_fold(plan, k, progress=progress, cache=cache)
+        train_fold(plan, k, progress=progress, cache=cache, dist=dist)
+        dist.barrier()  # the others wait for rank 0's files before looking at the folder
+    return todo
+
+
+def run_oof(
+    pipeline: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    fold: int | None = None,
+    out: str | Path | None = None,
+    progress: Progress,
+    backend: str = "local",
+    ray_options: RayOptions | None = None,
+) -> OofResult:
+    """Train the folds that are not done (or only ``fold``), then merge when all are.
+
+    ``backend="ray"`` runs the folds as Ray tasks (see :mod:`cleaner.ray_folds`);
+    under torchrun the processes train each fold together (:mod:`cleaner.distributed`).
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    dist = context()
+    if backend == "ray" and dist.active:
+        raise InputError("--backend ray runs folds as Ray tasks; do not start it under torchrun")
+    overrides = list(overrides)
+    plan = plan_run(pipeline, overrides, out=out, fold=fold, progress=progress)
+    k_folds = plan.cfg.train.folds
+    wanted = [fold] if fold is not None else list(range(k_folds))
+    failed: dict[int, str] = {}  # fold -> error, from Ray
+    if backend == "ray":
+        from cleaner.ray_folds import RayOptions, run_folds_on_ray
+
+        todo = [k for k in wanted if not plan.fold_done(k)]
+        failed = run_folds_on_ray(
+            plan, pipeline, overrides, todo, ray_options or RayOptions(), progress=progress
+        )
+    else:
+        todo = train_folds(plan, wanted, progress=progress, dist=dist)
+    if failed:
+        raise FoldsFailed(str(plan.run_dir), failed)
     missing = [k for k in range(k_folds) if not plan.fold_done(k)]
-    if missing:
+    if missing or not dist.main:
         return OofResult(plan.run_dir, todo, missing, None)
     if (plan.run_dir / "metrics.json").exists() and (plan.run_dir / "oof.csv").exists():
         metrics = json.loads((plan.run_dir / "metrics.json").read_text())

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,9 @@ from cleaner.oof import (
 )
 from cleaner.runs import PROB_PREFIX
 from cleaner.train import fit, resolve_device
+
+if TYPE_CHECKING:
+    from cleaner.ray_folds import RayOptions
 
 REWEIGHTS = ("none", "quality", "class")
 MODES = ("full", "folds")
@@ -235,6 +238,8 @@ def run_retrain(
     out: str | Path | None = None,
     reviewer: str = "",
     progress: Progress,
+    backend: str = "local",
+    ray_options: RayOptions | None = None,
 ) -> RetrainResult:
     """``cleaner retrain``: train the final model(s), predict the test rows, write the report."""
     if reweight not in REWEIGHTS:
@@ -290,7 +295,14 @@ def run_retrain(
 
     cv_metrics = None
     if mode == "folds":
-        cv = run_oof(pipeline, overrides, out=run_dir / "cv", progress=progress)
+        cv = run_oof(
+            pipeline,
+            overrides,
+            out=run_dir / "cv",
+            progress=progress,
+            backend=backend,
+            ray_options=ray_options,
+        )
         cv_metrics = cv.metrics
         test_probs = _fold_models_predict(run_dir / "cv", cfg, data, test_rows, tta=tta)
     else:

@@ -23,20 +23,34 @@ import torch
 from rich.progress import Progress, TaskID
 from timm.optim import create_optimizer_v2
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Subset
 
 from cleaner.atomic import atomic_path
 from cleaner.config import TrainConfig
 from cleaner.data import EpochSampler, ImageDataset, make_loader, seed_for
+from cleaner.distributed import (
+    SINGLE,
+    Dist,
+    ShardedEpochSampler,
+    gather_rows,
+    local_batch_size,
+    shard,
+    sync_buffers,
+)
 from cleaner.losses import build_loss
 from cleaner.metrics import classification_metrics
 from cleaner.models import logits_and_embeddings
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks the first GPU when there is one."""
+def resolve_device(name: str, d: Dist = SINGLE) -> torch.device:
+    """``auto`` picks the first GPU when there is one; under torchrun, the process's own."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and d.active:
+        return torch.device("cuda", d.local_rank)
+    return device
 
 
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
@@ -104,14 +118,20 @@ def predict(
     amp: bool = False,
     channels_last: bool = False,
     tta: bool = False,
+    dist: Dist = SINGLE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (N, K) and penultimate embeddings (N, D), in dataset order.
 
     ``tta`` averages the probabilities of each image and its horizontal mirror
-    (the embeddings stay those of the image as it is).
+    (the embeddings stay those of the image as it is). Under torchrun each
+    process predicts its shard and every process gets all N rows back.
     """
     model.eval()
-    loader = make_loader(dataset, batch_size=batch_size, workers=workers, device=device)
+    # Fewer rows than processes: every process predicts them all (no empty shards).
+    sharded = dist.active and len(dataset) >= dist.world
+    positions = shard(len(dataset), dist)
+    part = Subset(dataset, positions.tolist()) if sharded else dataset
+    loader = make_loader(part, batch_size=batch_size, workers=workers, device=device)
     probs, embs = [], []
     for x, _, _, _ in loader:
         x = dataset.normalize(x.to(device, non_blocking=True))
@@ -124,7 +144,10 @@ def predict(
                 p = (p + torch.softmax(model(x.flip(-1)).float(), dim=1)) / 2
         probs.append(p.cpu())
         embs.append(emb.float().flatten(1).cpu())
-    return torch.cat(probs).numpy(), torch.cat(embs).numpy()
+    p_all, e_all = torch.cat(probs).numpy(), torch.cat(embs).numpy()
+    if sharded:
+        p_all, e_all = gather_rows(len(dataset), positions, p_all, e_all)
+    return p_all, e_all
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -145,8 +168,13 @@ def fit(
     device: torch.device,
     progress: Progress,
     desc: str = "train",
+    dist: Dist = SINGLE,
 ) -> FitResult:
-    """Train ``model`` in place, resuming from ``checkpoint`` when it exists."""
+    """Train ``model`` in place, resuming from ``checkpoint`` when it exists.
+
+    Under torchrun (``dist.active``) the processes train one model with
+    DistributedDataParallel; only rank 0 writes the checkpoint.
+    """
     use_cl = cfg.channels_last and device.type == "cuda"
     model.to(device)
     if use_cl:
@@ -156,9 +184,17 @@ def fit(
     optimizer = create_optimizer_v2(
         model, opt=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_args
     )
-    sampler = EpochSampler(len(train_ds), seed=seed)
+    sampler: EpochSampler | ShardedEpochSampler = (
+        ShardedEpochSampler(len(train_ds), seed=seed, d=dist)
+        if dist.active
+        else EpochSampler(len(train_ds), seed=seed)
+    )
     loader = make_loader(
-        train_ds, batch_size=cfg.batch_size, workers=cfg.workers, device=device, sampler=sampler
+        train_ds,
+        batch_size=local_batch_size(cfg.batch_size, dist),
+        workers=cfg.workers,
+        device=device,
+        sampler=sampler,
     )
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
@@ -182,12 +218,20 @@ def fit(
         best = state.get("best")
         if not progress.disable:
             progress.console.print(f"{desc}: resuming after epoch {start_epoch} from {checkpoint}")
+    # The module the optimizer steps; predictions and checkpoints use ``model`` itself.
+    net: nn.Module = model
+    if dist.active:
+        if device.type == "cuda":
+            # Batch-norm statistics over the global batch, as in one process (GPUs only:
+            # SyncBatchNorm has no CPU kernel, so on the CPU each shard keeps its own).
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
     task: TaskID = progress.add_task(
         desc, total=len(train_ds) * cfg.epochs, completed=len(train_ds) * start_epoch, unit="img"
     )
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
+        net.train()
         sampler.set_epoch(epoch)
         # Dropout and other in-model randomness restart from (seed, epoch) too.
         torch.manual_seed(seed_for(seed, epoch, 1))
@@ -201,7 +245,7 @@ def fit(
             if use_cl:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, cfg.amp):
-                loss = loss_fn(model(x), y, w)
+                loss = loss_fn(net(x), y, w)
             if not torch.isfinite(loss):
                 raise RuntimeError(
                     f"{desc}: loss became {loss.item()} in epoch {epoch + 1}; lower train.lr"
@@ -215,15 +259,17 @@ def fit(
                     scheduler.step()
             running += loss.item() * len(y)
             seen += len(y)
-            progress.advance(task, len(y))
+            progress.advance(task, len(y) * dist.world)
         result.train_seconds += time.perf_counter() - t0
-        result.train_images += seen
+        result.train_images += seen * dist.world
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": running / max(1, seen),
             "lr": optimizer.param_groups[0]["lr"],
         }
         if val_ds is not None and len(val_ds):
+            if dist.active:
+                sync_buffers(model)
             probs, emb = predict(
                 model,
                 val_ds,
@@ -232,6 +278,7 @@ def fit(
                 device=device,
                 amp=cfg.amp,
                 channels_last=use_cl,
+                dist=dist,
             )
             labels = val_ds.labels
             eps = 1e-12
@@ -254,18 +301,19 @@ def fit(
         result.history.append(record)
         shown = f" val acc {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
         progress.update(task, description=f"{desc} epoch {epoch + 1}/{cfg.epochs}{shown}")
-        _save_checkpoint(
-            checkpoint,
-            {
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "history": result.history,
-                "best": best,
-            },
-        )
+        if dist.main:
+            _save_checkpoint(
+                checkpoint,
+                {
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "history": result.history,
+                    "best": best,
+                },
+            )
     progress.update(task, completed=len(train_ds) * cfg.epochs)
     if best is not None:
         model.load_state_dict(best["model"])
