@@ -34,6 +34,7 @@ class DataConfig:
     std: tuple[float, ...] = ()
     cache: bool = False  # keep decoded images in memory: worth it when they fit (MNIST-sized)
     check_images: bool = True  # open every image once before training, to fail early
+    weights: str = ""  # CSV of sample_id, weight replacing the manifest's weights of those rows
 
     @property
     def hw(self) -> tuple[int, int]:

@@ -64,6 +64,50 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def apply_weights_file(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """The manifest with the ``weight`` of each row listed in ``path`` replaced.
+
+    ``path`` is a CSV of ``sample_id, weight`` (``data.weights``; ``retrain``
+    writes one as ``train_weights.csv``). Rows it does not list keep their
+    manifest weight. Every bad row is listed: an id the manifest lacks, an id
+    given twice, a weight that is not a finite number >= 0.
+    """
+    file = str(path)
+    if not Path(path).is_file():
+        raise InputError([Problem(file, "data.weights file not found")])
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError([Problem(file, f"not a readable CSV: {e}")]) from None
+    missing = [c for c in ("sample_id", "weight") if c not in table.columns]
+    if missing:
+        raise InputError([Problem(file, f"missing column(s): {', '.join(missing)}", row=1)])
+    problems: list[Problem] = []
+    known = set(df["sample_id"])
+    for i in _rows(~table["sample_id"].isin(known)):
+        problems.append(
+            Problem(
+                file, f"sample_id {table['sample_id'].iat[i]!r} is not in the manifest", line_of(i)
+            )
+        )
+    for i in _rows(table["sample_id"].duplicated()):
+        problems.append(
+            Problem(file, f"sample_id {table['sample_id'].iat[i]!r} repeats", line_of(i))
+        )
+    values = pd.to_numeric(table["weight"].str.strip(), errors="coerce")
+    for i in _rows(values.isna() | ~np.isfinite(values) | (values < 0)):
+        problems.append(
+            Problem(file, f"weight {table['weight'].iat[i]!r} is not a number >= 0", line_of(i))
+        )
+    if problems:
+        raise InputError(problems)
+    new = dict(zip(table["sample_id"], table["weight"].str.strip(), strict=True))
+    out = df.copy()
+    listed = out["sample_id"].isin(new)
+    out.loc[listed, "weight"] = out.loc[listed, "sample_id"].map(new)
+    return out
+
+
 def resolve_paths(df: pd.DataFrame, root: str | Path) -> list[Path]:
     """Image paths of every row; relative paths are relative to the manifest's folder."""
     root = Path(root)

@@ -35,7 +35,13 @@ from cleaner.data import ImageDataset, Normalize, build_transform, decode_all, s
 from cleaner.distributed import SINGLE, Dist, context
 from cleaner.errors import FoldsFailed, InputError, Problem
 from cleaner.folds import describe_split, make_folds
-from cleaner.manifest import read_manifest, resolve_paths, sha256_file, validate_manifest
+from cleaner.manifest import (
+    apply_weights_file,
+    read_manifest,
+    resolve_paths,
+    sha256_file,
+    validate_manifest,
+)
 from cleaner.metrics import classification_metrics
 from cleaner.models import create_model, default_mean_std
 from cleaner.runs import oof_table
@@ -138,6 +144,8 @@ def load_pipeline_data(
         raise InputError([Problem(str(pipeline), "data.manifest is not set")])
     manifest_path = Path(cfg.data.manifest)
     df = read_manifest(manifest_path)
+    if cfg.data.weights:
+        df = apply_weights_file(df, cfg.data.weights)
     cfg = resolve_classes(cfg, df)
     task = progress.add_task(
         "checking images", total=len(df), unit="img", visible=cfg.data.check_images

@@ -27,6 +27,8 @@ class RateColumn(ProgressColumn):
         unit = task.fields.get("unit", "it")
         if task.speed is None:
             return Text(f"- {unit}/s", style="progress.data.speed")
+        if task.speed < 1:  # slow items (folds): seconds per item reads better than 0/s
+            return Text(f"{1 / task.speed:,.0f} s/{unit}", style="progress.data.speed")
         return Text(f"{task.speed:,.0f} {unit}/s", style="progress.data.speed")
 
 

@@ -32,7 +32,9 @@ from cleaner.errors import InputError
 if TYPE_CHECKING:
     from cleaner.oof import RunPlan
 
-INSTALL_HINT = "--backend ray needs Ray: pip install 'cleaner[ray]' (or pip install ray)"
+INSTALL_HINT = (
+    "--backend ray needs Ray: pip install 'cleaner[ray]' (in a checkout: pip install -e '.[ray]')"
+)
 RETRIES = 1  # a failing fold runs at most twice
 
 

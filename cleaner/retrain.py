@@ -295,9 +295,13 @@ def run_retrain(
 
     cv_metrics = None
     if mode == "folds":
+        # The fold models train with the same weights as the full model would.
+        cv_overrides = overrides
+        if reweight != "none":
+            cv_overrides = [*overrides, f'data.weights="{weights_csv.resolve().as_posix()}"']
         cv = run_oof(
             pipeline,
-            overrides,
+            cv_overrides,
             out=run_dir / "cv",
             progress=progress,
             backend=backend,

@@ -12,6 +12,7 @@ import pytest
 from cleaner.errors import InputError
 from cleaner.manifest import (
     SPLITS,
+    apply_weights_file,
     audit_log_path,
     line_of,
     next_version_path,
@@ -155,6 +156,39 @@ def test_resolve_paths(tmp_path):
         Path("/data/b.png"),
         tmp_path / "m" / ".." / "c.png",
     ]
+
+
+def test_weights_file_replaces_the_weights_it_lists(tmp_path, write_csv):
+    df = pd.DataFrame({"sample_id": ["a", "b", "c"], "weight": ["1.0", "2", "1.0"]})
+    path = write_csv(
+        tmp_path / "w.csv",
+        [{"sample_id": "c", "weight": "0.25"}, {"sample_id": "a", "weight": " 3 "}],
+    )
+    out = apply_weights_file(df, path)
+    assert out["weight"].tolist() == ["3", "2", "0.25"]
+    assert df["weight"].tolist() == ["1.0", "2", "1.0"]  # the input is not modified
+
+
+def test_weights_file_lists_every_bad_row(tmp_path, write_csv):
+    df = pd.DataFrame({"sample_id": ["a", "b"], "weight": ["1", "1"]})
+    rows = [
+        {"sample_id": "a", "weight": "0.5"},
+        {"sample_id": "zz", "weight": "1"},
+        {"sample_id": "a", "weight": "1"},
+        {"sample_id": "b", "weight": "-1"},
+    ]
+    path = write_csv(tmp_path / "w.csv", rows)
+    with pytest.raises(InputError) as e:
+        apply_weights_file(df, path)
+    assert str(e.value).splitlines() == [
+        f"{path}, line 3: sample_id 'zz' is not in the manifest",
+        f"{path}, line 4: sample_id 'a' repeats",
+        f"{path}, line 5: weight '-1' is not a number >= 0",
+    ]
+    with pytest.raises(InputError, match="missing column"):
+        apply_weights_file(df, write_csv(tmp_path / "x.csv", [{"sample_id": "a"}]))
+    with pytest.raises(InputError, match="not found"):
+        apply_weights_file(df, tmp_path / "none.csv")
 
 
 # --- validate_manifest (the CLI side is in test_validation.py) ----------------------------

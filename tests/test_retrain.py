@@ -208,6 +208,8 @@ def test_folds_mode_measures_the_cleaned_labels(loop: dict[str, Path]) -> None:
         str(loop["manifest"]),
         "--mode",
         "folds",
+        "--reweight",
+        "class",
         "--set",
         "train.epochs=2",
         "--tta",
@@ -215,6 +217,14 @@ def test_folds_mode_measures_the_cleaned_labels(loop: dict[str, Path]) -> None:
         str(root / "folds"),
         "-q",
     )
+    # the fold models train with the class-balanced weights (data.weights), not the manifest's
+    weights_csv = (root / "folds" / "train_weights.csv").resolve()
+    assert (
+        f'weights = "{weights_csv.as_posix()}"'
+        in (root / "folds" / "cv" / "config.toml").read_text()
+    )
+    weights = pd.read_csv(weights_csv)
+    assert weights["weight"].nunique() > 1
     metrics = json.loads((root / "folds" / "metrics.json").read_text())
     assert metrics["cv_cleaned"]["n"] == len(pd.read_csv(root / "folds" / "cv" / "oof.csv"))
     assert metrics["tta"] is True
