@@ -459,6 +459,11 @@ def retrain(
         None, "--out", help="Run folder (default runs/NAME-retrain-HASH)."
     ),
     reviewer: str = typer.Option("", "--reviewer", help="Audit-log name when --queue is applied."),
+    baselines: bool = typer.Option(
+        True,
+        "--baselines/--no-baselines",
+        help="With true_label in the manifest: also train on the noisy and the true labels.",
+    ),
     backend: str = BACKEND_OPTION,
     address: str | None = ADDRESS_OPTION,
     gpus_per_fold: float | None = GPUS_OPTION,
@@ -492,6 +497,7 @@ def retrain(
             progress=progress,
             backend=backend,
             ray_options=ray_options,
+            baselines=baselines,
         )
     _print_retrain(result.metrics, result.run_dir)
 

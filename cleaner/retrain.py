@@ -240,6 +240,7 @@ def run_retrain(
     progress: Progress,
     backend: str = "local",
     ray_options: RayOptions | None = None,
+    baselines: bool = True,
 ) -> RetrainResult:
     """``cleaner retrain``: train the final model(s), predict the test rows, write the report."""
     if reweight not in REWEIGHTS:
@@ -340,7 +341,15 @@ def run_retrain(
     true_test = _true_labels(data.df, test_rows, classes)
     if true_test is not None and len(test_rows):
         metrics["test"] = _compare_on_test(
-            cfg, data, test_rows, true_test, test_probs, run_dir=run_dir, progress=progress, tta=tta
+            cfg,
+            data,
+            test_rows,
+            true_test,
+            test_probs,
+            run_dir=run_dir,
+            progress=progress,
+            tta=tta,
+            baselines=baselines,
         )
 
     predictions = pd.concat(
@@ -401,12 +410,18 @@ def _compare_on_test(
     run_dir: Path,
     progress: Progress,
     tta: bool,
+    baselines: bool = True,
 ) -> dict[str, Any]:
-    """Test metrics of models trained on the noisy, the cleaned and the true labels."""
+    """Test metrics of models trained on the noisy, the cleaned and the true labels.
+
+    ``baselines=False`` scores the cleaned model alone (no extra trainings).
+    """
     classes = cfg.data.classes
     results: dict[str, Any] = {
         "cleaned": classification_metrics(true_test, cleaned_probs.argmax(1), classes)
     }
+    if not baselines:
+        return results
     name, _ = split_version(data.manifest_path)
     first = data.manifest_path.with_name(f"{name}.csv")
     base = read_manifest(first) if first.exists() else data.df
