@@ -42,5 +42,5 @@ bench: venv
 	$(BIN)/python -m benchmarks.bench_oof_mnist
 	$(BIN)/python -m benchmarks.bench_flag_mnist --set train.epochs=8
 	$(BIN)/python -m benchmarks.bench_flag_speed
-	$(BIN)/python -m benchmarks.bench_retrain_mnist --set train.epochs=8
+	$(BIN)/python -m benchmarks.bench_retrain_mnist
 	$(BIN)/python -m benchmarks.bench_ray_folds --set train.epochs=8
