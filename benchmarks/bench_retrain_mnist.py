@@ -13,7 +13,12 @@ true labels, each the mean over training seeds (one model per seed; the spread i
 the standard deviation over seeds); the fraction of the gap recovered is
 ``(cleaned - noisy) / (true - noisy)`` of the means. On MNIST the whole gap is a
 few dozen of the 2,000 test images, about the spread between two seeds of one
-model, so one seed cannot measure it.
+model, so one seed cannot measure it. The wrong labels left after cleaning are
+split by cause: noise outside the accepted rows (missed), accepted rows whose
+suggestion is not the true class either (wrong fix), and right labels replaced
+by the suggestion (introduced). The last column is a reviewer who looks at the
+same accepted rows but answers with the true label (keeps right labels), as a
+person reviewing the queue would.
 """
 
 from __future__ import annotations
@@ -44,14 +49,41 @@ PIPELINE = ROOT / "pipelines" / "mnist.toml"
 RATES = (0.10, 0.20, 0.40)
 
 
-def accept_top(queue_csv: Path, n: int) -> int:
-    """Accept the suggestion on the first ``n`` label-issue rows; returns how many."""
+def accept_top(queue_csv: Path, n: int) -> list[str]:
+    """Accept the suggestion on the first ``n`` label-issue rows; returns their sample ids."""
     q = pd.read_csv(queue_csv, dtype=str, keep_default_na=False)
     take = q.index[q["issue"] == "label"][:n]
     q.loc[take, "decision"] = "relabel"
     with atomic_path(queue_csv, overwrite=True) as tmp:
         q.to_csv(tmp, index=False)
-    return len(take)
+    return q.loc[take, "sample_id"].tolist()
+
+
+def residual_errors(truth: pd.DataFrame, after: pd.DataFrame, accepted: list[str]) -> dict:
+    """Wrong train labels after cleaning, by cause (frames indexed by sample_id)."""
+    train = truth.index[truth["split"] == "train"]
+    given, true, now = (truth.loc[train, "label"], truth.loc[train, "true_label"],
+                        after.loc[train, "label"])  # fmt: skip
+    took = train.isin(accepted)
+    noisy = (given != true).to_numpy()
+    wrong = (now != true).to_numpy()
+    return {
+        "missed": int((noisy & ~took).sum()),  # a wrong label not in the accepted rows
+        "wrong_fix": int((noisy & took & wrong).sum()),  # accepted, but not the true class
+        "introduced": int((~noisy & took).sum()),  # a right label replaced by the suggestion
+        "wrong_after": int(wrong.sum()),
+    }
+
+
+def oracle_manifest(manifest: Path, accepted: list[str]) -> Path:
+    """The reviewer who looks at the same rows and knows the truth: right labels kept."""
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    rows = df["sample_id"].isin(accepted)
+    df.loc[rows, "label"] = df.loc[rows, "true_label"]
+    out = manifest.with_name(f"{manifest.stem}-oracle.csv")
+    with atomic_path(out) as tmp:
+        df.to_csv(tmp, index=False)
+    return out
 
 
 def mean_sd(values: list[float]) -> str:
@@ -97,38 +129,44 @@ def main() -> None:
             with make_progress() as progress:
                 oof = run_oof(PIPELINE, overrides, out=work / tag / "oof", progress=progress)
             summary = make_queue([oof.run_dir], top=8000)
-            n = accept_top(oof.run_dir / "queue.csv", summary.num_label_issues)
+            accepted = accept_top(oof.run_dir / "queue.csv", summary.num_label_issues)
             cleaned = apply_queue(oof.run_dir / "queue.csv", reviewer="benchmark").new_manifest
             assert cleaned is not None
             truth = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
             after = pd.read_csv(cleaned, dtype=str, keep_default_na=False).set_index("sample_id")
             train = truth["split"] == "train"
             wrong_before = int((truth.loc[train, "label"] != truth.loc[train, "true_label"]).sum())
-            wrong_after = int((after.loc[train, "label"] != truth.loc[train, "true_label"]).sum())
-            acc: dict[str, list[float]] = {"noisy": [], "cleaned": [], "quality": [], "true": []}
+            oracle = oracle_manifest(manifest, accepted)
+            acc: dict[str, list[float]] = {
+                "noisy": [], "cleaned": [], "quality": [], "oracle": [], "true": []
+            }  # fmt: skip
             for seed in range(args.seeds):
-                for reweight in ("none", "quality"):
+                # (key, manifest, reweight): the baselines come with the first, once per seed
+                for key, trained_on, reweight in (
+                    ("cleaned", cleaned, "none"),
+                    ("quality", cleaned, "quality"),
+                    ("oracle", oracle, "none"),
+                ):
                     with make_progress() as progress:
                         res = run_retrain(
                             PIPELINE,
-                            [f'data.manifest="{cleaned}"', *args.set, f"train.seed={seed}"],
+                            [f'data.manifest="{trained_on}"', *args.set, f"train.seed={seed}"],
                             reweight=reweight,
                             oof_run=oof.run_dir,
-                            out=work / tag / f"retrain-{reweight}-{seed}",
+                            out=work / tag / f"retrain-{key}-{seed}",
                             progress=progress,
-                            baselines=reweight == "none",  # the baselines do not depend on it
+                            baselines=key == "cleaned",
                         )
                     test = res.metrics["test"]
-                    if reweight == "none":
-                        for k in ("noisy", "cleaned", "true"):
-                            acc[k].append(test[k]["accuracy"])
-                    else:
-                        acc["quality"].append(test["cleaned"]["accuracy"])
+                    acc[key].append(test["cleaned"]["accuracy"])
+                    if key == "cleaned":
+                        acc["noisy"].append(test["noisy"]["accuracy"])
+                        acc["true"].append(test["true"]["accuracy"])
             result = {
                 "rate": rate,
-                "accepted": n,
+                "accepted": len(accepted),
                 "wrong_before": wrong_before,
-                "wrong_after": wrong_after,
+                **residual_errors(truth, after, accepted),
                 "accuracy": acc,
             }
             rows.append(result)
@@ -136,6 +174,7 @@ def main() -> None:
     cols = [
         "pair noise",
         "wrong labels before -> after",
+        "after: missed / wrong fix / introduced",
         "accepted",
         "test acc noisy",
         "test acc cleaned",
@@ -143,6 +182,7 @@ def main() -> None:
         "test acc true",
         "gap recovered",
         "gap recovered (+ quality)",
+        "reviewer who knows: acc, gap",
     ]
     table = Table(
         title=f"cleaning gain on MNIST (8,000 train, 2,000 clean test, {args.seeds} seeds)"
@@ -155,6 +195,7 @@ def main() -> None:
         cells = [
             f"{r['rate']:.0%}",
             f"{r['wrong_before']} -> {r['wrong_after']}",
+            f"{r['missed']} / {r['wrong_fix']} / {r['introduced']}",
             str(r["accepted"]),
             mean_sd(a["noisy"]),
             mean_sd(a["cleaned"]),
@@ -162,6 +203,7 @@ def main() -> None:
             mean_sd(a["true"]),
             recovered(a["noisy"], a["cleaned"], a["true"]),
             recovered(a["noisy"], a["quality"], a["true"]),
+            f"{np.mean(a['oracle']):.4f}, {recovered(a['noisy'], a['oracle'], a['true'])}",
         ]
         table.add_row(*cells)
         lines.append("| " + " | ".join(cells) + " |")
