@@ -23,10 +23,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np
 import torch
 from rich.console import Console
-from rich.table import Table
 from timm.optim import create_optimizer_v2
 
-from benchmarks.common import MNIST_DIR, ROOT, write_section
+from benchmarks.common import MNIST_DIR, ROOT, measure_table, write_section
 from cleaner.config import load_config
 from cleaner.data import EpochSampler, ImageDataset, Normalize, build_transform, make_loader
 from cleaner.ingest import default_manifest, ingest_arrays, load_mnist_arrays
@@ -138,11 +137,7 @@ def main() -> None:
         ("data-path ratio (oof / synthetic)", f"{train_rate / synthetic:.2f}"),
         ("data path alone, images/s (no model)", f"{loader_rate:,.0f}"),
     ]
-    table = Table(title="cleaner oof on MNIST (10,000 real digits, clean labels)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for r in rows:
-        table.add_row(*r)
+    table, lines = measure_table("cleaner oof on MNIST (10,000 real digits, clean labels)", rows)
     console.print(table)
     console.print(json.dumps({"synthetic_before": before, "synthetic_after": after}))
     if not args.no_write:
@@ -162,9 +157,7 @@ def main() -> None:
                 "last row shows the data path alone is several times faster than the model,",
                 "so with workers on more cores it overlaps with training.",
                 "",
-                "| measure | value |",
-                "|---|---:|",
-                *[f"| {a} | {b} |" for a, b in rows],
+                *lines,
             ]
         )
         write_section("oof-mnist", body)

@@ -25,9 +25,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch
 from rich.console import Console
-from rich.table import Table
 
-from benchmarks.common import MNIST_DIR, ROOT, write_section
+from benchmarks.common import MNIST_DIR, ROOT, measure_table, write_section
 from cleaner.ingest import default_manifest, ingest_arrays, load_mnist_arrays
 from cleaner.oof import run_oof
 from cleaner.progress import make_progress
@@ -92,11 +91,7 @@ def main() -> None:
         ("images/s per fold: sequential, Ray", f"{seq_fold:,.0f}, {ray_fold:,.0f}"),
         ("images/s overall: sequential, Ray", f"{seq_all:,.0f}, {ray_all:,.0f}"),
     ]
-    table = Table(title="5 folds of cleaner oof on MNIST: in sequence and on Ray")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for r in rows:
-        table.add_row(*(c.replace("**", "") for c in r))
+    table, lines = measure_table("5 folds of cleaner oof on MNIST: in sequence and on Ray", rows)
     Console().print(table)
     if not args.no_write:
         where = f"{gpus} GPU(s), one fold per GPU" if gpus else f"{cores} cores, 1 CPU per fold"
@@ -116,9 +111,7 @@ def main() -> None:
                 f"A fold on Ray trains at {ray_fold / seq_fold:.2f} of the sequential fold's",
                 f"images/s (fewer threads each), but {concurrent} run at once, as {waves}.",
                 "",
-                "| measure | value |",
-                "|---|---:|",
-                *[f"| {a} | {b} |" for a, b in rows],
+                *lines,
             ]
         )
         write_section("ray-folds-gpu" if gpus else "ray-folds", body)

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -46,3 +47,17 @@ def write_section(name: str, body: str) -> None:
         else f"{text.rstrip()}\n\n{block}\n"
     )
     BENCHMARKS_MD.write_text(text)
+
+
+def measure_table(title: str, rows: list[tuple[str, str]]) -> tuple[Table, list[str]]:
+    """A two-column ``measure | value`` table: for the console (rich) and as markdown lines.
+
+    ``**bold**`` in a cell is kept in the markdown and dropped on the console.
+    """
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for row in rows:
+        table.add_row(*(c.replace("**", "") for c in row))
+    lines = ["| measure | value |", "|---|---:|", *[f"| {a} | {b} |" for a, b in rows]]
+    return table, lines

@@ -480,8 +480,6 @@ def retrain(
             "`cleaner oof --fold K` (see the README)"
         )
     ray_options = _ray_options(backend, address, gpus_per_fold, cpus_per_fold)
-    if backend != "local" and mode != "folds":
-        raise InputError("--backend ray spreads folds: use it with --mode folds")
     with make_progress(quiet=quiet) as progress:
         result = run_retrain(
             pipeline,

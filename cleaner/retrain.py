@@ -35,6 +35,7 @@ from cleaner.errors import InputError, Problem
 from cleaner.manifest import audit_log_path, read_manifest, resolve_paths, split_version
 from cleaner.metrics import classification_metrics
 from cleaner.oof import (
+    BACKENDS,
     PipelineData,
     load_pipeline_data,
     make_dataset,
@@ -247,6 +248,10 @@ def run_retrain(
         raise InputError(f"--reweight {reweight!r}: choose one of {', '.join(REWEIGHTS)}")
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "ray" and mode != "folds":
+        raise InputError("--backend ray spreads folds: use it with --mode folds")
     overrides = list(overrides)
     load_config(pipeline, overrides)  # a bad pipeline fails before the queue is applied
     if queue is not None:

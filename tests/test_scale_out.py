@@ -217,6 +217,7 @@ def test_without_ray_the_error_says_how_to_install(
         (["oof", "--backend", "spark"], "--backend 'spark': choose one of local, ray"),
         (["oof", "--gpus-per-fold", "1"], "need --backend ray"),
         (["retrain", "--backend", "ray"], "use it with --mode folds"),
+        (["retrain", "--backend", "spark"], "--backend 'spark': choose one of local, ray"),
     ],
 )
 def test_bad_backend_options(project: Path, args: list[str], message: str) -> None:
