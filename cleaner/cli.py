@@ -449,10 +449,10 @@ def retrain(
         None, "--manifest", help="Train on this manifest version."
     ),
     queue: Path | None = typer.Option(None, "--queue", help="Apply this reviewed queue first."),
-    reweight: str = typer.Option("none", "--reweight", help="none | quality | class."),
+    reweight: str = typer.Option("none", "--reweight", help="none | quality | prune | class."),
     mode: str = typer.Option("full", "--mode", help="full (one model) | folds (K models)."),
     oof_run: Path | None = typer.Option(
-        None, "--oof", help="The oof run whose label quality --reweight quality uses."
+        None, "--oof", help="The oof run that --reweight quality|prune reads."
     ),
     tta: bool = typer.Option(False, "--tta", help="Average with horizontally flipped images."),
     out: Path | None = typer.Option(

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from rich.progress import Progress
 
+from cleaner import flag
 from cleaner.atomic import atomic_path, write_text
 from cleaner.audit import decided_in_manifest
 from cleaner.config import PipelineConfig, load_config
@@ -49,7 +50,7 @@ from cleaner.train import fit, resolve_device
 if TYPE_CHECKING:
     from cleaner.ray_folds import RayOptions
 
-REWEIGHTS = ("none", "quality", "class")
+REWEIGHTS = ("none", "quality", "prune", "class")
 MODES = ("full", "folds")
 
 
@@ -68,6 +69,17 @@ def quality_weights(
     """
     q = np.where(np.isnan(quality_scores), 1.0, np.clip(quality_scores, 0.0, 1.0))
     return np.where(reviewed, weights, weights * q)
+
+
+def prune_weights(
+    weights: np.ndarray, is_label_issue: np.ndarray, reviewed: np.ndarray
+) -> np.ndarray:
+    """Loss weights (N,) with the flagged label issues nobody reviewed set to 0.
+
+    cleanlab's ``CleanLearning`` recipe: train on the rows ``find_label_issues``
+    does not flag. A row a person decided keeps ``weights_i`` whatever the flag.
+    """
+    return np.where(np.asarray(is_label_issue, bool) & ~np.asarray(reviewed, bool), 0.0, weights)
 
 
 def class_balance_weights(weights: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -179,20 +191,29 @@ def _train_weights(
         return class_balance_weights(weights, data.labels, len(data.cfg.data.classes)), (
             "manifest weight x N / (K x rows of the class)"
         )
-    if reweight == "quality":
+    if reweight in ("quality", "prune"):
         if oof_run is None:
             raise InputError(
-                "--reweight quality needs the oof run that scored the labels: "
+                f"--reweight {reweight} needs the oof run that scored the labels: "
                 "pass --oof RUN (or --queue, whose run is used)"
             )
         run = load_run_lenient(oof_run)
         position = pd.Index(run["sample_id"]).get_indexer(ids)
-        quality = np.full(len(ids), np.nan)
         found = position >= 0
-        # Self-confidence: the out-of-fold probability of the row's current label.
-        quality[found] = run["probs"][position[found], data.labels[found]]
         decided = decided_in_manifest(data.df, audit_log_path(data.manifest_path))
         reviewed = np.isin(ids, list(decided))
+        if reweight == "prune":
+            # Flagged as the run saw the labels: the rows a queue of that run lists as `label`.
+            flagged = flag.find_label_errors(run["labels"], run["probs"])
+            is_issue = np.zeros(len(ids), bool)
+            is_issue[found] = flagged[position[found]]
+            return prune_weights(weights, is_issue, reviewed), (
+                "manifest weight; 0 for the rows cleanlab's find_label_issues flags in "
+                f"run {oof_run} that no person decided"
+            )
+        quality = np.full(len(ids), np.nan)
+        # Self-confidence: the out-of-fold probability of the row's current label.
+        quality[found] = run["probs"][position[found], data.labels[found]]
         return quality_weights(weights, quality, reviewed), (
             f"manifest weight x out-of-fold probability of the label (run {oof_run}); "
             "rows a person decided keep their manifest weight"
@@ -213,7 +234,13 @@ def load_run_lenient(run_dir: Path) -> dict[str, np.ndarray]:
         oof_csv, dtype={"sample_id": str, "label": str, "pred": str}, keep_default_na=False
     )
     cols = [c for c in table.columns if c.startswith(PROB_PREFIX)]
-    return {"sample_id": table["sample_id"].to_numpy(), "probs": table[cols].to_numpy(np.float64)}
+    classes = [c[len(PROB_PREFIX) :] for c in cols]
+    return {
+        "sample_id": table["sample_id"].to_numpy(),
+        "probs": table[cols].to_numpy(np.float64),
+        # The labels the run scored (class indices), as its queue saw them.
+        "labels": pd.Index(classes).get_indexer(pd.Index(table["label"])),
+    }
 
 
 def _true_labels(df: pd.DataFrame, rows: np.ndarray, classes: Sequence[str]) -> np.ndarray | None:

@@ -8,12 +8,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cleanlab.filter import find_label_issues
 from conftest import invoke
 from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.demo import simulate_review
-from cleaner.retrain import class_balance_weights, quality_weights, submission_table
+from cleaner.retrain import (
+    class_balance_weights,
+    prune_weights,
+    quality_weights,
+    submission_table,
+)
 
 runner = CliRunner()
 
@@ -59,6 +65,14 @@ def test_quality_weights_by_hand() -> None:
     np.testing.assert_allclose(
         quality_weights(weights, quality, reviewed), [0.9, 0.1, 1.0, 1.0, 0.5]
     )
+
+
+def test_prune_weights_by_hand() -> None:
+    weights = np.array([1.0, 2.0, 1.0, 0.5])
+    is_issue = np.array([True, True, False, True])
+    reviewed = np.array([False, False, False, True])
+    # flagged and unreviewed rows get 0; a decided row keeps its weight even if flagged
+    np.testing.assert_allclose(prune_weights(weights, is_issue, reviewed), [0.0, 0.0, 1.0, 0.5])
 
 
 def test_class_balance_weights_by_hand() -> None:
@@ -199,6 +213,36 @@ def test_whole_loop_with_queue_and_quality_weights(loop: dict[str, Path]) -> Non
 
 
 @pytest.mark.slow
+def test_prune_drops_the_flagged_rows_nobody_decided(loop: dict[str, Path]) -> None:
+    root = loop["root"]
+    invoke(
+        "retrain",
+        str(loop["pipeline"]),
+        "--manifest",
+        str(loop["manifest"]),
+        "--reweight",
+        "prune",
+        "--oof",
+        str(loop["oof"]),
+        "--set",
+        "train.epochs=1",
+        "--no-baselines",
+        "--out",
+        str(root / "pruned"),
+        "-q",
+    )
+    oof = pd.read_csv(loop["oof"] / "oof.csv", dtype={"sample_id": str, "label": str})
+    probs = oof[[f"p:{i}" for i in range(10)]].to_numpy()
+    flagged = find_label_issues(oof["label"].astype(int).to_numpy(), probs)
+    assert 0 < flagged.sum() < len(oof)
+    w = pd.read_csv(root / "pruned" / "train_weights.csv", dtype={"sample_id": str})
+    w = w.set_index("sample_id")["weight"].loc[oof["sample_id"]].to_numpy()
+    # nothing was decided on this version: exactly cleanlab's flagged rows get weight 0
+    np.testing.assert_array_equal(w == 0.0, flagged)
+    assert (w[~flagged] == 1.0).all()
+
+
+@pytest.mark.slow
 def test_folds_mode_measures_the_cleaned_labels(loop: dict[str, Path]) -> None:
     root = loop["root"]
     invoke(
@@ -238,6 +282,7 @@ def test_folds_mode_measures_the_cleaned_labels(loop: dict[str, Path]) -> None:
         (["--reweight", "loud"], "--reweight 'loud'"),
         (["--mode", "half"], "--mode 'half'"),
         (["--reweight", "quality"], "--reweight quality needs"),
+        (["--reweight", "prune"], "--reweight prune needs"),
     ],
 )
 def test_bad_retrain_options(tmp_path: Path, args: list[str], message: str) -> None:
