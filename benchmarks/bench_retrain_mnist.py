@@ -16,10 +16,12 @@ of the means. On MNIST the whole gap is a few dozen of the 2,000 test images, ab
 the spread between two seeds of one model, so one seed cannot measure it. The wrong
 labels left after cleaning are split by cause: noise outside the accepted rows
 (missed), accepted rows whose suggestion is not the true class either (wrong fix),
-and right labels replaced by the suggestion (introduced). Two more reviewers look
-at the same rows: one drops them all (``drop``, as cleanlab's ``CleanLearning``
-prunes its issues), one answers with the true label (keeps right labels), as a
-person reviewing the queue would. ``--rounds 2`` runs the loop twice before
+and right labels replaced by the suggestion (introduced). Two more models: one
+with no review at all, ``retrain --reweight prune`` on the noisy labels (the rows
+the first ``oof`` flags get weight 0, as cleanlab's ``CleanLearning`` prunes its
+issues), and one for a reviewer who looks at the same accepted rows but answers
+with the true label (keeps right labels), as a person reviewing the queue
+would. ``--rounds 2`` runs the loop twice before
 retraining (the second ``oof`` on the first cleaned version; decided rows are not
 queued again); "accepted" then counts both rounds.
 """
@@ -78,15 +80,12 @@ def residual_errors(truth: pd.DataFrame, after: pd.DataFrame, accepted: list[str
     }
 
 
-def reviewed_manifest(manifest: Path, accepted: list[str], answer: str) -> Path:
-    """Another reviewer of the same rows: ``knows`` gives the true label, ``drop`` drops them."""
+def oracle_manifest(manifest: Path, accepted: list[str]) -> Path:
+    """The reviewer who looks at the same rows and knows the truth: right labels kept."""
     df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     rows = df["sample_id"].isin(accepted)
-    if answer == "knows":
-        df.loc[rows, "label"] = df.loc[rows, "true_label"]
-    else:
-        df.loc[rows, "split"] = "excluded"
-    out = manifest.with_name(f"{manifest.stem}-{answer}.csv")
+    df.loc[rows, "label"] = df.loc[rows, "true_label"]
+    out = manifest.with_name(f"{manifest.stem}-oracle.csv")
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False)
     return out
@@ -134,7 +133,7 @@ def main() -> None:
                 seed=1,
                 test_fraction=0.2,
             )
-            cleaned, accepted = manifest, []
+            cleaned, accepted, first_oof = manifest, [], None
             for round_ in range(args.rounds):
                 # Each round: oof on the current version, flag, accept the top, apply.
                 overrides = [f'data.manifest="{cleaned}"', *args.set]
@@ -142,6 +141,7 @@ def main() -> None:
                     oof = run_oof(
                         PIPELINE, overrides, out=work / tag / f"oof-{round_}", progress=progress
                     )
+                first_oof = first_oof or oof.run_dir
                 make_queue([oof.run_dir], top=len(ids))  # every flagged row
                 accepted += accept_label_issues(oof.run_dir / "queue.csv")
                 applied = apply_queue(oof.run_dir / "queue.csv", reviewer="benchmark")
@@ -151,25 +151,24 @@ def main() -> None:
             after = pd.read_csv(cleaned, dtype=str, keep_default_na=False).set_index("sample_id")
             train = truth["split"] == "train"
             wrong_before = int((truth.loc[train, "label"] != truth.loc[train, "true_label"]).sum())
-            knows = reviewed_manifest(manifest, accepted, "knows")
-            dropped = reviewed_manifest(manifest, accepted, "drop")
+            oracle = oracle_manifest(manifest, accepted)
             acc: dict[str, list[float]] = {
-                "noisy": [], "cleaned": [], "quality": [], "drop": [], "knows": [], "true": []
+                "noisy": [], "cleaned": [], "quality": [], "prune": [], "oracle": [], "true": []
             }  # fmt: skip
             for seed in range(args.seeds):
-                # (key, manifest, reweight): the baselines come with the first, once per seed
-                for key, trained_on, reweight in (
-                    ("cleaned", cleaned, "none"),
-                    ("quality", cleaned, "quality"),
-                    ("drop", dropped, "none"),
-                    ("knows", knows, "none"),
+                # (key, manifest, reweight, oof run): the baselines come with the first
+                for key, trained_on, reweight, run in (
+                    ("cleaned", cleaned, "none", oof.run_dir),
+                    ("quality", cleaned, "quality", oof.run_dir),
+                    ("prune", manifest, "prune", first_oof),  # no review at all
+                    ("oracle", oracle, "none", oof.run_dir),
                 ):
                     with make_progress() as progress:
                         res = run_retrain(
                             PIPELINE,
                             [f'data.manifest="{trained_on}"', *args.set, f"train.seed={seed}"],
                             reweight=reweight,
-                            oof_run=oof.run_dir,
+                            oof_run=run,
                             out=work / tag / f"retrain-{key}-{seed}",
                             progress=progress,
                             baselines=key == "cleaned",
@@ -199,7 +198,7 @@ def main() -> None:
         "test acc true",
         "gap recovered",
         "gap recovered (+ quality)",
-        "reviewer who drops: acc, gap",
+        "no review, --reweight prune: acc, gap",
         "reviewer who knows: acc, gap",
     ]
     table = Table(
@@ -221,18 +220,20 @@ def main() -> None:
             mean_sd(a["true"]),
             recovered(a["noisy"], a["cleaned"], a["true"]),
             recovered(a["noisy"], a["quality"], a["true"]),
-            f"{np.mean(a['drop']):.4f}, {recovered(a['noisy'], a['drop'], a['true'])}",
-            f"{np.mean(a['knows']):.4f}, {recovered(a['noisy'], a['knows'], a['true'])}",
+            f"{np.mean(a['prune']):.4f}, {recovered(a['noisy'], a['prune'], a['true'])}",
+            f"{np.mean(a['oracle']):.4f}, {recovered(a['noisy'], a['oracle'], a['true'])}",
         ]
         table.add_row(*cells)
         lines.append("| " + " | ".join(cells) + " |")
     console.print(table)
     if not args.no_write:
         about = (__doc__ or "").split("\n\n", 2)[2].strip()
+        default = list(args.rates) == list(RATES)
         command = " ".join(
             [
                 "python -m benchmarks.bench_retrain_mnist",
                 f"--seeds {args.seeds}",
+                *([] if default else ["--rates", *map(str, args.rates)]),
                 *([f"--rounds {args.rounds}"] if args.rounds > 1 else []),
                 *(f"--set {s}" for s in args.set),
             ]
@@ -250,8 +251,10 @@ def main() -> None:
                 *lines,
             ]
         )
+        # Each set of rates and rounds keeps its own section (a long 20% run, say).
         rounds = f"-rounds{args.rounds}" if args.rounds > 1 else ""
-        write_section(f"retrain-mnist{rounds}", body)
+        rates = "" if default else "-pairs" + "-".join(str(round(r * 100)) for r in args.rates)
+        write_section(f"retrain-mnist{rounds}{rates}", body)
 
 
 if __name__ == "__main__":
