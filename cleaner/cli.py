@@ -316,6 +316,10 @@ def _print_flag(s: Any) -> None:
         f"wrote {s.queue_csv} and {s.queue_html}: open the HTML to look, "
         "fill `decision` in the CSV (keep / relabel / drop / unsure)"
     )
+    console.print(
+        "rows nobody decides keep their label; `cleaner retrain --reweight prune` "
+        "trains without the flagged label rows nobody decided"
+    )
 
 
 @app.command()
