@@ -215,11 +215,15 @@ def test_whole_loop_with_queue_and_quality_weights(loop: dict[str, Path]) -> Non
 @pytest.mark.slow
 def test_prune_drops_the_flagged_rows_nobody_decided(loop: dict[str, Path]) -> None:
     root = loop["root"]
+    # A copy of the first version under another name: no audit log, so nothing is decided
+    # (whether or not another test applied the queue to the original already).
+    fresh = root / "digits-fresh.csv"
+    fresh.write_bytes(loop["manifest"].read_bytes())
     invoke(
         "retrain",
         str(loop["pipeline"]),
         "--manifest",
-        str(loop["manifest"]),
+        str(fresh),
         "--reweight",
         "prune",
         "--oof",
