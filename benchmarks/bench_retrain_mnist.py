@@ -135,7 +135,7 @@ def main() -> None:
             )
             cleaned, accepted, first_oof = manifest, [], None
             for round_ in range(args.rounds):
-                # Each round: oof on the current version, flag, accept the top, apply.
+                # Each round: oof on the current version, flag, accept every label row, apply.
                 overrides = [f'data.manifest="{cleaned}"', *args.set]
                 with make_progress() as progress:
                     oof = run_oof(

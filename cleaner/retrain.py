@@ -203,7 +203,8 @@ def _train_weights(
         decided = decided_in_manifest(data.df, audit_log_path(data.manifest_path))
         reviewed = np.isin(ids, list(decided))
         if reweight == "prune":
-            # Flagged as the run saw the labels: the rows a queue of that run lists as `label`.
+            # Flagged on the labels the run scored: a queue of that run alone (without
+            # flag.attributes) lists the same rows as `label`.
             flagged = flag.find_label_errors(run["labels"], run["probs"])
             is_issue = np.zeros(len(ids), bool)
             is_issue[found] = flagged[position[found]]
