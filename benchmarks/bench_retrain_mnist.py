@@ -23,7 +23,10 @@ issues), and one for a reviewer who looks at the same accepted rows but answers
 with the true label (keeps right labels), as a person reviewing the queue
 would. ``--rounds 2`` runs the loop twice before
 retraining (the second ``oof`` on the first cleaned version; decided rows are not
-queued again); "accepted" then counts both rounds.
+queued again); "accepted" then counts both rounds. ``--oof-runs 3`` trains three
+``oof`` runs per round (``train.seed`` 42, 43, 44: other folds, other models) and flags
+them together, as ``flag RUN1 RUN2 RUN3`` does (mean probabilities); ``prune`` and
+``quality`` read the same runs.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from rich.table import Table
 
 from benchmarks.common import MNIST_DIR, ROOT, write_section
 from cleaner.atomic import atomic_path
+from cleaner.config import load_config
 from cleaner.ingest import ingest_arrays, load_mnist_arrays
 from cleaner.oof import run_oof
 from cleaner.progress import make_progress
@@ -112,10 +116,17 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="oof -> flag -> accept -> apply rounds"
     )
+    parser.add_argument(
+        "--oof-runs",
+        type=int,
+        default=1,
+        help="oof runs per round (train.seed, +1, ...), flagged as one ensemble",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     console = Console()
     images, labels, ids = load_mnist_arrays(args.mnist)
+    base_seed = load_config(PIPELINE, args.set).train.seed
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -133,18 +144,27 @@ def main() -> None:
                 seed=1,
                 test_fraction=0.2,
             )
-            cleaned, accepted, first_oof = manifest, [], None
+            cleaned, accepted = manifest, []
+            first_oof: list[Path] = []
             for round_ in range(args.rounds):
-                # Each round: oof on the current version, flag, accept every label row, apply.
-                overrides = [f'data.manifest="{cleaned}"', *args.set]
-                with make_progress() as progress:
-                    oof = run_oof(
-                        PIPELINE, overrides, out=work / tag / f"oof-{round_}", progress=progress
-                    )
-                first_oof = first_oof or oof.run_dir
-                make_queue([oof.run_dir], top=len(ids))  # every flagged row
-                accepted += accept_label_issues(oof.run_dir / "queue.csv")
-                applied = apply_queue(oof.run_dir / "queue.csv", reviewer="benchmark")
+                # Each round: oof on the current version (one run per seed), flag them
+                # together, accept every label row, apply.
+                runs = []
+                for k in range(args.oof_runs):
+                    oof_seed = f"train.seed={base_seed + k}"
+                    overrides = [f'data.manifest="{cleaned}"', *args.set, oof_seed]
+                    with make_progress() as progress:
+                        oof = run_oof(
+                            PIPELINE,
+                            overrides,
+                            out=work / tag / f"oof-{round_}-{k}",
+                            progress=progress,
+                        )
+                    runs.append(oof.run_dir)
+                first_oof = first_oof or runs
+                make_queue(runs, top=len(ids))  # every flagged row
+                accepted += accept_label_issues(runs[0] / "queue.csv")
+                applied = apply_queue(runs[0] / "queue.csv", reviewer="benchmark")
                 assert applied.new_manifest is not None
                 cleaned = applied.new_manifest
             truth = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
@@ -156,19 +176,19 @@ def main() -> None:
                 "noisy": [], "cleaned": [], "quality": [], "prune": [], "oracle": [], "true": []
             }  # fmt: skip
             for seed in range(args.seeds):
-                # (key, manifest, reweight, oof run): the baselines come with the first
-                for key, trained_on, reweight, run in (
-                    ("cleaned", cleaned, "none", oof.run_dir),
-                    ("quality", cleaned, "quality", oof.run_dir),
+                # (key, manifest, reweight, oof runs): the baselines come with the first
+                for key, trained_on, reweight, scored_by in (
+                    ("cleaned", cleaned, "none", runs),
+                    ("quality", cleaned, "quality", runs),
                     ("prune", manifest, "prune", first_oof),  # no review at all
-                    ("oracle", oracle, "none", oof.run_dir),
+                    ("oracle", oracle, "none", runs),
                 ):
                     with make_progress() as progress:
                         res = run_retrain(
                             PIPELINE,
                             [f'data.manifest="{trained_on}"', *args.set, f"train.seed={seed}"],
                             reweight=reweight,
-                            oof_run=run,
+                            oof_runs=scored_by,
                             out=work / tag / f"retrain-{key}-{seed}",
                             progress=progress,
                             baselines=key == "cleaned",
@@ -235,13 +255,15 @@ def main() -> None:
                 f"--seeds {args.seeds}",
                 *([] if default else ["--rates", *map(str, args.rates)]),
                 *([f"--rounds {args.rounds}"] if args.rounds > 1 else []),
+                *([f"--oof-runs {args.oof_runs}"] if args.oof_runs > 1 else []),
                 *(f"--set {s}" for s in args.set),
             ]
         )
         body = "\n".join(
             [
                 "## Cleaning gain: `oof` -> `flag` -> accept -> `retrain` on MNIST"
-                + (f", {args.rounds} rounds" if args.rounds > 1 else ""),
+                + (f", {args.rounds} rounds" if args.rounds > 1 else "")
+                + (f", {args.oof_runs} oof runs per round" if args.oof_runs > 1 else ""),
                 "",
                 f"`{command}`: {about}",
                 "Target: gap recovered >= 0.7 at 20% noise.",
@@ -254,7 +276,8 @@ def main() -> None:
         # Each set of rates and rounds keeps its own section (a long 20% run, say).
         rounds = f"-rounds{args.rounds}" if args.rounds > 1 else ""
         rates = "" if default else "-pairs" + "-".join(str(round(r * 100)) for r in args.rates)
-        write_section(f"retrain-mnist{rounds}{rates}", body)
+        ensemble = f"-ens{args.oof_runs}" if args.oof_runs > 1 else ""
+        write_section(f"retrain-mnist{rounds}{ensemble}{rates}", body)
 
 
 if __name__ == "__main__":

@@ -455,8 +455,11 @@ def retrain(
     queue: Path | None = typer.Option(None, "--queue", help="Apply this reviewed queue first."),
     reweight: str = typer.Option("none", "--reweight", help="none | quality | prune | class."),
     mode: str = typer.Option("full", "--mode", help="full (one model) | folds (K models)."),
-    oof_run: Path | None = typer.Option(
-        None, "--oof", help="The oof run that --reweight quality|prune reads."
+    oof_runs: list[Path] = typer.Option(
+        [],
+        "--oof",
+        help="The oof run that --reweight quality|prune reads; repeat for an ensemble "
+        "(mean probabilities, as `flag RUN1 RUN2`).",
     ),
     tta: bool = typer.Option(False, "--tta", help="Average with horizontally flipped images."),
     out: Path | None = typer.Option(
@@ -492,7 +495,7 @@ def retrain(
             queue=queue,
             reweight=reweight,
             mode=mode,
-            oof_run=oof_run,
+            oof_runs=oof_runs,
             tta=tta,
             out=out,
             reviewer=reviewer,

@@ -116,7 +116,7 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
             PIPELINE,
             [f'data.manifest="{cleaned.as_posix()}"'],
             reweight="quality",
-            oof_run=oof_dir,
+            oof_runs=[oof_dir],
             out=final_dir,
             progress=progress,
         )

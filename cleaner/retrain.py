@@ -181,7 +181,7 @@ def _fold_models_predict(
 
 
 def _train_weights(
-    data: PipelineData, reweight: str, oof_run: Path | None
+    data: PipelineData, reweight: str, oof_runs: Sequence[Path]
 ) -> tuple[np.ndarray, str]:
     """The loss weight of every train row under ``--reweight``, and how it was made."""
     sub = data.df.iloc[data.train_rows]
@@ -192,31 +192,32 @@ def _train_weights(
             "manifest weight x N / (K x rows of the class)"
         )
     if reweight in ("quality", "prune"):
-        if oof_run is None:
+        if not oof_runs:
             raise InputError(
                 f"--reweight {reweight} needs the oof run that scored the labels: "
-                "pass --oof RUN (or --queue, whose run is used)"
+                "pass --oof RUN (or --queue, whose runs are used)"
             )
-        run = load_run_lenient(oof_run)
+        run = load_runs_lenient(oof_runs)
         position = pd.Index(run["sample_id"]).get_indexer(ids)
         found = position >= 0
         decided = decided_in_manifest(data.df, audit_log_path(data.manifest_path))
         reviewed = np.isin(ids, list(decided))
+        named = ", ".join(str(r) for r in oof_runs)
         if reweight == "prune":
-            # Flagged on the labels the run scored: a queue of that run alone (without
-            # flag.attributes) lists the same rows as `label`.
+            # Flagged on the labels the runs scored and their mean probabilities, as
+            # `flag` on the same runs (without flag.attributes) lists its `label` rows.
             flagged = flag.find_label_errors(run["labels"], run["probs"])
             is_issue = np.zeros(len(ids), bool)
             is_issue[found] = flagged[position[found]]
             return prune_weights(weights, is_issue, reviewed), (
                 "manifest weight; 0 for the rows cleanlab's find_label_issues flags in "
-                f"run {oof_run} that no person decided"
+                f"run {named} that no person decided"
             )
         quality = np.full(len(ids), np.nan)
         # Self-confidence: the out-of-fold probability of the row's current label.
         quality[found] = run["probs"][position[found], data.labels[found]]
         return quality_weights(weights, quality, reviewed), (
-            f"manifest weight x out-of-fold probability of the label (run {oof_run}); "
+            f"manifest weight x out-of-fold probability of the label (run {named}); "
             "rows a person decided keep their manifest weight"
         )
     return weights, "manifest weight"
@@ -244,6 +245,28 @@ def load_run_lenient(run_dir: Path) -> dict[str, np.ndarray]:
     }
 
 
+def load_runs_lenient(run_dirs: Sequence[Path]) -> dict[str, np.ndarray]:
+    """Several oof runs of one manifest version as one: their mean probabilities.
+
+    The ensemble ``flag RUN1 RUN2 ...`` ranks by; the runs must score the same rows
+    with the same labels (oof runs of one version with other seeds or models).
+    """
+    runs = [load_run_lenient(Path(r)) for r in run_dirs]
+    first = runs[0]
+    for r, other in zip(run_dirs[1:], runs[1:], strict=True):
+        position = pd.Index(other["sample_id"]).get_indexer(first["sample_id"])
+        if (position < 0).any() or len(position) != len(other["sample_id"]):
+            raise InputError(
+                [Problem(str(r), f"scores other rows than {run_dirs[0]}: not the same version")]
+            )
+        if (other["labels"][position] != first["labels"]).any():
+            raise InputError(
+                [Problem(str(r), f"scored other labels than {run_dirs[0]}: not the same version")]
+            )
+        other["probs"] = other["probs"][position]
+    return {**first, "probs": np.mean([r["probs"] for r in runs], axis=0)}
+
+
 def _true_labels(df: pd.DataFrame, rows: np.ndarray, classes: Sequence[str]) -> np.ndarray | None:
     if "true_label" not in df.columns:
         return None
@@ -262,7 +285,7 @@ def run_retrain(
     queue: str | Path | None = None,
     reweight: str = "none",
     mode: str = "full",
-    oof_run: str | Path | None = None,
+    oof_runs: Sequence[str | Path] = (),
     tta: bool = False,
     out: str | Path | None = None,
     reviewer: str = "",
@@ -287,12 +310,13 @@ def run_retrain(
 
         meta = read_queue_meta(queue)
         manifest = apply_queue(queue, reviewer=reviewer).new_manifest
-        oof_run = oof_run or (meta.runs[0] if meta.runs else None)
+        oof_runs = oof_runs or meta.runs
     if manifest is not None:
         overrides.append(f'data.manifest="{Path(manifest).as_posix()}"')
     data = load_pipeline_data(pipeline, overrides, progress=progress)
     cfg = data.cfg
-    weights, weight_rule = _train_weights(data, reweight, Path(oof_run) if oof_run else None)
+    runs = [Path(r) for r in oof_runs]
+    weights, weight_rule = _train_weights(data, reweight, runs)
     key = hashlib.sha256(
         (cfg.to_toml() + data.manifest_sha + mode + reweight + str(tta)).encode()
     ).hexdigest()[:8]
@@ -370,7 +394,7 @@ def run_retrain(
         "classes": list(classes),
         "cv_cleaned": cv_metrics["overall"] if cv_metrics else None,
     }
-    metrics.update(_before(data, oof_run))
+    metrics.update(_before(data, runs[0] if runs else None))
     true_test = _true_labels(data.df, test_rows, classes)
     if true_test is not None and len(test_rows):
         metrics["test"] = _compare_on_test(

@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.demo import simulate_review
+from cleaner.errors import InputError
 from cleaner.retrain import (
     class_balance_weights,
+    load_runs_lenient,
     prune_weights,
     quality_weights,
     submission_table,
@@ -73,6 +75,42 @@ def test_prune_weights_by_hand() -> None:
     reviewed = np.array([False, False, False, True])
     # flagged and unreviewed rows get 0; a decided row keeps its weight even if flagged
     np.testing.assert_allclose(prune_weights(weights, is_issue, reviewed), [0.0, 0.0, 1.0, 0.5])
+
+
+def _oof_csv(run: Path, ids: list[str], labels: list[str], probs: list[list[float]]) -> Path:
+    run.mkdir(parents=True)
+    table = pd.DataFrame({"sample_id": ids, "fold": 0, "label": labels, "pred": labels})
+    for k, col in enumerate(np.asarray(probs).T):
+        table[f"p:{'ab'[k]}"] = col
+    table.to_csv(run / "oof.csv", index=False)
+    return run
+
+
+def test_runs_ensemble_by_sample_id(tmp_path: Path) -> None:
+    one = _oof_csv(tmp_path / "one", ["x", "y"], ["a", "b"], [[0.8, 0.2], [0.4, 0.6]])
+    # the same rows in another order: matched by sample_id, not by position
+    two = _oof_csv(tmp_path / "two", ["y", "x"], ["b", "a"], [[0.2, 0.8], [0.6, 0.4]])
+    run = load_runs_lenient([one, two])
+    np.testing.assert_array_equal(run["sample_id"], ["x", "y"])
+    np.testing.assert_array_equal(run["labels"], [0, 1])
+    np.testing.assert_allclose(run["probs"], [[0.7, 0.3], [0.3, 0.7]])
+
+
+@pytest.mark.parametrize(
+    ("ids", "labels", "message"),
+    [
+        (["x", "z"], ["a", "b"], "scores other rows"),
+        (["x"], ["a"], "scores other rows"),
+        (["x", "y"], ["a", "a"], "scored other labels"),
+    ],
+)
+def test_runs_of_other_versions_are_refused(
+    tmp_path: Path, ids: list[str], labels: list[str], message: str
+) -> None:
+    one = _oof_csv(tmp_path / "one", ["x", "y"], ["a", "b"], [[0.8, 0.2], [0.4, 0.6]])
+    other = _oof_csv(tmp_path / "other", ids, labels, [[0.5, 0.5]] * len(ids))
+    with pytest.raises(InputError, match=message):
+        load_runs_lenient([one, other])
 
 
 def test_class_balance_weights_by_hand() -> None:
@@ -244,6 +282,46 @@ def test_prune_drops_the_flagged_rows_nobody_decided(loop: dict[str, Path]) -> N
     # nothing was decided on this version: exactly cleanlab's flagged rows get weight 0
     np.testing.assert_array_equal(w == 0.0, flagged)
     assert (w[~flagged] == 1.0).all()
+
+
+@pytest.mark.slow
+def test_prune_with_two_runs_flags_their_mean(loop: dict[str, Path]) -> None:
+    root = loop["root"]
+    fresh = root / "digits-fresh-2.csv"  # no audit log: nothing decided
+    fresh.write_bytes(loop["manifest"].read_bytes())
+    oof = pd.read_csv(loop["oof"] / "oof.csv", dtype={"sample_id": str, "label": str})
+    cols = [f"p:{i}" for i in range(10)]
+    # A second "run": another model's opinion (sure of the first run's argmax), rows reversed.
+    other = oof.iloc[::-1].copy()
+    sure = np.eye(10)[other[cols].to_numpy().argmax(axis=1)]
+    other[cols] = 0.9 * sure + 0.01
+    (root / "other-run").mkdir(exist_ok=True)
+    other.to_csv(root / "other-run" / "oof.csv", index=False)
+    invoke(
+        "retrain",
+        str(loop["pipeline"]),
+        "--manifest",
+        str(fresh),
+        "--reweight",
+        "prune",
+        "--oof",
+        str(loop["oof"]),
+        "--oof",
+        str(root / "other-run"),
+        "--set",
+        "train.epochs=1",
+        "--no-baselines",
+        "--out",
+        str(root / "pruned-2"),
+        "-q",
+    )
+    labels = oof["label"].astype(int).to_numpy()
+    mean = (oof[cols].to_numpy() + other[cols].to_numpy()[::-1]) / 2
+    flagged = find_label_issues(labels, mean)
+    assert 0 < flagged.sum() < len(oof)
+    w = pd.read_csv(root / "pruned-2" / "train_weights.csv", dtype={"sample_id": str})
+    w = w.set_index("sample_id")["weight"].loc[oof["sample_id"]].to_numpy()
+    np.testing.assert_array_equal(w == 0.0, flagged)
 
 
 @pytest.mark.slow
