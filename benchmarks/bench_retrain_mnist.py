@@ -12,8 +12,10 @@ quality``). Test accuracy of the model trained on the noisy labels, on the clean
 labels and on the true labels, each the mean over training seeds (one model per
 seed, the same seeds for every model; the spread is the standard deviation over
 seeds); the fraction of the gap recovered is ``(cleaned - noisy) / (true - noisy)``
-of the means. On MNIST the whole gap is a few dozen of the 2,000 test images, about
-the spread between two seeds of one model, so one seed cannot measure it. The wrong
+of the means, ± its paired standard error (every model of a seed shares
+``train.seed``: the error of the mean per-seed difference). On MNIST the whole
+gap is a few dozen of the 2,000 test images, about the spread between two seeds
+of one model, so one seed cannot measure it. The wrong
 labels left after cleaning are split by cause: noise outside the accepted rows
 (missed), accepted rows whose suggestion is not the true class either (wrong fix),
 and right labels replaced by the suggestion (introduced). Two more models: one
@@ -103,8 +105,19 @@ def mean_sd(values: list[float]) -> str:
 
 
 def recovered(noisy: list[float], cleaned: list[float], true: list[float]) -> str:
+    """Gap recovered, ``± paired standard error`` over seeds when there are several.
+
+    Every model of a seed shares its ``train.seed``, so the error is that of the mean
+    of the per-seed differences ``cleaned - noisy``, over the mean gap.
+    """
     gap = np.mean(true) - np.mean(noisy)
-    return f"{(np.mean(cleaned) - np.mean(noisy)) / gap:.2f}" if gap > 0 else "-"
+    if gap <= 0:
+        return "-"
+    diff = np.asarray(cleaned) - np.asarray(noisy)
+    text = f"{diff.mean() / gap:.2f}"
+    if len(diff) > 1:
+        text += f" ± {diff.std(ddof=1) / np.sqrt(len(diff)) / gap:.2f}"
+    return text
 
 
 def main() -> None:
