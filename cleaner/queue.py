@@ -441,6 +441,11 @@ def _unlabeled_rows(
     )
 
 
+def relative_to_folder(path: str | Path, folder: str | Path) -> str:
+    """``path`` written relative to ``folder`` (POSIX separators), as queue.json stores it."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
+
+
 def make_queue(
     run_dirs: Sequence[str | Path],
     *,
@@ -485,9 +490,11 @@ def make_queue(
         on_image=on_image,
     )
     meta: dict[str, Any] = {
-        "manifest": str(run.manifest_path),
+        # Relative to the queue's folder, so `apply` works from any directory and
+        # after the project moves (read_queue_meta resolves them back).
+        "manifest": relative_to_folder(run.manifest_path, out_dir),
         "manifest_sha256": run.manifest_sha,
-        "runs": summary.runs,
+        "runs": [relative_to_folder(r, out_dir) for r in summary.runs],
         "method": method,
         "top": top,
         "classes": list(run.classes),

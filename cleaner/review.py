@@ -17,6 +17,7 @@ import csv
 import getpass
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,13 @@ class ApplySummary:
     audit_log: Path | None = None
 
 
+def _beside(meta_path: Path, stored: str) -> Path:
+    """A path queue.json stores, relative to its folder; older files stored it
+    relative to the working directory, which is the fallback (and what errors name)."""
+    here = Path(os.path.normpath(meta_path.parent / stored))
+    return here if here.exists() else Path(stored)
+
+
 def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
     path = Path(queue_csv).with_name("queue.json")
     if not path.exists():
@@ -89,10 +97,10 @@ def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         return QueueMeta(
-            Path(meta["manifest"]),
+            _beside(path, meta["manifest"]),
             meta["manifest_sha256"],
             tuple(meta["classes"]),
-            tuple(meta.get("runs", ())),
+            tuple(str(_beside(path, r)) for r in meta.get("runs", ())),
             meta.get("group_column", ""),
             AttributeTable.from_json(meta["attributes"]) if meta.get("attributes") else None,
         )

@@ -29,7 +29,7 @@ from cleaner.audit import AUDIT_FIELDS, read_audit_log
 from cleaner.cli import app
 from cleaner.errors import InputError
 from cleaner.manifest import read_manifest, sha256_file
-from cleaner.queue import QUEUE_COLUMNS
+from cleaner.queue import QUEUE_COLUMNS, relative_to_folder
 from cleaner.review import (
     Decision,
     apply_decisions,
@@ -153,7 +153,7 @@ def render(
 def write_queue_meta(queue_dir: Path, manifest: Path, *, runs: Sequence[str] = (RUN,)) -> Path:
     """queue.json as make_queue writes it, for the manifest version as it is now."""
     meta = {
-        "manifest": str(manifest),
+        "manifest": relative_to_folder(manifest, queue_dir),
         "manifest_sha256": sha256_file(manifest),
         "runs": list(runs),
         "method": "self_confidence",
@@ -374,6 +374,31 @@ def test_round_trip_every_decision_kind_then_a_second_round(
         read_manifest(p.v3),
         check_dtype=False,
     )
+
+
+def test_apply_from_another_directory_and_after_a_move(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # queue.json names the manifest relative to the queue's folder: neither the
+    # working directory nor where the project lies matters
+    make_project(tmp_path / "before")
+    (tmp_path / "before").rename(tmp_path / "after")
+    monkeypatch.chdir(tmp_path)
+    apply_ok(tmp_path / "after" / "queue" / "queue.csv", "--reviewer", "ana")
+    assert (tmp_path / "after" / "data" / "faces.v2.csv").is_file()
+
+
+def test_apply_reads_an_older_queue_json_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = make_project(tmp_path)
+    meta_path = p.queue.parent / "queue.json"
+    meta = json.loads(meta_path.read_text())
+    meta["manifest"] = "data/faces.csv"  # as older versions of flag wrote it
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.chdir(tmp_path)
+    apply_ok(p.queue, "--reviewer", "ana")
+    assert p.v2.is_file()
 
 
 def test_the_same_decision_twice_is_not_a_conflict(tmp_path: Path) -> None:

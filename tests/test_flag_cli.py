@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.queue import QUEUE_COLUMNS
+from cleaner.review import read_queue_meta
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -113,7 +114,10 @@ def test_queue_finds_the_injected_errors_first(noisy_run: tuple[Path, Path]) -> 
     assert not set(q["sample_id"]) & set(m.index[m["split"] == "test"])
     assert (q[["decision", "new_label"]] == "").all().all()
     meta = json.loads((run / "q" / "queue.json").read_text())
-    assert meta["manifest"] == str(manifest) and len(meta["manifest_sha256"]) == 64
+    # paths relative to the queue's folder: apply works from any directory
+    assert (run / "q" / meta["manifest"]).resolve() == manifest.resolve()
+    assert not Path(meta["manifest"]).is_absolute() and len(meta["manifest_sha256"]) == 64
+    assert read_queue_meta(run / "q" / "queue.csv").manifest.resolve() == manifest.resolve()
 
 
 class _Cards(HTMLParser):
@@ -341,7 +345,8 @@ def test_two_runs_are_ensembled(noisy_run: tuple[Path, Path], tmp_path: Path) ->
     out = invoke("flag", str(run), str(tmp_path / "run2"), "--out", str(tmp_path / "q"), "-q")
     assert "2 run(s)" in out
     meta = json.loads((tmp_path / "q" / "queue.json").read_text())
-    assert meta["runs"] == [str(run), str(tmp_path / "run2")]
+    runs = [(tmp_path / "q" / r).resolve() for r in meta["runs"]]
+    assert runs == [run.resolve(), (tmp_path / "run2").resolve()]
     m = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
     q = pd.read_csv(tmp_path / "q" / "queue.csv", dtype=str, keep_default_na=False)
     wrong = (m["label"] != m["true_label"]) & (m["split"] == "train")
