@@ -79,8 +79,10 @@ def _ray_options(backend: str, address: str | None, gpus: float | None, cpus: fl
         if address is not None or gpus is not None or cpus is not None:
             raise InputError("--address, --gpus-per-fold and --cpus-per-fold need --backend ray")
         return None
-    from cleaner.ray_folds import RayOptions
+    from cleaner.ray_folds import RayOptions, check_reachable
 
+    if address is not None:
+        check_reachable(address)
     return RayOptions(address=address, gpus_per_fold=gpus, cpus_per_fold=cpus)
 
 

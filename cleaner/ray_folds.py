@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,27 @@ class RayOptions:
     cpus_per_fold: float | None = None  # default: max(1, train.workers)
     gpus_per_fold: float | None = None  # default: 1 when the cluster has GPUs and device allows
     num_cpus: int | None = None  # CPUs of the local instance (default: all)
+
+
+def check_reachable(address: str, *, timeout: float = 5.0) -> None:
+    """Refuse a Ray address nothing answers at, at once, rather than after
+    ``ray.init``'s minutes of retries. ``auto`` and ``local`` are Ray's to resolve."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(
+            f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto "
+            "(e.g. 10.0.0.5:6379, the address `ray start --head` prints)"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(
+            f"--address {address}: nothing answers at {host}:{port} ({e.strerror or e}); "
+            "is the Ray head running there (`ray start --head`) and the port open?"
+        ) from None
 
 
 def import_ray() -> Any:

@@ -218,6 +218,10 @@ def test_without_ray_the_error_says_how_to_install(
         (["oof", "--gpus-per-fold", "1"], "need --backend ray"),
         (["retrain", "--backend", "ray"], "use it with --mode folds"),
         (["retrain", "--backend", "spark"], "--backend 'spark': choose one of local, ray"),
+        # refused at once, not after ray.init's minutes of retries
+        (["oof", "--backend", "ray", "--address", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),
+        (["oof", "--backend", "ray", "--address", "ray://127.0.0.1:1"], "nothing answers at"),
+        (["oof", "--backend", "ray", "--address", "headnode"], "expected HOST:PORT"),
     ],
 )
 def test_bad_backend_options(project: Path, args: list[str], message: str) -> None:
