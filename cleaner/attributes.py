@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 SPEC_SEP = "="  # a label change written as ``attribute=value``, e.g. ``gender=female``
+SPECS_SEP = ";"  # several at once: ``gender=female;mask=incorrect``
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,16 @@ class AttributeTable:
 
     def change(self, labels: np.ndarray, a: int, new_values: np.ndarray) -> np.ndarray:
         """(N,) the class equal to each label but with attribute ``a`` set; -1 if none exists."""
+        return self.change_many(labels, [(a, new_values)])
+
+    def change_many(
+        self, labels: np.ndarray, changes: Sequence[tuple[int, np.ndarray | int]]
+    ) -> np.ndarray:
+        """(N,) :meth:`change` for several attributes at once (a class may exist only
+        with every change made); -1 where none exists."""
         wanted = self.codes[labels].copy()
-        wanted[:, a] = new_values
+        for a, new_values in changes:
+            wanted[:, a] = new_values
         lookup = {tuple(row): k for k, row in enumerate(self.codes.tolist()) if min(row) >= 0}
         return np.array([lookup.get(tuple(w), -1) for w in wanted.tolist()], dtype=np.int64)
 
@@ -52,6 +61,15 @@ class AttributeTable:
         if value.strip() not in self.values[a]:
             return None
         return a, self.values[a].index(value.strip())
+
+    def parse_specs(self, text: str) -> list[tuple[int, int]] | None:
+        """``"gender=female;mask=wear"`` -> [(attribute, value), ...]; None unless every
+        part names an attribute value and no attribute twice."""
+        specs = [self.parse_spec(part) for part in text.split(SPECS_SEP)]
+        if any(x is None for x in specs):
+            return None
+        out = [x for x in specs if x is not None]
+        return out if len({a for a, _ in out}) == len(out) else None
 
     def to_json(self) -> dict[str, Any]:
         return {

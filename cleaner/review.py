@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cleaner.atomic import atomic_path
-from cleaner.attributes import AttributeTable
+from cleaner.attributes import SPEC_SEP, SPECS_SEP, AttributeTable
 from cleaner.audit import ACTIONS
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import (
@@ -228,7 +228,7 @@ def parse_decisions(
                     Problem(file, "relabel needs new_label (or a suggested_label)", line)
                 )
                 continue
-            if new_label not in known and not (attributes and attributes.parse_spec(new_label)):
+            if new_label not in known and not (attributes and attributes.parse_specs(new_label)):
                 problems.append(Problem(file, f"new_label {new_label!r} is not a class", line))
                 continue
         try:
@@ -248,7 +248,9 @@ def expand_decisions(
 ) -> dict[int, Decision]:
     """Manifest position -> decision; a group row covers the group's train rows.
 
-    The same sample reached twice with different decisions is an error.
+    The same sample reached twice with different decisions is an error, except
+    two relabels of different attributes (``gender=female`` for a person's
+    group row, ``mask=incorrect`` for one of the photos), which compose into one.
     """
     position = {sid: i for i, sid in enumerate(manifest["sample_id"])}
     train = (manifest["split"] == "train").to_numpy()
@@ -262,7 +264,10 @@ def expand_decisions(
             rows = [position[d.queue_id]]
         for p in rows:
             seen = out.get(p)
-            if seen is not None and (seen.action, seen.new_label) != (d.action, d.new_label):
+            both = compose_attribute_relabels(seen, d) if seen is not None else None
+            if both is not None:
+                out[p] = both
+            elif seen is not None and (seen.action, seen.new_label) != (d.action, d.new_label):
                 sid = manifest["sample_id"].iat[p]
                 problems.append(
                     Problem(
@@ -277,6 +282,32 @@ def expand_decisions(
     if problems:
         raise InputError(problems)
     return out
+
+
+def compose_attribute_relabels(first: Decision, second: Decision) -> Decision | None:
+    """One relabel doing both, when both set attributes and none to two values; else None."""
+    if first.action != "relabel" or second.action != "relabel":
+        return None
+    parts: dict[str, str] = {}  # attribute -> "attribute=value"
+    for d in (first, second):
+        for part in d.new_label.split(SPECS_SEP):
+            name, sep, _ = part.partition(SPEC_SEP)
+            if not sep or parts.get(name.strip(), part.strip()) != part.strip():
+                return None  # a whole class, or one attribute set to two values
+            parts[name.strip()] = part.strip()
+    new_label = SPECS_SEP.join(parts.values())
+    if new_label == first.new_label:
+        return first  # the second adds nothing
+    return Decision(
+        first.line,
+        f"{first.queue_id} {SPECS_SEP} {second.queue_id}",  # the audit log names both rows
+        "relabel",
+        new_label,
+        min(
+            (q for q in (first.label_quality, second.label_quality) if q is not None),
+            default=None,
+        ),
+    )
 
 
 def _words(d: Decision) -> str:
@@ -348,15 +379,14 @@ def apply_decisions(
 def _relabel(
     old: str, new: str, classes: Sequence[str], attributes: AttributeTable | None, sid: str
 ) -> str:
-    """The row's new class: ``new`` itself, or ``old`` with one attribute changed."""
-    spec = attributes.parse_spec(new) if attributes is not None and new not in classes else None
-    if spec is None:
+    """The row's new class: ``new`` itself, or ``old`` with the attributes it names changed."""
+    specs = attributes.parse_specs(new) if attributes is not None and new not in classes else None
+    if specs is None:
         return new
     assert attributes is not None
-    a, v = spec
     if old not in classes:
         raise InputError(f"{sid}: {new} needs a current class, not {old!r}")
-    k = attributes.change(np.array([list(classes).index(old)]), a, np.array([v]))[0]
+    k = attributes.change_many(np.array([list(classes).index(old)]), specs)[0]
     if k < 0:
         raise InputError(f"{sid}: no class is {old!r} with {new}")
     return classes[int(k)]

@@ -434,7 +434,7 @@ class ReviewQueue:
             if not new_label:
                 raise ValueError("relabel needs a class: this row has no suggested label")
             attributes = self.meta.attributes
-            spec_ok = attributes is not None and attributes.parse_spec(new_label) is not None
+            spec_ok = attributes is not None and attributes.parse_specs(new_label) is not None
             if new_label not in self.meta.classes and not spec_ok:
                 raise ValueError(f"new_label {new_label!r} is not a class")
         else:

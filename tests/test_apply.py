@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import assert_says, write_csv, write_png
@@ -25,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cleaner.attributes import AttributeTable, attribute_table
 from cleaner.audit import AUDIT_FIELDS, read_audit_log
 from cleaner.cli import app
 from cleaner.errors import InputError
@@ -974,3 +976,70 @@ def test_relabeling_an_unlabeled_row_makes_it_a_train_row() -> None:
     assert new.loc[1, ["label", "split"]].tolist() == ["b", "train"]
     assert records[0]["split"] == "train" and records[0]["old_label"] == ""
     pd.testing.assert_frame_equal(replay_audit(manifest, records), new)
+
+
+# --- a person's group row and one photo's own row, on composite labels ------------------
+
+MASK_CLASSES = ["wear-m", "wear-f", "none-m", "none-f"]
+
+
+def _mask_manifest() -> tuple[pd.DataFrame, AttributeTable]:
+    manifest = pd.DataFrame(
+        {
+            "sample_id": ["s1", "s2", "s3"],
+            "path": ["1.png", "2.png", "3.png"],
+            "label": ["wear-m", "wear-m", "wear-m"],
+            "group": ["P1", "P1", "P2"],
+            "weight": ["1", "1", "1"],
+            "split": ["train", "train", "train"],
+            "mask": ["wear", "wear", "wear"],
+            "gender": ["m", "m", "m"],
+        }
+    )
+    every = pd.DataFrame({"label": MASK_CLASSES})
+    mask, gender = every["label"].str.split("-", expand=True).T.to_numpy()
+    table = attribute_table(np.arange(4), {"mask": mask, "gender": gender}, 4)
+    return manifest, table
+
+
+@pytest.mark.parametrize("own_first", [False, True])
+def test_a_group_relabel_and_a_photo_relabel_of_other_attributes_compose(
+    own_first: bool,
+) -> None:
+    manifest, table = _mask_manifest()
+    group = Decision(2, "group:P1", "relabel", "gender=f", 0.2)
+    own = Decision(3, "s1", "relabel", "mask=none", 0.1)
+    decisions = [own, group] if own_first else [group, own]
+    decided = expand_decisions(decisions, manifest, file="q.csv", group="group")
+    new, records = apply_decisions(manifest, decided, classes=MASK_CLASSES, attributes=table)
+    # s1 gets both changes, s2 (same person) only the group's, s3 nothing
+    assert new["label"].tolist() == ["none-f", "wear-f", "wear-m"]
+    assert new[["mask", "gender"]].values.tolist() == [["none", "f"], ["wear", "f"], ["wear", "m"]]
+    first = records[0]
+    assert first["sample_id"] == "s1" and first["columns"] == {"mask": "none", "gender": "f"}
+    assert "group:P1" in first["queue_row"] and "s1" in first["queue_row"]
+    assert first["label_quality"] == 0.1
+    assert replay_audit(manifest, records).equals(new)
+
+
+def test_a_group_relabel_and_a_photo_relabel_of_the_same_attribute_conflict() -> None:
+    manifest, _ = _mask_manifest()
+    decisions = [
+        Decision(2, "group:P1", "relabel", "gender=f"),
+        Decision(3, "s1", "relabel", "mask=none;gender=m"),
+    ]
+    with pytest.raises(InputError, match="sample 's1' gets two decisions"):
+        expand_decisions(decisions, manifest, file="q.csv", group="group")
+    # the same change twice is no conflict, and stays one decision
+    same = [
+        Decision(2, "group:P1", "relabel", "gender=f"),
+        Decision(3, "s1", "relabel", "gender=f"),
+    ]
+    assert expand_decisions(same, manifest, file="q.csv", group="group")[0] == same[0]
+
+
+def test_several_attributes_in_one_new_label() -> None:
+    _, table = _mask_manifest()
+    assert table.parse_specs("gender=f;mask=none") == [(1, 0), (0, 0)]
+    assert table.parse_specs("gender=f;gender=m") is None  # one attribute, two values
+    assert table.parse_specs("gender=f;size=xl") is None  # not an attribute
