@@ -244,7 +244,12 @@ def parse_decisions(
 
 
 def expand_decisions(
-    decisions: Iterable[Decision], manifest: pd.DataFrame, *, file: str, group: str = ""
+    decisions: Iterable[Decision],
+    manifest: pd.DataFrame,
+    *,
+    file: str,
+    group: str = "",
+    attributes: AttributeTable | None = None,
 ) -> dict[int, Decision]:
     """Manifest position -> decision; a group row covers the group's train rows.
 
@@ -264,7 +269,7 @@ def expand_decisions(
             rows = [position[d.queue_id]]
         for p in rows:
             seen = out.get(p)
-            both = compose_attribute_relabels(seen, d) if seen is not None else None
+            both = compose_attribute_relabels(seen, d, attributes) if seen is not None else None
             if both is not None:
                 out[p] = both
             elif seen is not None and (seen.action, seen.new_label) != (d.action, d.new_label):
@@ -284,9 +289,11 @@ def expand_decisions(
     return out
 
 
-def compose_attribute_relabels(first: Decision, second: Decision) -> Decision | None:
+def compose_attribute_relabels(
+    first: Decision, second: Decision, attributes: AttributeTable | None
+) -> Decision | None:
     """One relabel doing both, when both set attributes and none to two values; else None."""
-    if first.action != "relabel" or second.action != "relabel":
+    if attributes is None or first.action != "relabel" or second.action != "relabel":
         return None
     parts: dict[str, str] = {}  # attribute -> "attribute=value"
     for d in (first, second):
@@ -296,6 +303,8 @@ def compose_attribute_relabels(first: Decision, second: Decision) -> Decision | 
                 return None  # a whole class, or one attribute set to two values
             parts[name.strip()] = part.strip()
     new_label = SPECS_SEP.join(parts.values())
+    if attributes.parse_specs(new_label) is None:
+        return None
     if new_label == first.new_label:
         return first  # the second adds nothing
     return Decision(
@@ -480,7 +489,9 @@ def apply_queue(
         checked.blank,
     )
     file = str(queue_csv)
-    decided = expand_decisions(decisions, manifest, file=file, group=meta.group_column)
+    decided = expand_decisions(
+        decisions, manifest, file=file, group=meta.group_column, attributes=meta.attributes
+    )
     target = next_version_path(meta.manifest)
     if target.exists():
         raise InputError(

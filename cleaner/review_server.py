@@ -365,7 +365,11 @@ class ReviewQueue:
                 group=self.meta.group_column,
             )
             expand_decisions(
-                decisions, self._manifest, file=str(self.path), group=self.meta.group_column
+                decisions,
+                self._manifest,
+                file=str(self.path),
+                group=self.meta.group_column,
+                attributes=self.meta.attributes,
             )
         except InputError as e:
             return [str(p) for p in e.problems]

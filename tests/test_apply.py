@@ -1010,7 +1010,7 @@ def test_a_group_relabel_and_a_photo_relabel_of_other_attributes_compose(
     group = Decision(2, "group:P1", "relabel", "gender=f", 0.2)
     own = Decision(3, "s1", "relabel", "mask=none", 0.1)
     decisions = [own, group] if own_first else [group, own]
-    decided = expand_decisions(decisions, manifest, file="q.csv", group="group")
+    decided = expand_decisions(decisions, manifest, file="q.csv", group="group", attributes=table)
     new, records = apply_decisions(manifest, decided, classes=MASK_CLASSES, attributes=table)
     # s1 gets both changes, s2 (same person) only the group's, s3 nothing
     assert new["label"].tolist() == ["none-f", "wear-f", "wear-m"]
@@ -1023,19 +1023,26 @@ def test_a_group_relabel_and_a_photo_relabel_of_other_attributes_compose(
 
 
 def test_a_group_relabel_and_a_photo_relabel_of_the_same_attribute_conflict() -> None:
-    manifest, _ = _mask_manifest()
+    manifest, table = _mask_manifest()
     decisions = [
         Decision(2, "group:P1", "relabel", "gender=f"),
         Decision(3, "s1", "relabel", "mask=none;gender=m"),
     ]
     with pytest.raises(InputError, match="sample 's1' gets two decisions"):
-        expand_decisions(decisions, manifest, file="q.csv", group="group")
+        expand_decisions(decisions, manifest, file="q.csv", group="group", attributes=table)
     # the same change twice is no conflict, and stays one decision
     same = [
         Decision(2, "group:P1", "relabel", "gender=f"),
         Decision(3, "s1", "relabel", "gender=f"),
     ]
     assert expand_decisions(same, manifest, file="q.csv", group="group")[0] == same[0]
+    # without composite labels nothing composes: "=" may be part of a class name
+    other = [
+        Decision(2, "group:P1", "relabel", "gender=f"),
+        Decision(3, "s1", "relabel", "mask=none"),
+    ]
+    with pytest.raises(InputError, match="sample 's1' gets two decisions"):
+        expand_decisions(other, manifest, file="q.csv", group="group")
 
 
 def test_several_attributes_in_one_new_label() -> None:
