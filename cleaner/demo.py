@@ -23,7 +23,8 @@ from cleaner.queue import GROUP_PREFIX, make_queue
 from cleaner.retrain import RetrainResult, run_retrain
 from cleaner.review import apply_queue
 
-PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "digits.toml"
+# Package data (the checkout's pipelines/ links here), so an installed cleaner has it.
+PIPELINE = Path(__file__).resolve().parent / "pipelines" / "digits.toml"
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,6 @@ def simulate_review(queue_csv: Path, manifest: Path) -> tuple[int, int]:
 
 
 def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> DemoFiles:
-    if not PIPELINE.exists():
-        raise FileNotFoundError(f"{PIPELINE} not found: run the demo from a checkout of cleaner")
     manifest = out / "data_manifests" / "digits.csv"
     oof_dir, final_dir = out / "runs" / "oof", out / "runs" / "final"
     set_manifest = f'data.manifest="{manifest.as_posix()}"'
