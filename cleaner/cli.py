@@ -423,6 +423,8 @@ def _print_retrain(metrics: dict[str, Any], run_dir: Path) -> None:
     for key, what in (("cv_before", "labels before cleaning"), ("cv_cleaned", "cleaned labels")):
         m = metrics.get(key)
         if m:
+            if m.get("rows_weight_0_left_out"):
+                what += f" ({m['rows_weight_0_left_out']} of weight 0 left out)"
             table.add_row("cross-validation", what, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
     test = metrics.get("test") or {}
     for tag in ("noisy", "cleaned", "true"):

@@ -366,6 +366,13 @@ def run_retrain(
             ray_options=ray_options,
         )
         cv_metrics = cv.metrics
+        if cv_metrics is not None and (weights == 0).any():
+            # Weight-0 rows (pruned) taught nothing: score the labels that were trained on.
+            cv_metrics = {
+                "overall": _cv_on_trained_rows(
+                    run_dir / "cv", ids[data.train_rows], weights, classes
+                )
+            }
         test_probs = _fold_models_predict(run_dir / "cv", cfg, data, test_rows, tta=tta)
     else:
         model, norm = _fit_full(
@@ -432,6 +439,19 @@ def run_retrain(
     # The report is written last: its presence marks the retrain as finished.
     write_text(run_dir / "report.md", render_report(metrics, run_dir))
     return RetrainResult(run_dir, data.manifest_path, metrics)
+
+
+def _cv_on_trained_rows(
+    cv_dir: Path, sample_ids: np.ndarray, weights: np.ndarray, classes: Sequence[str]
+) -> dict[str, Any]:
+    """Cross-validated metrics of an oof run on the rows with weight > 0 only."""
+    table = pd.read_csv(cv_dir / "oof.csv", dtype={"sample_id": str, "label": str})
+    table = table.set_index("sample_id").loc[sample_ids[weights > 0]]
+    labels = pd.Index(classes).get_indexer(pd.Index(table["label"]))
+    probs = table[[f"{PROB_PREFIX}{c}" for c in classes]].to_numpy()
+    out = classification_metrics(labels, probs.argmax(axis=1), classes)
+    out["rows_weight_0_left_out"] = int((weights == 0).sum())
+    return out
 
 
 def _before(data: PipelineData, oof_run: str | Path | None) -> dict[str, Any]:
@@ -540,6 +560,8 @@ def render_report(metrics: dict[str, Any], run_dir: Path) -> str:
     for tag, key in (("before cleaning (oof run)", "cv_before"), ("cleaned", "cv_cleaned")):
         m = metrics.get(key)
         if m:
+            if m.get("rows_weight_0_left_out"):
+                tag += f" ({m['rows_weight_0_left_out']} rows of weight 0 left out)"
             lines.append(f"| {tag} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
         else:
             lines.append(

@@ -325,6 +325,44 @@ def test_prune_with_two_runs_flags_their_mean(loop: dict[str, Path]) -> None:
 
 
 @pytest.mark.slow
+def test_folds_mode_with_prune_scores_only_the_rows_it_trained_on(loop: dict[str, Path]) -> None:
+    root = loop["root"]
+    fresh = root / "digits-fresh-3.csv"  # no audit log: nothing decided
+    fresh.write_bytes(loop["manifest"].read_bytes())
+    invoke(
+        "retrain",
+        str(loop["pipeline"]),
+        "--manifest",
+        str(fresh),
+        "--mode",
+        "folds",
+        "--reweight",
+        "prune",
+        "--oof",
+        str(loop["oof"]),
+        "--set",
+        "train.epochs=1",
+        "--no-baselines",
+        "--out",
+        str(root / "folds-pruned"),
+    )
+    weights = pd.read_csv(root / "folds-pruned" / "train_weights.csv", dtype={"sample_id": str})
+    zero = int((weights["weight"] == 0).sum())
+    assert 0 < zero < len(weights)
+    cv = json.loads((root / "folds-pruned" / "metrics.json").read_text())["cv_cleaned"]
+    # the pruned rows taught nothing, so they are not scored either
+    assert cv["n"] == len(weights) - zero and cv["rows_weight_0_left_out"] == zero
+    oof = pd.read_csv(
+        root / "folds-pruned" / "cv" / "oof.csv",
+        dtype={"sample_id": str, "label": str, "pred": str},
+    ).set_index("sample_id")
+    kept = oof.loc[weights.loc[weights["weight"] > 0, "sample_id"]]
+    assert cv["accuracy"] == pytest.approx((kept["label"] == kept["pred"]).mean())
+    report = (root / "folds-pruned" / "report.md").read_text()
+    assert f"{zero} rows of weight 0 left out" in report
+
+
+@pytest.mark.slow
 def test_folds_mode_measures_the_cleaned_labels(loop: dict[str, Path]) -> None:
     root = loop["root"]
     invoke(
