@@ -445,11 +445,9 @@ def _cv_on_trained_rows(
     cv_dir: Path, sample_ids: np.ndarray, weights: np.ndarray, classes: Sequence[str]
 ) -> dict[str, Any]:
     """Cross-validated metrics of an oof run on the rows with weight > 0 only."""
-    table = pd.read_csv(cv_dir / "oof.csv", dtype={"sample_id": str, "label": str})
-    table = table.set_index("sample_id").loc[sample_ids[weights > 0]]
-    labels = pd.Index(classes).get_indexer(pd.Index(table["label"]))
-    probs = table[[f"{PROB_PREFIX}{c}" for c in classes]].to_numpy()
-    out = classification_metrics(labels, probs.argmax(axis=1), classes)
+    run = load_run_lenient(cv_dir)
+    kept = pd.Index(run["sample_id"]).get_indexer(sample_ids[weights > 0])
+    out = classification_metrics(run["labels"][kept], run["probs"][kept].argmax(axis=1), classes)
     out["rows_weight_0_left_out"] = int((weights == 0).sum())
     return out
 

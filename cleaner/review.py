@@ -295,23 +295,22 @@ def compose_attribute_relabels(
     """One relabel doing both, when both set attributes and none to two values; else None."""
     if attributes is None or first.action != "relabel" or second.action != "relabel":
         return None
-    parts: dict[str, str] = {}  # attribute -> "attribute=value"
-    for d in (first, second):
-        for part in d.new_label.split(SPECS_SEP):
-            name, sep, _ = part.partition(SPEC_SEP)
-            if not sep or parts.get(name.strip(), part.strip()) != part.strip():
-                return None  # a whole class, or one attribute set to two values
-            parts[name.strip()] = part.strip()
-    new_label = SPECS_SEP.join(parts.values())
-    if attributes.parse_specs(new_label) is None:
-        return None
-    if new_label == first.new_label:
+    one, two = attributes.parse_specs(first.new_label), attributes.parse_specs(second.new_label)
+    if one is None or two is None:
+        return None  # a whole class: nothing to compose
+    merged = dict(one)
+    for a, v in two:
+        if merged.setdefault(a, v) != v:
+            return None  # one attribute set to two values
+    if len(merged) == len(one):
         return first  # the second adds nothing
     return Decision(
         first.line,
         f"{first.queue_id} {SPECS_SEP} {second.queue_id}",  # the audit log names both rows
         "relabel",
-        new_label,
+        SPECS_SEP.join(
+            f"{attributes.names[a]}{SPEC_SEP}{attributes.values[a][v]}" for a, v in merged.items()
+        ),
         min(
             (q for q in (first.label_quality, second.label_quality) if q is not None),
             default=None,

@@ -250,12 +250,12 @@ def test_whole_loop_with_queue_and_quality_weights(loop: dict[str, Path]) -> Non
     assert again.exit_code == 2 and "finished retrain" in again.output
 
 
-@pytest.mark.slow
-def test_prune_drops_the_flagged_rows_nobody_decided(loop: dict[str, Path]) -> None:
+def _prune_undecided(loop: dict[str, Path], name: str, *args: str) -> Path:
+    """``retrain --reweight prune`` (1 epoch) on a copy of the first version under another
+    name: no audit log, so nothing is decided (whether or not another test applied the
+    queue to the original already). Returns the run folder ``root/name``."""
     root = loop["root"]
-    # A copy of the first version under another name: no audit log, so nothing is decided
-    # (whether or not another test applied the queue to the original already).
-    fresh = root / "digits-fresh.csv"
+    fresh = root / f"digits-{name}.csv"
     fresh.write_bytes(loop["manifest"].read_bytes())
     invoke(
         "retrain",
@@ -264,20 +264,25 @@ def test_prune_drops_the_flagged_rows_nobody_decided(loop: dict[str, Path]) -> N
         str(fresh),
         "--reweight",
         "prune",
-        "--oof",
-        str(loop["oof"]),
+        *args,
         "--set",
         "train.epochs=1",
         "--no-baselines",
         "--out",
-        str(root / "pruned"),
+        str(root / name),
         "-q",
     )
+    return root / name
+
+
+@pytest.mark.slow
+def test_prune_drops_the_flagged_rows_nobody_decided(loop: dict[str, Path]) -> None:
+    pruned = _prune_undecided(loop, "pruned", "--oof", str(loop["oof"]))
     oof = pd.read_csv(loop["oof"] / "oof.csv", dtype={"sample_id": str, "label": str})
     probs = oof[[f"p:{i}" for i in range(10)]].to_numpy()
     flagged = find_label_issues(oof["label"].astype(int).to_numpy(), probs)
     assert 0 < flagged.sum() < len(oof)
-    w = pd.read_csv(root / "pruned" / "train_weights.csv", dtype={"sample_id": str})
+    w = pd.read_csv(pruned / "train_weights.csv", dtype={"sample_id": str})
     w = w.set_index("sample_id")["weight"].loc[oof["sample_id"]].to_numpy()
     # nothing was decided on this version: exactly cleanlab's flagged rows get weight 0
     np.testing.assert_array_equal(w == 0.0, flagged)
@@ -287,8 +292,6 @@ def test_prune_drops_the_flagged_rows_nobody_decided(loop: dict[str, Path]) -> N
 @pytest.mark.slow
 def test_prune_with_two_runs_flags_their_mean(loop: dict[str, Path]) -> None:
     root = loop["root"]
-    fresh = root / "digits-fresh-2.csv"  # no audit log: nothing decided
-    fresh.write_bytes(loop["manifest"].read_bytes())
     oof = pd.read_csv(loop["oof"] / "oof.csv", dtype={"sample_id": str, "label": str})
     cols = [f"p:{i}" for i in range(10)]
     # A second "run": another model's opinion (sure of the first run's argmax), rows reversed.
@@ -297,68 +300,34 @@ def test_prune_with_two_runs_flags_their_mean(loop: dict[str, Path]) -> None:
     other[cols] = 0.9 * sure + 0.01
     (root / "other-run").mkdir(exist_ok=True)
     other.to_csv(root / "other-run" / "oof.csv", index=False)
-    invoke(
-        "retrain",
-        str(loop["pipeline"]),
-        "--manifest",
-        str(fresh),
-        "--reweight",
-        "prune",
-        "--oof",
-        str(loop["oof"]),
-        "--oof",
-        str(root / "other-run"),
-        "--set",
-        "train.epochs=1",
-        "--no-baselines",
-        "--out",
-        str(root / "pruned-2"),
-        "-q",
+    pruned = _prune_undecided(
+        loop, "pruned-2", "--oof", str(loop["oof"]), "--oof", str(root / "other-run")
     )
     labels = oof["label"].astype(int).to_numpy()
     mean = (oof[cols].to_numpy() + other[cols].to_numpy()[::-1]) / 2
     flagged = find_label_issues(labels, mean)
     assert 0 < flagged.sum() < len(oof)
-    w = pd.read_csv(root / "pruned-2" / "train_weights.csv", dtype={"sample_id": str})
+    w = pd.read_csv(pruned / "train_weights.csv", dtype={"sample_id": str})
     w = w.set_index("sample_id")["weight"].loc[oof["sample_id"]].to_numpy()
     np.testing.assert_array_equal(w == 0.0, flagged)
 
 
 @pytest.mark.slow
 def test_folds_mode_with_prune_scores_only_the_rows_it_trained_on(loop: dict[str, Path]) -> None:
-    root = loop["root"]
-    fresh = root / "digits-fresh-3.csv"  # no audit log: nothing decided
-    fresh.write_bytes(loop["manifest"].read_bytes())
-    invoke(
-        "retrain",
-        str(loop["pipeline"]),
-        "--manifest",
-        str(fresh),
-        "--mode",
-        "folds",
-        "--reweight",
-        "prune",
-        "--oof",
-        str(loop["oof"]),
-        "--set",
-        "train.epochs=1",
-        "--no-baselines",
-        "--out",
-        str(root / "folds-pruned"),
-    )
-    weights = pd.read_csv(root / "folds-pruned" / "train_weights.csv", dtype={"sample_id": str})
+    run = _prune_undecided(loop, "folds-pruned", "--mode", "folds", "--oof", str(loop["oof"]))
+    weights = pd.read_csv(run / "train_weights.csv", dtype={"sample_id": str})
     zero = int((weights["weight"] == 0).sum())
     assert 0 < zero < len(weights)
-    cv = json.loads((root / "folds-pruned" / "metrics.json").read_text())["cv_cleaned"]
+    cv = json.loads((run / "metrics.json").read_text())["cv_cleaned"]
     # the pruned rows taught nothing, so they are not scored either
     assert cv["n"] == len(weights) - zero and cv["rows_weight_0_left_out"] == zero
     oof = pd.read_csv(
-        root / "folds-pruned" / "cv" / "oof.csv",
+        run / "cv" / "oof.csv",
         dtype={"sample_id": str, "label": str, "pred": str},
     ).set_index("sample_id")
     kept = oof.loc[weights.loc[weights["weight"] > 0, "sample_id"]]
     assert cv["accuracy"] == pytest.approx((kept["label"] == kept["pred"]).mean())
-    report = (root / "folds-pruned" / "report.md").read_text()
+    report = (run / "report.md").read_text()
     assert f"{zero} rows of weight 0 left out" in report
 
 
