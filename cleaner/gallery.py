@@ -34,6 +34,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from cleaner.atomic import write_text
+from cleaner.issue_kinds import actions_text, has_suggestion
 
 # Images smaller than this on their longest side (8x8 digits, 28x28 MNIST)
 # are blown up, else they are specks on a screen.
@@ -107,6 +108,7 @@ h1 { font-size: 20px; margin: 0 0 8px; overflow-wrap: anywhere; }
 }
 .card[data-issue="outlier"] .issue { background: #fff6ed; color: #c4320a; }
 .card[data-issue="near_duplicate"] .issue { background: #f4f3ff; color: #5925dc; }
+.card[data-issue="leakage"] .issue { background: #fef3f2; color: #b42318; }
 .card[data-issue="group_inconsistent"] .issue { background: #fdf2fa; color: #c11574; }
 .card[data-issue="unlabeled"] .issue { background: #f2f4f7; color: #344054; }
 .quality { font-variant-numeric: tabular-nums; color: var(--muted); font-size: 12px; }
@@ -122,6 +124,15 @@ meter { width: 64px; height: 10px; }
 }
 .decision b { font-weight: 600; }
 .note { font-style: italic; color: var(--muted); }
+.nosugg { color: var(--muted); font-size: 12px; }
+.actions { font-size: 12px; color: var(--muted); }
+.actions b { color: var(--ink); font-weight: 600; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 6px; }
+.pair figure { margin: 0; min-width: 0; display: flex; flex-direction: column; gap: 2px; }
+.pair figcaption {
+  font-size: 11px; color: var(--muted); overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap;
+}
 .empty { padding: 40px 20px; color: var(--muted); }
 """
 
@@ -171,7 +182,9 @@ _JS = """
 
 _LEGEND = (
     '<span class="given">given</span> &rarr; <span class="suggested">suggested</span> label;'
-    " a lower label quality means more likely mislabeled."
+    " a lower label quality means more likely mislabeled. Outliers, near duplicates and"
+    " leakage (a train image that is also a test or unlabeled image) suggest no class;"
+    " each card lists the decisions that fit it."
 )
 
 
@@ -313,11 +326,33 @@ def _thumb_html(path: Path | None, sample_id: str, thumb_size: int) -> str:
     return f'<div class="thumb"><img src="{_esc(uri)}" alt="{_esc(sample_id)}"></div>'
 
 
-def _card(row: Mapping[Any, Any], path: Path | None, thumb_size: int) -> str:
+def _pair_html(
+    path: Path | None, sid: str, partner: tuple[str, Path | None], thumb_size: int
+) -> str:
+    """The row's image and its partner's (the other image of a near duplicate or a
+    leakage pair) side by side: the reviewer judges the two together."""
+    partner_id, partner_path = partner
+    return (
+        '<div class="pair">'
+        f"<figure>{_thumb_html(path, sid, thumb_size)}<figcaption>this image</figcaption></figure>"
+        f'<figure class="partner">{_thumb_html(partner_path, partner_id, thumb_size)}'
+        f'<figcaption title="{_esc(partner_id)}">partner: {_esc(partner_id) or "?"}'
+        "</figcaption></figure></div>"
+    )
+
+
+def _card(
+    row: Mapping[Any, Any],
+    path: Path | None,
+    thumb_size: int,
+    partner: tuple[str, Path | None] | None = None,
+) -> str:
     sid = _text(row.get("sample_id"))
     given = _text(row.get("given_label"))
-    suggested = _text(row.get("suggested_label"))
     issue = _text(row.get("issue"))
+    # By the kind, not the cell: an older queue may carry a suggestion on an outlier row.
+    suggests = has_suggestion(issue)
+    suggested = _text(row.get("suggested_label")) if suggests else ""
     rank = _text(row.get("rank"))
     group = _text(row.get("group"))
     src = _text(row.get("path"))
@@ -329,15 +364,23 @@ def _card(row: Mapping[Any, Any], path: Path | None, thumb_size: int) -> str:
     parts = [
         f'<article class="card" data-issue="{_esc(issue)}" data-given="{_esc(given)}"'
         f' data-suggested="{_esc(suggested)}" data-id="{_esc(sid)}">',
-        _thumb_html(path, sid, thumb_size),
+        _thumb_html(path, sid, thumb_size)
+        if partner is None
+        else _pair_html(path, sid, partner, thumb_size),
         '<div class="meta">',
         f'<div class="head"><span class="rank">#{_esc(rank)}</span>'
         f'<span class="sid" title="{_esc(sid)}">{_esc(sid)}</span></div>',
         '<div class="labels">'
         f'<span class="given" title="given label">{_esc(given) or "(none)"}</span>'
-        '<span class="arrow">&rarr;</span>'
-        f'<span class="suggested" title="suggested label">{_esc(suggested) or "(none)"}</span>'
-        "</div>",
+        + (
+            '<span class="arrow">&rarr;</span>'
+            f'<span class="suggested" title="suggested label">{_esc(suggested) or "(none)"}</span>'
+            if suggests
+            else '<span class="nosugg">no suggested class</span>'
+        )
+        + "</div>",
+        f'<div class="actions" title="decisions that fit this row">'
+        f"decide: <b>{_esc(actions_text(issue))}</b></div>",
         '<div class="stats">',
     ]
     if q_text:
@@ -384,6 +427,7 @@ def render_gallery(
     classes: Sequence[str],
     thumb_size: int = 128,
     on_image: Callable[[], None] | None = None,
+    partner_paths: Sequence[Path | None] | None = None,
 ) -> str:
     """One self-contained HTML document showing ``queue`` as a filterable card grid.
 
@@ -392,18 +436,32 @@ def render_gallery(
     columns are ignored, missing ones shown blank). ``image_paths[i]`` is the
     image of row ``i``, or ``None`` for rows (groups) without a single image.
     ``on_image`` is called once per row, after its thumbnail is made.
+    ``partner_paths[i]`` is the manifest image of row ``i``'s ``partner`` (the other
+    image of a near duplicate or leakage pair), shown beside the row's own; a row
+    with a ``partner`` id but no path shows a placeholder for it.
     """
     if len(image_paths) != len(queue):
         raise ValueError(
             f"image_paths has {len(image_paths)} entries but the queue has {len(queue)} rows"
         )
+    if partner_paths is not None and len(partner_paths) != len(queue):
+        raise ValueError(
+            f"partner_paths has {len(partner_paths)} entries but the queue has {len(queue)} rows"
+        )
     if thumb_size < 1:
         raise ValueError(f"thumb_size must be at least 1 pixel, got {thumb_size}")
     records = queue.to_dict("records")
 
+    partners = list(partner_paths) if partner_paths is not None else [None] * len(records)
     cards = []
-    for row, path in zip(records, image_paths, strict=True):
-        cards.append(_card(row, None if path is None else Path(path), thumb_size))
+    for row, path, partner_path in zip(records, image_paths, partners, strict=True):
+        partner_id = _text(row.get("partner"))
+        partner = (
+            (partner_id, None if partner_path is None else Path(partner_path))
+            if partner_paths is not None and (partner_id or partner_path is not None)
+            else None
+        )
+        cards.append(_card(row, None if path is None else Path(path), thumb_size, partner))
         if on_image is not None:
             on_image()
 
@@ -413,7 +471,8 @@ def render_gallery(
     class_values = [c for c in (_text(c) for c in classes) if c]
     seen = set(class_values)
     for row in records:
-        for key in ("given_label", "suggested_label"):
+        suggests = has_suggestion(_text(row.get("issue")))
+        for key in ("given_label", "suggested_label") if suggests else ("given_label",):
             label = _text(row.get(key))
             if label and label not in seen:
                 seen.add(label)
@@ -469,6 +528,7 @@ def write_gallery(
     classes: Sequence[str],
     thumb_size: int = 128,
     on_image: Callable[[], None] | None = None,
+    partner_paths: Sequence[Path | None] | None = None,
 ) -> Path:
     """:func:`render_gallery` written to ``path`` atomically; returns ``path``.
 
@@ -477,7 +537,13 @@ def write_gallery(
     """
     path = Path(path)
     text = render_gallery(
-        queue, image_paths, title=title, classes=classes, thumb_size=thumb_size, on_image=on_image
+        queue,
+        image_paths,
+        title=title,
+        classes=classes,
+        thumb_size=thumb_size,
+        on_image=on_image,
+        partner_paths=partner_paths,
     )
     write_text(path, text)
     return path

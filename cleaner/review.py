@@ -3,7 +3,9 @@
 The queue may have been through a spreadsheet: a UTF-8 BOM, ``;`` or tab as
 delimiter, decisions in any case with stray spaces, rows reordered or deleted
 and extra columns are all fine. Unknown decision words, a ``new_label`` that
-is not a class, a ``sample_id`` not in the manifest, one sample with two
+is not a class, a decision that does not fit the row's issue kind (a leakage
+row is only kept or dropped; an outlier has no suggestion to accept), a
+``sample_id`` not in the manifest, one sample with two
 different decisions, and a queue made from another manifest version are
 errors, all listed at once; nothing is written unless the whole queue is valid.
 
@@ -32,6 +34,7 @@ from cleaner.atomic import atomic_path
 from cleaner.attributes import SPEC_SEP, SPECS_SEP, AttributeTable
 from cleaner.audit import ACTIONS
 from cleaner.errors import InputError, Problem
+from cleaner.issue_kinds import refusal
 from cleaner.manifest import (
     audit_log_path,
     line_of,
@@ -54,6 +57,12 @@ class QueueMeta:
     runs: tuple[str, ...]
     group_column: str  # the manifest column a group:ID row refers to
     attributes: AttributeTable | None = None  # for ``attribute=value`` relabels
+    # Up to a few confidently labelled train sample ids per class, for the review page.
+    examples: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # ``flag --probs FILE``: probabilities made outside cleaner (then ``runs`` is empty).
+    probs: Path | None = None
+    probs_sha256: str = ""
+    flag: Mapping[str, Any] = field(default_factory=dict)  # the flag settings, informational
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,10 @@ def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
             tuple(str(_beside(path, r)) for r in meta.get("runs", ())),
             meta.get("group_column", ""),
             AttributeTable.from_json(meta["attributes"]) if meta.get("attributes") else None,
+            _examples(meta.get("examples")),
+            _beside(path, meta["probs"]) if meta.get("probs") else None,
+            str(meta.get("probs_sha256") or ""),
+            meta["flag"] if isinstance(meta.get("flag"), dict) else {},
         )
     except json.JSONDecodeError as e:
         reason = f"not valid JSON: {e.msg} (line {e.lineno})"
@@ -111,6 +124,18 @@ def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
     except (TypeError, AttributeError):
         reason = "not a queue.json written by cleaner flag"
     raise InputError([Problem(str(path), reason)])
+
+
+def _examples(value: Any) -> dict[str, tuple[str, ...]]:
+    """queue.json's ``examples`` ({class: [sample_id, ...]}); anything else is no examples:
+    they only illustrate, so a hand-edited or older file must not stop a review."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(c): tuple(str(s) for s in ids if isinstance(s, str | int))
+        for c, ids in value.items()
+        if isinstance(ids, list)
+    }
 
 
 def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
@@ -140,7 +165,8 @@ def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
     missing = [c for c in ("sample_id", "decision") if c not in table.columns]
     if missing:
         raise InputError([Problem(str(path), f"missing column(s): {', '.join(missing)}", 1)])
-    for col in ("new_label", "suggested_label", "label_quality"):
+    # Older queues have no ``partner``; a spreadsheet may have deleted any of these.
+    for col in ("new_label", "suggested_label", "label_quality", "issue", "partner"):
         if col not in table.columns:
             table[col] = ""
     return table
@@ -174,7 +200,11 @@ def parse_decisions(
     group: str = "",
     attributes: AttributeTable | None = None,
 ) -> tuple[list[Decision], int]:
-    """Checked decisions of the reviewed rows, and how many rows were not reviewed."""
+    """Checked decisions of the reviewed rows, and how many rows were not reviewed.
+
+    A decision must fit the row's ``issue`` kind (:func:`cleaner.issue_kinds.refusal`);
+    ``cleaner review`` checks each decision through here too, so both refuse alike.
+    """
     known = set(classes)
     split_of = dict(zip(manifest["sample_id"], manifest["split"], strict=True))
     groups = set(manifest[group]) if group and group in manifest.columns else set()
@@ -219,6 +249,13 @@ def parse_decisions(
                     line,
                 )
             )
+            continue
+        # Which decisions fit depends on the row's kind: a leakage row is only kept or
+        # dropped, and a kind without a suggestion needs its class written out (an older
+        # queue may still carry a suggested_label on such a row: it is not one).
+        why = refusal(str(r.get("issue", "")), action, r["new_label"])
+        if why is not None:
+            problems.append(Problem(file, why, line))
             continue
         new_label = ""
         if action == "relabel":

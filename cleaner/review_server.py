@@ -18,8 +18,11 @@ Security: the server binds 127.0.0.1 only and answers only requests whose
 ``Host`` is ``127.0.0.1:PORT`` or ``localhost:PORT`` (a DNS-rebinding page
 cannot read or write the queue). Images are served by queue row number
 (``/img/<row>``), never by a path from the request, so only images the queue
-names can be read. The API needs a per-server token from the page in a custom
-header, which other web pages cannot send. The page itself holds no queue
+names can be read. A near duplicate's or leakage row's partner (``/partner/<row>``)
+and the classes' example images (``/example/<class>/<k>``, from queue.json) are
+the manifest's image of that sample id, never a path from the queue. The API
+needs a per-server token from the page in a custom header, which other web
+pages cannot send. The page itself holds no queue
 data: the script fetches it as JSON and builds the DOM with ``textContent``,
 and a Content-Security-Policy admits only the page's own script and style
 (by hash) and same-origin images and requests.
@@ -41,7 +44,7 @@ import stat
 import sys
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from http import HTTPStatus
@@ -53,10 +56,10 @@ import numpy as np
 import pandas as pd
 
 from cleaner.atomic import atomic_path
-from cleaner.audit import ACTIONS
 from cleaner.errors import InputError, Problem
 from cleaner.gallery import thumbnail_data_uri
-from cleaner.manifest import line_of
+from cleaner.issue_kinds import actions_text, allowed_decisions, has_suggestion
+from cleaner.manifest import line_of, resolve_paths, sha256_file
 from cleaner.queue import GROUP_PREFIX
 from cleaner.review import QueueMeta, check_queue, expand_decisions, parse_decisions
 from cleaner.runs import PROB_PREFIX
@@ -69,7 +72,10 @@ MAX_BODY = 64 * 1024  # a decision is a few dozen bytes
 # each), else the most likely ones, which are all that 1-9 can pick. Keeps the
 # page's JSON small with a thousand classes.
 TOP_CLASSES = 10
+EXAMPLES_PER_CLASS = 4  # example images shown per class beside the one under review
 _IMG_ROUTE = re.compile(r"/img/(\d{1,9})")
+_PARTNER_ROUTE = re.compile(r"/partner/(\d{1,9})")
+_EXAMPLE_ROUTE = re.compile(r"/example/(\d{1,9})/(\d{1,2})")
 _TOKEN_HEADER = "X-Review-Token"
 
 
@@ -139,6 +145,8 @@ class RowInfo:
     image: Path | None
     top: tuple[tuple[int, float], ...]  # (class index, probability), most likely first
     probs_from: str  # where the probabilities come from, in words
+    partner: str = ""  # the other image of a near_duplicate or leakage row
+    partner_image: Path | None = None  # the manifest's image of ``partner``
 
 
 def _prob_columns(classes: Sequence[str]) -> list[str]:
@@ -168,11 +176,28 @@ def _read_prob_table(
     return dict(zip(table["sample_id"][ok], probs[ok], strict=True)), None
 
 
+def _file_probs(
+    path: Path, sha256: str, classes: Sequence[str], wanted: set[str]
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The probabilities of ``flag --probs FILE`` (the oof.csv layout), unless the file
+    changed since the queue was made: then they are not the ones it was ranked by."""
+    if not path.is_file():
+        return {}, [f"{path} not found: no model probabilities"]
+    if sha256 and sha256_file(path) != sha256:
+        return {}, [f"{path} changed since the queue was made (sha256): no model probabilities"]
+    found, warning = _read_prob_table(path, classes, wanted)
+    return found, [warning] if warning else []
+
+
 def _run_probs(
     meta: QueueMeta, wanted: set[str]
 ) -> tuple[dict[str, np.ndarray], dict[str, int], list[str]]:
     """Probabilities averaged over the queue's runs (as ``flag`` does), how many runs
-    each id had, and warnings for runs that could not be read."""
+    each id had, and warnings for runs that could not be read. A queue made from a
+    probabilities file (``runs`` empty, ``probs`` set) has that file's."""
+    if not meta.runs and meta.probs is not None:
+        found, warnings = _file_probs(meta.probs, meta.probs_sha256, meta.classes, wanted)
+        return found, dict.fromkeys(found, 1), warnings
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = defaultdict(int)
     warnings = []
@@ -199,10 +224,16 @@ def _top(p: np.ndarray) -> tuple[tuple[int, float], ...]:
     return tuple((int(k), round(float(p[k]), 5)) for k in order)
 
 
+def _manifest_images(manifest: pd.DataFrame, root: Path) -> dict[str, Path]:
+    """sample_id -> the manifest's image: what partners and examples are served from."""
+    return dict(zip(manifest["sample_id"], resolve_paths(manifest, root), strict=True))
+
+
 def _row_infos(
     table: pd.DataFrame, meta: QueueMeta, manifest: pd.DataFrame
 ) -> tuple[list[RowInfo], list[str]]:
     root = meta.manifest.parent
+    by_id = _manifest_images(manifest, root)
     group_col = meta.group_column
     members: dict[str, list[str]] = {}
     if group_col and group_col in manifest.columns:
@@ -214,6 +245,7 @@ def _row_infos(
         if s.startswith(GROUP_PREFIX):
             wanted.update(members.get(s[len(GROUP_PREFIX) :], []))
     probs, n_runs, warnings = _run_probs(meta, wanted)
+    origin = "out-of-fold" if meta.runs else f"from {meta.probs.name}" if meta.probs else ""
     blank = [""] * len(table)
     get = {c: table[c].tolist() for c in table.columns}
     infos = []
@@ -236,7 +268,9 @@ def _row_infos(
         elif sid in probs:
             p = probs[sid]
             runs = n_runs.get(sid, 1)
-            source = "out-of-fold" + (f", mean of {runs} runs" if runs > 1 else "")
+            source = origin + (f", mean of {runs} runs" if runs > 1 else "")
+        issue = _text(get.get("issue", blank)[i])
+        partner = _text(get.get("partner", blank)[i])  # older queues have no such column
         infos.append(
             RowInfo(
                 rank=_text(get.get("rank", blank)[i]),
@@ -244,15 +278,20 @@ def _row_infos(
                 path=raw_path,
                 group=_text(get.get("group", blank)[i]),
                 given=_text(get.get("given_label", blank)[i]),
-                suggested=_text(get.get("suggested_label", blank)[i]),
+                # By the kind: an older queue may still carry one on an outlier row.
+                suggested=_text(get.get("suggested_label", blank)[i])
+                if has_suggestion(issue)
+                else "",
                 quality=_text(get.get("label_quality", blank)[i]),
-                issue=_text(get.get("issue", blank)[i]),
+                issue=issue,
                 note=_text(get.get("note", blank)[i]),
                 is_group=is_group,
                 members=n_members,
                 image=image,
                 top=() if p is None else _top(p),
                 probs_from=source,
+                partner=partner,
+                partner_image=by_id.get(partner) if partner else None,
             )
         )
     return infos, warnings
@@ -325,10 +364,22 @@ class ReviewQueue:
                 ]
             )
         self.rows, self.warnings = _row_infos(self._table, self.meta, self._manifest)
+        # Per class (in class order), the images of queue.json's examples that the
+        # manifest has; ids it lacks are skipped: examples only illustrate.
+        by_id = _manifest_images(self._manifest, self.meta.manifest.parent)
+        self.examples = [
+            [by_id[e] for e in self.meta.examples.get(c, ()) if e in by_id][:EXAMPLES_PER_CLASS]
+            for c in self.meta.classes
+        ]
+        self._position = {sid: k for k, sid in enumerate(self._manifest["sample_id"])}
+        group = self.meta.group_column
+        if group and group in self._manifest.columns:
+            for k, g in enumerate(self._manifest[group]):
+                self._position.setdefault(f"{GROUP_PREFIX}{g}", k)
         self._lock = threading.Lock()
         self._history: list[tuple[int, str, str]] = []  # (row, old decision, old new_label)
         self._on_disk = hashlib.sha256(data).digest()
-        self._render_image = lru_cache(maxsize=64)(self._image_bytes)
+        self._render_image = lru_cache(maxsize=64)(_image_bytes)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -363,6 +414,7 @@ class ReviewQueue:
                 classes=self.meta.classes,
                 manifest=self._manifest,
                 group=self.meta.group_column,
+                attributes=self.meta.attributes,
             )
             expand_decisions(
                 decisions,
@@ -397,6 +449,12 @@ class ReviewQueue:
             "probs_from": info.probs_from,
             "decision": decision,
             "new_label": new_label,
+            # What the page offers for this row: the same table apply checks against.
+            "suggests": has_suggestion(info.issue),
+            "actions": list(allowed_decisions(info.issue)),
+            "actions_text": actions_text(info.issue),
+            "partner": info.partner,
+            "has_partner_image": info.partner_image is not None,
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -410,6 +468,7 @@ class ReviewQueue:
                 "reviewed": self.reviewed,
                 "total": len(self.rows),
                 "warnings": self.warnings + self.conflicts(),
+                "examples": [len(e) for e in self.examples],  # per class index
             }
 
     def _result(self, i: int) -> dict[str, Any]:
@@ -425,25 +484,16 @@ class ReviewQueue:
 
         ``new_label`` counts only for ``relabel``, where it must be a class (or
         ``attribute=value`` with composite labels);
-        blank means the suggested label. Raises ``ValueError`` for bad input,
-        :class:`QueueChanged` if the file changed under us.
+        blank means the suggested label, for kinds that have one. The checks are
+        ``cleaner apply``'s own (:func:`cleaner.review.parse_decisions`), so the
+        page cannot write what apply would refuse. Raises ``ValueError`` for bad
+        input, :class:`QueueChanged` if the file changed under us.
         """
         decision, new_label = decision.strip().lower(), new_label.strip()
         if not 0 <= i < len(self.rows):
             raise IndexError(f"no queue row {i}")
-        if decision and decision not in ACTIONS:
-            raise ValueError(f"unknown decision {decision!r}; use one of {', '.join(ACTIONS)}")
-        if decision == "relabel":
-            new_label = new_label or self.rows[i].suggested
-            if not new_label:
-                raise ValueError("relabel needs a class: this row has no suggested label")
-            attributes = self.meta.attributes
-            spec_ok = attributes is not None and attributes.parse_specs(new_label) is not None
-            if new_label not in self.meta.classes and not spec_ok:
-                raise ValueError(f"new_label {new_label!r} is not a class")
-        else:
-            new_label = ""  # cleaner apply ignores it, and a stale one would mislead
         with self._lock:
+            new_label = self._checked(i, decision, new_label) if decision else ""
             old = (self._cell(i, self._decision_col), self._cell(i, self._label_col))
             if self.decision(i) != (decision, new_label):
                 self._set(i, decision, new_label)
@@ -454,6 +504,28 @@ class ReviewQueue:
                     raise
                 self._history.append((i, *old))
             return self._result(i)
+
+    def _checked(self, i: int, decision: str, new_label: str) -> str:
+        """Row ``i`` with this decision, through apply's checks: the new_label to write."""
+        one = self._table.iloc[[i]].assign(decision=decision, new_label=new_label)
+        lines = self._table.attrs.get("lines") or [line_of(k) for k in range(len(self._table))]
+        one.attrs["lines"] = [lines[i]]
+        # The one manifest row the decision is about (a group's first): parse_decisions
+        # then costs nothing on a manifest of a million rows.
+        at = self._position.get(self.rows[i].sample_id)
+        try:
+            (checked,), _ = parse_decisions(
+                one,
+                file=str(self.path),
+                classes=self.meta.classes,
+                manifest=self._manifest.iloc[[] if at is None else [at]],
+                group=self.meta.group_column,
+                attributes=self.meta.attributes,
+            )
+        except InputError as e:
+            raise ValueError("; ".join(p.reason for p in e.problems)) from None
+        # Only a relabel keeps a new_label: apply ignores it otherwise, and a stale one misleads.
+        return checked.new_label if checked.action == "relabel" else ""
 
     def undo(self) -> dict[str, Any]:
         """Restore the row changed last to what it was before, and write the CSV."""
@@ -509,17 +581,29 @@ class ReviewQueue:
         ``None`` when the row has none or it is missing or unreadable."""
         if not 0 <= i < len(self.rows) or self.rows[i].image is None:
             return None
-        return self._render_image(i)
+        return self._render_image(self.rows[i].image)
 
-    def _image_bytes(self, i: int) -> tuple[str, bytes] | None:
-        path = self.rows[i].image
-        # Re-encoded, never sent as is: EXIF rotation, 16-bit and TIFF images then
-        # show in any browser, and a huge photo costs the page only IMAGE_SIDE pixels.
-        uri = thumbnail_data_uri(path, size=IMAGE_SIDE) if path is not None else None
-        if uri is None:
+    def partner_image(self, i: int) -> tuple[str, bytes] | None:
+        """Like :meth:`image`, for the manifest's image of row ``i``'s partner."""
+        if not 0 <= i < len(self.rows) or self.rows[i].partner_image is None:
             return None
-        head, payload = uri.split(",", 1)
-        return head[len("data:") :].split(";", 1)[0], base64.b64decode(payload)
+        return self._render_image(self.rows[i].partner_image)
+
+    def example_image(self, c: int, k: int) -> tuple[str, bytes] | None:
+        """Like :meth:`image`, for example ``k`` of class ``c`` (queue.json's ``examples``)."""
+        if not 0 <= c < len(self.examples) or not 0 <= k < len(self.examples[c]):
+            return None
+        return self._render_image(self.examples[c][k])
+
+
+def _image_bytes(path: Path) -> tuple[str, bytes] | None:
+    # Re-encoded, never sent as is: EXIF rotation, 16-bit and TIFF images then
+    # show in any browser, and a huge photo costs the page only IMAGE_SIDE pixels.
+    uri = thumbnail_data_uri(path, size=IMAGE_SIDE)
+    if uri is None:
+        return None
+    head, payload = uri.split(",", 1)
+    return head[len("data:") :].split(";", 1)[0], base64.b64decode(payload)
 
 
 # --- the page -----------------------------------------------------------------------
@@ -1163,21 +1247,28 @@ class _Handler(BaseHTTPRequestHandler):
             if self._token_ok():
                 self._json(HTTPStatus.OK, self.server.queue.snapshot())
         elif (m := _IMG_ROUTE.fullmatch(path)) is not None:
-            self._image(int(m.group(1)))
+            i = int(m.group(1))
+            self._image(f"img-{i}", lambda: self.server.queue.image(i))
+        elif (m := _PARTNER_ROUTE.fullmatch(path)) is not None:
+            i = int(m.group(1))
+            self._image(f"partner-{i}", lambda: self.server.queue.partner_image(i))
+        elif (m := _EXAMPLE_ROUTE.fullmatch(path)) is not None:
+            c, k = int(m.group(1)), int(m.group(2))
+            self._image(f"example-{c}-{k}", lambda: self.server.queue.example_image(c, k))
         elif path == "/favicon.ico":
             # Browsers ask on their own; a 404 would be a console error on every load.
             self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
         else:
             self._text(HTTPStatus.NOT_FOUND, "not found")
 
-    def _image(self, i: int) -> None:
-        etag = f'"{self.server.token[:12]}-{i}"'
+    def _image(self, key: str, find: Callable[[], tuple[str, bytes] | None]) -> None:
+        etag = f'"{self.server.token[:12]}-{key}"'
         if self.headers.get("If-None-Match") == etag:
             self.send_response(HTTPStatus.NOT_MODIFIED)
             self.send_header("ETag", etag)
             self.end_headers()
             return
-        found = self.server.queue.image(i)
+        found = find()
         if found is None:
             self._text(HTTPStatus.NOT_FOUND, "not found")
             return
