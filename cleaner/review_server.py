@@ -643,6 +643,17 @@ main { flex: 1; display: flex; min-height: 0; }
   object-fit: contain;
 }
 #image.loading { visibility: hidden; }
+.viewer.paired #image { width: calc(50% - 24px); }
+#partner {
+  position: absolute; top: 16px; right: 16px; width: calc(50% - 24px);
+  height: calc(100% - 32px); object-fit: contain;
+}
+.cap {
+  position: absolute; top: 2px; padding: 0 8px; border-radius: 4px; font-size: 12px;
+  background: rgba(255, 255, 255, .85); color: var(--ink); max-width: 45%; overflow-wrap: anywhere;
+}
+#image-cap { left: 16px; }
+#partner-cap { right: 16px; }
 #noimg {
   position: absolute; inset: 16px; display: flex; align-items: center; justify-content: center;
   border: 2px dashed #d0d5dd; border-radius: 8px; color: var(--muted); font-size: 18px;
@@ -668,6 +679,15 @@ main { flex: 1; display: flex; min-height: 0; }
 .lab b { display: block; font-size: 22px; overflow-wrap: anywhere; }
 .lab.given { background: var(--given-bg); color: var(--given); }
 .lab.suggested { background: var(--suggested-bg); color: var(--suggested); }
+.lab.none { background: #f2f4f7; color: var(--muted); }
+.lab.none span { display: block; font-size: 13px; }
+#actions { font-size: 13px; color: var(--muted); }
+#actions b { color: var(--ink); }
+.strip { display: flex; gap: 6px; flex-wrap: wrap; }
+.strip img {
+  width: 80px; height: 80px; object-fit: contain; background: #f2f4f7; border-radius: 6px;
+  image-rendering: pixelated;
+}
 #decision {
   border-radius: 8px; padding: 10px 12px; font-size: 17px; font-weight: 600;
   border: 2px dashed #d0d5dd; color: var(--muted);
@@ -710,6 +730,7 @@ footer button {
   cursor: pointer; color: var(--ink); border-radius: 6px;
 }
 footer button:hover { background: #f2f4f7; }
+footer button:disabled { color: #c0c4cc; cursor: not-allowed; background: none; }
 footer > span { font-size: 14px; }
 footer > .small { margin-left: auto; font-size: 12px; }
 #ta {
@@ -734,7 +755,7 @@ _JS = """
   "use strict";
   var token = document.querySelector('meta[name="review-token"]').getAttribute("content");
   var S = { rows: [], classes: [], cur: 0, pending: 0, chain: Promise.resolve(), ta: null,
-            digitNames: false, warnings: [] };
+            digitNames: false, warnings: [], examples: [], exKey: null };
   function $(id) { return document.getElementById(id); }
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -786,6 +807,56 @@ _JS = """
   function flashError(text) {
     $("error").textContent = text;
     $("error").hidden = false;
+  }
+
+  function allows(r, decision) { return r.actions.indexOf(decision) !== -1; }
+  function actionsHint(r) {
+    return "this " + r.issue + " row takes " + r.actions_text;
+  }
+  function noSuggestionHint(r) {
+    if (!allows(r, "relabel")) { return actionsHint(r); }
+    return (r.suggests ? "no suggested label" : "a " + r.issue + " row has no suggestion") +
+      ": pick a class with its number or type its name";
+  }
+  function drawExamples(r) {
+    var suggested = r.suggests ? r.suggested : "", key = JSON.stringify([r.given, suggested]);
+    if (S.exKey === key) { return; }
+    S.exKey = key;
+    var box = $("examples"), shown = [];
+    clear(box);
+    [r.given, suggested].forEach(function (name) {
+      var c = S.classes.indexOf(name), n = c < 0 ? 0 : (S.examples[c] || 0);
+      if (!n || shown.indexOf(c) !== -1) { return; }
+      shown.push(c);
+      var sec = el("div", "ex"), strip = el("div", "strip");
+      sec.appendChild(el("h2", null, "examples of " + name));
+      for (var k = 0; k < n; k++) {
+        var im = el("img", "example");
+        im.alt = "example of " + name;
+        im.addEventListener("error", function () { this.hidden = true; });
+        im.setAttribute("src", "/example/" + c + "/" + k);
+        strip.appendChild(im);
+      }
+      sec.appendChild(strip);
+      box.appendChild(sec);
+    });
+    box.hidden = shown.length === 0;
+  }
+  function drawPartner(r) {
+    var img = $("partner"), cap = $("partner-cap"), src = "/partner/" + r.i;
+    $("viewer").classList.toggle("paired", !!r.partner);
+    $("image-cap").hidden = !r.partner;
+    cap.hidden = !r.partner;
+    cap.textContent = r.partner ? "partner: " + r.partner +
+      (r.has_partner_image ? "" : " (not in the manifest)") : "";
+    img.alt = r.partner;
+    if (r.partner && r.has_partner_image) {
+      img.hidden = false;
+      if (img.getAttribute("src") !== src) { img.setAttribute("src", src); }
+    } else {
+      img.hidden = true;
+      img.removeAttribute("src");
+    }
   }
 
   function describe(r) {
@@ -852,6 +923,15 @@ _JS = """
     $("sid").textContent = r.sample_id;
     $("given").textContent = r.given || "(none)";
     $("suggested").textContent = r.suggested || "(none)";
+    $("suggested-box").hidden = !r.suggests;
+    $("nosugg").hidden = r.suggests;
+    $("nosugg-text").textContent = allows(r, "relabel") ?
+      "relabel: pick a class (1-9) or type its name" : "keep (k) or drop (d) only";
+    $("actions-text").textContent = r.actions_text;
+    $("accept-btn").hidden = !r.suggests || !allows(r, "relabel");
+    $("pick-hint").hidden = !allows(r, "relabel");
+    Array.prototype.forEach.call(document.querySelectorAll("footer button[data-decision]"),
+      function (b) { b.disabled = !allows(r, b.getAttribute("data-decision")); });
     var tags = $("tags");
     clear(tags);
     if (r.issue) { tags.appendChild(el("span", "tag", r.issue)); }
@@ -897,6 +977,8 @@ _JS = """
       $("noimg-text").textContent = "no single image for this row";
       $("noimg").hidden = false;
     }
+    drawPartner(r);
+    drawExamples(r);
     [S.cur + 1, S.cur - 1].forEach(function (j) {
       if (j >= 0 && j < n && S.rows[j].has_image) { new Image().src = "/img/" + S.rows[j].i; }
     });
@@ -914,6 +996,7 @@ _JS = """
   function decide(decision, label) {
     if (!S.rows.length) { return; }
     var i = S.cur;
+    if (decision && !allows(S.rows[i], decision)) { toast(actionsHint(S.rows[i])); return; }
     enqueue(function () {
       return api("POST", "/api/decide", { row: i, decision: decision, new_label: label || "" })
         .then(function (d) {
@@ -928,8 +1011,8 @@ _JS = """
   function accept() {
     var r = S.rows[S.cur];
     if (!r) { return; }
-    if (!r.suggested) {
-      flashError("This row has no suggested label: pick a class with its number or type its name.");
+    if (!r.suggests || !r.suggested || !allows(r, "relabel")) {
+      toast(noSuggestionHint(r));
       return;
     }
     relabel(r.suggested);
@@ -952,6 +1035,8 @@ _JS = """
   }
 
   function openTA(initial) {
+    var r = S.rows[S.cur];
+    if (r && !allows(r, "relabel")) { toast(actionsHint(r)); return; }
     S.ta = { sel: 0, matches: [] };
     $("ta").hidden = false;
     var input = $("ta-input");
@@ -1031,6 +1116,11 @@ _JS = """
     });
   });
   $("image").addEventListener("load", function () { $("image").classList.remove("loading"); });
+  $("partner").addEventListener("error", function () {
+    if (!$("partner").getAttribute("src")) { return; }
+    $("partner").hidden = true;
+    $("partner-cap").textContent += " (image missing or unreadable)";
+  });
   $("image").addEventListener("error", function () {
     if (!$("image").getAttribute("src")) { return; }
     $("image").hidden = true;
@@ -1043,6 +1133,7 @@ _JS = """
     S.rows = d.rows;
     S.classes = d.classes;
     S.warnings = d.warnings;
+    S.examples = d.examples || [];
     S.digitNames = d.classes.length > 0 && d.classes.length <= 10 &&
       d.classes.every(function (c) { return /^[0-9]$/.test(c); });
     $("title").textContent = d.title;
@@ -1067,8 +1158,11 @@ _BODY = """
 <div id="error" class="banner" role="alert" hidden></div>
 <div id="warnings" class="banner" hidden></div>
 <main>
-  <section class="viewer">
+  <section class="viewer" id="viewer">
     <img id="image" alt="" class="loading">
+    <img id="partner" alt="" hidden>
+    <div class="cap" id="image-cap" hidden>this image</div>
+    <div class="cap" id="partner-cap" hidden></div>
     <div id="noimg" hidden><span id="noimg-text"></span></div>
     <div id="ta" hidden>
       <input id="ta-input" type="text" autocomplete="off" spellcheck="false"
@@ -1082,8 +1176,13 @@ _BODY = """
     <div class="tags" id="tags"></div>
     <div class="labels">
       <div class="lab given"><small>given label</small><b id="given"></b></div>
-      <div class="lab suggested"><small>suggested (r / Enter)</small><b id="suggested"></b></div>
+      <div class="lab suggested" id="suggested-box"><small>suggested (r / Enter)</small>
+        <b id="suggested"></b></div>
+      <div class="lab none" id="nosugg" hidden><small>no suggested class</small>
+        <span id="nosugg-text"></span></div>
     </div>
+    <div id="actions">decide: <b id="actions-text"></b></div>
+    <div id="examples" hidden></div>
     <div class="small" id="group-note" hidden></div>
     <div id="decision"></div>
     <div><h2>model's top 3</h2><ol class="classes" id="top3"></ol>
@@ -1094,12 +1193,14 @@ _BODY = """
   </aside>
 </main>
 <footer>
-  <button data-action="keep"><kbd>k</kbd> keep</button>
-  <button data-action="accept"><kbd>r</kbd> / <kbd>Enter</kbd> accept suggestion</button>
-  <span><kbd>1</kbd>-<kbd>9</kbd> pick a class</span>
-  <button data-action="type"><kbd>/</kbd> or a letter: type a class name</button>
-  <button data-action="drop"><kbd>d</kbd> drop</button>
-  <button data-action="unsure"><kbd>u</kbd> unsure</button>
+  <button data-action="keep" data-decision="keep"><kbd>k</kbd> keep</button>
+  <button data-action="accept" id="accept-btn">
+    <kbd>r</kbd> / <kbd>Enter</kbd> accept suggestion</button>
+  <span id="pick-hint"><kbd>1</kbd>-<kbd>9</kbd> pick a class</span>
+  <button data-action="type" data-decision="relabel">
+    <kbd>/</kbd> or a letter: type a class name</button>
+  <button data-action="drop" data-decision="drop"><kbd>d</kbd> drop</button>
+  <button data-action="unsure" data-decision="unsure"><kbd>u</kbd> unsure</button>
   <button data-action="prev"><kbd>&larr;</kbd> previous</button>
   <button data-action="next"><kbd>&rarr;</kbd> next</button>
   <button data-action="undo"><kbd>z</kbd> undo</button>

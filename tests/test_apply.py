@@ -74,9 +74,11 @@ MANIFEST_ROWS: list[dict[str, str]] = [
 for _r in MANIFEST_ROWS:
     _r["path"] = f"images/{_r['sample_id']}.png"
 
+# The columns of queues written before ``partner`` (the last column) was added.
+OLD_QUEUE_COLUMNS = tuple(c for c in QUEUE_COLUMNS if c != "partner")
 # The reviewed queue, best first as flag writes it. Line N of queue.csv is rank N - 1.
 QUEUE_ROWS: list[dict[str, str]] = [
-    dict(zip(QUEUE_COLUMNS, r, strict=True))
+    dict(zip(OLD_QUEUE_COLUMNS, r, strict=True))
     for r in [
         # rank, sample_id, path, group, given, suggested, quality, issue, decision, new_label, note
         ("1", "group:g8", "images/s08.png", "g8", "b", "c", "0.01", "group_inconsistent",
@@ -591,6 +593,27 @@ BAD_ROWS: dict[str, tuple[Callable[[list[dict[str, str]]], None], int, str]] = {
         4,
         "relabel needs new_label (or a suggested_label)",
     ),
+    # An older queue still fills suggested_label on these kinds: it is not a suggestion.
+    "outlier_accepting_a_suggestion": (
+        _set("s05", decision="relabel"),
+        6,
+        "an outlier row has no suggested label: write the class in new_label",
+    ),
+    "near_duplicate_accepting_a_suggestion": (
+        _set("s04", decision="Relabel "),
+        5,
+        "a near_duplicate row has no suggested label: write the class in new_label",
+    ),
+    "leakage_relabel": (
+        _set("s04", issue="leakage", decision="relabel", new_label="b"),
+        5,
+        "a leakage row is kept or dropped, not relabel",
+    ),
+    "leakage_unsure": (
+        _set("s04", issue="leakage", decision="unsure"),
+        5,
+        "a leakage row is kept or dropped, not unsure",
+    ),
 }
 
 
@@ -603,6 +626,22 @@ def test_a_bad_queue_row_is_refused_with_file_line_and_reason(tmp_path: Path, ca
     out = apply_refused(tmp_path, p.queue, "--reviewer", "ana")
     assert_says(out, f"error: {p.queue}, line {line}: {reason}")
     assert not p.v2.exists() and not p.log.exists()
+
+
+@pytest.mark.parametrize("columns", [QUEUE_COLUMNS, OLD_QUEUE_COLUMNS], ids=["new", "old"])
+def test_each_issue_kind_takes_the_decisions_that_fit_it(
+    tmp_path: Path, columns: Sequence[str]
+) -> None:
+    """An outlier relabelled to a named class and a leakage row dropped apply, in a
+    queue with the ``partner`` column and in an older one without it."""
+    rows = [dict(r) for r in QUEUE_ROWS]
+    _set("s05", decision="relabel", new_label="a")(rows)  # outlier: the class written out
+    _set("s04", issue="leakage", partner="s11", decision="drop")(rows)
+    p = make_project(tmp_path, queue_text=render(rows, columns))
+    apply_ok(p.queue, "--reviewer", "ana")
+    new = read_manifest(p.v2).set_index("sample_id")
+    assert new.loc["s05", "label"] == "a" and new.loc["s04", "split"] == "excluded"
+    assert new.loc["s11", "split"] == "test"  # the leaked partner is a test row: untouched
 
 
 def test_the_line_named_is_the_line_in_the_file(tmp_path: Path) -> None:
