@@ -332,10 +332,15 @@ def _pair_html(
     """The row's image and its partner's (the other image of a near duplicate or a
     leakage pair) side by side: the reviewer judges the two together."""
     partner_id, partner_path = partner
+    other = (
+        _placeholder("not in the manifest")
+        if partner_path is None
+        else _thumb_html(partner_path, partner_id, thumb_size)
+    )
     return (
         '<div class="pair">'
         f"<figure>{_thumb_html(path, sid, thumb_size)}<figcaption>this image</figcaption></figure>"
-        f'<figure class="partner">{_thumb_html(partner_path, partner_id, thumb_size)}'
+        f'<figure class="partner">{other}'
         f'<figcaption title="{_esc(partner_id)}">partner: {_esc(partner_id) or "?"}'
         "</figcaption></figure></div>"
     )
@@ -432,9 +437,11 @@ def render_gallery(
     """One self-contained HTML document showing ``queue`` as a filterable card grid.
 
     ``queue`` is the relabel queue (``rank, sample_id, path, group, given_label,
-    suggested_label, label_quality, issue, decision, new_label, note``; other
-    columns are ignored, missing ones shown blank). ``image_paths[i]`` is the
-    image of row ``i``, or ``None`` for rows (groups) without a single image.
+    suggested_label, label_quality, issue, decision, new_label, note, partner``;
+    other columns are ignored, missing ones shown blank). Rows of a kind without
+    a suggestion (``cleaner.issue_kinds``) show none, whatever their cell holds.
+    ``image_paths[i]`` is the image of row ``i``, or ``None`` for rows (groups)
+    without a single image.
     ``on_image`` is called once per row, after its thumbnail is made.
     ``partner_paths[i]`` is the manifest image of row ``i``'s ``partner`` (the other
     image of a near duplicate or leakage pair), shown beside the row's own; a row

@@ -50,10 +50,16 @@ class Page(HTMLParser):
         a = dict(attrs)
         self.attrs += [(tag, k, v) for k, v in attrs]
         classes = (a.get("class") or "").split()
+        if self.cards:
+            self.cards[-1]["classes"].update(classes)
         if tag == "article" and "card" in classes:
-            self.cards.append({"attrs": a, "sid": "", "img": None, "placeholder": False})
+            self.cards.append(
+                {"attrs": a, "sid": "", "img": None, "imgs": [], "placeholder": False}
+                | {"classes": set(), "text": ""}
+            )
         elif tag == "img":
-            self.cards[-1]["img"] = a
+            self.cards[-1]["img"] = self.cards[-1]["img"] or a  # the row's own, first
+            self.cards[-1]["imgs"].append(a)
         elif tag == "div" and "noimg" in classes:
             self.cards[-1]["placeholder"] = True
         elif tag == "span" and "sid" in classes:
@@ -87,6 +93,8 @@ class Page(HTMLParser):
             self.styles[-1] += data
             return
         self.data.append(data)
+        if self.cards:
+            self.cards[-1]["text"] += data
         if self._capture == "sid":
             self.cards[-1]["sid"] += data
         elif self._capture == "title":
@@ -372,3 +380,53 @@ def test_non_ascii_text_survives(images: dict[str, Path]) -> None:
     assert page.title == "Ünïcode" and page.cards[0]["sid"] == "ñandú-猫"
     assert page.cards[0]["attrs"]["data-given"] == "猫"
     assert re.search(r"&#\d+;", text)
+
+
+def test_a_kind_without_a_suggestion_shows_none_and_lists_its_decisions(
+    images: dict[str, Path],
+) -> None:
+    """By the issue kind, not the cell: an older queue filled suggested_label on outliers."""
+    queue = _queue(
+        [
+            dict(sample_id="o1", given_label="a", suggested_label="b", issue="outlier"),
+            dict(sample_id="k1", given_label="b", issue="leakage"),
+            dict(sample_id="l1", given_label="a", suggested_label="b", issue="label"),
+        ]
+    )
+    page = Page(render_gallery(queue, [images["digit"]] * 3, title="q", classes=["a", "b"]))
+    outlier, leakage, label = page.cards
+    for card in (outlier, leakage):
+        assert "suggested" not in card["classes"] and "arrow" not in card["classes"]
+        assert card["attrs"]["data-suggested"] == ""  # the class filter ignores it too
+        assert "no suggested class" in card["text"]
+    assert (
+        "decide: keep \u00b7 drop \u00b7 unsure \u00b7 relabel (name the class)" in outlier["text"]
+    )
+    assert "decide: keep \u00b7 drop" in leakage["text"] and "relabel" not in leakage["text"]
+    assert "suggested" in label["classes"] and label["attrs"]["data-suggested"] == "b"
+    assert "relabel (suggested or any class)" in label["text"]
+
+
+def test_a_paired_card_shows_its_partner_beside_it(images: dict[str, Path]) -> None:
+    queue = _queue(
+        [
+            dict(sample_id="n1", given_label="a", issue="near_duplicate", partner="p1"),
+            dict(sample_id="k1", given_label="a", issue="leakage", partner="gone"),
+            dict(sample_id="l1", given_label="a", suggested_label="b", issue="label"),
+        ]
+    )
+    rows = [images["digit"]] * 3
+    partners = [images["photo"], images["missing"], None]
+    page = Page(render_gallery(queue, rows, title="q", classes=["a"], partner_paths=partners))
+    near, leak, label = page.cards
+    assert [i["alt"] for i in near["imgs"]] == ["n1", "p1"]
+    assert _decode(near["imgs"][0]["src"]).size == (128, 128)  # the row's own: the digit
+    assert _decode(near["imgs"][1]["src"]).size == (128, 64)  # its partner: the photo
+    assert "partner: p1" in near["text"] and "pair" in near["classes"]
+    assert len(leak["imgs"]) == 1 and leak["placeholder"] and "partner: gone" in leak["text"]
+    assert len(label["imgs"]) == 1 and "partner" not in label["text"]
+    # Without partner_paths (an older caller) no card shows a partner.
+    plain = Page(render_gallery(queue, rows, title="q", classes=["a"]))
+    assert [len(c["imgs"]) for c in plain.cards] == [1, 1, 1]
+    with pytest.raises(ValueError, match="partner_paths has 1 entries"):
+        render_gallery(queue, rows, title="q", classes=["a"], partner_paths=[None])
