@@ -683,6 +683,7 @@ main { flex: 1; display: flex; min-height: 0; }
 .lab.none span { display: block; font-size: 13px; }
 #actions { font-size: 13px; color: var(--muted); }
 #actions b { color: var(--ink); }
+.exname { text-transform: none; letter-spacing: 0; color: var(--ink); font-size: 13px; }
 .strip { display: flex; gap: 6px; flex-wrap: wrap; }
 .strip img {
   width: 80px; height: 80px; object-fit: contain; background: #f2f4f7; border-radius: 6px;
@@ -829,7 +830,9 @@ _JS = """
       if (!n || shown.indexOf(c) !== -1) { return; }
       shown.push(c);
       var sec = el("div", "ex"), strip = el("div", "strip");
-      sec.appendChild(el("h2", null, "examples of " + name));
+      var h = el("h2", null, "examples of ");
+      h.appendChild(el("span", "exname", name));  /* a class name keeps its case */
+      sec.appendChild(h);
       for (var k = 0; k < n; k++) {
         var im = el("img", "example");
         im.alt = "example of " + name;
@@ -955,7 +958,8 @@ _JS = """
     var list = $("classes");
     clear(list);
     keyed(r).forEach(function (k) { list.appendChild(classRow(r, k.key, k.i)); });
-    $("classes-title").textContent = S.digitNames ? "classes: press the class's digit" :
+    $("classes-title").textContent = !allows(r, "relabel") ? "classes (not relabelled here)" :
+      S.digitNames ? "classes: press the class's digit" :
       S.classes.length <= 9 ? "classes: press 1-" + S.classes.length :
       "most likely classes: press 1-9, or type a name";
     $("note").textContent = r.note;

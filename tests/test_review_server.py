@@ -137,6 +137,32 @@ def project(tmp_path: Path) -> Project:
     return make_project(tmp_path)
 
 
+# queue.json's example images per class; "nobody" is not in the manifest: skipped.
+EXAMPLES = {"cat": ["s0", EVIL_ID], "dog": ["s3", "s7", "nobody"], "owl": ["s5"]}
+
+
+def make_paired_project(root: Path, *, partner: str = "s7") -> Project:
+    """make_project's queue with the ``partner`` column, row 5 (s6) a leakage row whose
+    partner is ``partner``, and example images per class in queue.json."""
+    p = make_project(root)
+    queue = pd.read_csv(p.queue, dtype=str, keep_default_na=False)
+    queue["partner"] = ""
+    queue.loc[4, ["issue", "suggested_label", "partner"]] = ["leakage", "", partner]
+    queue.to_csv(p.queue, index=False)
+    meta_path = p.queue.with_name("queue.json")
+    meta_path.write_text(json.dumps(json.loads(meta_path.read_text()) | {"examples": EXAMPLES}))
+    return p
+
+
+@pytest.fixture
+def paired(tmp_path: Path) -> Iterator[tuple[ReviewServer, Project]]:
+    p = make_paired_project(tmp_path)
+    srv, _ = serve(p.queue, port=0)
+    srv.start_background()
+    yield srv, p
+    srv.stop()
+
+
 @pytest.fixture
 def server(project: Project) -> Iterator[ReviewServer]:
     srv, _ = serve(project.queue, port=0)
@@ -374,6 +400,13 @@ def test_missing_image_is_404_not_500(server: ReviewServer, project: Project) ->
         "/images/img0.png",  # an image of the manifest that the queue does not name
         "/img/images/img0.png",
         "/api/../img/0",
+        "/partner/0",  # a row without a partner
+        "/partner/../queue.csv",
+        "/partner/s7",
+        "/example/0/0",  # this queue.json has no examples
+        "/example/0/-1",
+        "/example/0/0/../../queue.csv",
+        "/example/cat/0",
     ],
 )
 def test_only_queue_images_are_served(server: ReviewServer, project: Project, path: str) -> None:
@@ -688,3 +721,178 @@ def test_an_attribute_suggestion_is_accepted(project: Project) -> None:
     assert review.decision(row) == ("relabel", "kind=bird")
     with pytest.raises(ValueError, match="is not a class"):
         review.decide(row, "relabel", "kind=fish")
+
+
+# --- what each issue kind offers ----------------------------------------------------------
+
+
+def served_image(srv: ReviewServer, path: str) -> np.ndarray:
+    status, headers, data = request(srv, "GET", path, token=False)
+    assert status == 200 and headers["content-type"] == "image/png", (path, status)
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im)
+
+
+def is_image_of(shown: np.ndarray, original: Path) -> bool:
+    """Whether a served (whole-factor enlarged) image is ``original``, pixel for pixel."""
+    with Image.open(original) as im:
+        pixels = np.asarray(im)
+    factor = shown.shape[1] // pixels.shape[1]
+    return shown.shape[:2] == (pixels.shape[0] * factor, pixels.shape[1] * factor) and bool(
+        np.array_equal(shown[::factor, ::factor], pixels)
+    )
+
+
+def test_an_outlier_row_has_no_suggestion_to_accept(server: ReviewServer, project: Project) -> None:
+    """Row 4 (s4) is an outlier whose older-style queue still has suggested_label = cat."""
+    row = json.loads(request(server, "GET", "/api/queue")[2])["rows"][3]
+    assert (row["issue"], row["suggested"], row["suggests"]) == ("outlier", "", False)
+    assert row["actions"] == ["keep", "relabel", "drop", "unsure"]
+    assert row["actions_text"] == "keep \u00b7 drop \u00b7 unsure \u00b7 relabel (name the class)"
+    before = project.queue.read_bytes()
+    status, _, data = request(
+        server, "POST", "/api/decide", {"row": 3, "decision": "relabel", "new_label": ""}
+    )
+    assert status == 400
+    assert json.loads(data)["error"] == (
+        "an outlier row has no suggested label: write the class in new_label"
+    )
+    assert project.queue.read_bytes() == before
+    assert decide(server, 3, "relabel", "dog")["row"]["new_label"] == "dog"  # named: fine
+
+
+def test_a_leakage_row_is_only_kept_or_dropped(
+    paired: tuple[ReviewServer, Project],
+) -> None:
+    srv, p = paired
+    row = json.loads(request(srv, "GET", "/api/queue")[2])["rows"][4]
+    assert (row["issue"], row["actions"], row["partner"]) == ("leakage", ["keep", "drop"], "s7")
+    before = p.queue.read_bytes()
+    for decision, label in (("relabel", "dog"), ("relabel", ""), ("unsure", "")):
+        status, _, data = request(
+            srv, "POST", "/api/decide", {"row": 4, "decision": decision, "new_label": label}
+        )
+        assert status == 400, data
+        assert json.loads(data)["error"] == f"a leakage row is kept or dropped, not {decision}"
+    assert p.queue.read_bytes() == before
+    assert decide(srv, 4, "drop")["row"]["decision"] == "drop"
+
+
+def test_partner_and_examples_are_the_manifests_images(
+    paired: tuple[ReviewServer, Project],
+) -> None:
+    srv, p = paired
+    data = json.loads(request(srv, "GET", "/api/queue")[2])
+    assert data["examples"] == [2, 2, 1]  # cat, dog, owl; "nobody" skipped
+    assert data["rows"][4]["has_partner_image"] and not data["rows"][0]["has_partner_image"]
+    assert is_image_of(served_image(srv, "/partner/4"), p.images["s7"])
+    assert is_image_of(served_image(srv, "/example/0/1"), p.images[EVIL_ID])
+    assert is_image_of(served_image(srv, "/example/1/1"), p.images["s7"])
+    for path in ("/partner/0", "/partner/5", "/example/1/2", "/example/2/1", "/example/3/0"):
+        assert request(srv, "GET", path)[0] == 404, path
+    evil_host = {"Host": f"evil.example:{srv.port}"}
+    assert request(srv, "GET", "/partner/4", headers=evil_host)[0] == 403
+    assert request(srv, "GET", "/example/0/0", headers=evil_host)[0] == 403
+
+
+def test_a_partner_is_a_sample_id_never_a_path(tmp_path: Path) -> None:
+    """A partner cell holding a path (a hand-edited queue) serves nothing."""
+    p = make_paired_project(tmp_path, partner="images/img0.png")
+    q = ReviewQueue(p.queue)
+    assert q.rows[4].partner_image is None and q.partner_image(4) is None
+    assert q.row(4)["partner"] == "images/img0.png" and not q.row(4)["has_partner_image"]
+
+
+def test_an_old_queue_without_partner_or_examples_still_loads(project: Project) -> None:
+    queue = pd.read_csv(project.queue, dtype=str, keep_default_na=False)
+    queue.drop(columns=[c for c in ("partner",) if c in queue.columns]).to_csv(
+        project.queue, index=False
+    )
+    header = read_rows(project.queue)[0]
+    q = ReviewQueue(project.queue)
+    assert [r.partner for r in q.rows] == [""] * 5
+    assert q.snapshot()["examples"] == [0, 0, 0]
+    q.decide(3, "drop")
+    assert read_rows(project.queue)[0] == header  # no column appears
+
+
+def _probs_queue(project: Project, *, probs: str | None, sha: str = "") -> None:
+    meta_path = project.queue.with_name("queue.json")
+    meta = json.loads(meta_path.read_text())
+    meta.update(runs=[], probs=probs, probs_sha256=sha, flag={"method": "self_confidence"})
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_probabilities_from_a_probs_file(project: Project) -> None:
+    """``flag --probs FILE``: no runs; fold and pred are optional in the file."""
+    probs = project.root / "probs.csv"
+    project.oof.drop(columns=["fold", "pred"]).to_csv(probs, index=False)
+    _probs_queue(project, probs="../../probs.csv", sha=_sha(probs))
+    q = ReviewQueue(project.queue)
+    assert q.meta.runs == () and q.meta.probs == probs
+    assert q.warnings == []
+    assert q.rows[0].top[0] == (0, 0.7) and q.rows[0].probs_from == "from probs.csv"
+    # Changed since the queue was made: not the probabilities it was ranked by.
+    probs.write_text(probs.read_text().replace("0.7", "0.6"))
+    q = ReviewQueue(project.queue)
+    assert all(r.top == () for r in q.rows)
+    assert any("changed since the queue was made" in w for w in q.warnings)
+
+
+def test_no_runs_and_no_probs_file_only_costs_the_probabilities(project: Project) -> None:
+    _probs_queue(project, probs=None)
+    q = ReviewQueue(project.queue)
+    assert all(r.top == () for r in q.rows) and q.warnings == []
+    assert q.snapshot()["total"] == 5
+
+
+@pytest.mark.slow
+def test_each_kind_offers_its_own_decisions_in_chromium(
+    browser_page: Any, paired: tuple[ReviewServer, Project]
+) -> None:
+    srv, p = paired
+    page = browser_page
+    page.goto(srv.url)
+    settle(page)
+    page.wait_for_load_state("networkidle")
+    # Row 1 (s1, given dog, suggested cat): examples of both classes beside it.
+    assert page.locator("#examples h2").all_text_contents() == [
+        "examples of dog",
+        "examples of cat",
+    ]
+    widths = page.locator("#examples img").evaluate_all("els => els.map(e => e.naturalWidth)")
+    assert len(widths) == 4 and all(w > 0 for w in widths)
+    assert page.locator("#partner").is_hidden()
+
+    before = p.queue.read_bytes()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    assert page.inner_text("#position") == "row 4 of 5"  # s4, an outlier
+    assert page.locator("#accept-btn").is_hidden() and page.locator("#suggested-box").is_hidden()
+    assert page.locator("#nosugg").is_visible()
+    assert "relabel (name the class)" in page.inner_text("#actions")
+    for key in ("Enter", "r"):
+        page.keyboard.press(key)
+        settle(page)
+        assert "has no suggestion" in page.inner_text("#toast")
+    assert page.inner_text("#position") == "row 4 of 5"
+    assert page.inner_text("#decision") == "not reviewed yet"
+    assert p.queue.read_bytes() == before
+
+    page.keyboard.press("ArrowRight")  # row 5: s6, leaked, partner s7
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#partner").is_visible()
+    assert page.locator("#partner").evaluate("img => img.naturalWidth") > 0
+    assert page.inner_text("#partner-cap") == "partner: s7"
+    assert page.locator("footer button[data-action=unsure]").is_disabled()
+    for key in ("u", "r", "2", "c", "/"):
+        page.keyboard.press(key)
+        settle(page)
+        assert page.locator("#ta").is_hidden()
+    assert "keep \u00b7 drop" in page.inner_text("#toast")
+    assert p.queue.read_bytes() == before
+    page.keyboard.press("d")
+    settle(page)
+    header, rows = read_rows(p.queue)
+    assert [r[header.index("decision")] for r in rows] == ["", "", "", "", "drop"]
+    assert page.errors == []  # type: ignore[attr-defined]
