@@ -232,7 +232,7 @@ def _print_oof(metrics: dict[str, Any], run_dir: Path) -> None:
         per_class.add_row(c, f"{f:.4f}")
     console.print(per_class)
     console.print(
-        f"wrote {run_dir / 'oof.csv'}, {run_dir / 'embeddings.npy'}, {run_dir / 'metrics.json'}"
+        f"wrote {run_dir / 'oof.csv'}, {run_dir / 'embeddings.npz'}, {run_dir / 'metrics.json'}"
     )
 
 
@@ -293,6 +293,21 @@ def _count_table(title: str, key: str, value: str, counts: dict[str, int]) -> Ta
     return table
 
 
+def _trust_table(t: Any) -> Table:
+    """How good the out-of-fold model is: what the estimate of wrong labels rests on."""
+    table = Table(title="out-of-fold model, against the given labels")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("accuracy", f"{t.accuracy:.3f}")
+    table.add_row("majority-class rate (chance)", f"{t.majority_rate:.3f}")
+    table.add_row("one-sided binomial p (accuracy > chance)", f"{t.p_value:.2g}")
+    table.add_row("macro F1", f"{t.macro_f1:.3f}")
+    table.add_row("expected calibration error (15 bins)", f"{t.ece:.3f}")
+    if not t.passed:
+        table.add_row("[red]trust gate[/red]", "[red]failed: --force[/red]")
+    return table
+
+
 def _print_flag(s: Any) -> None:
     est = Table(title="label noise (cleanlab, out-of-fold)")
     est.add_column("measure")
@@ -306,6 +321,18 @@ def _print_flag(s: Any) -> None:
     est.add_row("already decided (audit log), left out", f"{s.already_decided:,}")
     est.add_row("ranking", f"{s.method}, {len(s.runs)} run(s)")
     console.print(est)
+    if s.trust is not None:
+        console.print(_trust_table(s.trust))
+    if s.embedding_source:
+        share = "" if s.own_fold_share != s.own_fold_share else f"; {s.own_fold_share:.1%} of "
+        share += "10 nearest neighbours in the own fold (about 1/K is one space)" if share else ""
+        console.print(f"outliers and duplicates measured in one space: {s.embedding_source}{share}")
+    elif s.legacy_embeddings:
+        console.print(
+            "[yellow]this run's embeddings are fold-local (an older cleaner): outliers and "
+            "near duplicates were not checked; run `cleaner oof` with the same arguments "
+            "to add embeddings.npz[/yellow]"
+        )
     if s.confused_pairs:
         pairs = Table(title="most confused classes (estimated joint of given and true label)")
         for col in ("given label", "likely true label", "share of rows", "rows"):
@@ -314,6 +341,17 @@ def _print_flag(s: Any) -> None:
             pairs.add_row(given, true, f"{frac:.2%}", f"{n:,}")
         console.print(pairs)
     console.print(_count_table("queue rows by issue", "issue", "rows", s.issue_counts))
+    if s.finding_counts:
+        console.print(
+            _count_table(
+                "duplicate pairs (exact files and near duplicates, one space)",
+                "finding",
+                "pairs",
+                s.finding_counts,
+            )
+        )
+    if s.duplicates_csv is not None:
+        console.print(f"every pair is listed in {s.duplicates_csv}")
     console.print(
         f"wrote {s.queue_csv} and {s.queue_html}: open the HTML to look, "
         "fill `decision` in the CSV (keep / relabel / drop / unsure)"
@@ -327,7 +365,7 @@ def _print_flag(s: Any) -> None:
 @app.command()
 @friendly_errors
 def flag(
-    runs: list[Path] = typer.Argument(..., help="Run folder(s) made by `cleaner oof`."),
+    runs: list[Path] = typer.Argument(None, help="Run folder(s) made by `cleaner oof`."),
     top: int | None = typer.Option(None, "--top", help="Queue length (default flag.top)."),
     method: str | None = typer.Option(
         None,
@@ -340,6 +378,21 @@ def flag(
     include_unlabeled: bool = typer.Option(
         False, "--include-unlabeled", help="Also rank unlabeled rows for labeling."
     ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override flag.* (with --probs also data.group), e.g. flag.top=50."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Rank even when the out-of-fold model is no better than chance."
+    ),
+    probs: Path | None = typer.Option(
+        None, "--probs", help="Out-of-fold probabilities made elsewhere (oof.csv layout)."
+    ),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="With --probs: the manifest they score."
+    ),
+    embeddings: Path | None = typer.Option(
+        None, "--embeddings", help="With --probs: embeddings.npz of the rows (optional)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Rank the samples most likely to be mislabeled into queue.csv and queue.html."""
@@ -348,12 +401,17 @@ def flag(
     with make_progress(quiet=quiet) as progress:
         task = progress.add_task("thumbnails", total=None, unit="img")
         summary = make_queue(
-            runs,
+            runs or [],
             top=top,
             method=method,
             out=out,
             include_unlabeled=include_unlabeled,
             on_image=lambda: progress.advance(task),
+            force=force,
+            overrides=set_,
+            probs=probs,
+            manifest=manifest,
+            embeddings=embeddings,
         )
     _print_flag(summary)
 

@@ -280,6 +280,27 @@ def _check_values(cfg: PipelineConfig, file: str) -> None:
         raise InputError(problems)
 
 
+def apply_overrides(
+    cfg: PipelineConfig, overrides: Iterable[str], *, keys: Iterable[str], file: str = "--set"
+) -> PipelineConfig:
+    """``cfg`` with ``section.key=value`` overrides of a later step (``flag.*``, say).
+
+    ``keys`` lists what the step may change: a section (``"flag"``) or one key
+    (``"data.group"``); anything else is refused, since it would need a new run.
+    """
+    allowed = set(keys)
+    raw = cfg.to_dict()
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in allowed and f"{section}.{key}" not in allowed:
+            raise InputError(
+                f"--set {text!r}: this step takes only {', '.join(sorted(allowed))}; "
+                "other settings belong to `cleaner oof`"
+            )
+        raw.setdefault(section, {})[key] = value
+    return build_config(raw, file=file)
+
+
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> PipelineConfig:
     """Read a pipeline TOML file and apply ``section.key=value`` overrides."""
     path = Path(path)

@@ -18,6 +18,8 @@ from cleanlab.count import compute_confident_joint, estimate_joint, num_label_is
 from cleanlab.filter import find_label_issues
 from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
 from cleanlab.rank import get_label_quality_ensemble_scores, get_label_quality_scores
+from scipy.stats import binomtest
+from sklearn.metrics import f1_score
 
 RANK_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 # When a sample has several issues, the queue names the first of these it has.
@@ -121,11 +123,26 @@ def estimate_noise(labels: np.ndarray, pred_probs: np.ndarray) -> NoiseEstimate:
     )
 
 
+def knn(embeddings: np.ndarray, *, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (N, k') and indices (N, k') of each row's nearest other rows, nearest first.
+
+    cleanlab's kNN graph (cosine distance above 3 dimensions, exact duplicates at
+    distance 0); ``k' = min(k, N - 1)``.
+    """
+    n = len(embeddings)
+    graph, _ = create_knn_graph_and_index(
+        np.asarray(embeddings, np.float32), n_neighbors=min(k, n - 1)
+    )
+    return graph.data.reshape(n, -1), graph.indices.reshape(n, -1)
+
+
 @dataclass(frozen=True)
 class EmbeddingIssues:
     outlier_score: np.ndarray  # (N,) in (0, 1]; low means atypical
     is_outlier: np.ndarray  # (N,) bool
     near_duplicate_of: np.ndarray  # (N,) index of the nearest neighbour, -1 if not a near duplicate
+    pairs: np.ndarray  # (P, 2) index pairs i < j closer than the near-duplicate radius
+    pair_distance: np.ndarray  # (P,)
 
 
 def embedding_issues(
@@ -135,18 +152,28 @@ def embedding_issues(
     near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD,
     outlier_threshold: float = OUTLIER_THRESHOLD,
 ) -> EmbeddingIssues:
-    """Outliers and near duplicates among ``embeddings`` (N, D), by Datalab's rules."""
+    """Outliers and near duplicates among ``embeddings`` (N, D), by Datalab's rules.
+
+    The rows must lie in one feature space (one model embedded them all):
+    distances between rows embedded by different models mean nothing.
+    """
     n = len(embeddings)
     if n < 3:
-        return EmbeddingIssues(np.ones(n), np.zeros(n, bool), np.full(n, -1))
-    graph, _ = create_knn_graph_and_index(
-        np.asarray(embeddings, np.float32), n_neighbors=min(k, n - 1)
-    )
-    dist = graph.data.reshape(n, -1)
-    idx = graph.indices.reshape(n, -1)
+        none = np.zeros((0, 2), np.int64)
+        return EmbeddingIssues(np.ones(n), np.zeros(n, bool), np.full(n, -1), none, np.zeros(0))
+    dist, idx = knn(embeddings, k=k)
     nearest = dist[:, 0]
     radius = near_duplicate_threshold * max(float(np.median(nearest)), 1e-12)
     near = nearest < radius
+    # Every kNN edge inside the radius, once per unordered pair.
+    rows, cols = np.nonzero(dist < radius)
+    a, b = rows, idx[rows, cols]
+    pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]].reshape(-1, 2)
+    lookup = {(int(i), int(j)): float(d) for i, j, d in zip(a, b, dist[rows, cols], strict=True)}
+    pair_distance = np.array(
+        [lookup.get((int(i), int(j)), lookup.get((int(j), int(i)), 0.0)) for i, j in pairs]
+    )
     mean_dist = dist.mean(axis=1)
     q1, q3 = np.percentile(mean_dist, [25, 75])
     limit = q3 + (1.0 / outlier_threshold - 1.0) * (q3 - q1)
@@ -155,7 +182,36 @@ def embedding_issues(
         outlier_score=score,
         is_outlier=mean_dist > limit,
         near_duplicate_of=np.where(near, idx[:, 0], -1),
+        pairs=pairs.astype(np.int64),
+        pair_distance=pair_distance,
     )
+
+
+def same_value_pairs(values: np.ndarray) -> np.ndarray:
+    """(P, 2) index pairs i < j of rows with equal non-empty ``values`` (N,), e.g. file hashes."""
+    values = np.asarray(values).astype(str)
+    order = np.argsort(values, kind="stable")
+    out: list[tuple[int, int]] = []
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    for s, e in zip(starts, np.r_[starts[1:], len(values)], strict=True):
+        if e - s > 1 and sorted_values[s]:
+            members = np.sort(order[s:e])
+            out.extend((int(members[0]), int(m)) for m in members[1:])
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def own_group_neighbour_share(embeddings: np.ndarray, groups: np.ndarray, *, k: int = 10) -> float:
+    """Share of each row's ``k`` nearest neighbours in ``embeddings`` (N, D) that share its group.
+
+    With ``groups`` = the CV fold and one model embedding every row, this is about
+    1/K; near 1, the rows were embedded by their fold's own model (K feature spaces).
+    """
+    if len(embeddings) < 2:
+        return float("nan")
+    _, idx = knn(embeddings, k=k)
+    groups = np.asarray(groups)
+    return float((groups[idx] == groups[:, None]).mean())
 
 
 @dataclass(frozen=True)
@@ -223,3 +279,75 @@ def review_order(quality_scores: np.ndarray, flagged: np.ndarray) -> np.ndarray:
     """Indices of the flagged samples, lowest label quality first (ties: lower index)."""
     idx = np.flatnonzero(flagged)
     return idx[np.argsort(quality_scores[idx], kind="stable")]
+
+
+# The gate: out-of-fold accuracy must beat always answering the majority class at
+# this one-sided binomial significance before the queue is believed.
+TRUST_ALPHA = 1e-3
+
+
+@dataclass(frozen=True)
+class ModelTrust:
+    """How good the out-of-fold model is, measured against the given labels."""
+
+    n: int
+    accuracy: float  # argmax of pred_probs == given label
+    macro_f1: float
+    majority_rate: float  # accuracy of always answering the most common given label
+    p_value: float  # one-sided binomial: P(accuracy this high | no better than the majority)
+    ece: float  # expected calibration error of the top-class confidence, 15 equal-width bins
+
+    @property
+    def passed(self) -> bool:
+        return self.p_value < TRUST_ALPHA
+
+
+def expected_calibration_error(
+    labels: np.ndarray, pred_probs: np.ndarray, *, n_bins: int = 15
+) -> float:
+    """Mean |confidence - accuracy| of the top class over equal-width bins, weighted by size."""
+    conf = np.asarray(pred_probs).max(axis=1)
+    right = np.asarray(pred_probs).argmax(axis=1) == np.asarray(labels)
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
+    right_sum = np.bincount(bins, weights=right.astype(float), minlength=n_bins)
+    return float(np.abs(conf_sum - right_sum).sum() / max(len(conf), 1))
+
+
+def model_trust(labels: np.ndarray, pred_probs: np.ndarray) -> ModelTrust:
+    """Accuracy, macro F1 and calibration of ``pred_probs`` (N, K) against ``labels`` (N,).
+
+    Against the given (noisy) labels: a model that learned the true classes loses
+    the noise rate from its accuracy, which still beats the majority rate by far
+    unless the noise is worse than the model.
+    """
+    labels = np.asarray(labels)
+    n, k = pred_probs.shape
+    pred = np.asarray(pred_probs).argmax(axis=1)
+    correct = int((pred == labels).sum())
+    majority = float(np.bincount(labels, minlength=k).max() / max(n, 1))
+    p = binomtest(correct, n, majority, alternative="greater").pvalue if n else 1.0
+    return ModelTrust(
+        n=n,
+        accuracy=correct / max(n, 1),
+        macro_f1=float(
+            f1_score(labels, pred, average="macro", labels=np.arange(k), zero_division=0)
+        ),
+        majority_rate=majority,
+        p_value=float(p),
+        ece=expected_calibration_error(labels, pred_probs),
+    )
+
+
+def confident_examples(
+    labels: np.ndarray, pred_probs: np.ndarray, *, per_class: int = 4
+) -> dict[int, np.ndarray]:
+    """Per class: up to ``per_class`` row indices labelled it that the model is surest of."""
+    labels = np.asarray(labels)
+    p_given = np.asarray(pred_probs)[np.arange(len(labels)), labels]
+    agree = np.asarray(pred_probs).argmax(axis=1) == labels
+    out = {}
+    for c in range(pred_probs.shape[1]):
+        rows = np.flatnonzero((labels == c) & agree)
+        out[c] = rows[np.argsort(-p_given[rows], kind="stable")][:per_class]
+    return out

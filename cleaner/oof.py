@@ -8,10 +8,10 @@ done. ``fold`` runs a single fold, so folds can be spread over machines that
 write into one folder.
 
 Run folder: ``config.toml``, ``manifest.sha256``, ``folds.csv``,
-``fold-K/{model.pt, metrics.json, oof.npz}``, then ``oof.csv``,
-``embeddings.npy`` (row-aligned with ``oof.csv``), ``metrics.json``, and when
-the manifest has ``unlabeled`` rows, ``unlabeled.csv``: their probabilities
-averaged over the K fold models.
+``fold-K/{model.pt, metrics.json, oof.npz}``, then ``embeddings.npz`` (every
+row embedded by one model after the folds: :mod:`cleaner.embed`), ``oof.csv``,
+``metrics.json``, and when the manifest has ``unlabeled`` rows,
+``unlabeled.csv``: their probabilities averaged over the K fold models.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from rich.progress import Progress
 
 from cleaner.atomic import atomic_path, write_text
 from cleaner.config import PipelineConfig, load_config
-from cleaner.data import ImageDataset, Normalize, build_transform, decode_all, seed_for
+from cleaner.data import ImageDataset, decode_all, seed_for
 from cleaner.distributed import SINGLE, Dist, context
+from cleaner.embed import embed_run
 from cleaner.errors import FoldsFailed, InputError, Problem
 from cleaner.folds import describe_split, make_folds
 from cleaner.manifest import (
@@ -43,7 +44,7 @@ from cleaner.manifest import (
     validate_manifest,
 )
 from cleaner.metrics import classification_metrics
-from cleaner.models import create_model, default_mean_std
+from cleaner.pipeline import make_dataset, model_and_normalize, predict_rows
 from cleaner.runs import oof_table
 from cleaner.train import fit, predict, resolve_device
 
@@ -197,77 +198,6 @@ def plan_run(
     return RunPlan(cfg, run_dir, manifest_path, sha, df, train_rows, labels, folds)
 
 
-def make_dataset(
-    cfg: PipelineConfig,
-    df: pd.DataFrame,
-    root: Path,
-    rows: np.ndarray,
-    labels: np.ndarray,
-    *,
-    train: bool,
-    normalize: Normalize,
-    seed: int,
-    weights: np.ndarray | None = None,
-    cache: list[np.ndarray] | None = None,
-) -> ImageDataset:
-    """A dataset over manifest positions ``rows`` (paths relative to ``root``).
-
-    ``weights`` (default: the manifest's) and ``cache`` are indexed like ``rows``.
-    """
-    sub = df.iloc[rows]
-    if weights is None:
-        weights = pd.to_numeric(sub["weight"]).to_numpy(np.float32)
-    return ImageDataset(
-        resolve_paths(sub, root),
-        labels,
-        weights,
-        build_transform(cfg.augment, train=train, image_size=cfg.data.hw),
-        normalize=normalize,
-        in_chans=cfg.model.in_chans,
-        seed=seed,
-        images=cache,
-    )
-
-
-def model_and_normalize(cfg: PipelineConfig, seed: int) -> tuple[torch.nn.Module, Normalize]:
-    """A fresh model initialised from ``seed``, and the normalisation its inputs need."""
-    torch.manual_seed(seed)
-    model = create_model(cfg.model, len(cfg.data.classes))
-    if cfg.data.mean:
-        return model, Normalize(cfg.data.mean, cfg.data.std)
-    return model, Normalize(*default_mean_std(model, cfg.model.in_chans))
-
-
-def predict_rows(
-    model: torch.nn.Module,
-    normalize: Normalize,
-    cfg: PipelineConfig,
-    df: pd.DataFrame,
-    root: Path,
-    rows: np.ndarray,
-    *,
-    tta: bool = False,
-    dist: Dist = SINGLE,
-) -> np.ndarray:
-    """Probabilities (R, K) of manifest positions ``rows`` (unlabeled, test) under ``model``."""
-    ds = make_dataset(
-        cfg, df, root, rows, np.full(len(rows), -1), train=False, normalize=normalize, seed=0
-    )
-    device = resolve_device(cfg.train.device, dist)
-    probs, _ = predict(
-        model,
-        ds,
-        batch_size=cfg.train.eval_batch_size or 2 * cfg.train.batch_size,
-        workers=cfg.train.workers,
-        device=device,
-        amp=cfg.train.amp,
-        channels_last=cfg.train.channels_last and device.type == "cuda",
-        tta=tta,
-        dist=dist,
-    )
-    return probs
-
-
 def train_fold(
     plan: RunPlan,
     k: int,
@@ -360,29 +290,48 @@ def train_fold(
     write_text(fold_dir / "metrics.json", json.dumps(metrics, indent=2), overwrite=True)
     # oof.npz is written last: its presence marks the fold as done.
     with atomic_path(fold_dir / "oof.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
-        np.savez(f, sample_id=plan.sample_ids[val_rows], probs=probs, embeddings=emb)
+        # Text ids, not objects: merging loads the file without pickle. The fold's
+        # own embeddings stay here for comparison only; they are one space per fold.
+        ids = np.asarray(plan.sample_ids[val_rows], dtype=str)
+        np.savez(f, sample_id=ids, probs=probs, embeddings=emb)
     (fold_dir / "checkpoint.pt").unlink(missing_ok=True)
     return metrics
 
 
+def load_fold_outputs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fold's ``oof.npz``: ids (R,), probabilities (R, K), its own embeddings (R, D).
+
+    Loaded without pickle: a copied run folder is data, never code.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["sample_id"].astype(str), z["probs"], z["embeddings"]
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(
+            [
+                Problem(
+                    str(path),
+                    f"not a fold output this version reads safely ({e}); "
+                    "delete the fold's folder to train it again",
+                )
+            ]
+        ) from None
+
+
 def merge_folds(plan: RunPlan) -> dict[str, Any]:
-    """Gather every fold's predictions in manifest order; write oof.csv, embeddings, metrics."""
+    """Gather every fold's predictions in manifest order; write oof.csv and metrics."""
     n, k_folds = len(plan.train_rows), plan.cfg.train.folds
-    position = {sid: i for i, sid in enumerate(plan.sample_ids)}
+    position = pd.Index(np.asarray(plan.sample_ids, dtype=str))
     pred_probs = np.full((n, len(plan.classes)), np.nan, dtype=np.float32)
-    embeddings: np.ndarray | None = None
     fold_metrics = []
     for k in range(k_folds):
-        with np.load(plan.fold_dir(k) / "oof.npz", allow_pickle=True) as z:
-            pos = np.array([position[s] for s in z["sample_id"]], dtype=np.int64)
-            if not np.all(plan.folds[pos] == k):
-                raise RuntimeError(f"fold {k} predicted rows outside its fold")
-            pred_probs[pos] = z["probs"]
-            if embeddings is None:
-                embeddings = np.zeros((n, z["embeddings"].shape[1]), dtype=np.float32)
-            embeddings[pos] = z["embeddings"]
+        ids, probs, _ = load_fold_outputs(plan.fold_dir(k) / "oof.npz")
+        pos = position.get_indexer(ids)
+        if (pos < 0).any() or not np.all(plan.folds[pos] == k):
+            raise RuntimeError(f"fold {k} predicted rows outside its fold")
+        pred_probs[pos] = probs
         fold_metrics.append(json.loads((plan.fold_dir(k) / "metrics.json").read_text()))
-    if np.isnan(pred_probs).any() or embeddings is None:
+    if np.isnan(pred_probs).any():
         raise RuntimeError("some train rows have no out-of-fold prediction")
     overall = classification_metrics(plan.labels, pred_probs.argmax(1), plan.classes)
     metrics = {
@@ -394,9 +343,6 @@ def merge_folds(plan: RunPlan) -> dict[str, Any]:
         "folds": fold_metrics,
     }
     table = oof_table(plan.sample_ids, plan.folds, plan.labels, pred_probs, plan.classes)
-    if not (plan.run_dir / "embeddings.npy").exists():
-        with atomic_path(plan.run_dir / "embeddings.npy") as tmp, open(tmp, "wb") as f:
-            np.save(f, embeddings)
     if not (plan.run_dir / "oof.csv").exists():
         with atomic_path(plan.run_dir / "oof.csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.8g")
@@ -444,8 +390,12 @@ def run_oof(
     progress: Progress,
     backend: str = "local",
     ray_options: RayOptions | None = None,
+    embed: bool = True,
 ) -> OofResult:
     """Train the folds that are not done (or only ``fold``), then merge when all are.
+
+    Once every fold is done, ``embed`` embeds every row with one model
+    (:mod:`cleaner.embed`) before the merge.
 
     ``backend="ray"`` runs the folds as Ray tasks (see :mod:`cleaner.ray_folds`);
     under torchrun the processes train each fold together (:mod:`cleaner.distributed`).
@@ -472,6 +422,8 @@ def run_oof(
     if failed:
         raise FoldsFailed(str(plan.run_dir), failed)
     missing = [k for k in range(k_folds) if not plan.fold_done(k)]
+    if embed and not missing:
+        embed_run(plan, progress=progress, dist=dist)  # every torchrun process takes part
     if missing or not dist.main:
         return OofResult(plan.run_dir, todo, missing, None)
     if (plan.run_dir / "metrics.json").exists() and (plan.run_dir / "oof.csv").exists():

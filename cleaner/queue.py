@@ -10,6 +10,7 @@ queue records the manifest version and runs it was made from, so that
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -26,10 +27,15 @@ from cleaner import flag
 from cleaner.atomic import atomic_path, write_text
 from cleaner.attributes import SPEC_SEP, AttributeTable, attribute_table, just_under_edge
 from cleaner.audit import decided_in_manifest
+from cleaner.config import PipelineConfig, apply_overrides
+from cleaner.duplicates import DUPLICATE_COLUMNS, classify_pairs
+from cleaner.embeddings import Embeddings
 from cleaner.errors import InputError, Problem
 from cleaner.gallery import render_gallery
-from cleaner.manifest import audit_log_path, read_manifest, resolve_paths
-from cleaner.runs import Run, load_run
+from cleaner.issue_kinds import LEAKAGE, NEAR_DUPLICATE, NO_SUGGESTION
+from cleaner.manifest import audit_log_path, read_manifest, resolve_paths, sha256_file
+from cleaner.runs import Run, load_probs, load_run
+from cleaner.trust import check_trust
 
 QUEUE_COLUMNS = (
     "rank",
@@ -43,6 +49,7 @@ QUEUE_COLUMNS = (
     "decision",
     "new_label",
     "note",
+    "partner",  # the other image of a near_duplicate or leakage row
 )
 GROUP_PREFIX = "group:"  # sample_id of a queue row that stands for a whole group
 
@@ -62,6 +69,13 @@ class QueueSummary:
     queue_csv: Path | None = None
     queue_html: Path | None = None
     attributes: AttributeTable | None = None  # flag.attributes, learned from the train rows
+    trust: flag.ModelTrust | None = None  # how good the out-of-fold model is
+    finding_counts: dict[str, int] = field(default_factory=dict)  # duplicate pairs by finding
+    embedding_source: str = ""  # which model embedded the rows ("" without embeddings)
+    own_fold_share: float = float("nan")  # kNN neighbours in the own fold; about 1/K is right
+    legacy_embeddings: bool = False  # an older run's fold-local embeddings were ignored
+    duplicates_csv: Path | None = None
+    duplicate_pairs: pd.DataFrame | None = None  # duplicates.csv
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
@@ -100,7 +114,9 @@ def _row_frame(
     issue: np.ndarray,
     note: Sequence[str],
     group: str,
+    partner: Sequence[str] | None = None,
 ) -> pd.DataFrame:
+    """Queue rows of manifest positions ``rows``; class index -1 writes an empty label."""
     names = np.asarray(classes, dtype=object)
     sub = df.iloc[rows]
     return pd.DataFrame(
@@ -109,12 +125,77 @@ def _row_frame(
             "path": sub["path"].to_numpy(),
             "group": sub[group].to_numpy() if group else "",
             "given_label": np.where(given >= 0, names[np.maximum(given, 0)], ""),
-            "suggested_label": names[suggested],
+            "suggested_label": np.where(suggested >= 0, names[np.maximum(suggested, 0)], ""),
             "label_quality": quality,
             "issue": issue,
             "note": list(note),
+            "partner": list(partner) if partner is not None else "",
         }
     )
+
+
+@dataclass(frozen=True)
+class EmbeddingFindings:
+    """What the one feature space shows about the N train rows of a run."""
+
+    is_outlier: np.ndarray  # (N,) bool
+    is_near: np.ndarray  # (N,) bool: the queued member of a pair with different labels
+    partner: np.ndarray  # (N,) sample_id of its other image, "" if none
+    notes: np.ndarray  # (N,) why, for the queue's note column
+    leak: np.ndarray  # (N,) bool: a copy of a test or unlabeled image
+    pairs: pd.DataFrame  # duplicates.csv: every pair, with its finding
+
+
+def embedding_findings(
+    df: pd.DataFrame, run: Run, emb: Embeddings, quality: np.ndarray
+) -> EmbeddingFindings:
+    """Outliers, conflicting near duplicates and leakage among ``emb``'s rows.
+
+    Every row of ``emb`` (train, test and unlabeled) lies in one feature space,
+    so distances between any two rows mean something.
+    """
+    n = len(run.sample_ids)
+    names = np.asarray(run.classes, dtype=object)
+    manifest_pos = pd.Index(df["sample_id"]).get_indexer(emb.sample_ids)
+    group_col = run.cfg.data.group
+    groups = (
+        df[group_col].astype(str).to_numpy()[manifest_pos]
+        if group_col and group_col in df.columns
+        else None
+    )
+    found = flag.embedding_issues(emb.embeddings)
+    pairs = classify_pairs(
+        found.pairs,
+        found.pair_distance,
+        flag.same_value_pairs(emb.file_sha256),
+        sample_ids=emb.sample_ids,
+        split=emb.split,
+        labels=df["label"].astype(str).str.strip().to_numpy()[manifest_pos],
+        groups=groups,
+    )
+    position = pd.Index(np.asarray(run.sample_ids, dtype=str))
+    at = pd.Index(emb.sample_ids).get_indexer(position)  # (N,) each train row's row in emb
+    is_outlier = found.is_outlier[at]
+    is_near, leak = np.zeros(n, bool), np.zeros(n, bool)
+    partner = np.full(n, "", dtype=object)
+    notes = np.full(n, "", dtype=object)
+    for r in pairs.itertuples(index=False):
+        a, b = position.get_indexer([r.sample_id, r.partner])
+        how = "same file as" if r.match == "exact" else "near duplicate of"
+        if r.finding == LEAKAGE:
+            if not leak[a]:  # the first pair is the exact or closest one
+                leak[a], partner[a] = True, r.partner
+                notes[a] = f"{how} {r.partner_split} row {r.partner}"
+        elif r.finding == NEAR_DUPLICATE:
+            # One row per pair: the image whose label the model doubts more.
+            if quality[b] < quality[a]:
+                a, b = b, a
+            if not (is_near[a] or leak[a]):
+                is_near[a], partner[a] = True, run.sample_ids[b]
+                notes[a] = f"{how} {run.sample_ids[b]} (labelled {names[run.labels[b]]})"
+    for i in np.flatnonzero(is_outlier & (notes == "")):
+        notes[i] = f"atypical image (outlier score {found.outlier_score[at[i]]:.3f})"
+    return EmbeddingFindings(is_outlier, is_near, partner, notes, leak, pairs)
 
 
 def attributes_of(df: pd.DataFrame, train_rows: np.ndarray, run: Run) -> AttributeTable | None:
@@ -308,7 +389,7 @@ def build_queue(
     decided: set[str],
     include_unlabeled: bool = False,
 ) -> tuple[pd.DataFrame, QueueSummary]:
-    """The queue rows, best first, and the summary to print."""
+    """The queue rows (leakage first, then best first) and the summary to print."""
     run = runs[0]
     classes = run.classes
     # Index lookups, not Python dicts: this runs on a million rows.
@@ -323,24 +404,22 @@ def build_queue(
     suggested, _ = flag.suggest_labels(labels, pred_probs)
     noise = flag.estimate_noise(labels, pred_probs)
     is_label = flag.find_label_errors(labels, pred_probs, confident_joint=noise.confident_joint)
-    near_conflict = np.zeros(len(labels), bool)
-    is_outlier = np.zeros(len(labels), bool)
-    notes = np.full(len(labels), "", dtype=object)
     emb = next((r.embeddings for r in runs if r.embeddings is not None), None)
-    if emb is not None:
-        found = flag.embedding_issues(emb)
-        partner = found.near_duplicate_of
-        # A near duplicate matters for labels when the two images carry different labels.
-        near_conflict = (partner >= 0) & (labels[np.maximum(partner, 0)] != labels)
-        for i in np.flatnonzero(near_conflict):
-            notes[i] = (
-                f"near duplicate of {run.sample_ids[partner[i]]} "
-                f"(labelled {classes[labels[partner[i]]]})"
-            )
-        is_outlier = found.is_outlier
-        for i in np.flatnonzero(is_outlier & ~near_conflict):
-            notes[i] = f"atypical image (outlier score {found.outlier_score[i]:.3f})"
-    issue = flag.primary_issue(is_label, near_conflict, is_outlier)
+    n = len(labels)
+    found = (
+        embedding_findings(df, run, emb, quality)
+        if emb is not None
+        else EmbeddingFindings(
+            np.zeros(n, bool),
+            np.zeros(n, bool),
+            np.full(n, "", dtype=object),
+            np.full(n, "", dtype=object),
+            np.zeros(n, bool),
+            pd.DataFrame(columns=list(DUPLICATE_COLUMNS)),
+        )
+    )
+    notes = found.notes
+    issue = flag.primary_issue(is_label, found.is_near, found.is_outlier)
     table = attributes_of(df, train_rows, run)
     if table is not None:
         attr, attr_q, attr_class = _attribute_issues(table, labels, pred_probs, method)
@@ -353,8 +432,11 @@ def build_queue(
         issue[boundary & (issue == run.cfg.flag.boundary_attribute)] = (
             f"{run.cfg.flag.boundary_column}_boundary"
         )
+    # An outlier or near duplicate says the image is odd, not which class it is.
+    suggested = np.where(np.isin(issue, list(NO_SUGGESTION)), -1, suggested)
     not_decided = ~np.isin(run.sample_ids, list(decided))
-    order = flag.review_order(quality, (issue != "") & not_decided)
+    leak = found.leak & not_decided
+    order = flag.review_order(quality, (issue != "") & not_decided & ~leak)
     rows = _row_frame(
         df,
         train_rows[order],
@@ -365,6 +447,21 @@ def build_queue(
         issue=issue[order],
         note=notes[order],
         group=run.cfg.data.group,
+        partner=found.partner[order],
+    )
+    # Leakage is listed first and never cut by --top: each one inflates the test score.
+    leak_order = flag.review_order(quality, leak)
+    leaks = _row_frame(
+        df,
+        train_rows[leak_order],
+        classes,
+        given=labels[leak_order],
+        suggested=np.full(len(leak_order), -1),
+        quality=quality[leak_order],
+        issue=np.full(len(leak_order), LEAKAGE, dtype=object),
+        note=notes[leak_order],
+        group=run.cfg.data.group,
+        partner=found.partner[leak_order],
     )
     groups = _group_rows(df, train_rows, run, pred_probs, quality, decided, table)
     if len(groups) and len(rows):
@@ -382,6 +479,7 @@ def build_queue(
     last = queue["issue"].astype(str).str.endswith("_boundary").to_numpy()
     queue = queue.assign(_last=last).sort_values(["_last", "label_quality"], kind="stable")
     queue = queue.drop(columns="_last").head(top)
+    queue = pd.concat([leaks, queue], ignore_index=True)
     if include_unlabeled:
         queue = pd.concat(
             [queue, _unlabeled_rows(df, runs, top=top, decided=decided)], ignore_index=True
@@ -390,8 +488,7 @@ def build_queue(
     queue.insert(0, "rank", np.arange(1, len(queue) + 1))
     for col in ("decision", "new_label"):
         queue[col] = ""
-    queue = queue[list(QUEUE_COLUMNS)]
-    n = len(labels)
+    queue = queue.fillna({"partner": ""})[list(QUEUE_COLUMNS)]
     summary = QueueSummary(
         n_train=n,
         method=method,
@@ -404,7 +501,12 @@ def build_queue(
         already_decided=int((~not_decided).sum()),
         issue_counts={str(k): int(v) for k, v in queue["issue"].value_counts().items()},
         attributes=table,
+        finding_counts={str(k): int(v) for k, v in found.pairs["finding"].value_counts().items()},
+        embedding_source=emb.source if emb is not None else "",
+        own_fold_share=emb.own_fold_share if emb is not None else float("nan"),
+        legacy_embeddings=emb is None and any(r.legacy_embeddings for r in runs),
     )
+    summary.duplicate_pairs = found.pairs
     return queue, summary
 
 
@@ -446,17 +548,94 @@ def relative_to_folder(path: str | Path, folder: str | Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
 
 
-def make_queue(
+def _flag_inputs(
     run_dirs: Sequence[str | Path],
+    overrides: Sequence[str],
+    *,
+    probs: str | Path | None,
+    manifest: str | Path | None,
+    embeddings: str | Path | None,
+) -> list[Run]:
+    """The runs to flag: run folders, or one probability file with its manifest.
+
+    ``overrides`` (``flag.*``; with ``probs`` also ``data.group``) apply at this
+    step, without a new oof run.
+    """
+    if probs is not None:
+        if run_dirs:
+            raise InputError("give run folders or --probs, not both")
+        if manifest is None:
+            raise InputError("--probs needs --manifest: the manifest the probabilities score")
+        cfg = apply_overrides(PipelineConfig(), overrides, keys=("flag", "data.group"))
+        return [load_probs(probs, manifest, cfg, embeddings=embeddings)]
+    if manifest is not None or embeddings is not None:
+        raise InputError("--manifest and --embeddings go with --probs (a run folder has its own)")
+    runs = load_runs(run_dirs)
+    if overrides:
+        runs = [
+            dataclasses.replace(r, cfg=apply_overrides(r.cfg, overrides, keys=("flag",)))
+            for r in runs
+        ]
+    return runs
+
+
+def _queue_meta(
+    runs: Sequence[Run],
+    out_dir: Path,
+    *,
+    method: str,
+    top: int,
+    table: AttributeTable | None,
+    trust: flag.ModelTrust,
+    examples: dict[str, list[str]],
+) -> dict[str, Any]:
+    """``queue.json``: what the queue was made from, for ``apply`` and the review page."""
+    run = runs[0]
+    from_file = run.probs_file is not None
+    return {
+        # Relative to the queue's folder, so `apply` works from any directory and
+        # after the project moves (read_queue_meta resolves them back).
+        "manifest": relative_to_folder(run.manifest_path, out_dir),
+        "manifest_sha256": run.manifest_sha,
+        "runs": [] if from_file else [relative_to_folder(r.run_dir, out_dir) for r in runs],
+        "probs": relative_to_folder(run.probs_file, out_dir) if run.probs_file else None,
+        "probs_sha256": sha256_file(run.probs_file) if run.probs_file else None,
+        "method": method,
+        "top": top,
+        "classes": list(run.classes),
+        "group_column": run.cfg.data.group,
+        # How each class decomposes into attributes, for attribute=value decisions.
+        "attributes": table.to_json() if table is not None else None,
+        "flag": dataclasses.asdict(run.cfg.flag),
+        "trust": dataclasses.asdict(trust),
+        # Confidently labelled train rows of each class, for the review page to compare.
+        "examples": examples,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def make_queue(
+    run_dirs: Sequence[str | Path] = (),
     *,
     top: int | None = None,
     method: str | None = None,
     out: str | Path | None = None,
     include_unlabeled: bool = False,
     on_image: Callable[[], None] | None = None,
+    force: bool = False,
+    overrides: Sequence[str] = (),
+    probs: str | Path | None = None,
+    manifest: str | Path | None = None,
+    embeddings: str | Path | None = None,
 ) -> QueueSummary:
-    """``cleaner flag``: write queue.csv, queue.html and queue.json for the given runs."""
-    runs = load_runs(run_dirs)
+    """``cleaner flag``: write queue.csv, queue.html, queue.json (and duplicates.csv).
+
+    From run folders, or from ``probs`` (out-of-fold probabilities made outside
+    ``cleaner``, in the ``oof.csv`` layout) scoring ``manifest``, with optional
+    ``embeddings`` (:mod:`cleaner.embeddings`); then ``out`` is required.
+    Refuses (unless ``force``) when the out-of-fold model is no better than chance.
+    """
+    runs = _flag_inputs(run_dirs, overrides, probs=probs, manifest=manifest, embeddings=embeddings)
     run = runs[0]
     top = top if top is not None else run.cfg.flag.top
     method = method or run.cfg.flag.method
@@ -464,8 +643,16 @@ def make_queue(
         raise InputError(f"--top must be at least 1, got {top}")
     if method not in flag.RANK_METHODS:
         raise InputError(f"--method {method!r}: choose one of {', '.join(flag.RANK_METHODS)}")
+    if probs is not None and out is None:
+        raise InputError("--probs needs --out: the folder for the queue")
+    mean_probs = np.mean([r.pred_probs for r in runs], axis=0)
+    source = str(probs) if probs is not None else ", ".join(str(r.run_dir) for r in runs)
+    trust = check_trust(run.labels, mean_probs, force=force, source=source)
     out_dir = Path(out) if out else run.run_dir
-    targets = [out_dir / n for n in ("queue.csv", "queue.html", "queue.json")]
+    names = ["queue.csv", "queue.html", "queue.json"]
+    if any(r.embeddings is not None for r in runs):
+        names.append("duplicates.csv")
+    targets = [out_dir / n for n in names]
     existing = [str(p) for p in targets if p.exists()]
     if existing:
         raise InputError(
@@ -476,34 +663,35 @@ def make_queue(
     queue, summary = build_queue(
         df, runs, top=top, method=method, decided=decided, include_unlabeled=include_unlabeled
     )
+    summary.trust = trust
+    if probs is not None:
+        summary.runs = [str(probs)]
     table = summary.attributes
     root = run.manifest_path.parent
     paths = [
         p if str(raw) else None
         for p, raw in zip(resolve_paths(queue, root), queue["path"], strict=True)
     ]
+    # A near duplicate or leakage row shows its partner: the manifest's image of that id.
+    at = pd.Index(df["sample_id"]).get_indexer(queue["partner"].astype(str))
+    found = iter(resolve_paths(df.iloc[at[at >= 0]], root))
+    partner_paths = [next(found) if i >= 0 else None for i in at]
     page = render_gallery(
         queue,
         paths,
         title=f"relabel queue: {run.manifest_path.name}",
         classes=run.classes,
         on_image=on_image,
+        partner_paths=partner_paths,
     )
-    meta: dict[str, Any] = {
-        # Relative to the queue's folder, so `apply` works from any directory and
-        # after the project moves (read_queue_meta resolves them back).
-        "manifest": relative_to_folder(run.manifest_path, out_dir),
-        "manifest_sha256": run.manifest_sha,
-        "runs": [relative_to_folder(r, out_dir) for r in summary.runs],
-        "method": method,
-        "top": top,
-        "classes": list(run.classes),
-        "group_column": run.cfg.data.group,
-        # How each class decomposes into attributes, for attribute=value decisions.
-        "attributes": table.to_json() if table is not None else None,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    examples = {
+        run.classes[c]: [str(run.sample_ids[i]) for i in rows]
+        for c, rows in flag.confident_examples(run.labels, mean_probs).items()
     }
-    # Everything is computed; now write the three files, all or none.
+    meta = _queue_meta(
+        runs, out_dir, method=method, top=top, table=table, trust=trust, examples=examples
+    )
+    # Everything is computed; now write the files, all or none.
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     try:
@@ -512,6 +700,12 @@ def make_queue(
         written.append(targets[0])
         write_text(targets[1], page)
         written.append(targets[1])
+        if len(targets) > 3 and summary.duplicate_pairs is not None:
+            with atomic_path(targets[3]) as tmp:
+                summary.duplicate_pairs.to_csv(tmp, index=False, float_format="%.6g")
+            written.append(targets[3])
+            summary.duplicates_csv = targets[3]
+        # queue.json last: apply and review look for it.
         write_text(targets[2], json.dumps(meta, indent=2))
     except BaseException:
         for p in written:

@@ -35,15 +35,8 @@ from cleaner.data import decode_all, seed_for
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import audit_log_path, read_manifest, resolve_paths, split_version
 from cleaner.metrics import classification_metrics
-from cleaner.oof import (
-    BACKENDS,
-    PipelineData,
-    load_pipeline_data,
-    make_dataset,
-    model_and_normalize,
-    predict_rows,
-    run_oof,
-)
+from cleaner.oof import BACKENDS, PipelineData, load_pipeline_data, run_oof
+from cleaner.pipeline import make_dataset, model_and_normalize, predict_rows
 from cleaner.runs import PROB_PREFIX
 from cleaner.train import fit, resolve_device
 

@@ -2,11 +2,14 @@
 
 ``load_run`` is where later steps (``flag``, ``retrain``) meet a run: it
 refuses a run without ``oof.csv``, one whose manifest changed since (sha256),
-and probabilities that are not probability vectors.
+and probabilities that are not probability vectors. ``load_probs`` reads
+out-of-fold probabilities made outside ``cleaner`` (the same ``oof.csv``
+layout, ``fold`` and ``pred`` optional) against a manifest, with the same checks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from cleaner.config import PipelineConfig, build_config
+from cleaner.embeddings import EMBEDDINGS_FILE, Embeddings, read_embeddings
 from cleaner.errors import InputError, Problem
 from cleaner.flag import bad_probability_rows
-from cleaner.manifest import line_of, sha256_file
+from cleaner.manifest import line_of, read_manifest, sha256_file
 
 OOF_COLUMNS = ("sample_id", "fold", "label", "pred")
 PROB_PREFIX = "p:"  # oof.csv names its probability columns p:CLASS
@@ -33,9 +37,12 @@ class Run:
     sample_ids: np.ndarray  # (N,) train rows, in manifest order
     labels: np.ndarray  # (N,) class index of the given label
     pred_probs: np.ndarray  # (N, K) out-of-fold probabilities
-    embeddings: np.ndarray | None  # (N, D), when the run saved them
+    embeddings: Embeddings | None  # every row in one feature space, when the run has them
     unlabeled_ids: np.ndarray  # (U,) unlabeled rows, when the run predicted them
     unlabeled_probs: np.ndarray  # (U, K), averaged over the fold models
+    # An older run's fold-local ``embeddings.npy`` (K feature spaces): not used.
+    legacy_embeddings: bool = False
+    probs_file: Path | None = None  # set when the probabilities came from ``--probs``
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -146,17 +153,8 @@ def load_run(run_dir: str | Path) -> Run:
             ]
         )
     embeddings = None
-    if (run_dir / "embeddings.npy").exists():
-        embeddings = np.load(run_dir / "embeddings.npy")
-        if embeddings.shape[0] != len(table):
-            raise InputError(
-                [
-                    Problem(
-                        str(run_dir / "embeddings.npy"),
-                        f"{embeddings.shape[0]} rows, but oof.csv has {len(table)}",
-                    )
-                ]
-            )
+    if (run_dir / EMBEDDINGS_FILE).exists():
+        embeddings = checked_embeddings(run_dir / EMBEDDINGS_FILE, table["sample_id"].to_numpy())
     u_ids, u_probs = np.array([], dtype=object), np.zeros((0, len(classes)))
     if (run_dir / "unlabeled.csv").exists():
         u, u_probs = _prob_table(run_dir / "unlabeled.csv", classes, ("sample_id", "pred"))
@@ -172,4 +170,136 @@ def load_run(run_dir: str | Path) -> Run:
         embeddings=embeddings,
         unlabeled_ids=u_ids,
         unlabeled_probs=u_probs,
+        legacy_embeddings=embeddings is None and (run_dir / "embeddings.npy").exists(),
+    )
+
+
+def checked_embeddings(
+    path: Path, train_ids: np.ndarray, split_of: pd.Series | None = None
+) -> Embeddings:
+    """``embeddings.npz``, refused unless its train rows are exactly ``train_ids`` (N,).
+
+    ``split_of`` (the manifest's split by sample_id) replaces the file's own
+    ``split``, for a file made outside ``cleaner``.
+    """
+    emb = read_embeddings(path)
+    if len(set(emb.sample_ids)) != len(emb.sample_ids):
+        raise InputError([Problem(str(path), "a sample_id appears twice")])
+    if split_of is not None:
+        split = split_of.reindex(emb.sample_ids)
+        if split.isna().any():
+            stray = emb.sample_ids[split.isna().to_numpy()]
+            raise InputError(
+                [Problem(str(path), f"{len(stray)} rows not in the manifest, e.g. {stray[0]!r}")]
+            )
+        emb = dataclasses.replace(emb, split=split.to_numpy().astype(str))
+    ids = emb.sample_ids[emb.split == "train"]
+    if set(ids) != set(np.asarray(train_ids, dtype=str)):
+        raise InputError(
+            [
+                Problem(
+                    str(path),
+                    f"its {len(ids)} train rows are not the {len(train_ids)} rows "
+                    "of the probabilities",
+                )
+            ]
+        )
+    return emb
+
+
+def load_probs(
+    probs_csv: str | Path,
+    manifest: str | Path,
+    cfg: PipelineConfig,
+    *,
+    embeddings: str | Path | None = None,
+) -> Run:
+    """Out-of-fold probabilities made outside ``cleaner``, checked against ``manifest``.
+
+    ``probs_csv`` has the ``oof.csv`` layout (``sample_id, [fold,] label, [pred,]
+    p:CLASS...``); its ``p:`` columns give the classes and their order. Every
+    train row of the manifest must appear once, with the manifest's label.
+    ``cfg`` supplies ``flag.*`` and ``data.group``; ``data.classes`` is filled in.
+    """
+    probs_csv, manifest = Path(probs_csv), Path(manifest)
+    if not probs_csv.is_file():
+        raise InputError([Problem(str(probs_csv), "probability file not found")])
+    if not manifest.is_file():
+        raise InputError([Problem(str(manifest), "manifest not found")])
+    header = pd.read_csv(probs_csv, nrows=0).columns.tolist()
+    classes = tuple(c[len(PROB_PREFIX) :] for c in header if c.startswith(PROB_PREFIX))
+    first = tuple(c for c in header if not c.startswith(PROB_PREFIX))
+    allowed = [c for c in OOF_COLUMNS if c in first]
+    if not classes or "sample_id" not in first or "label" not in first or list(first) != allowed:
+        raise InputError(
+            [
+                Problem(
+                    str(probs_csv),
+                    "expected columns sample_id, [fold,] label, [pred,] then one p:CLASS "
+                    f"column per class; found {', '.join(header)}",
+                    1,
+                )
+            ]
+        )
+    cfg = cfg.replace("data", manifest=str(manifest), classes=classes)
+    table, pred_probs = _prob_table(probs_csv, classes, first)
+    df = read_manifest(manifest)
+    problems = []
+    ids = table["sample_id"].to_numpy()
+    dup = table["sample_id"].duplicated().to_numpy()
+    problems += [
+        Problem(str(probs_csv), f"sample_id {ids[i]!r} appears twice", line_of(int(i)))
+        for i in np.flatnonzero(dup)
+    ]
+    train = df[df["split"] == "train"]
+    given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
+    for i, (sid, label) in enumerate(zip(ids, table["label"], strict=True)):
+        if sid not in given:
+            problems.append(
+                Problem(str(probs_csv), f"sample_id {sid!r} is not a train row of {manifest}",
+                        line_of(i))
+            )  # fmt: skip
+        elif given[sid] != label:
+            problems.append(
+                Problem(
+                    str(probs_csv),
+                    f"label {label!r} of {sid!r} is not the manifest's {given[sid]!r}",
+                    line_of(i),
+                )
+            )
+    missing = sorted(set(given) - set(ids))
+    if missing:
+        problems.append(
+            Problem(
+                str(probs_csv),
+                f"{len(missing)} train rows of {manifest} have no probabilities, e.g. "
+                + ", ".join(repr(m) for m in missing[:3]),
+            )
+        )
+    unknown = sorted(set(given.values()) - set(classes))
+    if unknown:
+        problems.append(
+            Problem(str(probs_csv), "no p: column for class(es) " + ", ".join(map(repr, unknown)))
+        )
+    if problems:
+        raise InputError(problems)
+    # Manifest order, as a run folder's oof.csv has it.
+    order = pd.Index(ids).get_indexer(train["sample_id"])
+    index = {c: i for i, c in enumerate(classes)}
+    emb = None
+    if embeddings is not None:
+        split_of = pd.Series(df["split"].to_numpy(), index=df["sample_id"].to_numpy())
+        emb = checked_embeddings(Path(embeddings), ids, split_of)
+    return Run(
+        run_dir=probs_csv.parent,
+        cfg=cfg,
+        manifest_path=manifest,
+        manifest_sha=sha256_file(manifest),
+        sample_ids=ids[order],
+        labels=table["label"].map(index).to_numpy(np.int64)[order],
+        pred_probs=pred_probs[order],
+        embeddings=emb,
+        unlabeled_ids=np.array([], dtype=object),
+        unlabeled_probs=np.zeros((0, len(classes))),
+        probs_file=probs_csv,
     )
