@@ -523,6 +523,14 @@ def retrain(
         help="The oof run that --reweight quality|prune reads; repeat for an ensemble "
         "(mean probabilities, as `flag RUN1 RUN2`).",
     ),
+    probs: Path | None = typer.Option(
+        None,
+        "--probs",
+        help="Out-of-fold probabilities made elsewhere (oof.csv layout) for --reweight.",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Reweight even when the out-of-fold model is no better than chance."
+    ),
     tta: bool = typer.Option(False, "--tta", help="Average with horizontally flipped images."),
     out: Path | None = typer.Option(
         None, "--out", help="Run folder (default runs/NAME-retrain-HASH)."
@@ -565,6 +573,8 @@ def retrain(
             backend=backend,
             ray_options=ray_options,
             baselines=baselines,
+            probs=probs,
+            force=force,
         )
     _print_retrain(result.metrics, result.run_dir)
 

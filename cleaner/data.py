@@ -188,7 +188,13 @@ def make_loader(
     device: torch.device,
     sampler: Sampler | None = None,
 ) -> DataLoader:
-    """A DataLoader; without a sampler it reads in order (for prediction)."""
+    """A DataLoader; without a sampler it reads in order (for prediction).
+
+    Training (a sampler) skips a last batch of one sample: batch norm cannot
+    normalise a single sample. The sampler's order is fixed per (seed, epoch),
+    so the skipped sample is the same on resume.
+    """
+    n = len(sampler) if sampler is not None else 0  # type: ignore[arg-type]
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -198,5 +204,5 @@ def make_loader(
         pin_memory=device.type == "cuda",
         # Workers live across epochs when the loader is reused (training).
         persistent_workers=workers > 0 and sampler is not None,
-        drop_last=False,
+        drop_last=sampler is not None and n % batch_size == 1,
     )

@@ -606,7 +606,8 @@ def _queue_meta(
         "group_column": run.cfg.data.group,
         # How each class decomposes into attributes, for attribute=value decisions.
         "attributes": table.to_json() if table is not None else None,
-        "flag": dataclasses.asdict(run.cfg.flag),
+        # The flag settings used: the run's, --set's, and --top/--method.
+        "flag": {**dataclasses.asdict(run.cfg.flag), "top": top, "method": method},
         "trust": dataclasses.asdict(trust),
         # Confidently labelled train rows of each class, for the review page to compare.
         "examples": examples,

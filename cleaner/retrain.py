@@ -39,6 +39,7 @@ from cleaner.oof import BACKENDS, PipelineData, load_pipeline_data, run_oof
 from cleaner.pipeline import make_dataset, model_and_normalize, predict_rows
 from cleaner.runs import PROB_PREFIX
 from cleaner.train import fit, resolve_device
+from cleaner.trust import check_trust
 
 if TYPE_CHECKING:
     from cleaner.ray_folds import RayOptions
@@ -174,7 +175,7 @@ def _fold_models_predict(
 
 
 def _train_weights(
-    data: PipelineData, reweight: str, oof_runs: Sequence[Path]
+    data: PipelineData, reweight: str, oof_runs: Sequence[Path], *, force: bool = False
 ) -> tuple[np.ndarray, str]:
     """The loss weight of every train row under ``--reweight``, and how it was made."""
     sub = data.df.iloc[data.train_rows]
@@ -188,14 +189,17 @@ def _train_weights(
         if not oof_runs:
             raise InputError(
                 f"--reweight {reweight} needs the oof run that scored the labels: "
-                "pass --oof RUN (or --queue, whose runs are used)"
+                "pass --oof RUN or --probs FILE (or --queue, whose runs are used)"
             )
         run = load_runs_lenient(oof_runs)
+        named = ", ".join(str(r) for r in oof_runs)
+        # The same gate as `flag`: weights from a model no better than chance are noise.
+        known = run["labels"] >= 0
+        check_trust(run["labels"][known], run["probs"][known], force=force, source=named)
         position = pd.Index(run["sample_id"]).get_indexer(ids)
         found = position >= 0
         decided = decided_in_manifest(data.df, audit_log_path(data.manifest_path))
         reviewed = np.isin(ids, list(decided))
-        named = ", ".join(str(r) for r in oof_runs)
         if reweight == "prune":
             # Flagged on the labels the runs scored and their mean probabilities, as
             # `flag` on the same runs (without flag.attributes) lists its `label` rows.
@@ -221,8 +225,10 @@ def load_run_lenient(run_dir: Path) -> dict[str, np.ndarray]:
 
     Reweighting reads the run that scored the *previous* version: rows are
     matched by ``sample_id``, so the manifest's sha256 need not match.
+    ``run_dir`` may also be a probability file in the ``oof.csv`` layout
+    (``--probs``: probabilities made outside ``cleaner``).
     """
-    oof_csv = Path(run_dir) / "oof.csv"
+    oof_csv = Path(run_dir) if Path(run_dir).is_file() else Path(run_dir) / "oof.csv"
     if not oof_csv.exists():
         raise InputError([Problem(str(run_dir), "no oof.csv: not a finished oof run")])
     table = pd.read_csv(
@@ -286,6 +292,8 @@ def run_retrain(
     backend: str = "local",
     ray_options: RayOptions | None = None,
     baselines: bool = True,
+    probs: str | Path | None = None,
+    force: bool = False,
 ) -> RetrainResult:
     """``cleaner retrain``: train the final model(s), predict the test rows, write the report."""
     if reweight not in REWEIGHTS:
@@ -303,13 +311,15 @@ def run_retrain(
 
         meta = read_queue_meta(queue)
         manifest = apply_queue(queue, reviewer=reviewer).new_manifest
-        oof_runs = oof_runs or meta.runs
+        oof_runs = oof_runs or meta.runs or ([meta.probs] if meta.probs else [])
     if manifest is not None:
         overrides.append(f'data.manifest="{Path(manifest).as_posix()}"')
     data = load_pipeline_data(pipeline, overrides, progress=progress)
     cfg = data.cfg
-    runs = [Path(r) for r in oof_runs]
-    weights, weight_rule = _train_weights(data, reweight, runs)
+    if probs is not None and oof_runs:
+        raise InputError("give --oof runs or --probs, not both")
+    runs = [Path(probs)] if probs is not None else [Path(r) for r in oof_runs]
+    weights, weight_rule = _train_weights(data, reweight, runs, force=force)
     key = hashlib.sha256(
         (cfg.to_toml() + data.manifest_sha + mode + reweight + str(tta)).encode()
     ).hexdigest()[:8]
@@ -357,6 +367,7 @@ def run_retrain(
             progress=progress,
             backend=backend,
             ray_options=ray_options,
+            embed=False,  # the queue is made; these folds only score the cleaned labels
         )
         cv_metrics = cv.metrics
         if cv_metrics is not None and (weights == 0).any():

@@ -108,9 +108,14 @@ def test_queue_finds_the_injected_errors_first(noisy_run: tuple[Path, Path]) -> 
     ).mean() > 0.9
     assert (q["given_label"] != q["suggested_label"]).all()
     assert (q["given_label"].to_numpy() == m.loc[q["sample_id"], "label"].to_numpy()).all()
-    assert set(q["issue"]) <= {"label", "outlier", "near_duplicate"}
-    quality = q["label_quality"].astype(float).to_numpy()
+    assert set(q["issue"]) <= {"label", "outlier", "near_duplicate", "leakage"}
+    # Leakage rows (train copies of test images) come first; then best first.
+    leak = (q["issue"] == "leakage").to_numpy()
+    assert not leak[leak.argmin() :].any()
+    quality = q["label_quality"].astype(float).to_numpy()[~leak]
     assert (np.diff(quality) >= 0).all()  # best first: lowest label quality first
+    # Only label rows propose a class.
+    assert (q.loc[q["issue"] != "label", "suggested_label"] == "").all()
     assert not set(q["sample_id"]) & set(m.index[m["split"] == "test"])
     assert (q[["decision", "new_label"]] == "").all().all()
     meta = json.loads((run / "q" / "queue.json").read_text())
@@ -144,7 +149,8 @@ def test_gallery_shows_every_row_with_its_image(noisy_run: tuple[Path, Path]) ->
     page = (run / "g" / "queue.html").read_text()
     parser = _Cards()
     parser.feed(page)
-    assert len(parser.cards) == len(q) == 40
+    # Leakage rows (train copies of test images) are never cut by --top.
+    assert len(parser.cards) == len(q) == 40 + (q["issue"] == "leakage").sum()
     for sid in q["sample_id"]:
         assert sid in page
     assert len(parser.images) == len(q)

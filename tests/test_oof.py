@@ -17,6 +17,7 @@ from conftest import invoke
 from typer.testing import CliRunner
 
 from cleaner.cli import app
+from cleaner.embeddings import read_embeddings
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -47,6 +48,10 @@ name = "Affine"
 rotate = [-10, 10]
 p = 0.5
 """
+
+
+def _embeddings(run: Path) -> np.ndarray:
+    return read_embeddings(run / "embeddings.npz").embeddings
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +109,11 @@ def test_oof_table_is_complete_and_out_of_fold(digits: Path, baseline: Path) -> 
     folds = pd.read_csv(baseline / "folds.csv")
     assert folds["fold"].tolist() == oof["fold"].tolist()
     assert sorted(oof["fold"].unique()) == [0, 1, 2]
-    # embeddings are row-aligned with oof.csv
-    emb = np.load(baseline / "embeddings.npy")
-    assert emb.shape[0] == len(oof) and emb.ndim == 2 and np.isfinite(emb).all()
+    # one model embedded every row: the train rows in oof.csv's order, then the others
+    e = read_embeddings(baseline / "embeddings.npz")
+    emb = e.embeddings
+    assert e.sample_ids[e.split == "train"].tolist() == oof["sample_id"].tolist()
+    assert emb.shape[0] >= len(oof) and emb.ndim == 2 and np.isfinite(emb).all()
     # a model that learned something: well above chance against the noisy labels
     metrics = json.loads((baseline / "metrics.json").read_text())
     assert metrics["overall"]["accuracy"] > 0.5
@@ -123,9 +130,7 @@ def test_same_seed_same_oof(digits: Path, baseline: Path, tmp_path: Path) -> Non
     pipeline = write_pipeline(tmp_path / "p.toml", digits)
     invoke("oof", str(pipeline), "--out", str(tmp_path / "again"), "--quiet")
     assert (tmp_path / "again" / "oof.csv").read_bytes() == (baseline / "oof.csv").read_bytes()
-    np.testing.assert_array_equal(
-        np.load(tmp_path / "again" / "embeddings.npy"), np.load(baseline / "embeddings.npy")
-    )
+    np.testing.assert_array_equal(_embeddings(tmp_path / "again"), _embeddings(baseline))
 
 
 def test_other_seed_other_folds(digits: Path, baseline: Path, tmp_path: Path) -> None:
@@ -193,9 +198,7 @@ def test_killed_run_resumes_to_the_same_result(digits: Path, tmp_path: Path) -> 
     out = invoke("oof", str(pipeline), "--out", str(run), "--set", "train.folds=2")
     assert "resuming after epoch" in out
     assert (run / "oof.csv").read_bytes() == (straight / "oof.csv").read_bytes()
-    np.testing.assert_array_equal(
-        np.load(run / "embeddings.npy"), np.load(straight / "embeddings.npy")
-    )
+    np.testing.assert_array_equal(_embeddings(run), _embeddings(straight))
 
 
 def test_run_folder_of_another_config_is_refused(

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from cleaner.cli import app
 from cleaner.data import EpochSampler
 from cleaner.distributed import Dist, ShardedEpochSampler
+from cleaner.embeddings import read_embeddings
 from cleaner.errors import InputError
 from cleaner.progress import make_progress
 
@@ -106,7 +107,8 @@ def test_ray_folds_give_the_sequential_oof(project: Path, sequential: Path, ray_
     assert_says(out, "fold 0: accuracy", "on Ray", "out-of-fold metrics")
     assert (run / "oof.csv").read_bytes() == (sequential / "oof.csv").read_bytes()
     np.testing.assert_array_equal(
-        np.load(run / "embeddings.npy"), np.load(sequential / "embeddings.npy")
+        read_embeddings(run / "embeddings.npz").embeddings,
+        read_embeddings(sequential / "embeddings.npz").embeddings,
     )
 
 
@@ -283,8 +285,8 @@ def test_torchrun_two_processes_give_the_same_rows(project: Path) -> None:
     assert diff.mean() < 0.03
     assert (one["pred"] == two["pred"]).mean() > 0.95
     emb_one, emb_two = (
-        np.load(project / "one" / "embeddings.npy"),
-        np.load(project / "two" / "embeddings.npy"),
+        read_embeddings(project / "one" / "embeddings.npz").embeddings,
+        read_embeddings(project / "two" / "embeddings.npz").embeddings,
     )
     assert emb_one.shape == emb_two.shape
     metrics = pd.read_json(project / "two" / "metrics.json", typ="series")
