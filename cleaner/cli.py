@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cleaner.errors import FoldsFailed, InputError
+from cleaner.errors import FoldsFailed, InputError, task_name
 from cleaner.noise import NOISE_KINDS
 from cleaner.progress import console, err_console, make_progress
 
@@ -47,7 +48,7 @@ def friendly_errors(fn: F) -> F:
             table.add_column("fold", justify="right")
             table.add_column("error", overflow="fold")
             for k, reason in e.failed.items():
-                table.add_row(str(k), reason)
+                table.add_row(task_name(k), reason)
             err_console.print(table)
             err_console.print(
                 "the finished folds are kept: run the same command again to train only "
@@ -300,7 +301,9 @@ def _trust_table(t: Any) -> Table:
     table.add_column("value", justify="right")
     table.add_row("accuracy", f"{t.accuracy:.3f}")
     table.add_row("majority-class rate (chance)", f"{t.majority_rate:.3f}")
-    table.add_row("one-sided binomial p (accuracy > chance)", f"{t.p_value:.2g}")
+    # Below double precision the binomial tail underflows to 0.
+    p = f"{t.p_value:.2g}" if t.p_value > 0 else "< 1e-300"
+    table.add_row("one-sided binomial p (accuracy > chance)", p)
     table.add_row("macro F1", f"{t.macro_f1:.3f}")
     table.add_row("expected calibration error (15 bins)", f"{t.ece:.3f}")
     if not t.passed:
@@ -324,9 +327,12 @@ def _print_flag(s: Any) -> None:
     if s.trust is not None:
         console.print(_trust_table(s.trust))
     if s.embedding_source:
-        share = "" if s.own_fold_share != s.own_fold_share else f"; {s.own_fold_share:.1%} of "
-        share += "10 nearest neighbours in the own fold (about 1/K is one space)" if share else ""
-        console.print(f"outliers and duplicates measured in one space: {s.embedding_source}{share}")
+        console.print(f"outliers and duplicates measured in one space: {s.embedding_source}")
+        if not math.isnan(s.own_fold_share):
+            console.print(
+                f"{s.own_fold_share:.1%} of each train row's 10 nearest neighbours lie in its "
+                "own fold (about 1/K when the rows share one space)"
+            )
     elif s.legacy_embeddings:
         console.print(
             "[yellow]this run's embeddings are fold-local (an older cleaner): outliers and "

@@ -41,12 +41,21 @@ class InputError(ValueError):
         super().__init__("\n".join(lines))
 
 
+# The embedding step of a run (:mod:`cleaner.embed`), when it runs as a task beside the folds.
+EMBED_TASK = -1
+
+
+def task_name(k: int) -> str:
+    """``fold K``, or ``embedding`` for :data:`EMBED_TASK`."""
+    return "embedding" if k == EMBED_TASK else f"fold {k}"
+
+
 class FoldsFailed(RuntimeError):
     """Some folds of a run failed (after their retry); the finished ones are kept."""
 
     def __init__(self, run_dir: str, failed: dict[int, str]):
         self.run_dir, self.failed = run_dir, dict(sorted(failed.items()))
-        lines = [f"fold {k}: {reason}" for k, reason in self.failed.items()]
+        lines = [f"{task_name(k)}: {reason}" for k, reason in self.failed.items()]
         super().__init__(
             f"{len(failed)} fold(s) of {run_dir} failed; the finished folds are kept and the "
             "same command trains only what is missing:\n" + "\n".join(lines)

@@ -12,7 +12,7 @@ here (``label``, ``group_inconsistent``, attribute names such as ``gender``,
 
 from __future__ import annotations
 
-DECISIONS = ("keep", "relabel", "drop", "unsure")
+from cleaner.audit import ACTIONS as DECISIONS
 
 OUTLIER = "outlier"
 NEAR_DUPLICATE = "near_duplicate"

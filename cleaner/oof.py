@@ -34,7 +34,8 @@ from cleaner.config import PipelineConfig, load_config
 from cleaner.data import ImageDataset, decode_all, seed_for
 from cleaner.distributed import SINGLE, Dist, context
 from cleaner.embed import embed_run
-from cleaner.errors import FoldsFailed, InputError, Problem
+from cleaner.embeddings import EMBEDDINGS_FILE
+from cleaner.errors import EMBED_TASK, FoldsFailed, InputError, Problem
 from cleaner.folds import describe_split, make_folds
 from cleaner.manifest import (
     apply_weights_file,
@@ -414,8 +415,13 @@ def run_oof(
         from cleaner.ray_folds import RayOptions, run_folds_on_ray
 
         todo = [k for k in wanted if not plan.fold_done(k)]
+        # The embedding step needs no fold model: one more task beside the folds,
+        # so that it too runs with the folds' resources and threads.
+        tasks = todo
+        if embed and fold is None and not (plan.run_dir / EMBEDDINGS_FILE).exists():
+            tasks = [*todo, EMBED_TASK]
         failed = run_folds_on_ray(
-            plan, pipeline, overrides, todo, ray_options or RayOptions(), progress=progress
+            plan, pipeline, overrides, tasks, ray_options or RayOptions(), progress=progress
         )
     else:
         todo = train_folds(plan, wanted, progress=progress, dist=dist)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from rich.progress import Progress
 
-from cleaner.errors import InputError
+from cleaner.errors import EMBED_TASK, InputError, task_name
 
 if TYPE_CHECKING:
     from cleaner.oof import RunPlan
@@ -114,7 +115,12 @@ def fold_resources(
 def train_fold_task(
     pipeline: str, overrides: Sequence[str], run_dir: str, k: int, cwd: str, threads: int
 ) -> dict[str, Any]:
-    """One Ray task: train fold ``k`` into ``run_dir`` as ``--fold k`` does; its metrics."""
+    """One Ray task: train fold ``k`` into ``run_dir`` as ``--fold k`` does; its metrics.
+
+    ``k = EMBED_TASK`` runs the run's embedding step instead (it needs no fold
+    model, so it runs beside the folds, with the same resources).
+    """
+    from cleaner.embed import embed_run
     from cleaner.oof import plan_run, train_folds
     from cleaner.progress import make_progress
 
@@ -122,6 +128,11 @@ def train_fold_task(
         os.chdir(cwd)
     torch.set_num_threads(threads)
     with make_progress(quiet=True) as progress:
+        if k == EMBED_TASK:
+            t0 = time.perf_counter()
+            embed_run(plan_run(pipeline, overrides, out=run_dir, progress=progress),
+                      progress=progress)  # fmt: skip
+            return {"seconds": time.perf_counter() - t0}
         plan = plan_run(pipeline, overrides, out=run_dir, fold=k, progress=progress)
         train_folds(plan, [k], progress=progress)
     metrics: dict[str, Any] = json.loads((plan.fold_dir(k) / "metrics.json").read_text())
@@ -182,12 +193,11 @@ def run_folds_on_ray(
             k = pending.pop(ready[0])
             try:
                 m = ray.get(ready[0])
-                progress.console.print(
-                    f"fold {k}: accuracy {m['accuracy']:.4f}, {m['seconds']:.0f} s on Ray"
-                )
+                score = f"accuracy {m['accuracy']:.4f}, " if "accuracy" in m else ""
+                progress.console.print(f"{task_name(k)}: {score}{m['seconds']:.0f} s on Ray")
             except ray.exceptions.RayError as e:
                 failed[k] = _reason(e)
-                progress.console.print(f"fold {k} failed twice: {failed[k]}")
+                progress.console.print(f"{task_name(k)} failed twice: {failed[k]}")
             progress.advance(task)
         return failed
     finally:

@@ -153,7 +153,8 @@ def test_gallery_shows_every_row_with_its_image(noisy_run: tuple[Path, Path]) ->
     assert len(parser.cards) == len(q) == 40 + (q["issue"] == "leakage").sum()
     for sid in q["sample_id"]:
         assert sid in page
-    assert len(parser.images) == len(q)
+    # ... and a near duplicate or leakage row shows its partner beside it.
+    assert len(parser.images) == len(q) + (q["partner"] != "").sum()
     for src in parser.images:  # every image reference resolves, with no server
         assert src.startswith("data:image/")
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
@@ -358,3 +359,29 @@ def test_two_runs_are_ensembled(noisy_run: tuple[Path, Path], tmp_path: Path) ->
     wrong = (m["label"] != m["true_label"]) & (m["split"] == "train")
     k = int(wrong.sum())
     assert wrong.loc[q["sample_id"].head(k)].mean() >= 0.8
+
+
+def test_unmodified_digits_report_only_near_identical_pairs(noisy_run: tuple[Path, Path]) -> None:
+    """The digits hold no pixel-identical images; what the one space pairs is near-identical.
+
+    Each pair reported on the unmodified digits must be among the 2% most alike
+    images of the set in pixel space (on the demo: two pairs of 8x8 "1"s, at the
+    0.1st and 1st percentile of nearest-neighbour pixel distances).
+    """
+    from sklearn.metrics import pairwise_distances
+
+    from cleaner.ingest import load_digits_arrays
+
+    _, run = noisy_run
+    invoke("flag", str(run), "--out", str(run / "dups"), "--quiet")
+    pairs = pd.read_csv(run / "dups" / "duplicates.csv", dtype=str, keep_default_na=False)
+    images, _ = load_digits_arrays()
+    pixels = images.reshape(len(images), -1).astype(float)
+    assert len(np.unique(pixels, axis=0)) == len(pixels)  # no exact duplicates
+    dist = pairwise_distances(pixels)
+    np.fill_diagonal(dist, np.inf)
+    alike = np.percentile(dist.min(axis=1), 2)
+    assert (pairs["match"] == "near").all() and len(pairs) <= 3
+    for a, b in zip(pairs["sample_id"], pairs["partner"], strict=True):
+        i, j = int(a.removeprefix("digit-")), int(b.removeprefix("digit-"))
+        assert dist[i, j] <= alike, (a, b, dist[i, j], alike)
