@@ -143,6 +143,7 @@ class EmbeddingIssues:
     near_duplicate_of: np.ndarray  # (N,) index of the nearest neighbour, -1 if not a near duplicate
     pairs: np.ndarray  # (P, 2) index pairs i < j closer than the near-duplicate radius
     pair_distance: np.ndarray  # (P,)
+    radius: float = 0.0  # the near-duplicate radius: threshold x median nearest-neighbour distance
 
 
 def embedding_issues(
@@ -184,6 +185,7 @@ def embedding_issues(
         near_duplicate_of=np.where(near, idx[:, 0], -1),
         pairs=pairs.astype(np.int64),
         pair_distance=pair_distance,
+        radius=radius,
     )
 
 

@@ -143,7 +143,17 @@ class EmbeddingFindings:
     partner: np.ndarray  # (N,) sample_id of its other image, "" if none
     notes: np.ndarray  # (N,) why, for the queue's note column
     leak: np.ndarray  # (N,) bool: a copy of a test or unlabeled image
+    distance: np.ndarray  # (N,) to the partner (0: the same file), inf without one
     pairs: pd.DataFrame  # duplicates.csv: every pair, with its finding
+
+    @classmethod
+    def none(cls, n: int) -> EmbeddingFindings:
+        """Nothing found: a run without embeddings."""
+        no, blank = (lambda: np.zeros(n, bool)), (lambda: np.full(n, "", dtype=object))
+        return cls(
+            no(), no(), blank(), blank(), no(), np.full(n, np.inf),
+            pd.DataFrame(columns=list(DUPLICATE_COLUMNS)),
+        )  # fmt: skip
 
 
 def embedding_findings(
@@ -179,23 +189,30 @@ def embedding_findings(
     is_near, leak = np.zeros(n, bool), np.zeros(n, bool)
     partner = np.full(n, "", dtype=object)
     notes = np.full(n, "", dtype=object)
-    for r in pairs.itertuples(index=False):
+    distance = np.full(n, np.inf)
+    radius = max(found.radius, 1e-12)
+    for r, d in zip(pairs.itertuples(index=False), pairs["distance"].to_numpy(float), strict=True):
         a, b = position.get_indexer([r.sample_id, r.partner])
-        how = "same file as" if r.match == "exact" else "near duplicate of"
+        # How sure: the same file, or how deep inside the near-duplicate radius.
+        how = (
+            "same file as"
+            if r.match == "exact"
+            else f"near duplicate ({d / radius:.0%} of the radius) of"
+        )
         if r.finding == LEAKAGE:
             if not leak[a]:  # the first pair is the exact or closest one
-                leak[a], partner[a] = True, r.partner
+                leak[a], partner[a], distance[a] = True, r.partner, d
                 notes[a] = f"{how} {r.partner_split} row {r.partner}"
         elif r.finding == NEAR_DUPLICATE:
             # One row per pair: the image whose label the model doubts more.
             if quality[b] < quality[a]:
                 a, b = b, a
             if not (is_near[a] or leak[a]):
-                is_near[a], partner[a] = True, run.sample_ids[b]
+                is_near[a], partner[a], distance[a] = True, run.sample_ids[b], d
                 notes[a] = f"{how} {run.sample_ids[b]} (labelled {names[run.labels[b]]})"
     for i in np.flatnonzero(is_outlier & (notes == "")):
         notes[i] = f"atypical image (outlier score {found.outlier_score[at[i]]:.3f})"
-    return EmbeddingFindings(is_outlier, is_near, partner, notes, leak, pairs)
+    return EmbeddingFindings(is_outlier, is_near, partner, notes, leak, distance, pairs)
 
 
 def attributes_of(df: pd.DataFrame, train_rows: np.ndarray, run: Run) -> AttributeTable | None:
@@ -405,18 +422,10 @@ def build_queue(
     noise = flag.estimate_noise(labels, pred_probs)
     is_label = flag.find_label_errors(labels, pred_probs, confident_joint=noise.confident_joint)
     emb = next((r.embeddings for r in runs if r.embeddings is not None), None)
-    n = len(labels)
     found = (
         embedding_findings(df, run, emb, quality)
         if emb is not None
-        else EmbeddingFindings(
-            np.zeros(n, bool),
-            np.zeros(n, bool),
-            np.full(n, "", dtype=object),
-            np.full(n, "", dtype=object),
-            np.zeros(n, bool),
-            pd.DataFrame(columns=list(DUPLICATE_COLUMNS)),
-        )
+        else EmbeddingFindings.none(len(labels))
     )
     notes = found.notes
     issue = flag.primary_issue(is_label, found.is_near, found.is_outlier)
@@ -450,7 +459,8 @@ def build_queue(
         partner=found.partner[order],
     )
     # Leakage is listed first and never cut by --top: each one inflates the test score.
-    leak_order = flag.review_order(quality, leak)
+    # The surest copies first: the same file, then the closest pairs.
+    leak_order = flag.review_order(found.distance, leak)
     leaks = _row_frame(
         df,
         train_rows[leak_order],
@@ -489,6 +499,7 @@ def build_queue(
     for col in ("decision", "new_label"):
         queue[col] = ""
     queue = queue.fillna({"partner": ""})[list(QUEUE_COLUMNS)]
+    n = len(labels)
     summary = QueueSummary(
         n_train=n,
         method=method,

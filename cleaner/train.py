@@ -38,6 +38,7 @@ from cleaner.distributed import (
     shard,
     sync_buffers,
 )
+from cleaner.errors import InputError, Problem
 from cleaner.losses import build_loss
 from cleaner.metrics import classification_metrics
 from cleaner.models import logits_and_embeddings
@@ -156,6 +157,41 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+def _best_to_tensors(best: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The best epoch's record with its arrays as tensors: a checkpoint holds no numpy objects."""
+    if best is None:
+        return None
+    return {**best, **{k: torch.from_numpy(np.asarray(best[k])) for k in ("probs", "embeddings")}}
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A rolling checkpoint, read with ``weights_only=True``: tensors and plain values only.
+
+    A copied run folder is data, never code: a file that needs anything else
+    to unpickle is refused, naming it.
+    """
+    try:
+        state: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(
+            [
+                Problem(
+                    str(path),
+                    f"not a checkpoint this version loads safely ({reason}); "
+                    "delete it to train this model from the start",
+                )
+            ]
+        ) from None
+    best = state.get("best")
+    if best is not None:
+        state["best"] = {
+            **best,
+            **{k: best[k].cpu().numpy() for k in ("probs", "embeddings")},
+        }
+    return state
+
+
 def fit(
     model: nn.Module,
     train_ds: ImageDataset,
@@ -208,7 +244,7 @@ def fit(
     # train.select = macro_f1: the best epoch's weights, score and validation outputs.
     best: dict[str, Any] | None = None
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -311,7 +347,7 @@ def fit(
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "history": result.history,
-                    "best": best,
+                    "best": _best_to_tensors(best),
                 },
             )
     progress.update(task, completed=len(train_ds) * cfg.epochs)
