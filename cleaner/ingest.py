@@ -21,6 +21,7 @@ import pandas as pd
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
+from cleaner.atomic import default_mode
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import write_manifest
 from cleaner.noise import inject_noise
@@ -215,6 +216,7 @@ def ingest_arrays(
 
     images_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{images_dir.name}.", dir=images_dir.parent))
+    os.chmod(tmp_dir, default_mode(folder=True))  # mkdtemp makes it 0700
     try:
         for sid, img in zip(sample_ids, images, strict=True):
             Image.fromarray(img).save(tmp_dir / f"{sid}.png")

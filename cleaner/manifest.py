@@ -25,6 +25,9 @@ from cleaner.errors import InputError, Problem
 
 REQUIRED = ("path", "label")
 SPLITS = ("train", "test", "unlabeled", "excluded")
+# Loss weights are relative; past this a float32 loss overflows long before it
+# means anything (a weight of 1e308 passed and then crashed training).
+MAX_WEIGHT = 1e6
 _VERSION = re.compile(r"^(?P<name>.+?)(?:\.v(?P<n>\d+))?\.csv$")
 
 
@@ -98,6 +101,10 @@ def apply_weights_file(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     for i in _rows(values.isna() | ~np.isfinite(values) | (values < 0)):
         problems.append(
             Problem(file, f"weight {table['weight'].iat[i]!r} is not a number >= 0", line_of(i))
+        )
+    for i in _rows(values > MAX_WEIGHT):
+        problems.append(
+            Problem(file, f"weight {table['weight'].iat[i]!r} is above {MAX_WEIGHT:g}", line_of(i))
         )
     if problems:
         raise InputError(problems)
@@ -175,6 +182,15 @@ def validate_manifest(
         )
     for i in _rows(weights < 0):
         problems.append(Problem(file, f"weight {df['weight'].iat[i]!r} is negative", line_of(i)))
+    for i in _rows(weights > MAX_WEIGHT):
+        problems.append(
+            Problem(
+                file,
+                f"weight {df['weight'].iat[i]!r} is above {MAX_WEIGHT:g}: weights are "
+                "relative, scale them down",
+                line_of(i),
+            )
+        )
     train = (df["split"] == "train").to_numpy()
     labels = df["label"].str.strip()
     for i in _rows(train & (labels == "")):

@@ -515,8 +515,13 @@ def apply_queue(
 ) -> ApplySummary:
     """``cleaner apply``: check the whole queue, then write ``NAME.vN.csv`` and the audit log."""
     queue_csv = Path(queue_csv)
-    if not unsure_factor > 0:
+    if not unsure_factor > 0:  # NaN fails too
         raise InputError(f"--unsure-factor must be positive, got {unsure_factor}")
+    if unsure_factor > 1:
+        raise InputError(
+            f"--unsure-factor must be at most 1: it lowers an unsure row's weight, "
+            f"got {unsure_factor}"
+        )
     checked = check_queue(queue_csv)
     meta, manifest, decisions, blank = (
         checked.meta,

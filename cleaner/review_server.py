@@ -251,10 +251,19 @@ def _row_infos(
     infos = []
     for i, sid in enumerate(ids):
         raw_path = _text(get.get("path", blank)[i])
-        image = None
-        if raw_path:
-            image = Path(raw_path) if os.path.isabs(raw_path) else root / raw_path
         is_group = sid.startswith(GROUP_PREFIX)
+        # Only the manifest's images are served, never a path the queue's cell names
+        # (a tampered queue could name any file): a sample's own image, or for a
+        # group row the member the cell names (else its first member).
+        image = by_id.get(sid)
+        if is_group:
+            member_paths = [by_id[m] for m in members.get(sid[len(GROUP_PREFIX) :], [])]
+            cell = (
+                (Path(raw_path) if os.path.isabs(raw_path) else root / raw_path)
+                if raw_path
+                else None
+            )
+            image = cell if cell in member_paths else (member_paths[0] if member_paths else None)
         p: np.ndarray | None = None
         source = ""
         n_members: int | None = None
@@ -1398,7 +1407,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "bad Content-Length"})
             return
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except RecursionError:  # thousands of nested brackets: malformed, not a crash
+                raise ValueError("malformed JSON: nested too deeply") from None
             if not isinstance(body, dict):
                 raise ValueError("send a JSON object")
             queue = self.server.queue

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from cleaner.atomic import default_mode
 from cleaner.errors import InputError, Problem
 from cleaner.mask import GENDERS, MASK_FILES, MASKS, class_index, folder_name
 
@@ -196,6 +197,7 @@ def synth_mask(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(tmp, default_mode(folder=True))  # mkdtemp makes it 0700
     try:
         truth = _write_train(tmp, faces[:people], races, flipped, swapped, seed, size)
         truth += _write_eval(tmp, faces[people:], people, eval_order, seed, size)

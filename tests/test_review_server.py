@@ -378,6 +378,43 @@ def test_missing_image_is_404_not_500(server: ReviewServer, project: Project) ->
     assert request(server, "GET", "/img/4")[0] == 404
 
 
+def test_a_tampered_queue_path_serves_the_manifests_image(tmp_path: Path) -> None:
+    """The queue's ``path`` cell is not trusted: the manifest's image of the sample is served."""
+    p = make_project(tmp_path)
+    secret = write_png(tmp_path / "elsewhere" / "secret.png", value=200, size=(24, 16))
+    queue = pd.read_csv(p.queue, dtype=str, keep_default_na=False)
+    queue.loc[0, "path"] = str(secret)
+    queue.to_csv(p.queue, index=False)
+    srv, _ = serve(p.queue, port=0)
+    srv.start_background()
+    try:
+        status, _, data = request(srv, "GET", "/img/0", token=False)
+    finally:
+        srv.stop()
+    assert status == 200
+    with Image.open(io.BytesIO(data)) as im:
+        shown = np.asarray(im)
+    with Image.open(p.images[queue.loc[0, "sample_id"]]) as im:
+        original = np.asarray(im)
+    factor = shown.shape[1] // original.shape[1]
+    assert np.array_equal(shown[::factor, ::factor], original)
+
+
+def test_deeply_nested_json_is_a_400(server: ReviewServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    body = b"[" * 32000 + b"]" * 32000
+    conn.request(
+        "POST",
+        "/api/decide",
+        body,
+        {"Content-Type": "application/json", "X-Review-Token": server.token},
+    )
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    assert resp.status == 400 and b"nested too deeply" in data
+
+
 @pytest.mark.parametrize(
     "path",
     [
