@@ -33,7 +33,13 @@ from cleaner.embeddings import Embeddings
 from cleaner.errors import InputError, Problem
 from cleaner.gallery import render_gallery
 from cleaner.issue_kinds import LEAKAGE, NEAR_DUPLICATE, NO_SUGGESTION
-from cleaner.manifest import audit_log_path, read_manifest, resolve_paths, sha256_file
+from cleaner.manifest import (
+    audit_log_path,
+    line_of,
+    read_manifest,
+    resolve_paths,
+    sha256_file,
+)
 from cleaner.runs import Run, load_probs, load_run
 from cleaner.trust import check_trust
 
@@ -397,6 +403,29 @@ def _group_rows(
     return pd.DataFrame(rows)
 
 
+def _check_against_manifest(
+    df: pd.DataFrame, train_rows: np.ndarray, run: Run, source: str
+) -> None:
+    """Each probability row with the manifest's label: an edited oof.csv is refused.
+
+    A ``label`` cell edited by hand would make the queue show one label while
+    ``apply`` changes another; rows are matched by id (``load_run`` refuses a
+    repeated one), so their order is free.
+    """
+    given = df["label"].astype(str).str.strip().to_numpy()[train_rows]
+    names = np.asarray(run.classes, dtype=object)[run.labels]
+    problems = [
+        Problem(
+            source,
+            f"label {names[i]!r} of {run.sample_ids[i]!r} is not the manifest's {given[i]!r}",
+            line_of(int(i)),
+        )
+        for i in np.flatnonzero(given != names)
+    ]
+    if problems:
+        raise InputError(problems)
+
+
 def build_queue(
     df: pd.DataFrame,
     runs: Sequence[Run],
@@ -411,11 +440,12 @@ def build_queue(
     classes = run.classes
     # Index lookups, not Python dicts: this runs on a million rows.
     train_rows = pd.Index(df["sample_id"]).get_indexer(run.sample_ids)
+    source = str(run.probs_file or run.run_dir / "oof.csv")
     if (train_rows < 0).any() or (df["split"] == "train").sum() != len(run.sample_ids):
-        raise InputError(
-            [Problem(str(run.run_dir / "oof.csv"), "rows do not match the manifest's train rows")]
-        )
+        raise InputError([Problem(source, "rows do not match the manifest's train rows")])
     labels = run.labels
+    for r in runs:
+        _check_against_manifest(df, train_rows, r, str(r.probs_file or r.run_dir / "oof.csv"))
     pred_probs = np.mean([r.pred_probs for r in runs], axis=0)
     quality = flag.ensemble_label_quality(labels, [r.pred_probs for r in runs], method=method)
     suggested, _ = flag.suggest_labels(labels, pred_probs)

@@ -143,6 +143,15 @@ def load_run(run_dir: str | Path) -> Run:
         )
     classes = cfg.data.classes
     table, pred_probs = _prob_table(oof_csv, classes, OOF_COLUMNS)
+    repeated = np.flatnonzero(table["sample_id"].duplicated().to_numpy())
+    if len(repeated):
+        raise InputError(
+            [
+                Problem(str(oof_csv), f"sample_id {table['sample_id'][i]!r} appears twice",
+                        line_of(int(i)))
+                for i in repeated
+            ]
+        )  # fmt: skip
     index = {c: i for i, c in enumerate(classes)}
     unknown = np.flatnonzero(~table["label"].isin(list(index)).to_numpy()).tolist()
     if unknown:

@@ -385,3 +385,24 @@ def test_unmodified_digits_report_only_near_identical_pairs(noisy_run: tuple[Pat
     for a, b in zip(pairs["sample_id"], pairs["partner"], strict=True):
         i, j = int(a.removeprefix("digit-")), int(b.removeprefix("digit-"))
         assert dist[i, j] <= alike, (a, b, dist[i, j], alike)
+
+
+@pytest.mark.parametrize("edit", ["label", "duplicate"])
+def test_oof_rows_are_checked_against_the_manifest(
+    noisy_run: tuple[Path, Path], tmp_path: Path, edit: str
+) -> None:
+    """An edited label cell or a repeated row in oof.csv is refused, naming the line."""
+    _, run = noisy_run
+    copy = _copy_run(run, tmp_path / "run")
+    oof = pd.read_csv(copy / "oof.csv", dtype=str, keep_default_na=False)
+    if edit == "label":
+        oof.loc[4, "label"] = "6" if oof.loc[4, "label"] != "6" else "0"
+        reason = "is not the manifest's"
+    else:
+        oof = pd.concat([oof.iloc[:-1], oof.iloc[[0]]], ignore_index=True)
+        reason = "appears twice"
+    oof.to_csv(copy / "oof.csv", index=False)
+    before = files_under(tmp_path)
+    msg = fails("flag", str(copy), "--out", str(tmp_path / "q"))
+    assert reason in msg and "oof.csv" in msg
+    assert files_under(tmp_path) == before
