@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import timm
 import torch
 from rich.progress import Progress
 
 from cleaner.atomic import atomic_path, write_text
 from cleaner.config import PipelineConfig, load_config
-from cleaner.data import ImageDataset, decode_all, seed_for
+from cleaner.data import ImageDataset, Normalize, build_transform, decode_all, seed_for
 from cleaner.distributed import SINGLE, Dist, context
 from cleaner.embed import embed_run
 from cleaner.embeddings import EMBEDDINGS_FILE
@@ -170,6 +171,49 @@ def load_pipeline_data(
     return PipelineData(cfg, manifest_path, sha256_file(manifest_path), df, train_rows, labels)
 
 
+def preflight(cfg: PipelineConfig) -> None:
+    """What would fail at the first model or batch, checked before the run folder is made.
+
+    A model name timm does not know, a missing weights file, transforms that do
+    not build and a normalisation that cannot apply, each one clear error; the
+    model itself is not built here (a pretrained one may download).
+    """
+    problems: list[str] = []
+    if not timm.is_model(cfg.model.name):
+        problems.append(f"model.name: timm has no model named {cfg.model.name!r}")
+    if cfg.model.weights and not Path(cfg.model.weights).is_file():
+        problems.append(f"model.weights: file not found: {cfg.model.weights}")
+    for train in (True, False):
+        try:
+            build_transform(cfg.augment, train=train, image_size=cfg.data.hw)
+        except InputError as e:
+            problems.append(str(e))
+    if cfg.data.mean:
+        try:
+            Normalize(cfg.data.mean, cfg.data.std)
+        except InputError as e:
+            problems.append(str(e))
+        if len(cfg.data.mean) != cfg.model.in_chans:
+            problems.append(
+                f"data.mean has {len(cfg.data.mean)} values but model.in_chans is "
+                f"{cfg.model.in_chans}"
+            )
+    if problems:
+        raise InputError([Problem("", reason) for reason in dict.fromkeys(problems)])
+
+
+# What ``plan_run`` writes before any training: a folder holding only these was left
+# by a command refused before it trained anything, and is set up afresh.
+_START_FILES = frozenset({"config.toml", "manifest.sha256", "folds.csv"})
+
+
+def _forget_refused_start(run_dir: Path) -> None:
+    present = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
+    if present and present <= _START_FILES:
+        for name in present:
+            (run_dir / name).unlink()
+
+
 def plan_run(
     pipeline: str | Path,
     overrides: Iterable[str] = (),
@@ -189,8 +233,10 @@ def plan_run(
     groups = df[cfg.data.group].to_numpy()[train_rows] if cfg.data.group else None
     folds = make_folds(labels, n_splits=cfg.train.folds, seed=cfg.train.seed, groups=groups)
 
+    preflight(cfg)
     run_dir = Path(out) if out else default_run_dir(pipeline, cfg, sha)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _forget_refused_start(run_dir)
     _init_file(run_dir / "config.toml", cfg.to_toml(), "config")
     _init_file(run_dir / "manifest.sha256", f"{sha}  {manifest_path}\n", "manifest")
     sample_ids = df["sample_id"].to_numpy()[train_rows]
