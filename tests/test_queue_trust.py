@@ -288,22 +288,15 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+def flag_probs(outside: dict, out: Path, *extra: str) -> str:
+    """``cleaner flag --probs`` on the scikit-learn probabilities; what it printed, flat."""
+    args = ["--probs", str(outside["probs"]), "--manifest", str(outside["manifest"])]
+    return flat(invoke("flag", *args, "--out", str(out), *extra, "-q"))
+
+
 def test_flag_probs_ranks_like_cleanlab(outside: dict) -> None:
     root = outside["root"]
-    out = flat(
-        invoke(
-            "flag",
-            "--probs",
-            str(outside["probs"]),
-            "--manifest",
-            str(outside["manifest"]),
-            "--out",
-            str(root / "q"),
-            "--top",
-            "300",
-            "-q",
-        )
-    )
+    out = flag_probs(outside, root / "q", "--top", "300")
     assert "estimatedwronglabels" in out
     q = pd.read_csv(root / "q" / "queue.csv", dtype=str, keep_default_na=False)
     wrong = pd.Series(outside["wrong"], index=outside["ids"])
@@ -322,18 +315,7 @@ def test_flag_probs_ranks_like_cleanlab(outside: dict) -> None:
 
 def test_probs_queue_round_trip_through_apply_and_retrain(outside: dict) -> None:
     root = outside["root"]
-    invoke(
-        "flag",
-        "--probs",
-        str(outside["probs"]),
-        "--manifest",
-        str(outside["manifest"]),
-        "--out",
-        str(root / "rt"),
-        "--top",
-        "40",
-        "-q",
-    )
+    flag_probs(outside, root / "rt", "--top", "40")
     q = pd.read_csv(root / "rt" / "queue.csv", dtype=str, keep_default_na=False)
     q["decision"] = np.where(q.index < 30, "relabel", "keep")
     q.to_csv(root / "rt" / "queue.csv", index=False)
@@ -365,18 +347,7 @@ def test_flag_probs_with_embeddings_finds_duplicates(outside: dict) -> None:
     x[1] = x[0]  # two train rows with the same pixels
     emb = Embeddings(ids, np.full(len(ids), ""), np.full(len(ids), ""), x, "pixels", np.nan)
     write_embeddings(root / "emb.npz", emb)
-    invoke(
-        "flag",
-        "--probs",
-        str(outside["probs"]),
-        "--manifest",
-        str(outside["manifest"]),
-        "--embeddings",
-        str(root / "emb.npz"),
-        "--out",
-        str(root / "qe"),
-        "-q",
-    )
+    flag_probs(outside, root / "qe", "--embeddings", str(root / "emb.npz"))
     pairs = pd.read_csv(root / "qe" / "duplicates.csv", dtype=str, keep_default_na=False)
     assert {ids[0], ids[1]} in [
         set(p) for p in zip(pairs["sample_id"], pairs["partner"], strict=True)
