@@ -43,6 +43,16 @@ def friendly_errors(fn: F) -> F:
                 Text.assemble(("error: ", "bold red"), str(e)), highlight=False, soft_wrap=True
             )
             raise typer.Exit(2) from None
+        except OSError as e:
+            # A full disk, a read-only or unwritable folder: the environment, not the input
+            # and not a bug. Outputs are written atomically, so nothing half-way is left.
+            where = f"{e.filename}: " if e.filename else ""
+            err_console.print(
+                Text.assemble(("error: ", "bold red"), f"{where}{e.strerror or e}"),
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from None
         except FoldsFailed as e:
             table = Table(title=f"failed folds of {e.run_dir} (each was retried once)")
             table.add_column("fold", justify="right")

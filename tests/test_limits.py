@@ -7,8 +7,11 @@ refused.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
+import pytest
 from conftest import TinyProject, flat, snapshot
 from typer.testing import CliRunner
 
@@ -50,3 +53,22 @@ def test_unsure_factor_above_one_or_infinite_is_refused(tmp_path: Path) -> None:
         out = _refused("apply", str(queue), "--unsure-factor", factor)
         assert "--unsure-factormustbeatmost1" in out
     assert "mustbepositive" in _refused("apply", str(queue), "--unsure-factor", "nan")
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+def test_a_write_error_is_one_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """A full disk or read-only folder (injected: CI runs as root) names the path, exit 2."""
+    import cleaner.atomic
+
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(code, os.strerror(code), str(dst))
+
+    # Every rename into place fails: the image folder's, then the manifest's.
+    monkeypatch.setattr(cleaner.atomic.os, "replace", refuse)
+    manifest, images = tmp_path / "digits.csv", tmp_path / "images"
+    out = _refused("ingest", "digits", str(images), "--manifest", str(manifest))
+    assert f"error:{images}:{os.strerror(code)}".replace(" ", "") in out
+    assert not manifest.exists() and not images.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
