@@ -23,7 +23,7 @@ from sklearn.model_selection import train_test_split
 
 from cleaner.atomic import default_mode
 from cleaner.errors import InputError, Problem
-from cleaner.manifest import write_manifest
+from cleaner.manifest import line_of, trim_collisions, write_manifest
 from cleaner.noise import inject_noise
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -111,6 +111,15 @@ def ingest_csv(
     ]
     if "sample_id" not in df.columns:
         df.insert(0, "sample_id", df["path"])
+    # Ids are the manifest's keys: refuse repeats now, not at the first oof.
+    ids = df["sample_id"].where(df["sample_id"] != "", df["path"])
+    problems = [
+        Problem(str(table), f"sample_id {ids.iat[int(i)]!r} repeats", line_of(int(i)))
+        for i in np.flatnonzero(ids.duplicated().to_numpy())
+    ]
+    problems += trim_collisions(ids, str(table))
+    if problems:
+        raise InputError(problems)
     return write_manifest(df, manifest)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -137,6 +137,49 @@ def _image_problem(path: Path) -> str | None:
     return None
 
 
+def trim_collisions(ids: pd.Series, file: str) -> list[Problem]:
+    """Ids that differ only by surrounding spaces, naming both lines.
+
+    Ids are stored and compared exactly, but a spreadsheet trims cells: two such
+    ids could not be told apart in an edited queue.
+    """
+    trimmed = ids.str.strip()
+    seen: dict[str, int] = {}
+    problems = []
+    for i, (raw, key) in enumerate(zip(ids, trimmed, strict=True)):
+        if key in seen and ids.iat[seen[key]] != raw:
+            problems.append(
+                Problem(
+                    file,
+                    f"sample_id {raw!r} differs from {ids.iat[seen[key]]!r} (line "
+                    f"{line_of(seen[key])}) only by spaces; make them distinct",
+                    line_of(i),
+                )
+            )
+        seen.setdefault(key, i)
+    return problems
+
+
+def id_matcher(ids: Iterable[str]) -> Callable[[str], str | None]:
+    """Match an id from a person-edited file (a queue) to a manifest id.
+
+    Exactly first; else after trimming spaces, only when exactly one manifest
+    id trims to the same text (a spreadsheet may have added or removed them).
+    """
+    exact = set(ids)
+    trimmed: dict[str, list[str]] = {}
+    for sid in exact:
+        trimmed.setdefault(sid.strip(), []).append(sid)
+
+    def match(raw: str) -> str | None:
+        if raw in exact:
+            return raw
+        found = trimmed.get(raw.strip(), [])
+        return found[0] if len(found) == 1 else None
+
+    return match
+
+
 def validate_manifest(
     df: pd.DataFrame,
     *,
@@ -166,6 +209,7 @@ def validate_manifest(
                 line_of(i),
             )
         )
+    problems += trim_collisions(df["sample_id"], file)
     bad_split = ~df["split"].isin(SPLITS)
     for i in _rows(bad_split):
         problems.append(

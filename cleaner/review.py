@@ -37,6 +37,7 @@ from cleaner.errors import InputError, Problem
 from cleaner.issue_kinds import refusal
 from cleaner.manifest import (
     audit_log_path,
+    id_matcher,
     line_of,
     next_version_path,
     read_manifest,
@@ -207,6 +208,7 @@ def parse_decisions(
     """
     known = set(classes)
     split_of = dict(zip(manifest["sample_id"], manifest["split"], strict=True))
+    match = id_matcher(split_of)
     groups = set(manifest[group]) if group and group in manifest.columns else set()
     problems: list[Problem] = []
     decisions: list[Decision] = []
@@ -214,7 +216,7 @@ def parse_decisions(
     lines = table.attrs.get("lines") or [line_of(i) for i in range(len(table))]
     for line, r in zip(lines, table.to_dict("records"), strict=True):
         action = r["decision"].strip().lower()
-        queue_id = r["sample_id"].strip()
+        queue_id = r["sample_id"]
         if not action:
             blank += 1
             continue
@@ -228,7 +230,8 @@ def parse_decisions(
                 )
             )
             continue
-        if queue_id.startswith(GROUP_PREFIX):
+        if queue_id.strip().startswith(GROUP_PREFIX):
+            queue_id = queue_id.strip()
             if queue_id[len(GROUP_PREFIX) :] not in groups:
                 problems.append(
                     Problem(
@@ -238,10 +241,12 @@ def parse_decisions(
                     )
                 )
                 continue
-        elif queue_id not in split_of:
-            problems.append(Problem(file, f"sample_id {queue_id!r} is not in the manifest", line))
+        elif match(queue_id) is None:
+            problems.append(
+                Problem(file, f"sample_id {queue_id.strip()!r} is not in the manifest", line)
+            )
             continue
-        elif split_of[queue_id] == "test":
+        elif split_of[queue_id := str(match(queue_id))] == "test":
             problems.append(
                 Problem(
                     file,

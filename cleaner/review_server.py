@@ -59,7 +59,7 @@ from cleaner.atomic import atomic_path
 from cleaner.errors import InputError, Problem
 from cleaner.gallery import thumbnail_data_uri
 from cleaner.issue_kinds import actions_text, allowed_decisions, has_suggestion
-from cleaner.manifest import line_of, resolve_paths, sha256_file
+from cleaner.manifest import id_matcher, line_of, resolve_paths, sha256_file
 from cleaner.queue import GROUP_PREFIX
 from cleaner.review import QueueMeta, check_queue, expand_decisions, parse_decisions
 from cleaner.runs import PROB_PREFIX
@@ -234,6 +234,7 @@ def _row_infos(
 ) -> tuple[list[RowInfo], list[str]]:
     root = meta.manifest.parent
     by_id = _manifest_images(manifest, root)
+    match = id_matcher(by_id)  # the queue's ids as a spreadsheet left them
     group_col = meta.group_column
     members: dict[str, list[str]] = {}
     if group_col and group_col in manifest.columns:
@@ -255,7 +256,7 @@ def _row_infos(
         # Only the manifest's images are served, never a path the queue's cell names
         # (a tampered queue could name any file): a sample's own image, or for a
         # group row the member the cell names (else its first member).
-        image = by_id.get(sid)
+        image = by_id.get(match(sid) or "")
         if is_group:
             member_paths = [by_id[m] for m in members.get(sid[len(GROUP_PREFIX) :], [])]
             cell = (
@@ -312,7 +313,7 @@ def _check_ids(table: pd.DataFrame, manifest: pd.DataFrame, meta: QueueMeta, fil
     ``cleaner apply`` checks only decided rows; here every row is about to be
     decided, and a decision on an unknown id would only fail later, in apply.
     """
-    ids = set(manifest["sample_id"])
+    match = id_matcher(manifest["sample_id"])
     group = meta.group_column
     groups = set(manifest[group]) if group and group in manifest.columns else set()
     # read_queue_table records where each row starts (blank lines, multi-line notes)
@@ -324,7 +325,7 @@ def _check_ids(table: pd.DataFrame, manifest: pd.DataFrame, meta: QueueMeta, fil
             if sid[len(GROUP_PREFIX) :] not in groups:
                 reason = f"group {sid[len(GROUP_PREFIX) :]!r} is not in the manifest"
                 problems.append(Problem(file, reason, line))
-        elif sid not in ids:
+        elif match(raw) is None:
             problems.append(Problem(file, f"sample_id {sid!r} is not in the manifest", line))
     if problems:
         raise InputError(problems)

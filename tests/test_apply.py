@@ -1089,3 +1089,25 @@ def test_several_attributes_in_one_new_label() -> None:
     assert table.parse_specs("gender=f;mask=none") == [(1, 0), (0, 0)]
     assert table.parse_specs("gender=f;gender=m") is None  # one attribute, two values
     assert table.parse_specs("gender=f;size=xl") is None  # not an attribute
+
+
+def test_a_queue_id_with_spaces_matches_the_one_manifest_id(tmp_path: Path) -> None:
+    """A spreadsheet may pad an id; apply matches it to the one manifest id it trims to."""
+    rows = [dict(r, sample_id=f" {r['sample_id']} ") if r["sample_id"] == "s02" else r
+            for r in QUEUE_ROWS]  # fmt: skip
+    p = make_project(tmp_path, rows)
+    apply_ok(p.queue)
+    records = {r["sample_id"]: r for r in jsonl(p.log)}
+    assert records["s02"]["new_label"] == "c"  # the manifest's exact id, spaces gone
+
+
+def test_manifest_ids_that_differ_only_by_spaces_are_refused() -> None:
+    from cleaner.manifest import id_matcher, trim_collisions
+
+    ids = pd.Series(["a", "b ", "a ", "c"])
+    problems = trim_collisions(ids, "m.csv")
+    assert len(problems) == 1 and problems[0].row == 4 and "line 2" in problems[0].reason
+    match = id_matcher(["a", "b ", "c"])
+    assert match("a") == "a" and match("b") == "b " and match(" c ") == "c"
+    assert id_matcher(["a", "a "])("a  ") is None  # two ids trim to it: no guess
+    assert match("d") is None

@@ -72,3 +72,20 @@ def test_a_write_error_is_one_clear_message(
     assert f"error:{images}:{os.strerror(code)}".replace(" ", "") in out
     assert not manifest.exists() and not images.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_ids_that_differ_only_by_spaces_are_refused_at_oof_and_ingest(
+    tiny_project: TinyProject,
+) -> None:
+    rows = [dict(r, sample_id=f"id{i}") for i, r in enumerate(tiny_project.rows)]
+    rows[3]["sample_id"] = "id0 "
+    tiny_project.rewrite_manifest(rows)
+    out = _refused("oof", str(tiny_project.pipeline), "--out", str(tiny_project.root / "run"))
+    assert "line5" in out and "'id0'(line2)onlybyspaces" in out
+    table = tiny_project.root / "table.csv"
+    tiny_project.manifest.rename(table)
+    out = _refused(
+        "ingest", "csv", str(table), "--path-col", "path", "--label-col", "label",
+        "--id-col", "sample_id", "--manifest", str(tiny_project.root / "m.csv"),
+    )  # fmt: skip
+    assert "onlybyspaces" in out and not (tiny_project.root / "m.csv").exists()
