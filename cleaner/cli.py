@@ -446,10 +446,16 @@ def apply(
 
     s = apply_queue(queue, reviewer=reviewer, unsure_factor=unsure_factor)
     console.print(_count_table(f"applied {queue}", "decision", "queue rows", s.counts))
-    console.print(
-        f"{s.rows_changed:,} manifest rows changed; wrote {s.new_manifest} and "
-        f"appended to {s.audit_log}"
-    )
+    if s.wrote_version:
+        console.print(
+            f"{s.rows_changed:,} manifest rows changed; wrote {s.new_manifest} and "
+            f"appended to {s.audit_log}"
+        )
+    else:
+        console.print(
+            f"no manifest row changed, so no new version: {s.new_manifest} stays current; "
+            f"the decisions are in {s.audit_log} (those rows are not queued again)"
+        )
 
 
 @app.command()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import getpass
+import hashlib
 import io
 import json
 import os
@@ -30,9 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cleaner.atomic import atomic_path
+from cleaner.atomic import atomic_path, write_text
 from cleaner.attributes import SPEC_SEP, SPECS_SEP, AttributeTable
-from cleaner.audit import ACTIONS
+from cleaner.audit import ACTIONS, committed_lines
 from cleaner.errors import InputError, Problem
 from cleaner.issue_kinds import refusal
 from cleaner.manifest import (
@@ -81,8 +82,9 @@ class Decision:
 class ApplySummary:
     counts: dict[str, int] = field(default_factory=dict)  # per action, plus "not reviewed"
     rows_changed: int = 0
-    new_manifest: Path | None = None
+    new_manifest: Path | None = None  # the version written, or the same one when none was
     audit_log: Path | None = None
+    wrote_version: bool = True  # False: every decision kept its row as it was
 
 
 def _beside(meta_path: Path, stored: str) -> Path:
@@ -535,6 +537,10 @@ def apply_queue(
         checked.blank,
     )
     file = str(queue_csv)
+    if not decisions:
+        raise InputError(
+            [Problem(file, f"no decision is filled in ({blank} rows blank): nothing to apply")]
+        )
     decided = expand_decisions(
         decisions, manifest, file=file, group=meta.group_column, attributes=meta.attributes
     )
@@ -564,19 +570,58 @@ def apply_queue(
         attributes=meta.attributes,
     )
     log = audit_log_path(meta.manifest)
-    old_log = log.read_text(encoding="utf-8") if log.exists() else ""
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    # Both files are complete on disk before either is renamed into place. The new
-    # version goes first: it refuses if it appeared meanwhile, and the log stays as it was.
-    with atomic_path(log, overwrite=True) as tmp_log, atomic_path(target) as tmp_manifest:
-        new.to_csv(tmp_manifest, index=False)
-        tmp_log.write_text(old_log + lines, encoding="utf-8")
+    # All keeps change no row: their lines go to the log (so those rows are not
+    # queued again) and name the version they were applied to; no new version.
+    changed = not new.equals(manifest)
+    data = new.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    version, version_sha = (
+        (target, hashlib.sha256(data).hexdigest())
+        if changed
+        else (meta.manifest, meta.manifest_sha256)
+    )
+    lines = "".join(
+        json.dumps(r | {"version": version.name, "version_sha256": version_sha},
+                   ensure_ascii=False) + "\n"
+        for r in records
+    )  # fmt: skip
+    _commit(log, committed_lines(log) + lines, target if changed else None, data)
     counts = Counter(d.action for d in decisions)
     return ApplySummary(
         counts={a: counts.get(a, 0) for a in ACTIONS} | {"not reviewed": blank},
         rows_changed=sum(
             r["old_label"] != r["new_label"] or r["action"] in ("drop", "unsure") for r in records
         ),
-        new_manifest=target,
+        new_manifest=version,
         audit_log=log,
+        wrote_version=changed,
     )
+
+
+def _before_commit() -> None:
+    """Called between the log's write and the version's rename: tests stop a run here."""
+
+
+def _commit(log: Path, log_text: str, target: Path | None, data: bytes) -> None:
+    """Write the log naming the new version, then rename the version into place.
+
+    The rename is the commit point (see :mod:`cleaner.audit`): killed before it,
+    the new lines name a version that does not exist and every reader ignores
+    them; the next apply leaves them out of the log it writes.
+    """
+    old = log.read_bytes() if log.exists() else None
+    if target is None:
+        write_text(log, log_text, overwrite=True)
+        return
+    try:
+        with atomic_path(target) as tmp_manifest:
+            tmp_manifest.write_bytes(data)
+            write_text(log, log_text, overwrite=True)
+            _before_commit()
+    except FileExistsError:
+        # Another apply committed this version first: its log is the one that counts.
+        if old is None:
+            log.unlink(missing_ok=True)
+        else:
+            with atomic_path(log, overwrite=True) as tmp:
+                tmp.write_bytes(old)
+        raise

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cleaner.attributes import AttributeTable, attribute_table
-from cleaner.audit import AUDIT_FIELDS, read_audit_log
+from cleaner.audit import AUDIT_FIELDS, COMMIT_FIELDS, read_audit_log
 from cleaner.cli import app
 from cleaner.errors import InputError
 from cleaner.manifest import read_manifest, sha256_file
@@ -272,12 +272,16 @@ def test_round_trip_every_decision_kind_then_a_second_round(
 
     # One audit line per changed or kept manifest row, in manifest order, every field.
     records = jsonl(p.log)
-    assert [set(r) for r in records] == [RECORD_FIELDS] * len(EXPECTED_RECORDS)
+    # apply adds the commit fields: the version each decision produced, and its sha256.
+    assert [set(r) for r in records] == [RECORD_FIELDS | set(COMMIT_FIELDS)] * len(EXPECTED_RECORDS)
+    assert {(r["version"], r["version_sha256"]) for r in records} == {
+        (p.v2.name, sha256_file(p.v2))
+    }
     for r, (sid, old, new, action, quality, queue_row, split, weight) in zip(
         records, EXPECTED_RECORDS, strict=True
     ):
         check_time(r["time"], start, end)
-        assert {k: v for k, v in r.items() if k != "time"} == {
+        assert {k: v for k, v in r.items() if k not in ("time", *COMMIT_FIELDS)} == {
             "sample_id": sid,
             "old_label": old,
             "new_label": new,
@@ -346,6 +350,7 @@ def test_round_trip_every_decision_kind_then_a_second_round(
     new_records = jsonl(p.log)[len(records) :]
     for r in new_records:
         check_time(r.pop("time"), start, end)
+        assert (r.pop("version"), r.pop("version_sha256")) == (p.v3.name, sha256_file(p.v3))
     assert new_records == [
         {
             "sample_id": sid,
@@ -421,14 +426,55 @@ def test_the_same_decision_twice_is_not_a_conflict(tmp_path: Path) -> None:
     assert [r["sample_id"] for r in jsonl(p.log)] == [r[0] for r in EXPECTED_RECORDS]
 
 
-def test_a_queue_with_nothing_decided_writes_an_identical_version(tmp_path: Path) -> None:
+def test_a_queue_with_nothing_decided_writes_nothing(tmp_path: Path) -> None:
+    """An unreviewed queue applied by mistake must not use up the next version (#17)."""
     p = make_project(tmp_path, [r | {"decision": ""} for r in QUEUE_ROWS])
+    out = apply_refused(tmp_path, p.queue)
+    assert_says(out, "no decision is filled in (7 rows blank): nothing to apply")
+    assert not p.v2.exists() and not p.log.exists()
+    # The reviewed queue can still be applied afterwards.
+    p.queue.write_text(render(QUEUE_ROWS), encoding="utf-8")
+    apply_ok(p.queue)
+    assert p.v2.exists()
+
+
+def test_all_keep_writes_the_log_and_no_version(tmp_path: Path) -> None:
+    """Keeps change no row: their lines are logged (not queued again), no new version."""
+    rows = [r | {"decision": "keep"} for r in QUEUE_ROWS if not r["sample_id"].startswith("g")]
+    p = make_project(tmp_path, rows)
     out = apply_ok(p.queue)
-    assert printed_counts(out) == {"keep": 0, "relabel": 0, "drop": 0, "unsure": 0} | {
-        "not reviewed": 7
+    assert_says(out, "no manifest row changed, so no new version")
+    assert not p.v2.exists()
+    records = read_audit_log(p.log)
+    assert records and {r["action"] for r in records} == {"keep"}
+    assert {(r["version"], r["version_sha256"]) for r in records} == {
+        (p.manifest.name, sha256_file(p.manifest))
     }
-    assert raw_rows(p.v2) == raw_rows(p.manifest)
-    assert p.log.read_text() == ""
+
+
+def test_a_kill_between_the_log_and_the_version_leaves_the_old_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version's rename is the commit point: stopped just before it, nothing counts."""
+    from cleaner import review
+
+    p = make_project(tmp_path)
+
+    def killed() -> None:
+        raise KeyboardInterrupt  # as a kill would: no clean-up code after this point runs
+
+    monkeypatch.setattr(review, "_before_commit", killed)
+    result = runner.invoke(app, ["apply", str(p.queue)])
+    assert result.exit_code != 0 and not p.v2.exists()
+    assert p.log.exists() and read_audit_log(p.log) == []  # its lines name no version
+    monkeypatch.undo()
+    # The same command again completes, and the log holds each decision once.
+    apply_ok(p.queue)
+    logged = read_audit_log(p.log)
+    assert len(logged) == len(EXPECTED_RECORDS) == len(jsonl(p.log))
+    pd.testing.assert_frame_equal(
+        replay_audit(read_manifest(p.manifest), logged), read_manifest(p.v2), check_dtype=False
+    )
 
 
 # -- 2. forgiving parsing ----------------------------------------------------------------
