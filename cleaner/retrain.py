@@ -310,7 +310,8 @@ def run_retrain(
         from cleaner.review import apply_queue, read_queue_meta
 
         meta = read_queue_meta(queue)
-        manifest = apply_queue(queue, reviewer=reviewer).new_manifest
+        # Resumable: a queue this command applied before (then was killed) is reused.
+        manifest = apply_queue(queue, reviewer=reviewer, reuse_applied=True).new_manifest
         oof_runs = oof_runs or meta.runs or ([meta.probs] if meta.probs else [])
     if manifest is not None:
         overrides.append(f'data.manifest="{Path(manifest).as_posix()}"')

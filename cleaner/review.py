@@ -16,6 +16,7 @@ errors, all listed at once; nothing is written unless the whole queue is valid.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import getpass
 import hashlib
 import io
@@ -85,6 +86,7 @@ class ApplySummary:
     new_manifest: Path | None = None  # the version written, or the same one when none was
     audit_log: Path | None = None
     wrote_version: bool = True  # False: every decision kept its row as it was
+    already_applied: bool = False  # ``reuse_applied``: the version was there, identical
 
 
 def _beside(meta_path: Path, stored: str) -> Path:
@@ -518,9 +520,18 @@ def _user() -> str:
 
 
 def apply_queue(
-    queue_csv: str | Path, *, reviewer: str = "", unsure_factor: float = DEFAULT_UNSURE_FACTOR
+    queue_csv: str | Path,
+    *,
+    reviewer: str = "",
+    unsure_factor: float = DEFAULT_UNSURE_FACTOR,
+    reuse_applied: bool = False,
 ) -> ApplySummary:
-    """``cleaner apply``: check the whole queue, then write ``NAME.vN.csv`` and the audit log."""
+    """``cleaner apply``: check the whole queue, then write ``NAME.vN.csv`` and the audit log.
+
+    ``reuse_applied`` (``retrain --queue``, so that it resumes): when the next
+    version already exists with exactly what this queue makes, it is taken as it
+    is and nothing is written.
+    """
     queue_csv = Path(queue_csv)
     if not unsure_factor > 0:  # NaN fails too
         raise InputError(f"--unsure-factor must be positive, got {unsure_factor}")
@@ -545,16 +556,6 @@ def apply_queue(
         decisions, manifest, file=file, group=meta.group_column, attributes=meta.attributes
     )
     target = next_version_path(meta.manifest)
-    if target.exists():
-        raise InputError(
-            [
-                Problem(
-                    str(target),
-                    "already exists: was this queue applied before? "
-                    "flag the newest version for the next round",
-                )
-            ]
-        )
     context = {
         "reviewer": reviewer or _user(),
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -574,6 +575,30 @@ def apply_queue(
     # queued again) and name the version they were applied to; no new version.
     changed = not new.equals(manifest)
     data = new.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    counts = Counter(d.action for d in decisions)
+    summary = ApplySummary(
+        counts={a: counts.get(a, 0) for a in ACTIONS} | {"not reviewed": blank},
+        rows_changed=sum(
+            r["old_label"] != r["new_label"] or r["action"] in ("drop", "unsure") for r in records
+        ),
+        new_manifest=target if changed else meta.manifest,
+        audit_log=log,
+        wrote_version=changed,
+    )
+    if changed and target.exists():
+        if reuse_applied and target.read_bytes() == data:
+            # This queue made this version before (a retrain killed after the apply):
+            # take it as it is, and log nothing twice.
+            return dataclasses.replace(summary, wrote_version=False, already_applied=True)
+        raise InputError(
+            [
+                Problem(
+                    str(target),
+                    "already exists: was this queue applied before? "
+                    "flag the newest version for the next round",
+                )
+            ]
+        )
     version, version_sha = (
         (target, hashlib.sha256(data).hexdigest())
         if changed
@@ -585,16 +610,7 @@ def apply_queue(
         for r in records
     )  # fmt: skip
     _commit(log, committed_lines(log) + lines, target if changed else None, data)
-    counts = Counter(d.action for d in decisions)
-    return ApplySummary(
-        counts={a: counts.get(a, 0) for a in ACTIONS} | {"not reviewed": blank},
-        rows_changed=sum(
-            r["old_label"] != r["new_label"] or r["action"] in ("drop", "unsure") for r in records
-        ),
-        new_manifest=version,
-        audit_log=log,
-        wrote_version=changed,
-    )
+    return summary
 
 
 def _before_commit() -> None:

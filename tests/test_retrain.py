@@ -393,3 +393,32 @@ def test_demo_runs_the_loop_and_resumes(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "data_manifests" / "digits.v2.csv").exists()
     again = "".join(invoke("demo", "--out", str(tmp_path / "demo"), "--top", "100", "-q").split())
     assert "SIMULATEDreviewer" not in again  # already reviewed and applied: it goes on
+
+
+@pytest.mark.slow
+def test_retrain_with_a_queue_resumes_after_a_kill(
+    loop: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed during training, the same `retrain --queue` command takes the version it
+    applied and trains; it used to answer "already exists" (#17)."""
+    import cleaner.retrain
+
+    root = loop["root"]
+    args = [
+        "retrain", str(loop["pipeline"]), "--queue", str(loop["oof"] / "queue.csv"),
+        "--out", str(root / "resumed"), "--no-baselines", "--set", "train.epochs=1", "-q",
+    ]  # fmt: skip
+
+    def killed(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cleaner.retrain, "_fit_full", killed)
+    assert CliRunner().invoke(app, args).exit_code != 0
+    v2 = root / "digits.v2.csv"
+    assert v2.exists()
+    log = (root / "digits.audit.jsonl").read_bytes()
+    monkeypatch.undo()
+    invoke(*args)
+    assert (root / "resumed" / "report.md").exists()
+    assert (root / "digits.audit.jsonl").read_bytes() == log  # nothing logged twice
+    assert not (root / "digits.v3.csv").exists()
