@@ -575,13 +575,18 @@ def apply_queue(
     # queued again) and name the version they were applied to; no new version.
     changed = not new.equals(manifest)
     data = new.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    version, version_sha = (
+        (target, hashlib.sha256(data).hexdigest())
+        if changed
+        else (meta.manifest, meta.manifest_sha256)
+    )
     counts = Counter(d.action for d in decisions)
     summary = ApplySummary(
         counts={a: counts.get(a, 0) for a in ACTIONS} | {"not reviewed": blank},
         rows_changed=sum(
             r["old_label"] != r["new_label"] or r["action"] in ("drop", "unsure") for r in records
         ),
-        new_manifest=target if changed else meta.manifest,
+        new_manifest=version,
         audit_log=log,
         wrote_version=changed,
     )
@@ -599,11 +604,6 @@ def apply_queue(
                 )
             ]
         )
-    version, version_sha = (
-        (target, hashlib.sha256(data).hexdigest())
-        if changed
-        else (meta.manifest, meta.manifest_sha256)
-    )
     lines = "".join(
         json.dumps(r | {"version": version.name, "version_sha256": version_sha},
                    ensure_ascii=False) + "\n"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cleanlab.filter import find_label_issues
-from conftest import flat, invoke, snapshot
+from conftest import flat, invoke, snapshot, write_pipeline
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
@@ -29,32 +29,6 @@ from cleaner.ingest import load_digits_arrays
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-
-PIPELINE = """
-[data]
-manifest = "{manifest}"
-image_size = 32
-mean = [0.5]
-std = [0.5]
-cache = true
-
-[model]
-name = "test_resnet"
-in_chans = 1
-
-[train]
-folds = 3
-epochs = {epochs}
-batch_size = 64
-lr = 3e-3
-workers = 0
-
-[[augment.train]]
-name = "Affine"
-rotate = [-10, 10]
-translate_percent = [-0.08, 0.08]
-p = 0.7
-"""
 
 
 def fails(*args: str) -> str:
@@ -69,10 +43,21 @@ def _digits(root: Path, *extra: str) -> pd.DataFrame:
     return pd.read_csv(manifest, dtype=str, keep_default_na=False)
 
 
-def _pipeline(root: Path, manifest: Path, epochs: int = 6) -> Path:
-    path = root / "p.toml"
-    path.write_text(PIPELINE.format(manifest=manifest.as_posix(), epochs=epochs))
-    return path
+def _pipeline(root: Path, manifest: Path, epochs: int = 6, image_size: int = 32) -> Path:
+    """The digits pipeline of the flag tests: conftest's, with classes from the manifest."""
+    return write_pipeline(
+        root,
+        manifest=manifest,
+        name="p.toml",
+        data={"classes": None, "image_size": image_size, "cache": True},
+        train={"folds": 3, "epochs": epochs, "batch_size": 64, "lr": 3e-3},
+        augment={
+            "train": [
+                {"name": "Affine", "rotate": [-10, 10], "translate_percent": [-0.08, 0.08],
+                 "p": 0.7}
+            ]
+        },
+    )  # fmt: skip
 
 
 def _copy(src: Path, dest: Path, kind: str) -> None:
@@ -245,8 +230,7 @@ def test_gate_passes_mnist_with_pair_noise(tmp_path: Path) -> None:
         "--test-fraction",
         "0.8",
     )
-    pipeline = _pipeline(tmp_path, manifest, epochs=3)
-    pipeline.write_text(pipeline.read_text().replace("image_size = 32", "image_size = 28"))
+    pipeline = _pipeline(tmp_path, manifest, epochs=3, image_size=28)
     invoke("oof", str(pipeline), "--out", str(tmp_path / "run"), "-q")
     out = flat(invoke("flag", str(tmp_path / "run"), "--out", str(tmp_path / "q"), "-q"))
     assert "majority-classrate" in out
