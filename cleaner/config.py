@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import math
+import re
 import tomllib
 import types
 import typing
@@ -153,6 +155,29 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 POSITIVE = ("train.folds", "train.epochs", "train.batch_size", "train.grad_accum", "flag.top")
 
+# Numeric ranges: key -> (low, high, low included, high included); None is unbounded.
+# What torch, timm and the schedulers accept, checked here so that a bad value
+# is one clear error before any file is written, not a traceback mid-training.
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "model.in_chans": (1, None, True, False),
+    "model.drop_rate": (0, 1, True, False),
+    "train.lr": (0, None, False, False),
+    "train.weight_decay": (0, None, True, False),
+    "train.momentum": (0, 1, True, False),
+    "train.warmup_epochs": (0, None, True, False),
+    "train.min_lr_ratio": (0, 1, True, True),
+    "train.step_epochs": (1, None, True, False),
+    "train.gamma": (0, 1, False, True),
+    "train.patience": (0, None, True, False),
+    "train.label_smoothing": (0, 1, True, False),
+    "train.focal_gamma": (0, None, True, False),
+    "train.workers": (0, None, True, False),
+    "train.seed": (0, 2**32 - 1, True, True),
+    "train.eval_batch_size": (0, None, True, False),
+    "flag.boundary_margin": (0, None, True, False),
+}
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
 
 def _tomlable(value: Any) -> Any:
     if isinstance(value, Mapping):
@@ -253,8 +278,55 @@ def build_config(raw: Mapping[str, Any], *, file: str = "<config>") -> PipelineC
     return cfg
 
 
+def _range_text(low: float | None, high: float | None, low_in: bool, high_in: bool) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>=' if low_in else '>'} {low}")
+    if high is not None:
+        parts.append(f"{'<=' if high_in else '<'} {high}")
+    return " and ".join(parts)
+
+
+def _in_range(
+    value: float, low: float | None, high: float | None, low_in: bool, high_in: bool
+) -> bool:
+    if low is not None and (value < low or (value == low and not low_in)):
+        return False
+    return high is None or value < high or (value == high and high_in)
+
+
+def _numbers(cfg: PipelineConfig) -> Iterable[tuple[str, float]]:
+    """Every number of the config, lists included, as ``(section.key, value)``."""
+    for section, values in cfg.to_dict().items():
+        for key, value in values.items():
+            for v in value if isinstance(value, list | tuple) else [value]:
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    yield f"{section}.{key}", v
+
+
+def _check_numbers(cfg: PipelineConfig, file: str) -> list[Problem]:
+    problems = [
+        Problem(file, f"{key} = {value!r}: must be a finite number")
+        for key, value in _numbers(cfg)
+        if not math.isfinite(value)
+    ]
+    bad = {p.reason.split(" ")[0] for p in problems}
+    for key, bounds in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if key not in bad and not _in_range(value, *bounds):
+            problems.append(Problem(file, f"{key} = {value!r}: must be {_range_text(*bounds)}"))
+    if not DEVICE.match(cfg.train.device):
+        problems.append(
+            Problem(
+                file, f"train.device = {cfg.train.device!r}; choose auto, cpu, cuda, cuda:N or mps"
+            )
+        )
+    return problems
+
+
 def _check_values(cfg: PipelineConfig, file: str) -> None:
-    problems = []
+    problems = _check_numbers(cfg, file)
     for key, choices in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
@@ -304,10 +376,17 @@ def apply_overrides(
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> PipelineConfig:
     """Read a pipeline TOML file and apply ``section.key=value`` overrides."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError([Problem(str(path), "is a folder, not a pipeline file")])
     try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text())
+        raw: dict[str, Any] = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise InputError([Problem(str(path), "pipeline file not found")]) from None
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise InputError(
+            [Problem(str(path), f"not UTF-8 text (byte {e.start}); TOML files are UTF-8", line)]
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise InputError([Problem(str(path), f"not valid TOML: {e}")]) from None
     for text in overrides:

@@ -9,6 +9,7 @@ the same result as an uninterrupted one, with persistent workers.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,24 +52,70 @@ def load_image(path: str | Path, in_chans: int) -> np.ndarray:
     return img
 
 
+def _make_step(spec: dict[str, Any]) -> A.BasicTransform:
+    """One albumentations transform from ``{name = ..., args...}``; refused if it cannot be."""
+    args = dict(spec)
+    name = args.pop("name")
+    cls = getattr(A, name, None)
+    if cls is None or not isinstance(cls, type):
+        raise InputError(f"augment: albumentations has no transform named {name!r}")
+    if not issubclass(cls, A.BasicTransform):
+        raise InputError(f"augment: {name} is not an image transform")
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        # albumentations only warns about an argument it does not know, then ignores it.
+        unknown = sorted(set(args) - set(params))
+        if unknown:
+            raise InputError(
+                f"augment: {name} takes no argument {', '.join(map(repr, unknown))}; "
+                f"it takes {', '.join(params) or 'none'}"
+            )
+    try:
+        return cls(**args)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"augment: {name}({args}) is invalid: {e}") from None
+
+
 def build_transform(aug: AugmentConfig, *, train: bool, image_size: tuple[int, int]) -> A.Compose:
     """Resize, the configured albumentations transforms by name, then a uint8 tensor.
 
     Normalisation is not here: :class:`Normalize` does it per batch, on the device.
     """
     steps: list[Any] = [A.Resize(*image_size)] if aug.resize else []
-    for spec in aug.train if train else aug.eval:
-        args = dict(spec)
-        name = args.pop("name")
-        cls = getattr(A, name, None)
-        if cls is None or not isinstance(cls, type):
-            raise InputError(f"augment: albumentations has no transform named {name!r}")
-        try:
-            steps.append(cls(**args))
-        except (TypeError, ValueError) as e:
-            raise InputError(f"augment: {name}({args}) is invalid: {e}") from None
+    steps.extend(_make_step(spec) for spec in (aug.train if train else aug.eval))
     steps.append(ToTensorV2())
     return A.Compose(steps, seed=0)
+
+
+def transform_problems(
+    aug: AugmentConfig, *, image_size: tuple[int, int], in_chans: int
+) -> list[str]:
+    """Why a configured transform cannot run on an image alone, each named; empty if all can.
+
+    Each one is built and applied to a blank image of the input size: a
+    transform that needs boxes, masks or metadata we never pass fails here,
+    before any file is written, rather than at the first batch.
+    """
+    problems = []
+    blank = np.zeros((*image_size, in_chans), np.uint8)
+    for key in ("train", "eval"):
+        for i, spec in enumerate(getattr(aug, key)):
+            try:
+                step = _make_step(spec)
+                if "p" in inspect.signature(type(step)).parameters:
+                    step = _make_step({**spec, "p": 1.0})  # make sure it runs on the blank
+            except InputError as e:
+                problems.append(f"augment.{key}[{i}]: {str(e).removeprefix('augment: ')}")
+                continue
+            try:
+                A.Compose([step, ToTensorV2()], seed=0)(image=blank)
+            except Exception as e:  # any failure on a plain image: it cannot run here
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+                problems.append(
+                    f"augment.{key}[{i}]: {spec['name']} fails on an image alone "
+                    f"({type(e).__name__}: {reason}); only image transforms can run here"
+                )
+    return problems
 
 
 class Normalize:

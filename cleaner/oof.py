@@ -32,7 +32,7 @@ from rich.progress import Progress
 
 from cleaner.atomic import atomic_path, write_text
 from cleaner.config import PipelineConfig, load_config
-from cleaner.data import ImageDataset, Normalize, build_transform, decode_all, seed_for
+from cleaner.data import ImageDataset, Normalize, decode_all, seed_for, transform_problems
 from cleaner.distributed import SINGLE, Dist, context
 from cleaner.embed import embed_run
 from cleaner.embeddings import EMBEDDINGS_FILE
@@ -46,9 +46,10 @@ from cleaner.manifest import (
     validate_manifest,
 )
 from cleaner.metrics import classification_metrics
+from cleaner.models import create_model
 from cleaner.pipeline import make_dataset, model_and_normalize, predict_rows
 from cleaner.runs import oof_table
-from cleaner.train import fit, predict, resolve_device
+from cleaner.train import device_problem, fit, predict, resolve_device
 
 if TYPE_CHECKING:
     from cleaner.ray_folds import RayOptions
@@ -174,20 +175,22 @@ def load_pipeline_data(
 def preflight(cfg: PipelineConfig) -> None:
     """What would fail at the first model or batch, checked before the run folder is made.
 
-    A model name timm does not know, a missing weights file, transforms that do
-    not build and a normalisation that cannot apply, each one clear error; the
-    model itself is not built here (a pretrained one may download).
+    A model name timm does not know, a device this machine lacks, a weights file
+    that does not load into the model, transforms that do not run on an image
+    and a normalisation that cannot apply: every one listed in one error. The
+    model is built only from a local weights file (a hub one may download).
     """
     problems: list[str] = []
     if not timm.is_model(cfg.model.name):
         problems.append(f"model.name: timm has no model named {cfg.model.name!r}")
-    if cfg.model.weights and not Path(cfg.model.weights).is_file():
-        problems.append(f"model.weights: file not found: {cfg.model.weights}")
-    for train in (True, False):
-        try:
-            build_transform(cfg.augment, train=train, image_size=cfg.data.hw)
-        except InputError as e:
-            problems.append(str(e))
+    elif cfg.model.weights:
+        problems.extend(_weights_problems(cfg))
+    device = device_problem(cfg.train.device)
+    if device:
+        problems.append(device)
+    problems.extend(
+        transform_problems(cfg.augment, image_size=cfg.data.hw, in_chans=cfg.model.in_chans)
+    )
     if cfg.data.mean:
         try:
             Normalize(cfg.data.mean, cfg.data.std)
@@ -200,6 +203,22 @@ def preflight(cfg: PipelineConfig) -> None:
             )
     if problems:
         raise InputError([Problem("", reason) for reason in dict.fromkeys(problems)])
+
+
+def _weights_problems(cfg: PipelineConfig) -> list[str]:
+    """Why ``model.weights`` does not load into the model (timm reads it weights-only)."""
+    weights = Path(cfg.model.weights)
+    if not weights.is_file():
+        return [f"model.weights: file not found: {weights}"]
+    try:
+        create_model(cfg.model, max(len(cfg.data.classes), 1))
+    except Exception as e:  # torch and timm raise many types for a file that is not weights
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return [
+            f"model.weights: {weights} does not load into {cfg.model.name} "
+            f"({type(e).__name__}: {reason[:300]})"
+        ]
+    return []
 
 
 # What ``plan_run`` writes before any training: a folder holding only these was left

@@ -54,6 +54,22 @@ def resolve_device(name: str, d: Dist = SINGLE) -> torch.device:
     return device
 
 
+def device_problem(name: str) -> str | None:
+    """Why ``train.device`` cannot run on this machine, or None (``auto`` always can)."""
+    if name in ("auto", "cpu"):
+        return None
+    device = torch.device(name)
+    if device.type == "mps":
+        ok = torch.backends.mps.is_available()
+        return None if ok else "train.device = 'mps': this machine has no MPS device"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return f"train.device = {name!r}: this machine has no CUDA device; use cpu or auto"
+    if device.index is not None and device.index >= count:
+        return f"train.device = {name!r}: this machine has CUDA devices 0..{count - 1}"
+    return None
+
+
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
     # Mixed precision pays off on GPUs only; on the CPU it is slower and changes results.
     if amp and device.type == "cuda":
