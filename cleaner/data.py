@@ -87,33 +87,40 @@ def build_transform(aug: AugmentConfig, *, train: bool, image_size: tuple[int, i
     return A.Compose(steps, seed=0)
 
 
-def transform_problems(
-    aug: AugmentConfig, *, image_size: tuple[int, int], in_chans: int
-) -> list[str]:
-    """Why a configured transform cannot run on an image alone, each named; empty if all can.
+def transform_problems(aug: AugmentConfig, image: np.ndarray, what: str) -> list[str]:
+    """Why a configured transform cannot run on ``image`` alone, each named; empty if all can.
 
-    Each one is built and applied to a blank image of the input size: a
-    transform that needs boxes, masks or metadata we never pass fails here,
-    before any file is written, rather than at the first batch.
+    The transforms are built and applied in order to ``image`` (``what`` says
+    which image it is), each one for certain (``p = 1``): a transform that needs
+    boxes, masks or metadata we never pass, or a crop larger than its input,
+    fails here, before any file is written, rather than at the first batch.
     """
     problems = []
-    blank = np.zeros((*image_size, in_chans), np.uint8)
     for key in ("train", "eval"):
+        x = image
         for i, spec in enumerate(getattr(aug, key)):
             try:
                 step = _make_step(spec)
                 if "p" in inspect.signature(type(step)).parameters:
-                    step = _make_step({**spec, "p": 1.0})  # make sure it runs on the blank
+                    step = _make_step({**spec, "p": 1.0})
+                x = A.Compose([step], seed=0)(image=x)["image"]
             except InputError as e:
                 problems.append(f"augment.{key}[{i}]: {str(e).removeprefix('augment: ')}")
-                continue
-            try:
-                A.Compose([step, ToTensorV2()], seed=0)(image=blank)
+                break
             except Exception as e:  # any failure on a plain image: it cannot run here
                 reason = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+                needs = isinstance(e, KeyError) or "missing keys" in reason
+                hint = "; it needs boxes, masks or metadata, which cleaner does not pass" * needs
                 problems.append(
-                    f"augment.{key}[{i}]: {spec['name']} fails on an image alone "
-                    f"({type(e).__name__}: {reason}); only image transforms can run here"
+                    f"augment.{key}[{i}]: {spec['name']} fails on {what} "
+                    f"({type(e).__name__}: {reason}){hint}"
+                )
+                break
+        else:
+            if not isinstance(x, np.ndarray):  # ToTensorV2 (or alike) in the list: ours is last
+                problems.append(
+                    f"augment.{key}: a transform returns {type(x).__name__}; "
+                    "leave the tensor conversion to cleaner"
                 )
     return problems
 

@@ -32,7 +32,14 @@ from rich.progress import Progress
 
 from cleaner.atomic import atomic_path, write_text
 from cleaner.config import PipelineConfig, load_config
-from cleaner.data import ImageDataset, Normalize, decode_all, seed_for, transform_problems
+from cleaner.data import (
+    ImageDataset,
+    Normalize,
+    decode_all,
+    load_image,
+    seed_for,
+    transform_problems,
+)
 from cleaner.distributed import SINGLE, Dist, context
 from cleaner.embed import embed_run
 from cleaner.embeddings import EMBEDDINGS_FILE
@@ -172,11 +179,12 @@ def load_pipeline_data(
     return PipelineData(cfg, manifest_path, sha256_file(manifest_path), df, train_rows, labels)
 
 
-def preflight(cfg: PipelineConfig) -> None:
+def preflight(cfg: PipelineConfig, first_image: Path) -> None:
     """What would fail at the first model or batch, checked before the run folder is made.
 
     A model name timm does not know, a device this machine lacks, a weights file
-    that does not load into the model, transforms that do not run on an image
+    that does not load into the model, transforms that do not run on an input
+    image (a blank of data.image_size after the resize, else ``first_image``)
     and a normalisation that cannot apply: every one listed in one error. The
     model is built only from a local weights file (a hub one may download).
     """
@@ -188,9 +196,13 @@ def preflight(cfg: PipelineConfig) -> None:
     device = device_problem(cfg.train.device)
     if device:
         problems.append(device)
-    problems.extend(
-        transform_problems(cfg.augment, image_size=cfg.data.hw, in_chans=cfg.model.in_chans)
-    )
+    if cfg.augment.resize:
+        image = np.zeros((*cfg.data.hw, cfg.model.in_chans), np.uint8)
+        blank = "a blank {}x{} image".format(*cfg.data.hw)
+        problems.extend(transform_problems(cfg.augment, image, blank))
+    else:  # the transforms see the images as they are: try the first one
+        image = load_image(first_image, cfg.model.in_chans)
+        problems.extend(transform_problems(cfg.augment, image, f"the first image ({first_image})"))
     if cfg.data.mean:
         try:
             Normalize(cfg.data.mean, cfg.data.std)
@@ -252,7 +264,7 @@ def plan_run(
     groups = df[cfg.data.group].to_numpy()[train_rows] if cfg.data.group else None
     folds = make_folds(labels, n_splits=cfg.train.folds, seed=cfg.train.seed, groups=groups)
 
-    preflight(cfg)
+    preflight(cfg, resolve_paths(df.iloc[train_rows[:1]], manifest_path.parent)[0])
     run_dir = Path(out) if out else default_run_dir(pipeline, cfg, sha)
     run_dir.mkdir(parents=True, exist_ok=True)
     _forget_refused_start(run_dir)
