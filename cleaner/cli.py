@@ -17,7 +17,7 @@ from rich.text import Text
 
 from cleaner.errors import FoldsFailed, InputError, task_name
 from cleaner.noise import NOISE_KINDS
-from cleaner.progress import console, err_console, make_progress
+from cleaner.progress import console, err_console, make_progress, warn
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -474,7 +474,7 @@ def review(
 
     server, url = serve(queue, port=port)
     for warning in server.queue.warnings:
-        err_console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False)
+        warn(warning)
     console.print(
         f"reviewing {queue} ({server.queue.reviewed} of {len(server.queue)} rows reviewed) at "
         f"{url}\neach decision is written to {queue} at once; Ctrl-C stops the server",

@@ -35,7 +35,9 @@ class DataConfig:
     mean: tuple[float, ...] = ()  # normalisation; empty: the model's pretrained config
     std: tuple[float, ...] = ()
     cache: bool = False  # keep decoded images in memory: worth it when they fit (MNIST-sized)
-    check_images: bool = True  # open every image once before training, to fail early
+    check_images: bool = True  # decode every image once before training, to fail early
+    # A JPEG cut short or with corrupt data decodes as partly grey: error | warn (train on it)
+    damaged_images: str = "error"
     weights: str = ""  # CSV of sample_id, weight replacing the manifest's weights of those rows
 
     @property
@@ -146,6 +148,7 @@ class PipelineConfig:
 SECTIONS: dict[str, type] = typing.get_type_hints(PipelineConfig)
 
 CHOICES: dict[str, tuple[str, ...]] = {
+    "data.damaged_images": ("error", "warn"),
     "train.optimizer": ("adamw", "sgd"),
     "train.scheduler": ("cosine", "step", "plateau", "onecycle", "constant"),
     "train.loss": ("ce", "focal"),

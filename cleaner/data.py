@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from cleaner.config import AugmentConfig
 from cleaner.errors import InputError
+from cleaner.images import load_image
 
 # OpenCV's own threads fight the loader's processes and torch's threads for
 # the same cores; one thread per process is faster overall.
@@ -32,24 +33,6 @@ cv2.setNumThreads(1)
 def seed_for(*parts: int) -> int:
     """A 32-bit seed derived from integers (stable across processes and runs)."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-
-
-def load_image(path: str | Path, in_chans: int) -> np.ndarray:
-    """Decode one image as uint8 (H, W, C): grayscale for ``in_chans == 1``, else RGB."""
-    flag = cv2.IMREAD_GRAYSCALE if in_chans == 1 else cv2.IMREAD_COLOR
-    img = cv2.imread(str(path), flag)
-    if img is None:
-        raise InputError(f"unreadable image: {path}")
-    if in_chans == 1:
-        return img[:, :, None]
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if in_chans > 3:
-        # Extra channels repeat the image, as timm does when adapting first-layer weights.
-        reps = -(-in_chans // 3)
-        img = np.concatenate([img] * reps, axis=2)[:, :, :in_chans]
-    elif in_chans == 2:
-        img = img[:, :, :2]
-    return img
 
 
 def _make_step(spec: dict[str, Any]) -> A.BasicTransform:

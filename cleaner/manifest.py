@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from cleaner.atomic import atomic_path
 from cleaner.errors import InputError, Problem
+from cleaner.images import check_image
 
 REQUIRED = ("path", "label")
 SPLITS = ("train", "test", "unlabeled", "excluded")
@@ -126,17 +126,6 @@ def _rows(mask: pd.Series | np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(np.asarray(mask))]
 
 
-def _image_problem(path: Path) -> str | None:
-    if not path.is_file():
-        return f"image not found: {path}"
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except Exception as e:  # PIL raises many types for a corrupt file
-        return f"unreadable image {path}: {type(e).__name__}: {e}"
-    return None
-
-
 def trim_collisions(ids: pd.Series, file: str) -> list[Problem]:
     """Ids that differ only by surrounding spaces, naming both lines.
 
@@ -188,14 +177,18 @@ def validate_manifest(
     folds: int | None = None,
     group: str = "",
     check_images: bool = True,
+    in_chans: int = 3,
+    damaged_images: str = "error",
     on_image: Callable[[], None] | None = None,
-) -> None:
-    """Raise :class:`InputError` listing every bad row of a manifest.
+) -> list[str]:
+    """Raise :class:`InputError` listing every bad row of a manifest; return its warnings.
 
     Checks: duplicate ``sample_id``, unknown ``split``, non-numeric or negative
     ``weight``, empty labels on train rows, labels not in ``classes``, a missing
-    ``group`` column or value, missing or unreadable images (``check_images``),
-    and classes with fewer train rows than ``folds``.
+    ``group`` column or value, missing or unreadable images (``check_images``,
+    decoded as training does with ``in_chans``; damaged JPEG data is a problem,
+    or a warning when ``damaged_images`` is ``"warn"``), and classes with fewer
+    train rows than ``folds``. Warnings say which images were converted.
     """
     file = str(file)
     problems: list[Problem] = []
@@ -257,8 +250,13 @@ def validate_manifest(
         else:
             for i in _rows(train & (df[group].str.strip() == "")):
                 problems.append(Problem(file, f"empty {group!r} on a train row", line_of(i)))
+    warnings: list[str] = []
     if check_images:
-        problems.extend(_check_images(df, Path(file).parent, file, on_image))
+        found, warnings = _check_images(df, Path(file).parent, file, in_chans, on_image)
+        if damaged_images == "warn":
+            warnings = [str(p) for p in found if p.reason.startswith("damaged")] + warnings
+            found = [p for p in found if not p.reason.startswith("damaged")]
+        problems.extend(found)
     if classes is not None and folds is not None:
         counts = labels[train].value_counts()
         for c in classes:
@@ -269,23 +267,39 @@ def validate_manifest(
                 )
     if problems:
         raise InputError(problems)
+    return warnings
 
 
 def _check_images(
-    df: pd.DataFrame, root: Path, file: str, on_image: Callable[[], None] | None
-) -> list[Problem]:
+    df: pd.DataFrame,
+    root: Path,
+    file: str,
+    in_chans: int,
+    on_image: Callable[[], None] | None,
+) -> tuple[list[Problem], list[str]]:
+    """Problems of the images training would read, and one warning per kind of conversion."""
     # Excluded rows were dropped by a reviewer; their images may be gone.
     rows = _rows(df["split"] != "excluded")
     paths = resolve_paths(df.iloc[rows], root)
     problems = []
-    # Opening files is I/O-bound: threads overlap the waits.
+    converted: dict[str, list[int]] = {}
+    # Decoding is native code that releases the GIL: threads overlap it and the I/O.
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for i, reason in zip(rows, pool.map(_image_problem, paths), strict=True):
+        checks = pool.map(lambda path: check_image(path, in_chans), paths)
+        for i, (unreadable, damaged, note) in zip(rows, checks, strict=True):
             if on_image is not None:
                 on_image()
-            if reason is not None:
-                problems.append(Problem(file, reason, line_of(i)))
-    return problems
+            for reason in (unreadable, damaged):
+                if reason is not None:
+                    problems.append(Problem(file, reason, line_of(i)))
+            if note is not None:
+                converted.setdefault(note, []).append(line_of(i))
+    warnings = [
+        f"{file}: {len(lines)} image(s) with {note} (line {lines[0]}"
+        + (f" and {len(lines) - 1} more)" if len(lines) > 1 else ")")
+        for note, lines in converted.items()
+    ]
+    return problems, warnings
 
 
 def sha256_file(path: str | Path) -> str:

@@ -36,7 +36,6 @@ from cleaner.data import (
     ImageDataset,
     Normalize,
     decode_all,
-    load_image,
     seed_for,
     transform_problems,
 )
@@ -45,6 +44,7 @@ from cleaner.embed import embed_run
 from cleaner.embeddings import EMBEDDINGS_FILE
 from cleaner.errors import EMBED_TASK, FoldsFailed, InputError, Problem
 from cleaner.folds import describe_split, make_folds
+from cleaner.images import load_image
 from cleaner.manifest import (
     apply_weights_file,
     read_manifest,
@@ -55,6 +55,7 @@ from cleaner.manifest import (
 from cleaner.metrics import classification_metrics
 from cleaner.models import create_model
 from cleaner.pipeline import make_dataset, model_and_normalize, predict_rows
+from cleaner.progress import warn
 from cleaner.runs import oof_table
 from cleaner.train import device_problem, fit, predict, resolve_device
 
@@ -161,15 +162,19 @@ def load_pipeline_data(
     task = progress.add_task(
         "checking images", total=len(df), unit="img", visible=cfg.data.check_images
     )
-    validate_manifest(
+    warnings = validate_manifest(
         df,
         file=manifest_path,
         classes=cfg.data.classes,
         folds=cfg.train.folds,
         group=cfg.data.group,
         check_images=cfg.data.check_images,
+        in_chans=cfg.model.in_chans,
+        damaged_images=cfg.data.damaged_images,
         on_image=lambda: progress.advance(task),
     )
+    for warning in warnings:
+        warn(warning)
     progress.remove_task(task)
     train_rows = np.flatnonzero((df["split"] == "train").to_numpy())
     index = {c: i for i, c in enumerate(cfg.data.classes)}

@@ -20,6 +20,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr (rich markup in ``message`` is printed as written)."""
+    err_console.print(Text.assemble(("warning: ", "bold yellow"), message), highlight=False)
+
+
 class RateColumn(ProgressColumn):
     """Items per second, with the task's unit (``fields['unit']``, default ``it``)."""
 

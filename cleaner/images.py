@@ -1,0 +1,110 @@
+"""Image files to uint8 arrays, with the decoder training uses (OpenCV), and their check.
+
+The check before training decodes every image the way training will, so an
+image that passes is one training can read. OpenCV's JPEG decoder accepts a
+file cut short or with a corrupt scan (libjpeg only prints a warning and
+fills the rest with grey), so JPEG data is also decoded strictly, once, by
+Pillow: such a file is a problem with its manifest line, not a silent grey
+training image. Images that are not 8-bit (float TIFFs, say) are converted,
+and the check says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from cleaner.errors import InputError
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+# A float TIFF makes OpenCV log a warning before the fallback below reads it.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """8-bit pixels: floats are taken in [0, 1] (albumentations' convention), ints in 0..65535."""
+    if img.dtype == np.uint8:
+        return img
+    if np.issubdtype(img.dtype, np.floating):
+        return (np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if img.dtype == np.uint16:
+        return (img // 257).astype(np.uint8)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _channels(img: np.ndarray, in_chans: int) -> np.ndarray:
+    """(H, W, in_chans) from OpenCV's BGR, BGRA or grayscale array."""
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] == 4:
+        img = img[:, :, :3]  # the alpha channel is not part of the picture
+    if in_chans == 1:
+        if img.shape[2] == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[:, :, None]
+        return img
+    img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB if img.shape[2] == 1 else cv2.COLOR_BGR2RGB)
+    if in_chans > 3:
+        # Extra channels repeat the image, as timm does when adapting first-layer weights.
+        reps = -(-in_chans // 3)
+        img = np.concatenate([img] * reps, axis=2)[:, :, :in_chans]
+    elif in_chans == 2:
+        img = img[:, :, :2]
+    return img
+
+
+def decode_image(path: str | Path, in_chans: int) -> tuple[np.ndarray, str | None]:
+    """Decode one image as uint8 (H, W, in_chans), and what was converted (or None).
+
+    Grayscale for ``in_chans == 1``, else RGB. OpenCV's 8-bit decoding comes
+    first; a file it can read only as it is (a float32 TIFF) is converted.
+    """
+    flag = cv2.IMREAD_GRAYSCALE if in_chans == 1 else cv2.IMREAD_COLOR
+    img = cv2.imread(str(path), flag)
+    note = None
+    if img is None:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None or img.size == 0:
+            raise InputError(f"unreadable image: {path}")
+        if img.dtype != np.uint8:
+            note = f"{img.dtype} pixels converted to 8 bits"
+        img = to_uint8(img)
+    if in_chans == 1 and img.ndim == 2:
+        return img[:, :, None], note
+    return _channels(img, in_chans), note
+
+
+def load_image(path: str | Path, in_chans: int) -> np.ndarray:
+    """Decode one image as uint8 (H, W, C): grayscale for ``in_chans == 1``, else RGB."""
+    return decode_image(path, in_chans)[0]
+
+
+def damaged_jpeg(path: Path) -> str | None:
+    """Why a JPEG file's data is cut short or corrupt, or None (also for other formats)."""
+    with open(path, "rb") as f:
+        if f.read(3) != JPEG_MAGIC:
+            return None
+    try:
+        with Image.open(path) as im:
+            im.load()  # a full decode: Pillow raises where libjpeg only warns
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ... for bad data
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def check_image(path: Path, in_chans: int) -> tuple[str | None, str | None, str | None]:
+    """``(unreadable, damaged, converted)``: why training cannot read ``path``, why its data
+    is damaged (a JPEG cut short or corrupt, which training would read as grey), and what
+    decoding converts; each None when it does not apply.
+    """
+    if not path.is_file():
+        return f"image not found: {path}", None, None
+    try:
+        _, note = decode_image(path, in_chans)
+    except InputError:
+        return f"unreadable image: {path}", None, None
+    damage = damaged_jpeg(path)
+    return None, (f"damaged JPEG {path} ({damage})" if damage else None), note
