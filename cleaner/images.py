@@ -105,6 +105,10 @@ def check_image(path: Path, in_chans: int) -> tuple[str | None, str | None, str 
     try:
         _, note = decode_image(path, in_chans)
     except InputError:
-        return f"unreadable image: {path}", None, None
+        return (
+            f"unreadable image {path}: OpenCV, the decoder training uses, cannot read it",
+            None,
+            None,
+        )
     damage = damaged_jpeg(path)
     return None, (f"damaged JPEG {path} ({damage})" if damage else None), note

@@ -98,6 +98,30 @@ def _prob_table(
     return table[list(first)], probs
 
 
+def _folds_problems(table: pd.DataFrame, folds_csv: Path, path: Path) -> list[Problem]:
+    """Rows of ``oof.csv`` that are not the run's ``folds.csv``: ids in its order, same folds."""
+    if not folds_csv.is_file():
+        return [Problem(str(folds_csv), "not found: the run folder is incomplete")]
+    folds = pd.read_csv(folds_csv, dtype=str, keep_default_na=False)
+    if list(folds.columns) != ["sample_id", "fold"]:
+        return [Problem(str(folds_csv), "expected the columns sample_id, fold", 1)]
+    if len(folds) != len(table):
+        return [Problem(str(path), f"{len(table)} rows, but {folds_csv} has {len(folds)}")]
+    ids, want = table["sample_id"].to_numpy(), folds["sample_id"].to_numpy()
+    fold = table["fold"].astype(str).to_numpy()
+    problems = []
+    for i in np.flatnonzero((ids != want) | (fold != folds["fold"].to_numpy())):
+        problems.append(
+            Problem(
+                str(path),
+                f"row {ids[i]!r} in fold {fold[i]} is not {folds_csv}'s {want[i]!r} in fold "
+                f"{folds['fold'].iloc[i]} (rows keep the order and folds of the split)",
+                line_of(int(i)),
+            )
+        )
+    return problems
+
+
 def load_run(run_dir: str | Path) -> Run:
     """Read and check a run folder made by ``cleaner oof``."""
     run_dir = Path(run_dir)
@@ -143,24 +167,14 @@ def load_run(run_dir: str | Path) -> Run:
         )
     classes = cfg.data.classes
     table, pred_probs = _prob_table(oof_csv, classes, OOF_COLUMNS)
-    repeated = np.flatnonzero(table["sample_id"].duplicated().to_numpy())
-    if len(repeated):
-        raise InputError(
-            [
-                Problem(str(oof_csv), f"sample_id {table['sample_id'][i]!r} appears twice",
-                        line_of(int(i)))
-                for i in repeated
-            ]
-        )  # fmt: skip
+    df = read_manifest(manifest)
+    train = df[df["split"] == "train"]
+    given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
+    problems = _manifest_problems(table, given, oof_csv, manifest)
+    problems += _folds_problems(table, run_dir / "folds.csv", oof_csv)
+    if problems:
+        raise InputError(problems)
     index = {c: i for i, c in enumerate(classes)}
-    unknown = np.flatnonzero(~table["label"].isin(list(index)).to_numpy()).tolist()
-    if unknown:
-        raise InputError(
-            [
-                Problem(str(oof_csv), f"label {table['label'][i]!r} is not a class", line_of(i))
-                for i in unknown
-            ]
-        )
     embeddings = None
     if (run_dir / EMBEDDINGS_FILE).exists():
         embeddings = checked_embeddings(run_dir / EMBEDDINGS_FILE, table["sample_id"].to_numpy())
@@ -216,6 +230,46 @@ def checked_embeddings(
     return emb
 
 
+def _manifest_problems(
+    table: pd.DataFrame, given: dict[str, str], path: Path, manifest: Path
+) -> list[Problem]:
+    """Rows of a probability table that are not the manifest's train rows with their labels:
+    an id twice, an id that is not a train row, a label that is not the manifest's, rows
+    missing.
+    """
+    problems = []
+    ids = table["sample_id"].to_numpy()
+    dup = table["sample_id"].duplicated().to_numpy()
+    problems += [
+        Problem(str(path), f"sample_id {ids[i]!r} appears twice", line_of(int(i)))
+        for i in np.flatnonzero(dup)
+    ]
+    for i, (sid, label) in enumerate(zip(ids, table["label"], strict=True)):
+        if sid not in given:
+            problems.append(
+                Problem(str(path), f"sample_id {sid!r} is not a train row of {manifest}",
+                        line_of(i))
+            )  # fmt: skip
+        elif given[sid] != label:
+            problems.append(
+                Problem(
+                    str(path),
+                    f"label {label!r} of {sid!r} is not the manifest's {given[sid]!r}",
+                    line_of(i),
+                )
+            )
+    missing = sorted(set(given) - set(ids))
+    if missing:
+        problems.append(
+            Problem(
+                str(path),
+                f"{len(missing)} train rows of {manifest} have no probabilities, e.g. "
+                + ", ".join(repr(m) for m in missing[:3]),
+            )
+        )
+    return problems
+
+
 def load_probs(
     probs_csv: str | Path,
     manifest: str | Path,
@@ -253,38 +307,10 @@ def load_probs(
     cfg = cfg.replace("data", manifest=str(manifest), classes=classes)
     table, pred_probs = _prob_table(probs_csv, classes, first)
     df = read_manifest(manifest)
-    problems = []
     ids = table["sample_id"].to_numpy()
-    dup = table["sample_id"].duplicated().to_numpy()
-    problems += [
-        Problem(str(probs_csv), f"sample_id {ids[i]!r} appears twice", line_of(int(i)))
-        for i in np.flatnonzero(dup)
-    ]
     train = df[df["split"] == "train"]
     given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
-    for i, (sid, label) in enumerate(zip(ids, table["label"], strict=True)):
-        if sid not in given:
-            problems.append(
-                Problem(str(probs_csv), f"sample_id {sid!r} is not a train row of {manifest}",
-                        line_of(i))
-            )  # fmt: skip
-        elif given[sid] != label:
-            problems.append(
-                Problem(
-                    str(probs_csv),
-                    f"label {label!r} of {sid!r} is not the manifest's {given[sid]!r}",
-                    line_of(i),
-                )
-            )
-    missing = sorted(set(given) - set(ids))
-    if missing:
-        problems.append(
-            Problem(
-                str(probs_csv),
-                f"{len(missing)} train rows of {manifest} have no probabilities, e.g. "
-                + ", ".join(repr(m) for m in missing[:3]),
-            )
-        )
+    problems = _manifest_problems(table, given, probs_csv, manifest)
     unknown = sorted(set(given.values()) - set(classes))
     if unknown:
         problems.append(
