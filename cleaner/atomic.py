@@ -2,12 +2,17 @@
 
 Outputs are written to a temporary name in the same folder and renamed into
 place; ``os.replace`` is atomic on POSIX and Windows within one filesystem.
+The temporary name carries the host and process id, so the next write of the
+same file removes what a killed process of this host left (``.NAME.HOST.PID.*.tmp``)
+and never a live writer's file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +42,34 @@ def default_mode(*, folder: bool = False) -> int:
     return (0o777 if folder else 0o666) & ~_umask()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _host() -> str:
+    # Dots separate the name's parts; a host name may contain them.
+    return socket.gethostname().replace(".", "_") or "host"
+
+
+def remove_orphans(path: Path) -> list[Path]:
+    """Remove temporary files of ``path`` that a killed process of this host left."""
+    removed = []
+    prefix = f".{path.name}.{_host()}."
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        rest = tmp.name[len(prefix) :] if tmp.name.startswith(prefix) else ""
+        pid = rest.split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
@@ -48,7 +81,9 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
     if not overwrite and path.exists():
         raise FileExistsError(f"{path} already exists; refusing to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_orphans(path)
+    prefix = f".{path.name}.{_host()}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, default_mode())

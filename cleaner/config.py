@@ -23,7 +23,7 @@ from typing import Any
 
 import tomli_w
 
-from cleaner.errors import InputError, Problem
+from cleaner.errors import InputError, Problem, not_utf8
 
 
 @dataclass(frozen=True)
@@ -385,11 +385,8 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> PipelineConf
         raw: dict[str, Any] = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise InputError([Problem(str(path), "pipeline file not found")]) from None
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise InputError(
-            [Problem(str(path), f"not UTF-8 text (byte {e.start}); TOML files are UTF-8", line)]
-        ) from None
+    except UnicodeDecodeError:
+        raise InputError([not_utf8(path, "pipeline")]) from None
     except tomllib.TOMLDecodeError as e:
         raise InputError([Problem(str(path), f"not valid TOML: {e}")]) from None
     for text in overrides:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 # Long lists of bad rows are cut here: the first rows show the pattern.
 MAX_LISTED = 20
@@ -60,3 +61,19 @@ class FoldsFailed(RuntimeError):
             f"{len(failed)} fold(s) of {run_dir} failed; the finished folds are kept and the "
             "same command trains only what is missing:\n" + "\n".join(lines)
         )
+
+
+def not_utf8(path: str | Path, what: str = "CSV") -> Problem:
+    """The problem of a text file that is not UTF-8, naming the line of its first bad byte.
+
+    The file is decoded again here: a reader's own error (pandas') counts
+    bytes from the start of its buffer, not of the file.
+    """
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        bad = data[e.start : e.start + 1]
+        return Problem(str(path), f"not UTF-8 text (byte {bad!r}); save the {what} as UTF-8", line)
+    return Problem(str(path), f"not UTF-8 text; save the {what} as UTF-8")

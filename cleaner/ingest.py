@@ -23,7 +23,7 @@ from sklearn.model_selection import train_test_split
 
 from cleaner.atomic import default_mode
 from cleaner.errors import InputError, Problem
-from cleaner.manifest import line_of, trim_collisions, write_manifest
+from cleaner.manifest import line_of, read_text_csv, trim_collisions, write_manifest
 from cleaner.noise import inject_noise
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -84,7 +84,7 @@ def ingest_csv(
         raise InputError([Problem(str(table), "table not found")])
     manifest = Path(manifest) if manifest else default_manifest(table.stem)
     _refuse_existing(manifest)
-    df = pd.read_csv(table, dtype=str, keep_default_na=False, na_filter=False)
+    df = read_text_csv(table)
     mapping = {
         c: std
         for c, std in (

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cleaner.atomic import atomic_path
-from cleaner.errors import InputError, Problem
+from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.images import check_image
 
 REQUIRED = ("path", "label")
@@ -36,6 +36,19 @@ def line_of(index: int) -> int:
     return index + 2
 
 
+def read_text_csv(path: str | Path) -> pd.DataFrame:
+    """A UTF-8 CSV with every cell as text, as written (no NaN, no number parsing).
+
+    A file that is not UTF-8 or not CSV is one problem naming it (and the line).
+    """
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except UnicodeDecodeError:
+        raise InputError([not_utf8(path)]) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
+
+
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """Read a manifest as text, with ``sample_id``, ``split`` and ``weight`` filled in.
 
@@ -46,10 +59,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InputError([Problem(str(path), "manifest not found")])
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
+    df = read_text_csv(path)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise InputError(
@@ -78,10 +88,7 @@ def apply_weights_file(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     file = str(path)
     if not Path(path).is_file():
         raise InputError([Problem(file, "data.weights file not found")])
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError([Problem(file, f"not a readable CSV: {e}")]) from None
+    table = read_text_csv(path)
     missing = [c for c in ("sample_id", "weight") if c not in table.columns]
     if missing:
         raise InputError([Problem(file, f"missing column(s): {', '.join(missing)}", row=1)])

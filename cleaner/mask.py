@@ -31,7 +31,7 @@ import pandas as pd
 
 from cleaner.errors import InputError, Problem
 from cleaner.ingest import _refuse_existing, _relpath, default_manifest
-from cleaner.manifest import line_of, write_manifest
+from cleaner.manifest import line_of, read_text_csv, write_manifest
 
 MASKS = ("wear", "incorrect", "not_wear")
 GENDERS = ("male", "female")
@@ -271,13 +271,6 @@ def _train_rows(
     return rows, findings
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
-
-
 def _disagreements(row: dict, person: Person) -> list[tuple[str, str]]:
     """``(column, value)`` of each train.csv field that contradicts the folder name."""
     tokens = {"id": person.id, "gender": person.gender, "race": person.race}
@@ -337,7 +330,7 @@ def _test_rows(data_dir: Path, manifest: Path) -> tuple[list[dict[str, str]], li
     info = data_dir / "eval" / "info.csv"
     if not info.is_file():
         return [], [Finding("eval", "eval/info.csv", "not found; no test rows")]
-    table = _read_csv(info)
+    table = read_text_csv(info)
     if "ImageID" not in table.columns:
         raise InputError([Problem(str(info), "no ImageID column", 1)])
     images_dir = data_dir / "eval" / "images"
@@ -414,7 +407,7 @@ def ingest_mask(
     findings += person_findings
     train_csv = data_dir / "train" / "train.csv"
     if train_csv.is_file():
-        findings += check_train_csv(_read_csv(train_csv), persons, "train/train.csv")
+        findings += check_train_csv(read_text_csv(train_csv), persons, "train/train.csv")
     else:
         findings.append(Finding("train.csv", "train/train.csv", "not found; not compared"))
     test, eval_findings = _test_rows(data_dir, manifest)

@@ -314,7 +314,8 @@ def run_retrain(
         manifest = apply_queue(queue, reviewer=reviewer, reuse_applied=True).new_manifest
         oof_runs = oof_runs or meta.runs or ([meta.probs] if meta.probs else [])
     if manifest is not None:
-        overrides.append(f'data.manifest="{Path(manifest).as_posix()}"')
+        # A TOML string: JSON's escapes are TOML's, so quotes and backslashes survive.
+        overrides.append(f"data.manifest={json.dumps(Path(manifest).as_posix())}")
     data = load_pipeline_data(pipeline, overrides, progress=progress)
     cfg = data.cfg
     if probs is not None and oof_runs:

@@ -35,7 +35,7 @@ import pandas as pd
 from cleaner.atomic import atomic_path, write_text
 from cleaner.attributes import SPEC_SEP, SPECS_SEP, AttributeTable
 from cleaner.audit import ACTIONS, committed_lines
-from cleaner.errors import InputError, Problem
+from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.issue_kinds import refusal
 from cleaner.manifest import (
     audit_log_path,
@@ -150,11 +150,8 @@ def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
         raise InputError([Problem(str(path), "queue file not found")])
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise InputError(
-            [Problem(str(path), "not UTF-8 text; save it as CSV UTF-8", line)]
-        ) from None
+    except UnicodeDecodeError:
+        raise InputError([not_utf8(path, "queue as CSV UTF-8")]) from None
     first = text.split("\n", 1)[0]
     try:
         dialect = csv.Sniffer().sniff(first, delimiters=",;\t")

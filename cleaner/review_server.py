@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from cleaner.atomic import atomic_path
-from cleaner.errors import InputError, Problem
+from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.gallery import thumbnail_data_uri
 from cleaner.issue_kinds import actions_text, allowed_decisions, has_suggestion
 from cleaner.manifest import id_matcher, line_of, resolve_paths, sha256_file
@@ -98,16 +98,8 @@ def _read_raw(path: Path) -> tuple[bytes, str, CsvFormat]:
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(
-            [
-                Problem(
-                    str(path),
-                    f"not UTF-8 text ({e.reason} at byte {e.start}): "
-                    "save it as CSV UTF-8 from the spreadsheet",
-                )
-            ]
-        ) from None
+    except UnicodeDecodeError:
+        raise InputError([not_utf8(path, "queue as CSV UTF-8 from the spreadsheet")]) from None
     first = text.split("\n", 1)[0]
     # The same delimiter rule as cleaner.review.read_queue_table, which parses
     # the decisions: the rows read here are cross-checked against it.

@@ -709,7 +709,10 @@ def test_a_queue_saved_in_a_legacy_encoding(tmp_path: Path) -> None:
     p = make_project(tmp_path)
     p.queue.write_bytes(render(rows).encode("cp1252"))
     out = apply_refused(tmp_path, p.queue)
-    assert_says(out, f"error: {p.queue}, line 5: not UTF-8 text; save it as CSV UTF-8")
+    assert_says(
+        out,
+        f"error: {p.queue}, line 5: not UTF-8 text (byte b'\\xe4'); save the queue as CSV UTF-8",
+    )
 
 
 def test_several_bad_rows_are_listed_in_one_error(tmp_path: Path) -> None:
