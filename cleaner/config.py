@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import math
 import re
 import tomllib
@@ -188,6 +189,14 @@ def _tomlable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_tomlable(v) for v in value]
     return value
+
+
+def text_override(key: str, value: str) -> str:
+    """``--set`` text giving ``key`` the string ``value`` whatever it holds (quotes, ``\\``).
+
+    JSON's string escapes are TOML's, so the value reads back exactly.
+    """
+    return f"{key}={json.dumps(value)}"
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from cleaner.atomic import atomic_path
+from cleaner.config import text_override
 from cleaner.ingest import ingest_arrays, load_digits_arrays
 from cleaner.manifest import next_version_path
 from cleaner.oof import run_oof
@@ -58,7 +59,7 @@ def simulate_review(queue_csv: Path, manifest: Path) -> tuple[int, int]:
 def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> DemoFiles:
     manifest = out / "data_manifests" / "digits.csv"
     oof_dir, final_dir = out / "runs" / "oof", out / "runs" / "final"
-    set_manifest = f'data.manifest="{manifest.as_posix()}"'
+    set_manifest = text_override("data.manifest", manifest.as_posix())
 
     def step(text: str) -> None:
         console.rule(f"[bold]{text}")
@@ -113,7 +114,7 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
     else:
         final = run_retrain(
             PIPELINE,
-            [f'data.manifest="{cleaned.as_posix()}"'],
+            [text_override("data.manifest", cleaned.as_posix())],
             reweight="quality",
             oof_runs=[oof_dir],
             out=final_dir,

@@ -30,7 +30,7 @@ from rich.progress import Progress
 from cleaner import flag
 from cleaner.atomic import atomic_path, write_text
 from cleaner.audit import decided_in_manifest
-from cleaner.config import PipelineConfig, load_config
+from cleaner.config import PipelineConfig, load_config, text_override
 from cleaner.data import decode_all, seed_for
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import audit_log_path, read_manifest, resolve_paths, split_version
@@ -314,8 +314,7 @@ def run_retrain(
         manifest = apply_queue(queue, reviewer=reviewer, reuse_applied=True).new_manifest
         oof_runs = oof_runs or meta.runs or ([meta.probs] if meta.probs else [])
     if manifest is not None:
-        # A TOML string: JSON's escapes are TOML's, so quotes and backslashes survive.
-        overrides.append(f"data.manifest={json.dumps(Path(manifest).as_posix())}")
+        overrides.append(text_override("data.manifest", Path(manifest).as_posix()))
     data = load_pipeline_data(pipeline, overrides, progress=progress)
     cfg = data.cfg
     if probs is not None and oof_runs:
@@ -361,7 +360,10 @@ def run_retrain(
         # The fold models train with the same weights as the full model would.
         cv_overrides = overrides
         if reweight != "none":
-            cv_overrides = [*overrides, f'data.weights="{weights_csv.resolve().as_posix()}"']
+            cv_overrides = [
+                *overrides,
+                text_override("data.weights", weights_csv.resolve().as_posix()),
+            ]
         cv = run_oof(
             pipeline,
             cv_overrides,
