@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from cleaner.faults import fault_point
+
 
 def _umask() -> int:
     """The process's umask, read without changing it where the OS tells (Linux)."""
@@ -91,6 +93,7 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
         yield tmp_path
         if not overwrite and path.exists():
             raise FileExistsError(f"{path} appeared while writing; refusing to overwrite it")
+        fault_point("replace", str(path))
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -444,9 +444,15 @@ def apply(
     """Fold the queue's decisions into the next manifest version and the audit log."""
     from cleaner.review import apply_queue
 
-    s = apply_queue(queue, reviewer=reviewer, unsure_factor=unsure_factor)
+    # The same command again (after a kill, say) finds its version made and writes nothing.
+    s = apply_queue(queue, reviewer=reviewer, unsure_factor=unsure_factor, reuse_applied=True)
     console.print(_count_table(f"applied {queue}", "decision", "queue rows", s.counts))
-    if s.wrote_version:
+    if s.already_applied:
+        console.print(
+            f"already applied: {s.new_manifest} holds exactly what this queue makes, and "
+            f"{s.audit_log} its decisions; nothing written"
+        )
+    elif s.wrote_version:
         console.print(
             f"{s.rows_changed:,} manifest rows changed; wrote {s.new_manifest} and "
             f"appended to {s.audit_log}"

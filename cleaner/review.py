@@ -36,6 +36,7 @@ from cleaner.atomic import atomic_path, write_text
 from cleaner.attributes import SPEC_SEP, SPECS_SEP, AttributeTable
 from cleaner.audit import ACTIONS, committed_lines
 from cleaner.errors import InputError, Problem, not_utf8
+from cleaner.faults import fault_point
 from cleaner.issue_kinds import refusal
 from cleaner.manifest import (
     audit_log_path,
@@ -630,6 +631,7 @@ def _commit(log: Path, log_text: str, target: Path | None, data: bytes) -> None:
             tmp_manifest.write_bytes(data)
             write_text(log, log_text, overwrite=True)
             _before_commit()
+            fault_point("commit")
     except FileExistsError:
         # Another apply committed this version first: its log is the one that counts.
         if old is None:

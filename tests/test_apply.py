@@ -799,10 +799,20 @@ def test_queue_json_unreadable(tmp_path: Path, text: str, reason: str) -> None:
     assert_says(out, f"error: {p.queue.parent / 'queue.json'}: {reason}")
 
 
-def test_a_queue_applied_twice_is_refused(tmp_path: Path) -> None:
+def test_the_same_apply_again_writes_nothing_and_an_edited_queue_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The same command twice (after a kill, say) finds its version made; a queue changed
+    after it was applied makes another version, which is refused."""
     p = make_project(tmp_path)
     apply_ok(p.queue)
-    log = p.log.read_bytes()
+    log, v2 = p.log.read_bytes(), p.v2.read_bytes()
+    out = apply_ok(p.queue)
+    assert_says(out, f"already applied: {p.v2} holds exactly what this queue makes")
+    assert p.log.read_bytes() == log and p.v2.read_bytes() == v2  # nothing written twice
+    rows = [dict(r) for r in QUEUE_ROWS]
+    rows[1]["new_label"] = "a"  # s02: relabel to a instead of c
+    p.queue.write_text(render(rows))
     out = apply_refused(tmp_path, p.queue)
     assert_says(
         out,
