@@ -521,7 +521,12 @@ def _print_retrain(metrics: dict[str, Any], run_dir: Path) -> None:
                 f"{test[tag]['accuracy']:.4f}",
                 f"{test[tag]['macro_f1']:.4f}",
             )
-    console.print(table)
+    if table.row_count:
+        console.print(table)
+    else:
+        console.print("no baselines and no test rows with true labels: nothing to measure")
+    if not metrics.get("test_rows"):
+        console.print("the manifest has no test rows: the submission has none")
     if test.get("gap_recovered") is not None:
         console.print(
             f"cleaning recovered {test['gap_recovered']:.0%} of the accuracy gap "

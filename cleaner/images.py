@@ -2,11 +2,12 @@
 
 The check before training decodes every image the way training will, so an
 image that passes is one training can read. OpenCV's JPEG decoder accepts a
-file cut short or with a corrupt scan (libjpeg only prints a warning and
-fills the rest with grey), so JPEG data is also decoded strictly, once, by
-Pillow: such a file is a problem with its manifest line, not a silent grey
-training image. Images that are not 8-bit (float TIFFs, say) are converted,
-and the check says so.
+file cut short or with corrupt data (libjpeg only prints a warning and fills
+the rest with grey), so JPEG data is also decoded once by libjpeg-turbo
+through simplejpeg with ``strict=True``, which turns exactly those warnings
+into errors: such a file is a problem with its manifest line, not a silent
+grey training image. Images that are not 8-bit (float TIFFs, say) are
+converted, and the check says so.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+import simplejpeg
 
 from cleaner.errors import InputError
 
@@ -83,15 +84,22 @@ def load_image(path: str | Path, in_chans: int) -> np.ndarray:
 
 
 def damaged_jpeg(path: Path) -> str | None:
-    """Why a JPEG file's data is cut short or corrupt, or None (also for other formats)."""
-    with open(path, "rb") as f:
-        if f.read(3) != JPEG_MAGIC:
-            return None
+    """libjpeg's warning for a JPEG file cut short or with corrupt data, or None.
+
+    None also for other formats, and for a JPEG kind simplejpeg does not read
+    at all (CMYK, say): OpenCV has decoded it, and there is no warning to see.
+    """
+    data = path.read_bytes()
+    if not data.startswith(JPEG_MAGIC):
+        return None
     try:
-        with Image.open(path) as im:
-            im.load()  # a full decode: Pillow raises where libjpeg only warns
-    except Exception as e:  # Pillow raises OSError, SyntaxError, ... for bad data
-        return f"{type(e).__name__}: {e}"
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)
+    except ValueError as e:
+        try:  # recoverable (decodes with the warning ignored, as OpenCV does): damaged
+            simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=False)
+        except ValueError:
+            return None
+        return str(e)
     return None
 
 

@@ -510,6 +510,9 @@ def run_oof(
     if failed:
         raise FoldsFailed(str(plan.run_dir), failed)
     missing = [k for k in range(k_folds) if not plan.fold_done(k)]
+    if not missing:  # a fold output that will not merge is refused before more training
+        for k in range(k_folds):
+            load_fold_outputs(plan.fold_dir(k) / "oof.npz")
     if embed and not missing:
         embed_run(plan, progress=progress, dist=dist)  # every torchrun process takes part
     if missing or not dist.main:

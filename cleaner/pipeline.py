@@ -87,7 +87,12 @@ def predict_outputs(
     tta: bool = False,
     dist: Dist = SINGLE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (R, K) and penultimate embeddings (R, D) of manifest positions ``rows``."""
+    """Probabilities (R, K) and penultimate embeddings (R, D) of manifest positions ``rows``.
+
+    No rows (a manifest without test rows, say) is no prediction, and D is then 0.
+    """
+    if not len(rows):
+        return np.zeros((0, len(cfg.data.classes)), np.float32), np.zeros((0, 0), np.float32)
     ds = make_dataset(
         cfg, df, root, rows, np.full(len(rows), -1), train=False, normalize=normalize, seed=0
     )
