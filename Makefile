@@ -44,3 +44,4 @@ bench: venv
 	$(BIN)/python -m benchmarks.bench_flag_speed
 	$(BIN)/python -m benchmarks.bench_retrain_mnist
 	$(BIN)/python -m benchmarks.bench_ray_folds --set train.epochs=8
+	$(BIN)/python -m benchmarks.bench_image_check
