@@ -69,12 +69,19 @@ def points(log: Path) -> list[str]:
     return [line.split(" ", 1)[0] for line in log.read_text().splitlines()]
 
 
+def spread(n: int, k: int, name: str) -> list[int]:
+    """``k`` of the passes 1..n, one drawn with the seed from each of k equal stretches:
+    early, middle and late moments of the command are all killed."""
+    rng = random.Random(f"{SEED}-{name}")
+    edges = [round(j * n / k) for j in range(k + 1)]
+    return [rng.randint(edges[j] + 1, edges[j + 1]) for j in range(k)]
+
+
 def seeded_kills(log: Path, name: str, k: int, *, point: str = "replace") -> list[str]:
-    """``k`` distinct kill specs ``POINT@N`` among the passes of ``point`` in ``log``."""
+    """``k`` kill specs ``POINT@N`` spread over the passes of ``point`` in ``log``."""
     n = points(log).count(point)
     assert n >= k, f"only {n} {point!r} points in {log}"
-    picks = sorted(random.Random(f"{SEED}-{name}").sample(range(1, n + 1), k))
-    return [f"{point}@{i}" for i in picks]
+    return [f"{point}@{i}" for i in spread(n, k, name)]
 
 
 def no_temporaries(root: Path) -> None:
@@ -337,7 +344,7 @@ def test_review_killed_while_saving_loses_at_most_the_decision_being_saved(
     i: int, project: Path, review_reference: Path, tmp_path: Path
 ) -> None:
     decisions = _decisions(project)
-    n = sorted(random.Random(f"{SEED}-review").sample(range(1, len(decisions) + 1), 2))[i]
+    n = spread(len(decisions), REVIEW_KILLS, "review")[i]
     root = _review_copy(project, tmp_path / "p")
     server = Review(root, fault=f"replace@{n}")
     try:
