@@ -6,6 +6,7 @@ import functools
 import math
 import os
 from collections.abc import Callable
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,16 +15,46 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on im
 import typer
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from cleaner.errors import FoldsFailed, InputError, task_name
 from cleaner.noise import NOISE_KINDS
 from cleaner.progress import console, err_console, make_progress, warn
 
+# `--help` lists the commands in the order of the loop, not alphabetically.
+WORKFLOW = ("ingest", "init", "oof", "flag", "review", "apply", "retrain", "export", "import")
+
+
+class WorkflowGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:  # typer vendors its own click
+        names = super().list_commands(ctx)
+        order = {name: i for i, name in enumerate(WORKFLOW)}
+        return sorted(names, key=lambda n: order.get(n, len(order)))
+
+
 app = typer.Typer(
+    cls=WorkflowGroup,
     no_args_is_help=True,
     add_completion=False,
     help="Find mislabeled images, review them, and retrain on the cleaned labels.",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"cleaner {package_version('cleaner')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Find mislabeled images, review them, and retrain on the cleaned labels."""
+
+
 ingest_app = typer.Typer(no_args_is_help=True, help="Make a manifest from raw images.")
 app.add_typer(ingest_app, name="ingest")
 
@@ -265,6 +296,9 @@ def oof(
     Under `torchrun --nproc-per-node N -m cleaner oof ...` the N processes train
     each fold together (DistributedDataParallel).
     """
+    from cleaner.config import load_config
+
+    load_config(pipeline, set_)  # a typo in --set is reported before torch loads
     from cleaner.distributed import context, shutdown
     from cleaner.oof import run_oof
 
@@ -412,6 +446,9 @@ def flag(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Rank the samples most likely to be mislabeled into queue.csv and queue.html."""
+    from cleaner.config import check_overrides
+
+    check_overrides(set_, keys=("flag", "data.group") if probs else ("flag",))
     from cleaner.queue import make_queue
 
     with make_progress(quiet=quiet) as progress:
@@ -581,6 +618,9 @@ def retrain(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train the final model on the cleaned data; write predictions, submission and report."""
+    from cleaner.config import load_config
+
+    load_config(pipeline, set_)  # a typo in --set is reported before torch loads
     from cleaner.distributed import from_env
     from cleaner.retrain import run_retrain
 

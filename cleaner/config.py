@@ -364,6 +364,14 @@ def _check_values(cfg: PipelineConfig, file: str) -> None:
         raise InputError(problems)
 
 
+def check_overrides(overrides: Iterable[str], *, keys: Iterable[str]) -> None:
+    """Refuse ``--set`` text that names a key not in ``keys`` or gives it a bad value.
+
+    Cheap (no model code loads), so a command checks its ``--set`` first.
+    """
+    apply_overrides(PipelineConfig(), overrides, keys=keys)
+
+
 def apply_overrides(
     cfg: PipelineConfig, overrides: Iterable[str], *, keys: Iterable[str], file: str = "--set"
 ) -> PipelineConfig:

@@ -56,7 +56,7 @@ from cleaner.metrics import classification_metrics
 from cleaner.models import create_model
 from cleaner.pipeline import make_dataset, model_and_normalize, predict_rows
 from cleaner.progress import warn
-from cleaner.runs import oof_table
+from cleaner.runs import MANIFEST_RECORD, manifest_record, oof_table, read_manifest_record
 from cleaner.train import device_problem, fit, predict, resolve_device
 
 if TYPE_CHECKING:
@@ -132,6 +132,17 @@ def _init_file(path: Path, text: str, what: str) -> None:
                     )
                 ]
             ) from None
+
+
+def _init_manifest_record(run_dir: Path, sha: str, manifest: Path) -> None:
+    """Write ``manifest.sha256`` once; a later run must name the same manifest, however
+    its path was spelled (older runs stored it relative to the working directory)."""
+    record = run_dir / MANIFEST_RECORD
+    if record.exists():
+        recorded, path = read_manifest_record(run_dir)
+        if recorded == sha and path.exists() and path.resolve() == manifest.resolve():
+            return
+    _init_file(record, manifest_record(sha, manifest, run_dir), "manifest")
 
 
 @dataclass(frozen=True)
@@ -274,7 +285,7 @@ def plan_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     _forget_refused_start(run_dir)
     _init_file(run_dir / "config.toml", cfg.to_toml(), "config")
-    _init_file(run_dir / "manifest.sha256", f"{sha}  {manifest_path}\n", "manifest")
+    _init_manifest_record(run_dir, sha, manifest_path)
     sample_ids = df["sample_id"].to_numpy()[train_rows]
     folds_csv = pd.DataFrame({"sample_id": sample_ids, "fold": folds}).to_csv(index=False)
     _init_file(run_dir / "folds.csv", folds_csv, "fold split")

@@ -37,7 +37,7 @@ from cleaner.manifest import audit_log_path, read_manifest, resolve_paths, split
 from cleaner.metrics import classification_metrics
 from cleaner.oof import BACKENDS, PipelineData, load_pipeline_data, run_oof
 from cleaner.pipeline import make_dataset, model_and_normalize, predict_rows
-from cleaner.runs import PROB_PREFIX
+from cleaner.runs import MANIFEST_RECORD, PROB_PREFIX, manifest_record
 from cleaner.train import fit, resolve_device
 from cleaner.trust import check_trust
 
@@ -332,7 +332,7 @@ def run_retrain(
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (
         ("config.toml", cfg.to_toml()),
-        ("manifest.sha256", f"{data.manifest_sha}  {data.manifest_path}\n"),
+        (MANIFEST_RECORD, manifest_record(data.manifest_sha, data.manifest_path, run_dir)),
     ):
         if not (run_dir / name).exists():
             write_text(run_dir / name, text)

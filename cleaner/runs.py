@@ -10,6 +10,7 @@ layout, ``fold`` and ``pred`` optional) against a manifest, with the same checks
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,6 +123,32 @@ def _folds_problems(table: pd.DataFrame, folds_csv: Path, path: Path) -> list[Pr
     return problems
 
 
+MANIFEST_RECORD = "manifest.sha256"
+
+
+def manifest_record(sha: str, manifest: Path, run_dir: Path) -> str:
+    """``manifest.sha256``'s text: the sha256 and the manifest's path relative to the run
+    folder, so that a project moved or copied as a whole keeps its runs readable."""
+    try:
+        stored = os.path.relpath(manifest.resolve(), run_dir.resolve())
+    except ValueError:  # another drive (Windows): no relative path exists
+        stored = str(manifest.resolve())
+    return f"{sha}  {Path(stored).as_posix()}\n"
+
+
+def read_manifest_record(run_dir: Path) -> tuple[str, Path]:
+    """The sha256 and path ``manifest.sha256`` records. The path is relative to the run
+    folder; older runs stored it relative to the working directory, the fallback."""
+    path = run_dir / MANIFEST_RECORD
+    if not path.is_file():
+        raise InputError([Problem(str(path), "not found: the run folder is incomplete")])
+    sha, _, stored = path.read_text().rstrip("\n").partition("  ")
+    beside = Path(os.path.normpath(run_dir / stored))
+    if not stored or beside.exists() or not Path(stored).exists():
+        return sha.strip(), beside
+    return sha.strip(), Path(stored)
+
+
 def load_run(run_dir: str | Path) -> Run:
     """Read and check a run folder made by ``cleaner oof``."""
     run_dir = Path(run_dir)
@@ -141,15 +168,14 @@ def load_run(run_dir: str | Path) -> Run:
     cfg = build_config(
         tomllib.loads((run_dir / "config.toml").read_text()), file=str(run_dir / "config.toml")
     )
-    recorded = (run_dir / "manifest.sha256").read_text().split()[0]
-    manifest = Path(cfg.data.manifest)
+    recorded, manifest = read_manifest_record(run_dir)
     if not manifest.is_file():
         raise InputError(
             [
                 Problem(
                     str(manifest),
                     f"manifest of run {run_dir} not found "
-                    "(paths are relative to the working directory)",
+                    f"({MANIFEST_RECORD} names it relative to the run folder)",
                 )
             ]
         )

@@ -1,0 +1,109 @@
+"""A new user's path: the CLI's papercuts and a project folder that can move (#16)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import assert_says, invoke, write_csv, write_pipeline, write_png
+from typer.testing import CliRunner
+
+from cleaner.cli import WORKFLOW, app
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    out = invoke("--version")
+    assert out.strip() == f"cleaner {version('cleaner')}"
+
+
+def test_commands_are_listed_in_workflow_order() -> None:
+    out = invoke("--help")
+    words = [line.split() for line in out.splitlines() if line.startswith("│ ")]
+    listed = [w[1] for w in words if len(w) > 1 and w[1] in (*WORKFLOW, "demo", "synth")]
+    loop = [n for n in listed if n in WORKFLOW]
+    assert loop == sorted(loop, key=WORKFLOW.index)
+    assert listed[: len(loop)] == loop  # demo and synth come after the loop
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["oof", "{pipeline}", "--set", "train.epoch=3"],
+        ["retrain", "{pipeline}", "--set", "train.epoch=3"],
+        ["flag", "run", "--set", "flag.topp=3"],
+    ],
+)
+def test_a_set_typo_is_refused_before_torch_loads(tmp_path: Path, args: list[str]) -> None:
+    pipeline = write_pipeline(tmp_path)
+    argv = [a.format(pipeline=pipeline) for a in args]
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from cleaner.cli import app\n"
+        f"r = CliRunner().invoke(app, {argv!r})\n"
+        "print(r.exit_code, 'torch' in sys.modules)\n"
+        "print(r.output)\n"
+    )
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    first, _, output = result.stdout.partition("\n")
+    assert first == "2 False", result.stdout + result.stderr
+    assert_says(output, "unknown key")
+
+
+def _project(root: Path) -> Path:
+    """A tiny project whose every path is relative: images, digits.csv, pipeline.toml."""
+    rows = []
+    for j, c in enumerate("ab"):
+        for i in range(4):
+            path = write_png(root / "images" / f"{c}{i}.png", value=60 * j + 9 * i)
+            rows.append({"path": path.relative_to(root).as_posix(), "label": c})
+    rows.append({"path": write_png(root / "images" / "t0.png", value=33).relative_to(root)
+                 .as_posix(), "label": "", "split": "test"})  # fmt: skip
+    write_csv(root / "digits.csv", rows)
+    pipeline = write_pipeline(root, manifest="digits.csv")
+    pipeline.write_text(pipeline.read_text().replace(str(root / "digits.csv"), "digits.csv"))
+    return pipeline
+
+
+def test_a_copied_project_works_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """oof in the project; then the project is copied, and flag, apply and retrain run on
+    the copy from its parent folder."""
+    original = tmp_path / "original"
+    _project(original)
+    monkeypatch.chdir(original)
+    invoke("oof", "pipeline.toml", "--out", "runs/oof", "-q")
+    record = (original / "runs" / "oof" / "manifest.sha256").read_text()
+    assert record.split("  ", 1)[1].strip() == "../../digits.csv"  # relative to the run
+
+    copy = tmp_path / "elsewhere" / "project"
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)  # nothing may still point there
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    invoke("flag", "project/runs/oof", "--force", "-q")
+    queue_csv = copy / "runs" / "oof" / "queue.csv"
+    queue = pd.read_csv(queue_csv, dtype=str, keep_default_na=False)
+    queue.loc[0, "decision"] = "drop"
+    queue.to_csv(queue_csv, index=False)
+    invoke("apply", str(queue_csv.relative_to(tmp_path / "elsewhere")))
+    assert (copy / "digits.v2.csv").exists()
+    result = CliRunner().invoke(
+        app,
+        ["retrain", "project/pipeline.toml", "--queue", "project/runs/oof/queue.csv",
+         "--out", "project/runs/final", "--no-baselines", "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (copy / "runs" / "final" / "submission.csv").exists()
+    record = (copy / "runs" / "final" / "manifest.sha256").read_text()
+    assert record.split("  ", 1)[1].strip() == "../../digits.v2.csv"
