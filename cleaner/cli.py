@@ -139,9 +139,22 @@ def _print_manifest(path: Path) -> None:
     split = df["split"] if "split" in df.columns else pd.Series(["train"] * len(df))
     for name, part in df.groupby(split):
         table.add_row(str(name), str(len(part)), str(part["label"].replace("", None).nunique()))
+    captions = []
+    if "origin" in df.columns:
+        n_val = int(((df["origin"] == "val") & (split == "train")).sum())
+        if n_val:
+            captions.append(f"{n_val} train rows from the val folder (origin = val)")
     if "true_label" in df.columns:
-        noisy = int(((df["label"] != df["true_label"]) & (split == "train")).sum())
-        table.caption = f"{noisy} train labels differ from true_label"
+        # Only rows that carry a truth: `ingest folder` gives it to test rows alone.
+        known = (split == "train") & (df["true_label"] != "")
+        if known.any():
+            noisy = int((known & (df["label"] != df["true_label"])).sum())
+            captions.append(f"{noisy} train labels differ from true_label")
+        n_test = int(((split == "test") & (df["true_label"] != "")).sum())
+        if n_test and not known.any():
+            captions.append(f"{n_test} test rows have a true_label (retrain scores them)")
+    if captions:
+        table.caption = "; ".join(captions)
     console.print(table)
 
 
@@ -158,11 +171,20 @@ ManifestOpt = typer.Option(
 
 @ingest_app.command("folder")
 @friendly_errors
-def ingest_folder(src_dir: Path, manifest: Path | None = ManifestOpt) -> None:
-    """One sub-folder per class: SRC_DIR/<class>/<image>."""
+def ingest_folder(
+    src_dir: Path,
+    manifest: Path | None = ManifestOpt,
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="train | test | unlabeled: the split of a folder without split folders "
+        "(test: the class folder goes to true_label).",
+    ),
+) -> None:
+    """SRC_DIR/<class>/<image>, or split folders above them: SRC_DIR/{train,val,test,unlabeled}/."""
     from cleaner import ingest as ingest_lib
 
-    _print_manifest(ingest_lib.ingest_folder(src_dir, manifest))
+    _print_manifest(ingest_lib.ingest_folder(src_dir, manifest, split=split))
 
 
 @ingest_app.command("csv")
@@ -275,6 +297,37 @@ def _print_oof(metrics: dict[str, Any], run_dir: Path) -> None:
     console.print(per_class)
     console.print(
         f"wrote {run_dir / 'oof.csv'}, {run_dir / 'embeddings.npz'}, {run_dir / 'metrics.json'}"
+    )
+
+
+@app.command()
+@friendly_errors
+def init(
+    source: Path = typer.Argument(..., help="A manifest CSV, or a folder of class folders."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Pipeline to write (default pipelines/NAME.toml)."
+    ),
+    gpu: bool | None = typer.Option(
+        None, "--gpu/--cpu", help="Choose for a GPU or the CPU (default: this machine)."
+    ),
+) -> None:
+    """Write a starting pipeline for a manifest: classes, size, model and training length."""
+    from cleaner.starter import write_starter
+
+    manifest = source
+    if source.is_dir():
+        from cleaner.ingest import ingest_folder
+
+        manifest = ingest_folder(source)
+        console.print(f"wrote {manifest} from {source}")
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    path = write_starter(manifest, out or Path("pipelines") / f"{manifest.stem}.toml", gpu=gpu)
+    console.print(
+        f"wrote {path} for {'a GPU' if gpu else 'the CPU'}; next: cleaner oof {path}",
+        soft_wrap=True,
     )
 
 
@@ -509,18 +562,28 @@ def review(
     ),
     port: int = typer.Option(8765, "--port", help="Port on 127.0.0.1; 0 picks a free one."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Only print the URL."),
+    allow_host: list[str] = typer.Option(
+        [],
+        "--allow-host",
+        help="Also answer this HOST:PORT (repeatable), e.g. localhost:9000 behind "
+        "`ssh -L 9000:localhost:8765 BOX`; still 127.0.0.1 only, token still needed.",
+    ),
 ) -> None:
     """Review the queue in a local page: one image at a time, decisions saved to the CSV at once."""
     import webbrowser
 
     from cleaner.review_server import serve
 
-    server, url = serve(queue, port=port)
+    server, url = serve(queue, port=port, allow_hosts=allow_host)
     for warning in server.queue.warnings:
         warn(warning)
+    through = "".join(
+        f"\nthrough the tunnel or forward to port {server.port}, open {u}"
+        for u in server.allowed_urls
+    )
     console.print(
         f"reviewing {queue} ({server.queue.reviewed} of {len(server.queue)} rows reviewed) at "
-        f"{url}\neach decision is written to {queue} at once; Ctrl-C stops the server",
+        f"{url}{through}\neach decision is written to {queue} at once; Ctrl-C stops the server",
         highlight=False,
         soft_wrap=True,
     )
@@ -535,6 +598,85 @@ def review(
     console.print(
         f"stopped: {server.queue.reviewed} of {len(server.queue)} rows reviewed in {queue}"
     )
+
+
+# --- Label Studio: `export labelstudio` and `import labelstudio` ------------------------
+
+export_app = typer.Typer(no_args_is_help=True, help="Write the queue for another review tool.")
+app.add_typer(export_app, name="export")
+import_app = typer.Typer(no_args_is_help=True, help="Read decisions from another review tool.")
+app.add_typer(import_app, name="import")
+
+
+@export_app.command("labelstudio")
+@friendly_errors
+def export_labelstudio(
+    queue: Path = typer.Argument(..., help="A queue.csv made by `cleaner flag`."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Tasks file (default QUEUE.labelstudio.json); FILE.xml beside it."
+    ),
+    image_prefix: str | None = typer.Option(
+        None, "--image-prefix", help="Image URL = PREFIX + the manifest's path (no local files)."
+    ),
+    document_root: Path | None = typer.Option(
+        None,
+        "--document-root",
+        help="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: the manifest's folder).",
+    ),
+) -> None:
+    """Label Studio tasks of the queue (suggestions pre-annotated) and their labeling config."""
+    from cleaner.labelstudio import write_tasks
+
+    s = write_tasks(queue, out, image_prefix=image_prefix, document_root=document_root)
+    console.print(
+        f"wrote {s.tasks:,} tasks ({s.predictions:,} with the suggestion pre-annotated) to "
+        f"{s.tasks_json} and the labeling config to {s.config_xml}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if s.document_root is not None:
+        console.print(
+            "images are Label Studio local files: start it with "
+            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+            f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={s.document_root.resolve()}, "
+            "and add a Local Files storage under that folder (no sync)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"paste {s.config_xml.name} into the project's labeling interface (Code), import "
+        f"{s.tasks_json.name}; then export JSON and run `cleaner import labelstudio EXPORT.json "
+        f"{queue}`",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@import_app.command("labelstudio")
+@friendly_errors
+def import_labelstudio(
+    export: Path = typer.Argument(..., help="A Label Studio JSON export of the exported tasks."),
+    queue: Path = typer.Argument(..., help="The queue.csv the tasks were exported from."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace decisions already in the queue with Label Studio's."
+    ),
+) -> None:
+    """Write the answers of a Label Studio export into the queue's decision column."""
+    from cleaner.labelstudio import import_export
+
+    s = import_export(export, queue, force=force)
+    counts = {**s.counts, "already in the queue": s.unchanged, "not annotated": s.not_annotated}
+    console.print(_count_table(f"imported {export}", "decision", "tasks", counts))
+    if s.replaced:
+        console.print(f"{s.replaced:,} decisions already in the queue were replaced (--force)")
+    if s.wrote:
+        console.print(
+            f"wrote the decisions into {queue}; next: cleaner apply {queue}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"no new decision: {queue} is unchanged", highlight=False, soft_wrap=True)
 
 
 def _print_retrain(metrics: dict[str, Any], run_dir: Path) -> None:

@@ -107,3 +107,64 @@ def test_a_copied_project_works_from_another_folder(
     assert (copy / "runs" / "final" / "submission.csv").exists()
     record = (copy / "runs" / "final" / "manifest.sha256").read_text()
     assert record.split("  ", 1)[1].strip() == "../../digits.v2.csv"
+
+
+# --- cleaner init ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_init_on_the_digits_manifest_gives_a_pipeline_oof_runs_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    invoke("ingest", "digits", "images", "--manifest", "digits.csv")
+    out = invoke("init", "digits.csv", "--cpu")
+    assert_says(out, "wrote pipelines/digits.toml for the CPU")
+    from cleaner.config import load_config
+
+    cfg = load_config("pipelines/digits.toml")
+    assert cfg.data.classes == tuple(str(d) for d in range(10))
+    assert cfg.model.in_chans == 1 and cfg.data.image_size == 32 and len(cfg.data.mean) == 1
+    invoke("oof", "pipelines/digits.toml", "--out", "run", "-q")
+    metrics = __import__("json").loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["overall"]["accuracy"] > 0.5  # far above 1 in 10: a model that learned
+
+
+def test_init_for_a_gpu_picks_a_pretrained_backbone(tmp_path: Path) -> None:
+    _project(tmp_path)
+    invoke("init", str(tmp_path / "digits.csv"), "--gpu", "--out", str(tmp_path / "g.toml"))
+    text = (tmp_path / "g.toml").read_text()
+    assert "downloads its weights on first use" in text
+    from cleaner.config import build_config
+
+    cfg = build_config(__import__("tomllib").loads(text))
+    assert cfg.model.pretrained and cfg.data.mean == () and cfg.data.image_size == 224
+    assert cfg.train.folds == 4  # the smallest class has 4 train rows
+
+
+def test_init_from_a_folder_ingests_it_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for c in ("cat", "dog"):
+        for i in range(3):
+            path = tmp_path / "photos" / c / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pixels = __import__("numpy").full((40, 30, 3), 50 * i, dtype="uint8")
+            __import__("PIL.Image", fromlist=["x"]).fromarray(pixels).save(path)
+    monkeypatch.chdir(tmp_path)
+    out = invoke("init", "photos", "--cpu")
+    assert_says(out, "wrote data_manifests/photos.csv", "wrote pipelines/photos.toml")
+    from cleaner.config import load_config
+
+    cfg = load_config("pipelines/photos.toml")
+    assert cfg.data.classes == ("cat", "dog") and cfg.model.in_chans == 3
+    assert cfg.data.image_size == 32 and cfg.train.folds == 3
+
+
+def test_init_never_replaces_a_pipeline(tmp_path: Path) -> None:
+    _project(tmp_path)
+    target = tmp_path / "p.toml"
+    target.write_text("# mine\n")
+    result = CliRunner().invoke(app, ["init", str(tmp_path / "digits.csv"), "--out", str(target)])
+    assert result.exit_code == 2 and "already exists" in result.output
+    assert target.read_text() == "# mine\n"
