@@ -16,7 +16,10 @@ program changed since it was read is not overwritten (HTTP 409).
 
 Security: the server binds 127.0.0.1 only and answers only requests whose
 ``Host`` is ``127.0.0.1:PORT`` or ``localhost:PORT`` (a DNS-rebinding page
-cannot read or write the queue). Images are served by queue row number
+cannot read or write the queue), or one that ``--allow-host HOST:PORT``
+names, such as ``localhost:9000`` behind ``ssh -L 9000:localhost:8765``
+(an exact name and port: no wildcard; the bind and the token stay).
+Images are served by queue row number
 (``/img/<row>``), never by a path from the request, so only images the queue
 names can be read. A near duplicate's or leakage row's partner (``/partner/<row>``)
 and the classes' example images (``/example/<class>/<k>``, from queue.json) are
@@ -77,6 +80,33 @@ _IMG_ROUTE = re.compile(r"/img/(\d{1,9})")
 _PARTNER_ROUTE = re.compile(r"/partner/(\d{1,9})")
 _EXAMPLE_ROUTE = re.compile(r"/example/(\d{1,9})/(\d{1,2})")
 _TOKEN_HEADER = "X-Review-Token"
+# HOST:PORT for --allow-host: a DNS name or IPv4 address, or an IPv6 address in brackets,
+# exactly as a browser sends it in the Host header.
+_HOST_NAME = re.compile(
+    r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+_HOST_IPV6 = re.compile(r"\[[0-9a-f:.]{2,45}\]")
+
+
+def parse_allowed_host(value: str) -> str:
+    """A checked ``--allow-host`` value, lower-cased: ``HOST:PORT``, port 1-65535.
+
+    Raises :class:`InputError` for anything else: a wildcard, a scheme or a
+    path, a missing or out-of-range port.
+    """
+    text = value.strip().lower()
+    where = f"--allow-host {value!r}"
+    if "*" in text:
+        raise InputError(f"{where}: no wildcards; name the exact HOST:PORT the browser uses")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not (_HOST_NAME.fullmatch(host) or _HOST_IPV6.fullmatch(host)):
+        raise InputError(
+            f"{where}: expected HOST:PORT as the browser's address bar shows it, "
+            "e.g. localhost:9000 (no http://, no path)"
+        )
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(f"{where}: the port must be a number from 1 to 65535")
+    return f"{host}:{int(port)}"
 
 
 class QueueChanged(RuntimeError):
@@ -1256,17 +1286,28 @@ class ReviewServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, queue: ReviewQueue, port: int = DEFAULT_PORT) -> None:
+    def __init__(
+        self, queue: ReviewQueue, port: int = DEFAULT_PORT, allow_hosts: Sequence[str] = ()
+    ) -> None:
         self.queue = queue
         self.token = secrets.token_urlsafe(24)
         self.page = render_page(self.token)
+        # Checked before binding: a bad value leaves no socket behind.
+        self.allowed = list(dict.fromkeys(parse_allowed_host(h) for h in allow_hosts))
         super().__init__((HOST, port), _Handler)
         self.port = int(self.server_address[1])
-        self.hosts = {f"{HOST}:{self.port}", f"localhost:{self.port}"}
+        self.hosts = {f"{HOST}:{self.port}", f"localhost:{self.port}", *self.allowed}
+        # A browser leaves the default port out of the Host header.
+        self.hosts |= {h.removesuffix(":80") for h in self.allowed if h.endswith(":80")}
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}/"
+
+    @property
+    def allowed_urls(self) -> list[str]:
+        """The page's address through each ``--allow-host`` (a tunnel, a port forward)."""
+        return [f"http://{h}/" for h in self.allowed]
 
     def start_background(self) -> threading.Thread:
         """Serve from a daemon thread; stop with :meth:`stop`."""
@@ -1325,7 +1366,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, _json_bytes(value), "application/json; charset=utf-8")
 
     def _host_ok(self) -> bool:
-        if self.headers.get("Host", "") in self.server.hosts:
+        # Host names are case-insensitive; the allowed ones are kept lower-cased.
+        if self.headers.get("Host", "").lower() in self.server.hosts:
             return True
         self._text(HTTPStatus.FORBIDDEN, "forbidden: unexpected Host header")
         return False
@@ -1431,8 +1473,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK, result)
 
 
-def serve(queue_csv: str | Path, port: int = DEFAULT_PORT) -> tuple[ReviewServer, str]:
+def serve(
+    queue_csv: str | Path, port: int = DEFAULT_PORT, allow_hosts: Sequence[str] = ()
+) -> tuple[ReviewServer, str]:
     """Check the queue and bind a review server on 127.0.0.1; ``port=0`` picks a free port.
+
+    ``allow_hosts`` (``HOST:PORT`` each, :func:`parse_allowed_host`) are
+    further ``Host`` headers to answer, for a page opened through an SSH
+    tunnel or a port forward; the server still binds 127.0.0.1 only and the
+    API still needs the token.
 
     Returns the server (not yet serving: call ``serve_forever`` or
     :meth:`ReviewServer.start_background`) and its URL. Raises
@@ -1441,9 +1490,11 @@ def serve(queue_csv: str | Path, port: int = DEFAULT_PORT) -> tuple[ReviewServer
     """
     if not 0 <= port <= 65535:
         raise InputError(f"--port must be between 0 and 65535, got {port}")
+    for h in allow_hosts:  # before the queue is read: the cheap check first
+        parse_allowed_host(h)
     queue = ReviewQueue(queue_csv)
     try:
-        server = ReviewServer(queue, port)
+        server = ReviewServer(queue, port, allow_hosts)
     except OSError as e:
         if e.errno in (errno.EADDRINUSE, errno.EACCES):
             raise InputError(

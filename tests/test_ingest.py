@@ -263,8 +263,8 @@ def class_folders(tmp_path, write_png) -> Path:
     write_png(src / "cat" / "nested" / "c3.PNG", value=3)
     write_png(src / "dog" / "d1.png", value=4)
     (src / "dog" / "notes.txt").write_text("not an image")
-    write_png(src / "stray.png", value=5)  # not in a class folder: no label, left out
     (src / "empty_class").mkdir()
+    write_png(src / ".ipynb_checkpoints" / "c1-checkpoint.png")  # hidden: skipped
     return src
 
 
@@ -313,6 +313,248 @@ def test_ingest_folder_refuses_to_overwrite(class_folders, tmp_path, assert_says
     m.write_text("old")
     out = ingest_fails(tmp_path, "folder", str(class_folders), "--manifest", str(m))
     assert_says(out, f"{m}: already exists")
+
+
+def test_ingest_folder_refuses_images_beside_class_folders(
+    class_folders, tmp_path, write_png, assert_says
+):
+    # An image in no class folder has no label: refused, not silently left out.
+    write_png(class_folders / "stray.png", value=5)
+    out = ingest_fails(
+        tmp_path, "folder", str(class_folders), "--manifest", str(tmp_path / "m.csv")
+    )
+    assert_says(
+        out,
+        f"{class_folders}: 1 image(s) directly in the folder (e.g. stray.png) next to class "
+        "folders cat, dog: move each into its class folder",
+    )
+
+
+# --- folder: split folders above the class folders ----------------------------------------
+
+
+def valid_manifest(m: Path) -> pd.DataFrame:
+    """The manifest as ``cleaner oof`` reads it, after the checks oof makes (images decoded)."""
+    df = read_manifest(m)
+    validate_manifest(df, file=m, check_images=True)
+    return df
+
+
+def test_ingest_folder_train_val_test(tmp_path, write_png, assert_says):
+    src = tmp_path / "imgs"
+    for split in ("train", "val"):
+        for c in ("cat", "dog"):
+            for i in range(2):
+                write_png(src / split / c / f"{split}{i}.png", value=i)
+    write_png(src / "test" / "cat" / "t0.png")  # test has a class folder of train only
+    write_png(src / "unlabeled" / "u0.png")
+    write_png(src / "unlabeled" / "batch2" / "u1.png")  # any depth; the folder is no label
+    (src / "README.txt").write_text("other files are ignored")
+    m = tmp_path / "m" / "pets.csv"
+    out = ingest("folder", str(src), "--manifest", str(m))
+    df = read_raw(m)
+    assert list(df.columns) == ["sample_id", "path", "label", "split", "origin", "true_label"]
+    assert df["path"].tolist() == [
+        "../imgs/train/cat/train0.png",
+        "../imgs/train/cat/train1.png",
+        "../imgs/train/dog/train0.png",
+        "../imgs/train/dog/train1.png",
+        "../imgs/val/cat/val0.png",
+        "../imgs/val/cat/val1.png",
+        "../imgs/val/dog/val0.png",
+        "../imgs/val/dog/val1.png",
+        "../imgs/test/cat/t0.png",
+        "../imgs/unlabeled/batch2/u1.png",
+        "../imgs/unlabeled/u0.png",
+    ]
+    assert df["label"].tolist() == ["cat", "cat", "dog", "dog"] * 2 + ["", "", ""]
+    # val rows join train (cross-validation); the folder they came from stays in origin.
+    assert df["split"].tolist() == ["train"] * 8 + ["test", "unlabeled", "unlabeled"]
+    assert df["origin"].tolist() == ["train"] * 4 + ["val"] * 4 + ["test"] + ["unlabeled"] * 2
+    # The test class is the truth retrain scores against; no other row claims one.
+    assert df["true_label"].tolist() == [""] * 8 + ["cat", "", ""]
+    full = valid_manifest(m)
+    assert all(p.is_file() for p in resolve_paths(full, m.parent))
+    validate_manifest(full, file=m, classes=["cat", "dog"], folds=2)
+    assert_says(out, "4 train rows from the val folder (origin = val)")
+    assert "differ from true_label" not in out
+
+
+@pytest.mark.parametrize("val", ["valid", "Validation", "VAL"])
+def test_ingest_folder_train_valid(tmp_path, write_png, val):
+    src = tmp_path / "imgs"
+    write_png(src / "Train" / "cat" / "a.png")
+    write_png(src / "Train" / "dog" / "b.png")
+    write_png(src / val / "dog" / "c.png")  # a val folder need not hold every class
+    m = tmp_path / "m.csv"
+    ingest("folder", str(src), "--manifest", str(m))
+    df = read_raw(m)
+    assert list(df.columns) == ["sample_id", "path", "label", "split", "origin"]
+    assert df["path"].tolist() == [
+        "imgs/Train/cat/a.png",
+        "imgs/Train/dog/b.png",
+        f"imgs/{val}/dog/c.png",
+    ]
+    assert df["label"].tolist() == ["cat", "dog", "dog"]
+    assert df["split"].tolist() == ["train"] * 3
+    assert df["origin"].tolist() == ["train", "train", "val"]
+    valid_manifest(m)
+
+
+def test_ingest_folder_test_images_without_classes(tmp_path, write_png):
+    src = tmp_path / "imgs"
+    write_png(src / "train" / "cat" / "a.png")
+    write_png(src / "train" / "dog" / "b.png")
+    write_png(src / "test" / "x.png")
+    write_png(src / "test" / "y.png")
+    m = tmp_path / "m.csv"
+    ingest("folder", str(src), "--manifest", str(m))
+    df = read_raw(m)
+    assert list(df.columns) == ["sample_id", "path", "label", "split", "origin"]  # no true_label
+    assert df["split"].tolist() == ["train", "train", "test", "test"]
+    assert df["label"].tolist() == ["cat", "dog", "", ""]
+    valid_manifest(m)
+
+
+def test_ingest_folder_split_test(class_folders, tmp_path, assert_says):
+    m = tmp_path / "m.csv"
+    out = ingest("folder", str(class_folders), "--split", "test", "--manifest", str(m))
+    df = read_raw(m)
+    assert list(df.columns) == ["sample_id", "path", "label", "split", "true_label"]
+    assert df["path"].tolist() == [
+        "src/cat/c1.png",
+        "src/cat/c2.jpg",
+        "src/cat/nested/c3.PNG",
+        "src/dog/d1.png",
+    ]
+    assert (df["split"] == "test").all()
+    assert (df["label"] == "").all()
+    assert df["true_label"].tolist() == ["cat", "cat", "cat", "dog"]
+    valid_manifest(m)
+    assert_says(out, "4 test rows have a true_label")
+
+
+def test_ingest_folder_split_train_and_unlabeled(class_folders, tmp_path):
+    ingest("folder", str(class_folders), "--split", "train", "--manifest", str(tmp_path / "a.csv"))
+    a = read_raw(tmp_path / "a.csv")
+    assert list(a.columns) == ["sample_id", "path", "label", "split"]
+    assert a["label"].tolist() == ["cat", "cat", "cat", "dog"]
+    assert (a["split"] == "train").all()
+    ingest(
+        "folder", str(class_folders), "--split", "unlabeled", "--manifest", str(tmp_path / "b.csv")
+    )
+    b = read_raw(tmp_path / "b.csv")
+    assert list(b.columns) == ["sample_id", "path", "label", "split"]
+    assert b["path"].tolist() == a["path"].tolist()
+    assert (b["label"] == "").all() and (b["split"] == "unlabeled").all()
+    valid_manifest(tmp_path / "a.csv")
+    valid_manifest(tmp_path / "b.csv")
+
+
+def test_ingest_folder_split_unlabeled_images_directly(tmp_path, write_png):
+    src = tmp_path / "new"
+    write_png(src / "a.png")
+    write_png(src / "b.png")
+    ingest("folder", str(src), "--split", "unlabeled", "--manifest", str(tmp_path / "m.csv"))
+    df = read_raw(tmp_path / "m.csv")
+    assert df["path"].tolist() == ["new/a.png", "new/b.png"]
+    assert (df["split"] == "unlabeled").all()
+
+
+def _tree(root: Path, write_png, files: list[str]) -> Path:
+    for f in files:
+        write_png(root / f)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "says"),
+    [
+        (
+            ["train/cat/a.png", "val/cat/b.png", "cats/c.png", "dogs/d.png"],
+            [],
+            [
+                "{src}: found split folders train, val and other folders cats, dogs: put every "
+                "class folder under a split folder"
+            ],
+        ),
+        (
+            ["train/cat/a.png", "val/cat/b.png", "x.png"],
+            [],
+            [
+                "{src}: 1 image(s) directly in the folder (e.g. x.png) next to split folders "
+                "train, val: move each into a split folder"
+            ],
+        ),
+        (
+            ["train/cat/a.png", "val/cat/b.png", "valid/cat/c.png"],
+            [],
+            ["{src}: found 2 val folders (val, valid): keep one"],
+        ),
+        (
+            [
+                "train/cat/a.png",
+                "train/dog/b.png",
+                "val/owl/c.png",
+                "val/dog/e.png",
+                "test/emu/d.png",
+            ],
+            [],
+            [
+                "{src}/val/owl: val class 'owl' is not a train class (train has cat, dog)",
+                "{src}/test/emu: test class 'emu' is not a train class (train has cat, dog)",
+            ],
+        ),
+        (
+            ["train/cat/a.png", "train/b.png"],
+            [],
+            [
+                "{src}/train: 1 image(s) directly in the folder (e.g. b.png) next to class "
+                "folders cat"
+            ],
+        ),
+        (
+            ["train/cat/a.png", "test/cat/b.png", "test/c.png"],
+            [],
+            [
+                "{src}/test: 1 image(s) directly in the folder (e.g. c.png) next to class folders "
+                "cat: put every test image in a class folder (its name becomes true_label) or none"
+            ],
+        ),
+        (
+            ["val/cat/a.png", "test/b.png"],
+            [],
+            ["{src}: found split folders test, val but no train folder", "--split test"],
+        ),
+        (
+            ["train/cat/a.png"],
+            ["--split", "test"],
+            [
+                "{src}: --split test is for a folder without split folders, but this one holds "
+                "split folders train"
+            ],
+        ),
+        (
+            ["cat/a.png"],
+            ["--split", "val"],
+            ["--split must be one of train, test, unlabeled, got 'val'"],
+        ),
+        (["cat/a.png"], ["--split", "excluded"], ["--split must be one of train, test, unlabeled"]),
+    ],
+)
+def test_ingest_folder_ambiguous_layouts(tmp_path, write_png, assert_says, files, args, says):
+    src = _tree(tmp_path / "imgs", write_png, files)
+    out = ingest_fails(tmp_path, "folder", str(src), *args, "--manifest", str(tmp_path / "m.csv"))
+    assert_says(out, *[s.format(src=src) for s in says])
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_ingest_folder_empty_split_folder(tmp_path, write_png, assert_says):
+    src = _tree(tmp_path / "imgs", write_png, ["train/cat/a.png"])
+    (src / "test").mkdir()
+    (src / "unlabeled" / "sub").mkdir(parents=True)
+    out = ingest_fails(tmp_path, "folder", str(src), "--manifest", str(tmp_path / "m.csv"))
+    assert_says(out, f"{src / 'test'}: no images found", f"{src / 'unlabeled'}: no images found")
 
 
 # --- csv ---------------------------------------------------------------------------------

@@ -500,6 +500,118 @@ def test_listens_on_loopback_only(server: ReviewServer) -> None:
     assert server.url == f"http://127.0.0.1:{server.port}/"
 
 
+# --- behind an SSH tunnel: --allow-host -----------------------------------------------------
+
+TUNNEL = {"Host": "localhost:9000"}  # what the browser sends behind ssh -L 9000:localhost:PORT
+
+
+def test_a_tunnel_host_is_refused_without_allow_host(server: ReviewServer) -> None:
+    assert request(server, "GET", "/", headers=TUNNEL)[0] == 403
+    assert request(server, "GET", "/api/queue", headers=TUNNEL)[0] == 403
+
+
+@pytest.mark.parametrize("allowed", ["localhost:9000", "LocalHost:9000"])
+def test_allow_host_admits_that_host_and_still_needs_the_token(
+    project: Project, allowed: str
+) -> None:
+    srv, url = serve(project.queue, port=0, allow_hosts=[allowed])
+    srv.start_background()
+    try:
+        assert srv.server_address[0] == "127.0.0.1"  # the bind is unchanged
+        assert url == f"http://127.0.0.1:{srv.port}/"
+        assert srv.allowed_urls == ["http://localhost:9000/"]
+        status, _, page = request(srv, "GET", "/", headers=TUNNEL, token=False)
+        assert status == 200 and srv.token.encode() in page
+        assert request(srv, "GET", "/api/queue", headers=TUNNEL)[0] == 200
+        assert request(srv, "GET", "/img/0", headers=TUNNEL)[0] == 200
+        # The token is still required through the tunnel.
+        before = project.queue.read_bytes()
+        body = {"row": 0, "decision": "drop", "new_label": ""}
+        assert request(srv, "GET", "/api/queue", headers=TUNNEL, token=False)[0] == 403
+        assert request(srv, "POST", "/api/decide", body, headers=TUNNEL, token=False)[0] == 403
+        assert project.queue.read_bytes() == before
+        assert request(srv, "POST", "/api/decide", body, headers=TUNNEL)[0] == 200
+        # The usual names still work; hosts and ports not listed are still refused.
+        assert (
+            request(srv, "GET", "/api/queue", headers={"Host": f"localhost:{srv.port}"})[0] == 200
+        )
+        for host in ("localhost:9001", "evil.example:9000", "localhost", "localhost:9000.evil"):
+            assert request(srv, "GET", "/api/queue", headers={"Host": host})[0] == 403, host
+    finally:
+        srv.stop()
+
+
+def test_allow_host_on_port_80_takes_the_bare_name(project: Project) -> None:
+    srv, _ = serve(project.queue, port=0, allow_hosts=["review.internal:80", "[::1]:9000"])
+    srv.start_background()
+    try:
+        for host in ("review.internal", "review.internal:80", "[::1]:9000"):
+            assert request(srv, "GET", "/api/queue", headers={"Host": host})[0] == 200, host
+        assert request(srv, "GET", "/api/queue", headers={"Host": "[::1]"})[0] == 403
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("*", "no wildcards"),
+        ("*:9000", "no wildcards"),
+        ("*.example.com:9000", "no wildcards"),
+        ("localhost", "expected HOST:PORT"),
+        ("http://localhost:9000", "expected HOST:PORT"),
+        ("localhost:9000/", "the port must be a number from 1 to 65535"),
+        (":9000", "expected HOST:PORT"),
+        ("local host:9000", "expected HOST:PORT"),
+        ("localhost:0", "the port must be a number from 1 to 65535"),
+        ("localhost:65536", "the port must be a number from 1 to 65535"),
+        ("localhost:-1", "the port must be a number from 1 to 65535"),
+        ("::1:9000", "expected HOST:PORT"),
+    ],
+)
+def test_cli_refuses_a_bad_allow_host(
+    project: Project,
+    runner: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+    says: str,
+) -> None:
+    monkeypatch.setattr(ReviewServer, "serve_forever", _interrupted)
+    before = project.queue.read_bytes()
+    result = runner.invoke(
+        app,
+        ["review", str(project.queue), "--port", "0", "--no-browser", "--allow-host", value],
+    )
+    assert result.exit_code == 2, result.output
+    assert_says(result.output, "error:", f"--allow-host {value!r}", says)
+    assert "Traceback" not in result.output
+    assert project.queue.read_bytes() == before
+
+
+def test_cli_allow_host_prints_the_tunnel_urls(
+    project: Project, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[set[str]] = []
+
+    def interrupted(self: ReviewServer, *args: Any, **kwargs: Any) -> None:
+        seen.append(set(self.hosts))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ReviewServer, "serve_forever", interrupted)
+    args = ["review", str(project.queue), "--port", "0", "--no-browser"]
+    args += ["--allow-host", "localhost:9000", "--allow-host", "127.0.0.1:9001"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert_says(
+        result.output,
+        "http://127.0.0.1:",
+        "open http://localhost:9000/",
+        "open http://127.0.0.1:9001/",
+        "stopped",
+    )
+    assert {"localhost:9000", "127.0.0.1:9001"} <= seen[0]
+
+
 # --- the model's classes ----------------------------------------------------------------
 
 
