@@ -168,3 +168,34 @@ def test_init_never_replaces_a_pipeline(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["init", str(tmp_path / "digits.csv"), "--out", str(target)])
     assert result.exit_code == 2 and "already exists" in result.output
     assert target.read_text() == "# mine\n"
+
+
+# --- the Python API --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_readme_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- api-example:start -->", 1)[1].split("<!-- api-example:end -->")[0]
+    code = block.split("```python\n", 1)[1].rsplit("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})  # our own README's example
+    assert (tmp_path / "digits.v2.csv").exists()
+    assert (tmp_path / "runs" / "final" / "report.md").exists()
+
+
+def test_find_label_issues_takes_arrays_and_checks_they_line_up(tmp_path: Path) -> None:
+    import numpy as np
+
+    import cleaner.api as cl
+
+    _project(tmp_path)
+    manifest = tmp_path / "digits.csv"
+    probs = np.tile([0.9, 0.1], (8, 1))  # every row looks like class a
+    queue = cl.find_label_issues(manifest, probs, classes=["a", "b"], top=3)
+    assert list(queue["given_label"]) == ["b", "b", "b"]
+    assert set(queue["suggested_label"]) == {"a"}
+    with pytest.raises(cl.InputError, match="expected \\(8, 2\\)"):
+        cl.find_label_issues(manifest, probs[:5], classes=["a", "b"])
+    with pytest.raises(cl.InputError, match="labels differ"):
+        cl.find_label_issues(manifest, probs, classes=["a", "b"], labels=np.zeros(8, int))

@@ -1,0 +1,195 @@
+"""The Python API: the loop for notebooks and scripts, one function per step.
+
+Each function is what the command of the same name runs (the CLI adds only
+printing), with progress bars off unless ``progress=True``. Arrays follow
+cleanlab's names: ``labels`` (N,) class indices, ``pred_probs`` (N, K)
+out-of-fold probabilities.
+
+    import cleaner.api as cl
+
+    pipeline = cl.init("data_manifests/photos.csv", "pipelines/photos.toml")
+    run = cl.oof(pipeline, out="runs/oof")
+    issues = cl.find_label_issues("data_manifests/photos.csv", run.pred_probs,
+                                  classes=run.classes, sample_ids=run.sample_ids)
+    queue = cl.flag(run.run_dir)          # writes runs/oof/queue.csv for review
+    ...                                   # a person fills in the decisions
+    cl.apply("runs/oof/queue.csv", reviewer="kim")
+    cl.retrain(pipeline, queue="runs/oof/queue.csv", out="runs/final")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.progress import Progress
+
+from cleaner.config import PipelineConfig
+from cleaner.embeddings import Embeddings
+from cleaner.errors import InputError, Problem
+from cleaner.ingest import ingest_arrays, ingest_folder, load_digits_arrays
+from cleaner.manifest import read_manifest, sha256_file
+from cleaner.progress import make_progress
+from cleaner.review import ApplySummary, apply_queue
+from cleaner.runs import Run, load_run
+from cleaner.starter import write_starter
+
+__all__ = [
+    "InputError",
+    "apply",
+    "find_label_issues",
+    "flag",
+    "ingest_digits",
+    "ingest_folder",
+    "init",
+    "load_run",
+    "oof",
+    "read_manifest",
+    "retrain",
+]
+
+
+@contextlib.contextmanager
+def _progress(show: bool) -> Iterator[Progress]:
+    with make_progress(quiet=not show) as progress:
+        yield progress
+
+
+def ingest_digits(
+    images_dir: str | Path, manifest: str | Path, *, noise: float = 0.1, seed: int = 0
+) -> Path:
+    """scikit-learn's digits as PNGs and a manifest with ``noise`` of the train labels
+    flipped (``cleaner ingest digits``); the truth stays in ``true_label``."""
+    images, labels = load_digits_arrays()
+    ids = [f"digit-{i:04d}" for i in range(len(labels))]
+    return ingest_arrays(images, labels, ids, images_dir, manifest, noise=noise, seed=seed)
+
+
+def init(manifest: str | Path, out: str | Path, *, gpu: bool | None = None) -> Path:
+    """Write a starting pipeline for ``manifest`` (``cleaner init``); returns its path."""
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    return write_starter(manifest, out, gpu=gpu)
+
+
+def oof(
+    pipeline: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> Run:
+    """K-fold out-of-fold probabilities (``cleaner oof``); returns the finished run.
+
+    Resumes a run folder ``out`` left unfinished; ``overrides`` are ``--set`` texts.
+    """
+    from cleaner.oof import run_oof
+
+    with _progress(progress) as bars:
+        result = run_oof(pipeline, list(overrides), out=out, progress=bars)
+    return load_run(result.run_dir)
+
+
+def find_label_issues(
+    manifest: str | Path | pd.DataFrame,
+    pred_probs: np.ndarray,
+    *,
+    classes: Sequence[str],
+    sample_ids: Sequence[str] | None = None,
+    labels: np.ndarray | None = None,
+    embeddings: Embeddings | None = None,
+    top: int = 200,
+    method: str = "self_confidence",
+    group: str = "",
+) -> pd.DataFrame:
+    """The relabel queue of probabilities made anywhere: arrays in, queue rows out.
+
+    ``pred_probs`` (N, K) score the manifest's N train rows, in manifest order or
+    in the order of ``sample_ids``; ``classes`` names the K columns. ``labels``, if
+    given, must be the manifest's labels as indices into ``classes`` (a check that
+    the arrays line up). The same ranking as ``cleaner flag --probs``; nothing is
+    written and no decided rows are left out.
+    """
+    df = read_manifest(manifest) if not isinstance(manifest, pd.DataFrame) else manifest
+    train = df[df["split"] == "train"]
+    ids = np.asarray(train["sample_id"] if sample_ids is None else sample_ids, dtype=object)
+    pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    if pred_probs.shape != (len(ids), len(classes)):
+        raise InputError(
+            f"pred_probs has shape {pred_probs.shape}; expected ({len(ids)}, {len(classes)}): "
+            "one row per train row, one column per class"
+        )
+    given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
+    index = {c: i for i, c in enumerate(classes)}
+    problems = [f"{sid!r} is not a train row of the manifest" for sid in ids if sid not in given]
+    problems += [f"label {given[s]!r} of {s!r} is not in classes" for s in ids
+                 if s in given and given[s] not in index]  # fmt: skip
+    if problems:
+        raise InputError([Problem("find_label_issues", p) for p in problems])
+    manifest_labels = np.array([index[given[s]] for s in ids], dtype=np.int64)
+    if labels is not None and not np.array_equal(np.asarray(labels), manifest_labels):
+        raise InputError("labels differ from the manifest's labels for the same rows")
+    path = Path(manifest) if not isinstance(manifest, pd.DataFrame) else Path("manifest.csv")
+    cfg = PipelineConfig().replace("data", classes=tuple(classes), group=group)
+    run = Run(
+        run_dir=Path("."),
+        cfg=cfg.replace("flag", top=top, method=method),
+        manifest_path=path,
+        manifest_sha=sha256_file(path) if path.is_file() else "",
+        sample_ids=ids,
+        labels=manifest_labels,
+        pred_probs=pred_probs,
+        embeddings=embeddings,
+        unlabeled_ids=np.array([], dtype=object),
+        unlabeled_probs=np.zeros((0, len(classes))),
+    )
+    from cleaner.queue import build_queue
+
+    queue, _ = build_queue(df, [run], top=top, method=method, decided=set())
+    return queue
+
+
+def flag(
+    runs: str | Path | Sequence[str | Path], *, top: int | None = None, force: bool = False
+) -> pd.DataFrame:
+    """``cleaner flag``: write ``queue.csv`` (and its page) beside the first run; return it."""
+    from cleaner.queue import make_queue
+    from cleaner.review import read_queue_table
+
+    run_dirs = [runs] if isinstance(runs, str | Path) else list(runs)
+    summary = make_queue(run_dirs, top=top, force=force)
+    assert summary.queue_csv is not None
+    return read_queue_table(summary.queue_csv)
+
+
+def apply(queue: str | Path, *, reviewer: str = "", unsure_factor: float = 0.5) -> ApplySummary:
+    """``cleaner apply``: the queue's decisions into the next manifest version and the log."""
+    return apply_queue(queue, reviewer=reviewer, unsure_factor=unsure_factor, reuse_applied=True)
+
+
+def retrain(
+    pipeline: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    queue: str | Path | None = None,
+    manifest: str | Path | None = None,
+    out: str | Path | None = None,
+    reviewer: str = "",
+    baselines: bool = False,
+    progress: bool = False,
+) -> Path:
+    """``cleaner retrain`` on the cleaned data (``queue`` is applied first, as with
+    ``--queue``); returns the run folder with ``submission.csv`` and ``report.md``."""
+    from cleaner.retrain import run_retrain
+
+    with _progress(progress) as bars:
+        result = run_retrain(
+            pipeline, list(overrides), manifest=manifest, queue=queue, out=out,
+            reviewer=reviewer, progress=bars, baselines=baselines,
+        )  # fmt: skip
+    return result.run_dir
