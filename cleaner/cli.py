@@ -680,36 +680,45 @@ def import_labelstudio(
 
 
 def _print_retrain(metrics: dict[str, Any], run_dir: Path) -> None:
-    table = Table(title=f"retrain ({metrics['mode']}, reweight {metrics['reweight']})")
-    for col in ("measured on", "model trained on", "accuracy", "macro F1"):
-        table.add_column(
-            col, justify="left" if col != "accuracy" and col != "macro F1" else "right"
-        )
-    for key, what in (("cv_before", "labels before cleaning"), ("cv_cleaned", "cleaned labels")):
+    # Cross-validated and test figures measure different things: two tables, never one.
+    cv = Table(title=f"cross-validation ({metrics['mode']}, reweight {metrics['reweight']})")
+    for col in ("labels", "accuracy", "macro F1"):
+        cv.add_column(col, justify="left" if col == "labels" else "right")
+    for key, what in (("cv_before", "before cleaning"), ("cv_cleaned", "cleaned")):
         m = metrics.get(key)
         if m:
             if m.get("rows_weight_0_left_out"):
                 what += f" ({m['rows_weight_0_left_out']} of weight 0 left out)"
-            table.add_row("cross-validation", what, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
+            cv.add_row(what, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
     test = metrics.get("test") or {}
+    tt = Table(title="test rows against true_label (95% interval, paired bootstrap)")
+    for col in ("model trained on", "accuracy", "macro F1"):
+        tt.add_column(col, justify="left" if col == "model trained on" else "right")
+
+    def with_ci(m: dict[str, Any], key: str) -> str:
+        ci = m.get(f"{key}_ci")
+        return f"{m[key]:.4f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
     for tag in ("noisy", "cleaned", "true"):
         if tag in test:
-            table.add_row(
-                "test rows (true_label)",
-                f"{tag} labels",
-                f"{test[tag]['accuracy']:.4f}",
-                f"{test[tag]['macro_f1']:.4f}",
+            tt.add_row(
+                f"{tag} labels", with_ci(test[tag], "accuracy"), with_ci(test[tag], "macro_f1")
             )
-    if table.row_count:
-        console.print(table)
-    else:
+    for table in (cv, tt):
+        if table.row_count:
+            console.print(table)
+    if not cv.row_count and not tt.row_count:
         console.print("no baselines and no test rows with true labels: nothing to measure")
     if not metrics.get("test_rows"):
         console.print("the manifest has no test rows: the submission has none")
-    if test.get("gap_recovered") is not None:
+    if "gap_ci" in test and not test.get("gap_measurable"):
+        console.print("the noisy-to-true accuracy gap is too small to measure on these test rows")
+    elif test.get("gap_recovered") is not None:
+        ci = test.get("gap_recovered_ci")
         console.print(
-            f"cleaning recovered {test['gap_recovered']:.0%} of the accuracy gap "
-            "between noisy and true labels"
+            f"cleaning recovered {test['gap_recovered']:.0%}"
+            + (f" (95% interval {ci[0]:.0%} to {ci[1]:.0%})" if ci else "")
+            + " of the accuracy gap between noisy and true labels"
         )
     console.print(
         f"wrote {run_dir / 'submission.csv'}, {run_dir / 'predictions.csv'} and "

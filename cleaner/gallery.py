@@ -433,6 +433,7 @@ def render_gallery(
     thumb_size: int = 128,
     on_image: Callable[[], None] | None = None,
     partner_paths: Sequence[Path | None] | None = None,
+    noise_png: str | None = None,
 ) -> str:
     """One self-contained HTML document showing ``queue`` as a filterable card grid.
 
@@ -493,6 +494,9 @@ def render_gallery(
     body = "\n".join(cards) if cards else '<p class="empty">The queue is empty.</p>'
     # thumb_size is an int, so these custom properties cannot carry user text.
     css = f":root {{ --thumb: {thumb_size}px; --card-min: {max(thumb_size + 60, 200)}px; }}" + _CSS
+    noise_link = (
+        f' <a href="{_esc(noise_png)}">estimated noise matrix (PNG)</a>' if noise_png else ""
+    )
     document = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -512,7 +516,7 @@ def render_gallery(
 <button id="f-clear" type="button">clear</button>
 <span id="count" aria-live="polite">showing {n} of {n}</span>
 </div>
-<div class="legend">{_LEGEND}</div>
+<div class="legend">{_LEGEND}{noise_link}</div>
 </header>
 <main class="grid">
 {body}

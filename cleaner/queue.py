@@ -57,6 +57,7 @@ QUEUE_COLUMNS = (
     "note",
     "partner",  # the other image of a near_duplicate or leakage row
 )
+NOISE_PNG = "noise_matrix.png"  # beside the queue; queue.html links it
 GROUP_PREFIX = "group:"  # sample_id of a queue row that stands for a whole group
 
 
@@ -691,7 +692,7 @@ def make_queue(
     source = str(probs) if probs is not None else ", ".join(str(r.run_dir) for r in runs)
     trust = check_trust(run.labels, mean_probs, force=force, source=source)
     out_dir = Path(out) if out else run.run_dir
-    names = ["queue.csv", "queue.html", "queue.json"]
+    names = ["queue.csv", "queue.html", "queue.json", NOISE_PNG]
     if any(r.embeddings is not None for r in runs):
         names.append("duplicates.csv")
     targets = [out_dir / n for n in names]
@@ -725,6 +726,7 @@ def make_queue(
         classes=run.classes,
         on_image=on_image,
         partner_paths=partner_paths,
+        noise_png=NOISE_PNG,
     )
     examples = {
         run.classes[c]: [str(run.sample_ids[i]) for i in rows]
@@ -742,11 +744,17 @@ def make_queue(
         written.append(targets[0])
         write_text(targets[1], page)
         written.append(targets[1])
-        if len(targets) > 3 and summary.duplicate_pairs is not None:
-            with atomic_path(targets[3]) as tmp:
+        from cleaner.figures import noise_matrix_png  # matplotlib only where it draws
+
+        joint = flag.estimate_noise(run.labels, mean_probs).joint
+        noise_matrix_png(joint, run.classes, targets[3], xlabel="likely true label",
+                         title="estimated noise (cleanlab): given vs likely true")  # fmt: skip
+        written.append(targets[3])
+        if len(targets) > 4 and summary.duplicate_pairs is not None:
+            with atomic_path(targets[4]) as tmp:
                 summary.duplicate_pairs.to_csv(tmp, index=False, float_format="%.6g")
-            written.append(targets[3])
-            summary.duplicates_csv = targets[3]
+            written.append(targets[4])
+            summary.duplicates_csv = targets[4]
         # queue.json last: apply and review look for it.
         write_text(targets[2], json.dumps(meta, indent=2))
     except BaseException:

@@ -169,6 +169,9 @@ def load_run(run_dir: str | Path) -> Run:
         tomllib.loads((run_dir / "config.toml").read_text()), file=str(run_dir / "config.toml")
     )
     recorded, manifest = read_manifest_record(run_dir)
+    if not manifest.is_file() and Path(cfg.data.manifest).is_file():
+        # A run folder copied away from its project: the config's path, from here.
+        manifest = Path(cfg.data.manifest)
     if not manifest.is_file():
         raise InputError(
             [

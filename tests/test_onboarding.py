@@ -199,3 +199,44 @@ def test_find_label_issues_takes_arrays_and_checks_they_line_up(tmp_path: Path) 
         cl.find_label_issues(manifest, probs[:5], classes=["a", "b"])
     with pytest.raises(cl.InputError, match="labels differ"):
         cl.find_label_issues(manifest, probs, classes=["a", "b"], labels=np.zeros(8, int))
+
+
+# --- honest, visual reports --------------------------------------------------------------
+
+
+def test_reports_give_intervals_and_pictures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    _project(tmp_path)
+    rows = pd.read_csv(tmp_path / "digits.csv", dtype=str, keep_default_na=False)
+    rows["true_label"] = rows["label"]
+    for i, c in enumerate("abab"):  # four test rows that know their class
+        path = write_png(tmp_path / "images" / f"x{i}.png", value=5 + 60 * (c == "b") + i)
+        extra = {"path": path.relative_to(tmp_path).as_posix(), "label": "", "split": "test",
+                 "true_label": c}  # fmt: skip
+        rows = pd.concat([rows, pd.DataFrame([extra])], ignore_index=True)
+    rows = rows[rows["path"] != "images/t0.png"]
+    (tmp_path / "digits.csv").unlink()
+    rows.to_csv(tmp_path / "digits.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    invoke("oof", "pipeline.toml", "--out", "runs/oof", "-q")
+    invoke("flag", "runs/oof", "--force", "-q")
+    png = tmp_path / "runs" / "oof" / "noise_matrix.png"
+    with Image.open(png) as im:
+        assert im.format == "PNG" and min(im.size) > 100
+    assert 'href="noise_matrix.png"' in (tmp_path / "runs" / "oof" / "queue.html").read_text()
+
+    out = invoke("retrain", "pipeline.toml", "--oof", "runs/oof", "--out", "runs/final", "-q")
+    assert_says(out, "95% interval, paired bootstrap")
+    report = (tmp_path / "runs" / "final" / "report.md").read_text()
+    assert "95% interval" in report and "paired percentile bootstrap" in report
+    assert "## Cross-validated" in report and "## Test rows" in report  # two tables
+    if "too small to measure" not in report:
+        assert "Cleaning recovered" in report
+    for name in ("noise_matrix.png", "per_class_f1.png"):
+        assert f"]({name})" in report
+        with Image.open(tmp_path / "runs" / "final" / name) as im:
+            im.verify()
+            assert im.format == "PNG"
