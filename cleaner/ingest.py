@@ -308,6 +308,12 @@ def ingest_folder(
     if any("true_label" in r for r in rows):
         columns.append("true_label")
     df = pd.DataFrame(rows, columns=columns).fillna("")
+    # Ids name the image inside SRC_DIR ("train/cat/1.jpg"): stable wherever the manifest
+    # is written, unlike its path, which is relative to the manifest's folder.
+    df["sample_id"] = [
+        Path(os.path.relpath((manifest.parent / p).resolve(), src.resolve())).as_posix()
+        for p in df["path"]
+    ]
     return write_manifest(df, manifest)
 
 
