@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from cleaner.audit import ACTIONS as DECISIONS
 
+GROUP_PREFIX = "group:"  # sample_id of a queue row that stands for a whole group
+
 OUTLIER = "outlier"
 NEAR_DUPLICATE = "near_duplicate"
 LEAKAGE = "leakage"

@@ -146,8 +146,8 @@ def _images(checked: CheckedQueue) -> tuple[list[tuple[Path, str] | None], Path]
     as ``cleaner review`` serves them: a sample's own image, for a ``group:ID``
     row the member its cell names, else the group's first train member.
     """
+    from cleaner.issue_kinds import GROUP_PREFIX
     from cleaner.manifest import id_matcher, resolve_paths
-    from cleaner.queue import GROUP_PREFIX
 
     manifest, meta = checked.manifest, checked.meta
     root = meta.manifest.parent

@@ -21,7 +21,6 @@ import pandas as pd
 
 from cleaner.atomic import atomic_path
 from cleaner.errors import InputError, Problem, not_utf8
-from cleaner.images import check_image
 
 REQUIRED = ("path", "label")
 SPLITS = ("train", "test", "unlabeled", "excluded")
@@ -292,6 +291,8 @@ def _check_images(
     converted: dict[str, list[int]] = {}
     # Decoding is native code that releases the GIL: threads overlap it and the I/O.
     with ThreadPoolExecutor(max_workers=8) as pool:
+        from cleaner.images import check_image  # OpenCV only where images are checked
+
         checks = pool.map(lambda path: check_image(path, in_chans), paths)
         for i, (unreadable, damaged, note) in zip(rows, checks, strict=True):
             if on_image is not None:

@@ -32,7 +32,7 @@ from cleaner.duplicates import DUPLICATE_COLUMNS, classify_pairs
 from cleaner.embeddings import Embeddings
 from cleaner.errors import InputError, Problem
 from cleaner.gallery import render_gallery
-from cleaner.issue_kinds import LEAKAGE, NEAR_DUPLICATE, NO_SUGGESTION
+from cleaner.issue_kinds import GROUP_PREFIX, LEAKAGE, NEAR_DUPLICATE, NO_SUGGESTION
 from cleaner.manifest import (
     audit_log_path,
     line_of,
@@ -58,7 +58,6 @@ QUEUE_COLUMNS = (
     "partner",  # the other image of a near_duplicate or leakage row
 )
 NOISE_PNG = "noise_matrix.png"  # beside the queue; queue.html links it
-GROUP_PREFIX = "group:"  # sample_id of a queue row that stands for a whole group
 
 
 @dataclass

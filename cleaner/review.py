@@ -37,7 +37,7 @@ from cleaner.attributes import SPEC_SEP, SPECS_SEP, AttributeTable
 from cleaner.audit import ACTIONS, committed_lines
 from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.faults import fault_point
-from cleaner.issue_kinds import refusal
+from cleaner.issue_kinds import GROUP_PREFIX, refusal
 from cleaner.manifest import (
     audit_log_path,
     id_matcher,
@@ -46,7 +46,6 @@ from cleaner.manifest import (
     read_manifest,
     sha256_file,
 )
-from cleaner.queue import GROUP_PREFIX
 
 DEFAULT_UNSURE_FACTOR = 0.5  # an unsure row still trains, at half weight
 

@@ -61,9 +61,8 @@ import pandas as pd
 from cleaner.atomic import atomic_path
 from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.gallery import thumbnail_data_uri
-from cleaner.issue_kinds import actions_text, allowed_decisions, has_suggestion
+from cleaner.issue_kinds import GROUP_PREFIX, actions_text, allowed_decisions, has_suggestion
 from cleaner.manifest import id_matcher, line_of, resolve_paths, sha256_file
-from cleaner.queue import GROUP_PREFIX
 from cleaner.review import QueueMeta, check_queue, expand_decisions, parse_decisions
 from cleaner.runs import PROB_PREFIX
 

@@ -22,7 +22,6 @@ import pandas as pd
 from cleaner.config import PipelineConfig, build_config
 from cleaner.embeddings import EMBEDDINGS_FILE, Embeddings, read_embeddings
 from cleaner.errors import InputError, Problem
-from cleaner.flag import bad_probability_rows
 from cleaner.manifest import line_of, read_manifest, sha256_file
 
 OOF_COLUMNS = ("sample_id", "fold", "label", "pred")
@@ -93,6 +92,8 @@ def _prob_table(
             ]
         )
     probs = table[expected[len(first) :]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    from cleaner.flag import bad_probability_rows  # cleanlab loads only where ranking does
+
     bad = bad_probability_rows(probs)
     if bad:
         raise InputError([Problem(str(path), reason, line_of(i)) for i, reason in bad])

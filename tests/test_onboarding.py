@@ -240,3 +240,16 @@ def test_reports_give_intervals_and_pictures(
         with Image.open(tmp_path / "runs" / "final" / name) as im:
             im.verify()
             assert im.format == "PNG"
+
+
+def test_apply_review_and_label_studio_load_no_model_code() -> None:
+    """What `cleaner apply`, `review` and Label Studio's commands import loads neither torch,
+    cleanlab nor scikit-learn: they start in a moment, on any machine."""
+    code = (
+        "import sys\n"
+        "import cleaner.cli, cleaner.review, cleaner.review_server, cleaner.labelstudio\n"
+        "print(sorted(m for m in ('torch', 'cleanlab', 'sklearn', 'timm') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
