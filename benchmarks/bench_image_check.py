@@ -58,7 +58,10 @@ def _timed(fn: Callable[[Path], object], paths: list[Path], repeats: int) -> lis
 def _large_copies(paths: list[Path], folder: Path) -> list[Path]:
     out = []
     for i, p in enumerate(paths):
-        img = cv2.resize(cv2.imread(str(p)), (384, 512), interpolation=cv2.INTER_CUBIC)
+        source = cv2.imread(str(p))
+        if source is None:
+            raise SystemExit(f"unreadable image: {p}")
+        img = cv2.resize(source, (384, 512), interpolation=cv2.INTER_CUBIC)
         target = folder / f"{i}.jpg"
         cv2.imwrite(str(target), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         out.append(target)
