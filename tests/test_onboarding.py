@@ -253,3 +253,27 @@ def test_apply_review_and_label_studio_load_no_model_code() -> None:
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_every_command_and_option_is_in_the_readme() -> None:
+    import typer
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+    def commands(cmd, path):  # type: ignore[no-untyped-def]
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from commands(sub, [*path, name])
+        else:
+            yield path, cmd
+
+    missing = []
+    for path, cmd in commands(typer.main.get_command(app), []):
+        name = "cleaner " + " ".join(path)
+        if name not in readme:
+            missing.append(name)
+        for param in cmd.params:
+            spellings = [o for o in [*param.opts, *param.secondary_opts] if o.startswith("--")]
+            if spellings and "--help" not in spellings and not any(o in readme for o in spellings):
+                missing.append(f"{name} {spellings[0]}")
+    assert missing == []
