@@ -317,16 +317,12 @@ def _numbers(cfg: PipelineConfig) -> Iterable[tuple[str, float]]:
 
 
 def _check_numbers(cfg: PipelineConfig, file: str) -> list[Problem]:
-    problems = [
-        Problem(file, f"{key} = {value!r}: must be a finite number")
-        for key, value in _numbers(cfg)
-        if not math.isfinite(value)
-    ]
-    bad = {p.reason.split(" ")[0] for p in problems}
+    nonfinite = [(key, value) for key, value in _numbers(cfg) if not math.isfinite(value)]
+    problems = [Problem(file, f"{k} = {v!r}: must be a finite number") for k, v in nonfinite]
     for key, bounds in RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
-        if key not in bad and not _in_range(value, *bounds):
+        if key not in dict(nonfinite) and not _in_range(value, *bounds):
             problems.append(Problem(file, f"{key} = {value!r}: must be {_range_text(*bounds)}"))
     if not DEVICE.match(cfg.train.device):
         problems.append(

@@ -69,6 +69,7 @@ from xml.sax.saxutils import quoteattr
 
 from cleaner.atomic import atomic_path
 from cleaner.errors import InputError, Problem, not_utf8
+from cleaner.review import sniff_delimiter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -465,10 +466,7 @@ class CsvText:
         except UnicodeDecodeError:
             raise InputError([not_utf8(path, "queue as CSV UTF-8")]) from None
         first = text.split("\n", 1)[0]
-        try:
-            delimiter = csv.Sniffer().sniff(first, delimiters=",;\t").delimiter
-        except csv.Error:
-            delimiter = ","
+        delimiter = sniff_delimiter(first)
         records = list(csv.reader(io.StringIO(text), delimiter=delimiter))
         if not records:
             raise InputError([Problem(str(path), "empty file", 1)])

@@ -82,6 +82,7 @@ class QueueSummary:
     legacy_embeddings: bool = False  # an older run's fold-local embeddings were ignored
     duplicates_csv: Path | None = None
     duplicate_pairs: pd.DataFrame | None = None  # duplicates.csv
+    noise_joint: np.ndarray | None = None  # cleanlab's (K, K) estimate, for noise_matrix.png
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
@@ -531,6 +532,7 @@ def build_queue(
     queue = queue.fillna({"partner": ""})[list(QUEUE_COLUMNS)]
     n = len(labels)
     summary = QueueSummary(
+        noise_joint=noise.joint,
         n_train=n,
         method=method,
         runs=[str(r.run_dir) for r in runs],
@@ -745,8 +747,8 @@ def make_queue(
         written.append(targets[1])
         from cleaner.figures import noise_matrix_png  # matplotlib only where it draws
 
-        joint = flag.estimate_noise(run.labels, mean_probs).joint
-        noise_matrix_png(joint, run.classes, targets[3], xlabel="likely true label",
+        assert summary.noise_joint is not None  # build_queue estimated it
+        noise_matrix_png(summary.noise_joint, run.classes, targets[3], xlabel="likely true label",
                          title="estimated noise (cleanlab): given vs likely true")  # fmt: skip
         written.append(targets[3])
         if len(targets) > 4 and summary.duplicate_pairs is not None:

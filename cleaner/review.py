@@ -143,6 +143,17 @@ def _examples(value: Any) -> dict[str, tuple[str, ...]]:
     }
 
 
+def sniff_delimiter(first_line: str) -> str:
+    """The queue's delimiter as a spreadsheet saved it (``,``, ``;`` or tab; else ``,``).
+
+    Every reader of a queue uses this one rule, so they agree on its rows.
+    """
+    try:
+        return csv.Sniffer().sniff(first_line, delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
+
+
 def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
     """The queue as text, whatever delimiter and BOM a spreadsheet gave it."""
     path = Path(queue_csv)
@@ -153,11 +164,7 @@ def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
     except UnicodeDecodeError:
         raise InputError([not_utf8(path, "queue as CSV UTF-8")]) from None
     first = text.split("\n", 1)[0]
-    try:
-        dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
-        sep = dialect.delimiter
-    except csv.Error:
-        sep = ","
+    sep = sniff_delimiter(first)
     try:
         table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:

@@ -63,7 +63,13 @@ from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.gallery import thumbnail_data_uri
 from cleaner.issue_kinds import GROUP_PREFIX, actions_text, allowed_decisions, has_suggestion
 from cleaner.manifest import id_matcher, line_of, resolve_paths, sha256_file
-from cleaner.review import QueueMeta, check_queue, expand_decisions, parse_decisions
+from cleaner.review import (
+    QueueMeta,
+    check_queue,
+    expand_decisions,
+    parse_decisions,
+    sniff_delimiter,
+)
 from cleaner.runs import PROB_PREFIX
 
 HOST = "127.0.0.1"  # never another interface: the page can change the queue
@@ -130,14 +136,8 @@ def _read_raw(path: Path) -> tuple[bytes, str, CsvFormat]:
     except UnicodeDecodeError:
         raise InputError([not_utf8(path, "queue as CSV UTF-8 from the spreadsheet")]) from None
     first = text.split("\n", 1)[0]
-    # The same delimiter rule as cleaner.review.read_queue_table, which parses
-    # the decisions: the rows read here are cross-checked against it.
-    try:
-        delimiter = csv.Sniffer().sniff(first, delimiters=",;\t").delimiter
-    except csv.Error:
-        delimiter = ","
     fmt = CsvFormat(
-        delimiter=delimiter,
+        delimiter=sniff_delimiter(first),
         lineterminator="\r\n" if first.endswith("\r") else "\n",
         bom=data.startswith(b"\xef\xbb\xbf"),
     )
