@@ -39,11 +39,11 @@ import pandas as pd
 from PIL import Image
 from rich.console import Console
 
-from benchmarks.common import MNIST_DIR, ROOT, measure_table, write_section
+from benchmarks.common import MNIST_DIR, ROOT, measure_table, oof_run, write_section
 from cleaner import flag
+from cleaner.fold_train import load_fold_outputs
 from cleaner.ingest import ingest_arrays, load_mnist_arrays
 from cleaner.manifest import write_manifest
-from cleaner.oof import load_fold_outputs, run_oof
 from cleaner.progress import make_progress
 from cleaner.queue import make_queue
 from cleaner.runs import load_run
@@ -230,7 +230,7 @@ def measure(
     out = root / "run"
     t0 = time.perf_counter()
     with make_progress() as progress:
-        run_oof(pipeline, [*overrides, f'data.manifest="{planted.as_posix()}"'], out=out,
+        oof_run(pipeline, [*overrides, f'data.manifest="{planted.as_posix()}"'], out=out,
                 progress=progress)  # fmt: skip
     seconds = time.perf_counter() - t0
     run = load_run(out)

@@ -33,11 +33,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
-from benchmarks.common import MNIST_DIR, ROOT, write_section
+from benchmarks.common import MNIST_DIR, ROOT, oof_run, write_section
 from cleaner.flag import label_quality
 from cleaner.ingest import ingest_arrays, load_mnist_arrays
 from cleaner.noise import flip_toward_confusion, inject_noise
-from cleaner.oof import run_oof
 from cleaner.progress import make_progress
 from cleaner.queue import make_queue
 from cleaner.runs import load_run
@@ -101,7 +100,7 @@ def main() -> None:
                 overrides = [f'data.manifest="{manifest}"', *args.set]
                 t0 = time.perf_counter()
                 with make_progress() as progress:
-                    result = run_oof(
+                    result = oof_run(
                         PIPELINE, overrides, out=work / f"run-{manifest.stem}", progress=progress
                     )
                 oof_s = time.perf_counter() - t0

@@ -26,9 +26,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import ROOT, write_section
+from benchmarks.common import ROOT, oof_run, write_section
 from cleaner.mask import ingest_mask
-from cleaner.oof import run_oof
 from cleaner.progress import make_progress
 from cleaner.queue import GROUP_PREFIX, build_queue
 from cleaner.runs import load_run
@@ -76,7 +75,7 @@ def main() -> None:
         synth_mask(work / "synth", people=args.people, size=32, seed=0)
         manifest, _ = ingest_mask(work / "synth", work / "mask.csv")
         with make_progress() as progress:
-            result = run_oof(
+            result = oof_run(
                 PIPELINE, [f'data.manifest="{manifest}"', *CPU], out=work / "run", progress=progress
             )
         run = load_run(result.run_dir)

@@ -25,13 +25,12 @@ import torch
 from rich.console import Console
 from timm.optim import create_optimizer_v2
 
-from benchmarks.common import MNIST_DIR, ROOT, measure_table, write_section
+from benchmarks.common import MNIST_DIR, ROOT, measure_table, oof_run, write_section
 from cleaner.config import load_config
 from cleaner.data import EpochSampler, ImageDataset, Normalize, build_transform, make_loader
 from cleaner.ingest import default_manifest, ingest_arrays, load_mnist_arrays
 from cleaner.losses import build_loss
 from cleaner.models import create_model
-from cleaner.oof import run_oof
 from cleaner.progress import make_progress
 from cleaner.train import resolve_device
 
@@ -112,7 +111,7 @@ def main() -> None:
         before = synthetic_images_per_s(PIPELINE, overrides)
         t0 = time.perf_counter()
         with make_progress() as progress:
-            result = run_oof(PIPELINE, overrides, out=work / "run", progress=progress)
+            result = oof_run(PIPELINE, overrides, out=work / "run", progress=progress)
         wall = time.perf_counter() - t0
         after = synthetic_images_per_s(PIPELINE, overrides)
         loader_rate = loader_images_per_s([im[:, :, None] for im in images], PIPELINE, overrides)

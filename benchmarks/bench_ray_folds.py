@@ -26,9 +26,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 from rich.console import Console
 
-from benchmarks.common import MNIST_DIR, ROOT, measure_table, write_section
+from benchmarks.common import MNIST_DIR, ROOT, measure_table, oof_run, write_section
 from cleaner.ingest import default_manifest, ingest_arrays, load_mnist_arrays
-from cleaner.oof import run_oof
 from cleaner.progress import make_progress
 from cleaner.ray_folds import RayOptions
 
@@ -40,7 +39,7 @@ def timed_run(
 ) -> tuple[float, dict[str, Any]]:
     t0 = time.perf_counter()
     with make_progress() as progress:
-        result = run_oof(
+        result = oof_run(
             PIPELINE, overrides, out=out, progress=progress, backend=backend, ray_options=options
         )
     assert result.metrics is not None

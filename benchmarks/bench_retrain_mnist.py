@@ -46,14 +46,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import MNIST_DIR, ROOT, write_section
+from benchmarks.common import MNIST_DIR, ROOT, oof_run, write_section
 from cleaner.atomic import atomic_path
 from cleaner.config import load_config
 from cleaner.ingest import ingest_arrays, load_mnist_arrays
-from cleaner.oof import run_oof
 from cleaner.progress import make_progress
 from cleaner.queue import make_queue
-from cleaner.retrain import run_retrain
+from cleaner.retrain import RetrainOptions, run_retrain
 from cleaner.review import apply_queue
 
 PIPELINE = ROOT / "pipelines" / "mnist.toml"
@@ -167,7 +166,7 @@ def main() -> None:
                     oof_seed = f"train.seed={base_seed + k}"
                     overrides = [f'data.manifest="{cleaned}"', *args.set, oof_seed]
                     with make_progress() as progress:
-                        oof = run_oof(
+                        oof = oof_run(
                             PIPELINE,
                             overrides,
                             out=work / tag / f"oof-{round_}-{k}",
@@ -197,14 +196,16 @@ def main() -> None:
                     ("oracle", oracle, "none", runs),
                 ):
                     with make_progress() as progress:
-                        res = run_retrain(
-                            PIPELINE,
-                            [f'data.manifest="{trained_on}"', *args.set, f"train.seed={seed}"],
+                        overrides = [*args.set, f"train.seed={seed}"]
+                        options = RetrainOptions(
+                            manifest=Path(trained_on),
                             reweight=reweight,
-                            oof_runs=scored_by,
+                            oof_runs=tuple(Path(r) for r in scored_by),
                             out=work / tag / f"retrain-{key}-{seed}",
-                            progress=progress,
                             baselines=key == "cleaned",
+                        )
+                        res = run_retrain(
+                            load_config(PIPELINE, overrides), options, progress=progress
                         )
                     test = res.metrics["test"]
                     acc[key].append(test["cleaned"]["accuracy"])

@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 import platform
 import re
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+from rich.progress import Progress
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from cleaner.oof import OofResult
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -61,3 +67,15 @@ def measure_table(title: str, rows: list[tuple[str, str]]) -> tuple[Table, list[
         table.add_row(*(c.replace("**", "") for c in row))
     lines = ["| measure | value |", "|---|---:|", *[f"| {a} | {b} |" for a, b in rows]]
     return table, lines
+
+
+def oof_run(
+    pipeline: Path, overrides: Sequence[str], *, out: Path, progress: Progress, **options: Any
+) -> OofResult:
+    """``cleaner oof PIPELINE --set ... --out OUT`` from Python: the config resolved once."""
+    from cleaner.config import load_config
+    from cleaner.oof import run_oof
+    from cleaner.pipeline import load_pipeline_data
+
+    data = load_pipeline_data(load_config(pipeline, overrides), progress=progress, source=pipeline)
+    return run_oof(data, name=pipeline.stem, out=out, progress=progress, **options)

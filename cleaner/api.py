@@ -88,10 +88,14 @@ def oof(
 
     Resumes a run folder ``out`` left unfinished; ``overrides`` are ``--set`` texts.
     """
+    from cleaner.config import load_config
     from cleaner.oof import run_oof
+    from cleaner.pipeline import load_pipeline_data
 
+    cfg = load_config(pipeline, overrides)
     with _progress(progress) as bars:
-        result = run_oof(pipeline, list(overrides), out=out, progress=bars)
+        data = load_pipeline_data(cfg, progress=bars, source=pipeline)
+        result = run_oof(data, name=Path(pipeline).stem, out=out, progress=bars)
     return load_run(result.run_dir)
 
 
@@ -185,11 +189,18 @@ def retrain(
 ) -> Path:
     """``cleaner retrain`` on the cleaned data (``queue`` is applied first, as with
     ``--queue``); returns the run folder with ``submission.csv`` and ``report.md``."""
-    from cleaner.retrain import run_retrain
+    from cleaner.config import load_config
+    from cleaner.retrain import RetrainOptions, run_retrain
 
+    cfg = load_config(pipeline, overrides)
+    options = RetrainOptions(
+        queue=_path(queue), manifest=_path(manifest), out=_path(out), reviewer=reviewer,
+        baselines=baselines,
+    )  # fmt: skip
     with _progress(progress) as bars:
-        result = run_retrain(
-            pipeline, list(overrides), manifest=manifest, queue=queue, out=out,
-            reviewer=reviewer, progress=bars, baselines=baselines,
-        )  # fmt: skip
+        result = run_retrain(cfg, options, progress=bars, name=Path(pipeline).stem, source=pipeline)
     return result.run_dir
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)

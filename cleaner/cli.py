@@ -6,6 +6,7 @@ import functools
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, TypeVar
@@ -228,16 +229,37 @@ def ingest_digits(
 
     images, labels = ingest_lib.load_digits_arrays()
     ids = [f"digit-{i:04d}" for i in range(len(labels))]
+    noisy = _Noise(noise, noise_kind, seed, test_fraction)
+    _ingest_arrays(images, labels, ids, images_dir, manifest or "digits", noisy)
+
+
+@dataclass(frozen=True)
+class _Noise:
+    """The options of the ingest commands that flip labels and hold out a test split."""
+
+    rate: float
+    kind: str
+    seed: int
+    test_fraction: float
+
+
+def _ingest_arrays(
+    images: Any, labels: Any, ids: list[str], images_dir: Path, manifest: Path | str,
+    noise: _Noise,
+) -> None:  # fmt: skip
+    """Write array images with noisy labels; ``manifest`` a path, or a name for the default."""
+    from cleaner import ingest as ingest_lib
+
     out = ingest_lib.ingest_arrays(
         images,
         labels,
         ids,
         images_dir,
-        manifest or ingest_lib.default_manifest("digits"),
-        noise=noise,
-        noise_kind=noise_kind,
-        seed=seed,
-        test_fraction=test_fraction,
+        ingest_lib.default_manifest(manifest) if isinstance(manifest, str) else manifest,
+        noise=noise.rate,
+        noise_kind=noise.kind,
+        seed=noise.seed,
+        test_fraction=noise.test_fraction,
     )
     _print_manifest(out)
 
@@ -257,18 +279,8 @@ def ingest_mnist(
     from cleaner import ingest as ingest_lib
 
     images, labels, ids = ingest_lib.load_mnist_arrays(idx_dir)
-    out = ingest_lib.ingest_arrays(
-        images,
-        labels,
-        ids,
-        images_dir,
-        manifest or ingest_lib.default_manifest("mnist"),
-        noise=noise,
-        noise_kind=noise_kind,
-        seed=seed,
-        test_fraction=test_fraction,
-    )
-    _print_manifest(out)
+    noisy = _Noise(noise, noise_kind, seed, test_fraction)
+    _ingest_arrays(images, labels, ids, images_dir, manifest or "mnist", noisy)
 
 
 def _print_oof(metrics: dict[str, Any], run_dir: Path) -> None:
@@ -351,17 +363,18 @@ def oof(
     """
     from cleaner.config import load_config
 
-    load_config(pipeline, set_)  # a typo in --set is reported before torch loads
+    cfg = load_config(pipeline, set_)  # a typo in --set is reported before torch loads
     from cleaner.distributed import context, shutdown
     from cleaner.oof import run_oof
+    from cleaner.pipeline import load_pipeline_data
 
     ray_options = _ray_options(backend, address, gpus_per_fold, cpus_per_fold)
     main = context().main  # under torchrun only rank 0 prints
     try:
         with make_progress(quiet=quiet or not main) as progress:
             result = run_oof(
-                pipeline,
-                set_,
+                load_pipeline_data(cfg, progress=progress, source=pipeline),
+                name=pipeline.stem,
                 fold=fold,
                 out=out,
                 progress=progress,
@@ -771,35 +784,32 @@ def retrain(
     """Train the final model on the cleaned data; write predictions, submission and report."""
     from cleaner.config import load_config
 
-    load_config(pipeline, set_)  # a typo in --set is reported before torch loads
+    cfg = load_config(pipeline, set_)  # a typo in --set is reported before torch loads
     from cleaner.distributed import from_env
-    from cleaner.retrain import run_retrain
+    from cleaner.retrain import RetrainOptions, run_retrain
 
     if from_env().active:
         raise InputError(
             "cleaner retrain runs in one process; under torchrun, train the folds with "
             "`cleaner oof --fold K` (see the README)"
         )
-    ray_options = _ray_options(backend, address, gpus_per_fold, cpus_per_fold)
+    options = RetrainOptions(
+        queue=queue,
+        manifest=manifest,
+        reweight=reweight,
+        mode=mode,
+        oof_runs=tuple(oof_runs),
+        probs=probs,
+        tta=tta,
+        out=out,
+        reviewer=reviewer,
+        backend=backend,
+        ray_options=_ray_options(backend, address, gpus_per_fold, cpus_per_fold),
+        baselines=baselines,
+        force=force,
+    )
     with make_progress(quiet=quiet) as progress:
-        result = run_retrain(
-            pipeline,
-            set_,
-            manifest=manifest,
-            queue=queue,
-            reweight=reweight,
-            mode=mode,
-            oof_runs=oof_runs,
-            tta=tta,
-            out=out,
-            reviewer=reviewer,
-            progress=progress,
-            backend=backend,
-            ray_options=ray_options,
-            baselines=baselines,
-            probs=probs,
-            force=force,
-        )
+        result = run_retrain(cfg, options, progress=progress, name=pipeline.stem, source=pipeline)
     _print_retrain(result.metrics, result.run_dir)
 
 

@@ -135,9 +135,10 @@ class PipelineConfig:
     def to_toml(self) -> str:
         return tomli_w.dumps(_tomlable(self.to_dict()))
 
-    def digest(self) -> str:
-        """sha256 of the resolved TOML: two runs with equal digests are the same run."""
-        return hashlib.sha256(self.to_toml().encode()).hexdigest()
+    def digest(self, *salt: str) -> str:
+        """sha256 of the resolved TOML followed by ``salt`` (the manifest's sha256, say):
+        two runs with equal digests are the same run."""
+        return hashlib.sha256((self.to_toml() + "".join(salt)).encode()).hexdigest()
 
     def replace(self, section: str, **changes: Any) -> PipelineConfig:
         """A copy with keys of one section changed."""

@@ -16,12 +16,13 @@ from rich.console import Console
 from rich.progress import Progress
 
 from cleaner.atomic import atomic_path
-from cleaner.config import text_override
+from cleaner.config import load_config
 from cleaner.ingest import ingest_arrays, load_digits_arrays
 from cleaner.manifest import next_version_path
 from cleaner.oof import run_oof
+from cleaner.pipeline import load_pipeline_data
 from cleaner.queue import GROUP_PREFIX, make_queue
-from cleaner.retrain import RetrainResult, run_retrain
+from cleaner.retrain import RetrainOptions, RetrainResult, run_retrain
 from cleaner.review import apply_queue
 
 # Package data (the checkout's pipelines/ links here), so an installed cleaner has it.
@@ -59,7 +60,6 @@ def simulate_review(queue_csv: Path, manifest: Path) -> tuple[int, int]:
 def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> DemoFiles:
     manifest = out / "data_manifests" / "digits.csv"
     oof_dir, final_dir = out / "runs" / "oof", out / "runs" / "final"
-    set_manifest = text_override("data.manifest", manifest.as_posix())
 
     def step(text: str) -> None:
         console.rule(f"[bold]{text}")
@@ -82,7 +82,8 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
     console.print(f"manifest: {manifest}")
 
     step("2/6 oof: 5-fold cross-validation, out-of-fold probabilities for every train image")
-    run_oof(PIPELINE, [set_manifest], out=oof_dir, progress=progress)
+    cfg = load_config(PIPELINE).replace("data", manifest=manifest.as_posix())
+    run_oof(load_pipeline_data(cfg, progress=progress), out=oof_dir, progress=progress)
 
     step(f"3/6 flag: the {top} images most likely to be mislabeled")
     queue_csv = oof_dir / "queue.csv"
@@ -112,14 +113,10 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
             final_dir, cleaned, json.loads((final_dir / "metrics.json").read_text())
         )
     else:
-        final = run_retrain(
-            PIPELINE,
-            [text_override("data.manifest", cleaned.as_posix())],
-            reweight="quality",
-            oof_runs=[oof_dir],
-            out=final_dir,
-            progress=progress,
+        options = RetrainOptions(
+            manifest=cleaned, reweight="quality", oof_runs=(oof_dir,), out=final_dir
         )
+        final = run_retrain(cfg, options, progress=progress)
     return DemoFiles(
         manifest,
         oof_dir,

@@ -31,7 +31,7 @@ from cleaner.pipeline import make_dataset, model_and_normalize, predict_outputs
 from cleaner.train import fit, resolve_device
 
 if TYPE_CHECKING:
-    from cleaner.oof import RunPlan
+    from cleaner.run_folder import RunPlan
 
 # Seed stream of the embedding model: apart from the folds' (0..K-1) and retrain's (1000).
 EMBED_SEED = 1001

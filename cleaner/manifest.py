@@ -175,6 +175,90 @@ def id_matcher(ids: Iterable[str]) -> Callable[[str], str | None]:
     return match
 
 
+def _id_problems(df: pd.DataFrame, file: str) -> list[Problem]:
+    """Repeated ``sample_id`` values (naming the first line) and ids equal after trimming."""
+    problems = []
+    for i in _rows(df["sample_id"].duplicated(keep="first")):
+        first = int(np.flatnonzero((df["sample_id"] == df["sample_id"].iat[i]).to_numpy())[0])
+        problems.append(
+            Problem(
+                file,
+                f"duplicate sample_id {df['sample_id'].iat[i]!r} (first on line {line_of(first)})",
+                line_of(i),
+            )
+        )
+    return problems + trim_collisions(df["sample_id"], file)
+
+
+def _split_and_weight_problems(df: pd.DataFrame, file: str) -> list[Problem]:
+    """Unknown splits, and weights that are not finite numbers in ``[0, MAX_WEIGHT]``."""
+    problems = [
+        Problem(
+            file,
+            f"unknown split {df['split'].iat[i]!r}; use one of {', '.join(SPLITS)}",
+            line_of(i),
+        )
+        for i in _rows(~df["split"].isin(SPLITS))
+    ]
+    weights = pd.to_numeric(df["weight"].str.strip(), errors="coerce")
+    for i in _rows(weights.isna() | ~np.isfinite(weights)):
+        problems.append(
+            Problem(file, f"weight {df['weight'].iat[i]!r} is not a finite number", line_of(i))
+        )
+    for i in _rows(weights < 0):
+        problems.append(Problem(file, f"weight {df['weight'].iat[i]!r} is negative", line_of(i)))
+    for i in _rows(weights > MAX_WEIGHT):
+        problems.append(
+            Problem(
+                file,
+                f"weight {df['weight'].iat[i]!r} is above {MAX_WEIGHT:g}: weights are "
+                "relative, scale them down",
+                line_of(i),
+            )
+        )
+    return problems
+
+
+def _label_problems(
+    df: pd.DataFrame, file: str, classes: Sequence[str] | None, group: str
+) -> list[Problem]:
+    """Train rows without a label or a ``group`` value, and labels not in ``classes``."""
+    train = (df["split"] == "train").to_numpy()
+    labels = df["label"].str.strip()
+    problems = [
+        Problem(file, "empty label on a train row", line_of(i))
+        for i in _rows(train & (labels == ""))
+    ]
+    if classes is not None:
+        shown = ", ".join(list(classes)[:30]) + (", ..." if len(classes) > 30 else "")
+        for i in _rows((labels != "") & ~labels.isin(set(classes))):
+            problems.append(
+                Problem(
+                    file,
+                    f"label {df['label'].iat[i]!r} is not one of the pipeline's classes ({shown})",
+                    line_of(i),
+                )
+            )
+    if group and group not in df.columns:
+        problems.append(Problem(file, f"group column {group!r} not found", 1))
+    elif group:
+        for i in _rows(train & (df[group].str.strip() == "")):
+            problems.append(Problem(file, f"empty {group!r} on a train row", line_of(i)))
+    return problems
+
+
+def _fold_count_problems(
+    df: pd.DataFrame, file: str, classes: Sequence[str], folds: int
+) -> list[Problem]:
+    """Classes with fewer train rows than folds: some fold would have none of them."""
+    counts = df.loc[df["split"] == "train", "label"].str.strip().value_counts()
+    return [
+        Problem(file, f"class {c!r} has {n} train row(s), fewer than {folds} folds")
+        for c in classes
+        if (n := int(counts.get(c, 0))) < folds
+    ]
+
+
 def validate_manifest(
     df: pd.DataFrame,
     *,
@@ -197,65 +281,8 @@ def validate_manifest(
     train rows than ``folds``. Warnings say which images were converted.
     """
     file = str(file)
-    problems: list[Problem] = []
-    dup = df["sample_id"].duplicated(keep="first")
-    for i in _rows(dup):
-        first = int(np.flatnonzero((df["sample_id"] == df["sample_id"].iat[i]).to_numpy())[0])
-        problems.append(
-            Problem(
-                file,
-                f"duplicate sample_id {df['sample_id'].iat[i]!r} (first on line {line_of(first)})",
-                line_of(i),
-            )
-        )
-    problems += trim_collisions(df["sample_id"], file)
-    bad_split = ~df["split"].isin(SPLITS)
-    for i in _rows(bad_split):
-        problems.append(
-            Problem(
-                file,
-                f"unknown split {df['split'].iat[i]!r}; use one of {', '.join(SPLITS)}",
-                line_of(i),
-            )
-        )
-    weights = pd.to_numeric(df["weight"].str.strip(), errors="coerce")
-    for i in _rows(weights.isna() | ~np.isfinite(weights)):
-        problems.append(
-            Problem(file, f"weight {df['weight'].iat[i]!r} is not a finite number", line_of(i))
-        )
-    for i in _rows(weights < 0):
-        problems.append(Problem(file, f"weight {df['weight'].iat[i]!r} is negative", line_of(i)))
-    for i in _rows(weights > MAX_WEIGHT):
-        problems.append(
-            Problem(
-                file,
-                f"weight {df['weight'].iat[i]!r} is above {MAX_WEIGHT:g}: weights are "
-                "relative, scale them down",
-                line_of(i),
-            )
-        )
-    train = (df["split"] == "train").to_numpy()
-    labels = df["label"].str.strip()
-    for i in _rows(train & (labels == "")):
-        problems.append(Problem(file, "empty label on a train row", line_of(i)))
-    if classes is not None:
-        known = set(classes)
-        shown = ", ".join(list(classes)[:30]) + (", ..." if len(classes) > 30 else "")
-        unknown = (labels != "") & ~labels.isin(known)
-        for i in _rows(unknown):
-            problems.append(
-                Problem(
-                    file,
-                    f"label {df['label'].iat[i]!r} is not one of the pipeline's classes ({shown})",
-                    line_of(i),
-                )
-            )
-    if group:
-        if group not in df.columns:
-            problems.append(Problem(file, f"group column {group!r} not found", 1))
-        else:
-            for i in _rows(train & (df[group].str.strip() == "")):
-                problems.append(Problem(file, f"empty {group!r} on a train row", line_of(i)))
+    problems = _id_problems(df, file) + _split_and_weight_problems(df, file)
+    problems += _label_problems(df, file, classes, group)
     warnings: list[str] = []
     if check_images:
         found, warnings = _check_images(df, Path(file).parent, file, in_chans, on_image)
@@ -264,13 +291,7 @@ def validate_manifest(
             found = [p for p in found if not p.reason.startswith("damaged")]
         problems.extend(found)
     if classes is not None and folds is not None:
-        counts = labels[train].value_counts()
-        for c in classes:
-            n = int(counts.get(c, 0))
-            if n < folds:
-                problems.append(
-                    Problem(file, f"class {c!r} has {n} train row(s), fewer than {folds} folds")
-                )
+        problems += _fold_count_problems(df, file, classes, folds)
     if problems:
         raise InputError(problems)
     return warnings

@@ -1,4 +1,12 @@
-"""Rich progress bars with rate and time left; ``quiet`` turns them off."""
+"""Rich progress bars with rate and time left; ``quiet`` turns them off.
+
+One convention for long work: a command's steps (``run_oof``, ``fit``,
+``embed_run``, ``run_retrain``, ...) take the command's ``progress: Progress``
+and add and remove their own tasks on it; the loops below them in modules
+that know nothing of rich (``manifest.validate_manifest``, ``data.decode_all``,
+the gallery's thumbnails, ``train``'s epoch) take a plain ``on_image`` /
+``advance`` callback, which the step holding the bar passes in.
+"""
 
 from __future__ import annotations
 

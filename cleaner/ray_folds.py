@@ -3,7 +3,7 @@
 Each fold that is not done becomes one Ray task that asks for
 ``cpus_per_fold`` CPUs and ``gpus_per_fold`` GPUs; Ray runs as many at once
 as the cluster has room for. The task runs the same code as ``--fold K``
-(:func:`cleaner.oof.train_folds`) into the same run folder, so the folds are
+(:func:`cleaner.fold_train.train_folds`) into the same run folder, so the folds are
 merged exactly as separately run ``--fold`` runs are. Ray retries a fold that
 raises (or whose worker dies) once; a fold that fails again is reported with
 its error, and the folds that finished stay done, so running the command
@@ -24,15 +24,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from rich.progress import Progress
 
+from cleaner.config import load_config
+from cleaner.embed import embed_run
 from cleaner.errors import EMBED_TASK, InputError, task_name
-
-if TYPE_CHECKING:
-    from cleaner.oof import RunPlan
+from cleaner.fold_train import train_folds
+from cleaner.pipeline import load_pipeline_data
+from cleaner.run_folder import RunPlan, plan_run
 
 INSTALL_HINT = (
     "--backend ray needs Ray: pip install 'cleaner[ray]' (in a checkout: pip install -e '.[ray]')"
@@ -112,40 +114,37 @@ def fold_resources(
     return cpus, gpus
 
 
-def train_fold_task(
-    pipeline: str, overrides: Sequence[str], run_dir: str, k: int, cwd: str, threads: int
-) -> dict[str, Any]:
+def train_fold_task(run_dir: str, k: int, cwd: str, threads: int) -> dict[str, Any]:
     """One Ray task: train fold ``k`` into ``run_dir`` as ``--fold k`` does; its metrics.
 
-    ``k = EMBED_TASK`` runs the run's embedding step instead (it needs no fold
-    model, so it runs beside the folds, with the same resources).
+    The task reads the resolved config the driver wrote to ``run_dir/config.toml``,
+    so driver and tasks train exactly the same pipeline. ``k = EMBED_TASK`` runs
+    the run's embedding step instead (it needs no fold model, so it runs beside
+    the folds, with the same resources).
     """
-    from cleaner.embed import embed_run
-    from cleaner.oof import plan_run, train_folds
     from cleaner.progress import make_progress
 
     if os.path.isdir(cwd):  # relative paths in the pipeline mean the driver's directory
         os.chdir(cwd)
     torch.set_num_threads(threads)
+    config = Path(run_dir) / "config.toml"
     with make_progress(quiet=True) as progress:
+        data = load_pipeline_data(load_config(config), progress=progress, source=config)
         if k == EMBED_TASK:
             t0 = time.perf_counter()
-            embed_run(plan_run(pipeline, overrides, out=run_dir, progress=progress),
-                      progress=progress)  # fmt: skip
+            embed_run(plan_run(data, out=run_dir), progress=progress)
             return {"seconds": time.perf_counter() - t0}
-        plan = plan_run(pipeline, overrides, out=run_dir, fold=k, progress=progress)
+        plan = plan_run(data, out=run_dir, fold=k)
         train_folds(plan, [k], progress=progress)
     metrics: dict[str, Any] = json.loads((plan.fold_dir(k) / "metrics.json").read_text())
     return metrics
 
 
-FoldTask = Callable[[str, Sequence[str], str, int, str, int], dict[str, Any]]
+FoldTask = Callable[[str, int, str, int], dict[str, Any]]
 
 
 def run_folds_on_ray(
     plan: RunPlan,
-    pipeline: str | Path,
-    overrides: Sequence[str],
     folds: Sequence[int],
     options: RayOptions,
     *,
@@ -180,10 +179,7 @@ def run_folds_on_ray(
         )
         cwd, run_dir = os.getcwd(), str(plan.run_dir.resolve())
         threads = max(1, int(cpus))
-        pending = {
-            remote.remote(str(pipeline), list(overrides), run_dir, k, cwd, threads): k
-            for k in folds
-        }
+        pending = {remote.remote(run_dir, k, cwd, threads): k for k in folds}
         task = progress.add_task(
             f"folds on Ray ({cpus:g} CPU, {gpus:g} GPU each)", total=len(folds), unit="fold"
         )

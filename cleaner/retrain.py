@@ -10,14 +10,14 @@ say how much of the gap the cleaning closed.
 
 Run folder: ``config.toml``, ``manifest.sha256``, ``train_weights.csv``,
 ``full/`` (or ``cv/``, an oof run), ``baseline-noisy/``, ``baseline-true/``,
-``predictions.csv``, ``submission.csv``, ``metrics.json``, ``report.md``.
+``predictions.csv``, ``submission.csv``, ``metrics.json``, ``report.md``
+(:mod:`cleaner.report`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,14 +30,22 @@ from rich.progress import Progress
 from cleaner import flag
 from cleaner.atomic import atomic_path, write_text
 from cleaner.audit import decided_in_manifest
-from cleaner.config import PipelineConfig, load_config, text_override
-from cleaner.data import decode_all, seed_for
+from cleaner.config import PipelineConfig
+from cleaner.data import Normalize, decode_all, seed_for
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import audit_log_path, read_manifest, resolve_paths, split_version
 from cleaner.metrics import classification_metrics
-from cleaner.oof import BACKENDS, PipelineData, load_pipeline_data, run_oof
-from cleaner.pipeline import make_dataset, model_and_normalize, predict_rows
-from cleaner.runs import MANIFEST_RECORD, PROB_PREFIX, manifest_record
+from cleaner.oof import BACKENDS, run_oof
+from cleaner.pipeline import (
+    PipelineData,
+    load_pipeline_data,
+    make_dataset,
+    model_and_normalize,
+    predict_outputs,
+)
+from cleaner.report import render_report, write_figures
+from cleaner.run_folder import init_records, run_key
+from cleaner.runs import PROB_PREFIX, read_ensemble_scores, read_scores, write_table
 from cleaner.train import fit, resolve_device
 from cleaner.trust import check_trust
 
@@ -109,7 +117,6 @@ class RetrainResult:
 
 
 def _fit_full(
-    cfg: PipelineConfig,
     data: PipelineData,
     rows: np.ndarray,
     labels: np.ndarray,
@@ -120,6 +127,7 @@ def _fit_full(
     desc: str,
 ) -> tuple[torch.nn.Module, Any]:
     """One model on the given train rows, resumable from ``out_dir/checkpoint.pt``."""
+    cfg = data.cfg
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = seed_for(cfg.train.seed, 1000)
     model, norm = model_and_normalize(cfg, seed)
@@ -156,18 +164,24 @@ def _fit_full(
     return model, norm
 
 
+def _predict(
+    model: torch.nn.Module, norm: Normalize, data: PipelineData, rows: np.ndarray, *, tta: bool
+) -> np.ndarray:
+    """Probabilities (R, K) of manifest positions ``rows`` under ``model``."""
+    return predict_outputs(model, norm, data.cfg, data.df, data.root, rows, tta=tta)[0]
+
+
 def _fold_models_predict(
-    cv_dir: Path, cfg: PipelineConfig, data: PipelineData, rows: np.ndarray, *, tta: bool
+    cv_dir: Path, data: PipelineData, rows: np.ndarray, *, tta: bool
 ) -> np.ndarray:
     """Average of the K fold models of an oof run on ``rows``."""
+    cfg = data.cfg
     probs = []
     for k in range(cfg.train.folds):
         model, norm = model_and_normalize(cfg, 0)
         model.load_state_dict(torch.load(cv_dir / f"fold-{k}" / "model.pt", weights_only=True))
         model.to(resolve_device(cfg.train.device))
-        probs.append(
-            predict_rows(model, norm, cfg, data.df, data.manifest_path.parent, rows, tta=tta)
-        )
+        probs.append(_predict(model, norm, data, rows, tta=tta))
     return np.mean(probs, axis=0)
 
 
@@ -191,19 +205,19 @@ def _train_weights(
                 f"--reweight {reweight} needs the oof run that scored the labels: "
                 "pass --oof RUN or --probs FILE (or --queue, whose runs are used)"
             )
-        run = load_runs_lenient(oof_runs)
+        run = read_ensemble_scores(oof_runs)
         named = ", ".join(str(r) for r in oof_runs)
         # The same gate as `flag`: weights from a model no better than chance are noise.
-        known = run["labels"] >= 0
-        check_trust(run["labels"][known], run["probs"][known], force=force, source=named)
-        position = pd.Index(run["sample_id"]).get_indexer(ids)
+        known = run.labels >= 0
+        check_trust(run.labels[known], run.probs[known], force=force, source=named)
+        position = pd.Index(run.sample_ids).get_indexer(ids)
         found = position >= 0
         decided = decided_in_manifest(data.df, audit_log_path(data.manifest_path))
         reviewed = np.isin(ids, list(decided))
         if reweight == "prune":
             # Flagged on the labels the runs scored and their mean probabilities, as
             # `flag` on the same runs (without flag.attributes) lists its `label` rows.
-            flagged = flag.find_label_errors(run["labels"], run["probs"])
+            flagged = flag.find_label_errors(run.labels, run.probs)
             is_issue = np.zeros(len(ids), bool)
             is_issue[found] = flagged[position[found]]
             return prune_weights(weights, is_issue, reviewed), (
@@ -212,58 +226,12 @@ def _train_weights(
             )
         quality = np.full(len(ids), np.nan)
         # Self-confidence: the out-of-fold probability of the row's current label.
-        quality[found] = run["probs"][position[found], data.labels[found]]
+        quality[found] = run.probs[position[found], data.labels[found]]
         return quality_weights(weights, quality, reviewed), (
             f"manifest weight x out-of-fold probability of the label (run {named}); "
             "rows a person decided keep their manifest weight"
         )
     return weights, "manifest weight"
-
-
-def load_run_lenient(run_dir: Path) -> dict[str, np.ndarray]:
-    """An oof run's ids and probabilities, whatever manifest version it was made on.
-
-    Reweighting reads the run that scored the *previous* version: rows are
-    matched by ``sample_id``, so the manifest's sha256 need not match.
-    ``run_dir`` may also be a probability file in the ``oof.csv`` layout
-    (``--probs``: probabilities made outside ``cleaner``).
-    """
-    oof_csv = Path(run_dir) if Path(run_dir).is_file() else Path(run_dir) / "oof.csv"
-    if not oof_csv.exists():
-        raise InputError([Problem(str(run_dir), "no oof.csv: not a finished oof run")])
-    table = pd.read_csv(
-        oof_csv, dtype={"sample_id": str, "label": str, "pred": str}, keep_default_na=False
-    )
-    cols = [c for c in table.columns if c.startswith(PROB_PREFIX)]
-    classes = [c[len(PROB_PREFIX) :] for c in cols]
-    return {
-        "sample_id": table["sample_id"].to_numpy(),
-        "probs": table[cols].to_numpy(np.float64),
-        # The labels the run scored (class indices), as its queue saw them.
-        "labels": pd.Index(classes).get_indexer(pd.Index(table["label"])),
-    }
-
-
-def load_runs_lenient(run_dirs: Sequence[Path]) -> dict[str, np.ndarray]:
-    """Several oof runs of one manifest version as one: their mean probabilities.
-
-    The ensemble ``flag RUN1 RUN2 ...`` ranks by; the runs must score the same rows
-    with the same labels (oof runs of one version with other seeds or models).
-    """
-    runs = [load_run_lenient(Path(r)) for r in run_dirs]
-    first = runs[0]
-    for r, other in zip(run_dirs[1:], runs[1:], strict=True):
-        position = pd.Index(other["sample_id"]).get_indexer(first["sample_id"])
-        if (position < 0).any() or len(position) != len(other["sample_id"]):
-            raise InputError(
-                [Problem(str(r), f"scores other rows than {run_dirs[0]}: not the same version")]
-            )
-        if (other["labels"][position] != first["labels"]).any():
-            raise InputError(
-                [Problem(str(r), f"scored other labels than {run_dirs[0]}: not the same version")]
-            )
-        other["probs"] = other["probs"][position]
-    return {**first, "probs": np.mean([r["probs"] for r in runs], axis=0)}
 
 
 def _true_labels(df: pd.DataFrame, rows: np.ndarray, classes: Sequence[str]) -> np.ndarray | None:
@@ -276,115 +244,169 @@ def _true_labels(df: pd.DataFrame, rows: np.ndarray, classes: Sequence[str]) -> 
     return np.array([index[v] for v in values], dtype=np.int64)
 
 
-def run_retrain(
-    pipeline: str | Path,
-    overrides: Iterable[str] = (),
-    *,
-    manifest: str | Path | None = None,
-    queue: str | Path | None = None,
-    reweight: str = "none",
-    mode: str = "full",
-    oof_runs: Sequence[str | Path] = (),
-    tta: bool = False,
-    out: str | Path | None = None,
-    reviewer: str = "",
-    progress: Progress,
-    backend: str = "local",
-    ray_options: RayOptions | None = None,
-    baselines: bool = True,
-    probs: str | Path | None = None,
-    force: bool = False,
-) -> RetrainResult:
-    """``cleaner retrain``: train the final model(s), predict the test rows, write the report."""
-    if reweight not in REWEIGHTS:
-        raise InputError(f"--reweight {reweight!r}: choose one of {', '.join(REWEIGHTS)}")
-    if mode not in MODES:
-        raise InputError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
-    if backend not in BACKENDS:
-        raise InputError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if backend == "ray" and mode != "folds":
-        raise InputError("--backend ray spreads folds: use it with --mode folds")
-    overrides = list(overrides)
-    load_config(pipeline, overrides)  # a bad pipeline fails before the queue is applied
-    if queue is not None:
+@dataclass(frozen=True)
+class RetrainOptions:
+    """What ``cleaner retrain`` does with the pipeline: its command-line options."""
+
+    queue: Path | None = None  # a reviewed queue, applied first exactly as `cleaner apply`
+    manifest: Path | None = None  # the manifest version to train on (default: data.manifest)
+    reweight: str = "none"  # one of REWEIGHTS
+    mode: str = "full"  # one of MODES
+    oof_runs: tuple[Path, ...] = ()  # the runs --reweight quality|prune reads (an ensemble)
+    probs: Path | None = None  # or probabilities made elsewhere, in the oof.csv layout
+    tta: bool = False
+    out: Path | None = None  # default runs/NAME-retrain-HASH
+    reviewer: str = ""  # the audit log's name when the queue is applied
+    backend: str = "local"  # --mode folds: one of oof.BACKENDS
+    ray_options: RayOptions | None = None
+    baselines: bool = True  # with true_label: also train on the noisy and the true labels
+    force: bool = False  # reweight even when the oof model is no better than chance
+
+    def check(self) -> None:
+        """Refuse option values and combinations that cannot run, before anything loads."""
+        if self.reweight not in REWEIGHTS:
+            raise InputError(f"--reweight {self.reweight!r}: choose one of {', '.join(REWEIGHTS)}")
+        if self.mode not in MODES:
+            raise InputError(f"--mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.backend not in BACKENDS:
+            raise InputError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.backend == "ray" and self.mode != "folds":
+            raise InputError("--backend ray spreads folds: use it with --mode folds")
+
+
+def _applied(cfg: PipelineConfig, options: RetrainOptions) -> tuple[PipelineConfig, list[Path]]:
+    """The config on the manifest to train on, and the oof runs that scored its labels.
+
+    A queue is applied first (resumable: the version it made before, then was
+    killed, is reused); its runs are the ones reweighting reads unless ``--oof``
+    names others.
+    """
+    manifest, oof_runs = options.manifest, list(options.oof_runs)
+    if options.queue is not None:
         from cleaner.review import apply_queue, read_queue_meta
 
-        meta = read_queue_meta(queue)
-        # Resumable: a queue this command applied before (then was killed) is reused.
-        manifest = apply_queue(queue, reviewer=reviewer, reuse_applied=True).new_manifest
-        oof_runs = oof_runs or meta.runs or ([meta.probs] if meta.probs else [])
-    if manifest is not None:
-        overrides.append(text_override("data.manifest", Path(manifest).as_posix()))
-    data = load_pipeline_data(pipeline, overrides, progress=progress)
-    cfg = data.cfg
-    if probs is not None and oof_runs:
+        meta = read_queue_meta(options.queue)
+        applied = apply_queue(options.queue, reviewer=options.reviewer, reuse_applied=True)
+        manifest = applied.new_manifest
+        oof_runs = oof_runs or [Path(r) for r in meta.runs] or ([meta.probs] if meta.probs else [])
+    if options.probs is not None and oof_runs:
         raise InputError("give --oof runs or --probs, not both")
-    runs = [Path(probs)] if probs is not None else [Path(r) for r in oof_runs]
-    weights, weight_rule = _train_weights(data, reweight, runs, force=force)
-    key = hashlib.sha256(
-        (cfg.to_toml() + data.manifest_sha + mode + reweight + str(tta)).encode()
-    ).hexdigest()[:8]
-    run_dir = Path(out) if out else Path("runs") / f"{Path(pipeline).stem}-retrain-{key}"
+    if manifest is not None:
+        cfg = cfg.replace("data", manifest=Path(manifest).as_posix())
+    return cfg, [options.probs] if options.probs is not None else oof_runs
+
+
+def _retrain_dir(data: PipelineData, options: RetrainOptions, name: str) -> Path:
+    """The retrain's folder, with its config and manifest recorded (once)."""
+    key = run_key(data.cfg, data.manifest_sha, options.mode, options.reweight, str(options.tta))
+    run_dir = options.out or Path("runs") / f"{name}-retrain-{key}"
     if (run_dir / "report.md").exists():
         raise InputError(
             [Problem(str(run_dir), "already holds a finished retrain; pass --out for a new one")]
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("config.toml", cfg.to_toml()),
-        (MANIFEST_RECORD, manifest_record(data.manifest_sha, data.manifest_path, run_dir)),
-    ):
-        if not (run_dir / name).exists():
-            write_text(run_dir / name, text)
-        elif (run_dir / name).read_text() != text:
-            raise InputError(
-                [
-                    Problem(
-                        str(run_dir / name),
-                        "this run folder was made with a different config or manifest; pass --out",
-                    )
-                ]
-            )
-    ids = data.df["sample_id"].to_numpy()
-    weights_csv = run_dir / "train_weights.csv"
-    if not weights_csv.exists():
-        with atomic_path(weights_csv) as tmp:
-            pd.DataFrame({"sample_id": ids[data.train_rows], "weight": weights}).to_csv(
+    init_records(run_dir, data.cfg, data.manifest_sha, data.manifest_path)
+    return run_dir
+
+
+def _write_weights(run_dir: Path, data: PipelineData, weights: np.ndarray) -> Path:
+    """``train_weights.csv``: the loss weight of every train row (written once)."""
+    path = run_dir / "train_weights.csv"
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            pd.DataFrame({"sample_id": data.sample_ids, "weight": weights}).to_csv(
                 tmp, index=False, float_format="%.6g"
             )
-    test_rows = np.flatnonzero((data.df["split"] == "test").to_numpy())
-    classes = cfg.data.classes
+    return path
 
-    cv_metrics = None
-    if mode == "folds":
+
+def _train_fold_models(
+    data: PipelineData,
+    options: RetrainOptions,
+    run_dir: Path,
+    weights: np.ndarray,
+    test_rows: np.ndarray,
+    *,
+    progress: Progress,
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """``--mode folds``: an oof run on the cleaned labels into ``cv/``; the fold models'
+    mean on the test rows, and the cleaned labels' cross-validated metrics."""
+    cv_data = data
+    if options.reweight != "none":
         # The fold models train with the same weights as the full model would.
-        cv_overrides = overrides
-        if reweight != "none":
-            cv_overrides = [
-                *overrides,
-                text_override("data.weights", weights_csv.resolve().as_posix()),
-            ]
-        cv = run_oof(
-            pipeline,
-            cv_overrides,
-            out=run_dir / "cv",
-            progress=progress,
-            backend=backend,
-            ray_options=ray_options,
-            embed=False,  # the queue is made; these folds only score the cleaned labels
+        cv_data = data.with_weights((run_dir / "train_weights.csv").resolve())
+    cv = run_oof(
+        cv_data,
+        out=run_dir / "cv",
+        progress=progress,
+        backend=options.backend,
+        ray_options=options.ray_options,
+        embed=False,  # the queue is made; these folds only score the cleaned labels
+    )
+    cv_metrics = cv.metrics
+    if cv_metrics is not None and (weights == 0).any():
+        # Weight-0 rows (pruned) taught nothing: score the labels that were trained on.
+        cv_metrics = {
+            "overall": _cv_on_trained_rows(run_dir / "cv", data.sample_ids, weights, data.classes)
+        }
+    return _fold_models_predict(run_dir / "cv", data, test_rows, tta=options.tta), cv_metrics
+
+
+def _write_predictions(
+    run_dir: Path, data: PipelineData, test_rows: np.ndarray, test_probs: np.ndarray
+) -> None:
+    """``predictions.csv`` (every class probability) and ``submission.csv`` of the test rows."""
+    ids, classes, sub = (
+        data.df["sample_id"].to_numpy()[test_rows],
+        data.classes,
+        data.cfg.submission,
+    )
+    predictions = pd.concat(
+        [
+            pd.DataFrame({"sample_id": ids}),
+            pd.DataFrame(test_probs, columns=[f"{PROB_PREFIX}{c}" for c in classes]),
+        ],
+        axis=1,
+    )
+    submission = submission_table(
+        ids,
+        test_probs,
+        classes,
+        id_column=sub.id_column,
+        label_column=sub.label_column,
+        label_format=sub.label_format,
+    )
+    for name, table in (("predictions.csv", predictions), ("submission.csv", submission)):
+        write_table(run_dir / name, table, overwrite=True)
+
+
+def run_retrain(
+    cfg: PipelineConfig,
+    options: RetrainOptions = RetrainOptions(),
+    *,
+    progress: Progress,
+    name: str = "run",
+    source: str | Path = "the pipeline",
+) -> RetrainResult:
+    """``cleaner retrain``: train the final model(s), predict the test rows, write the report.
+
+    ``cfg`` is the resolved pipeline; ``name`` prefixes the run folder's name
+    when ``options.out`` is not given and ``source`` names the pipeline in errors.
+    """
+    options.check()
+    cfg, runs = _applied(cfg, options)
+    data = load_pipeline_data(cfg, progress=progress, source=source)
+    weights, weight_rule = _train_weights(data, options.reweight, runs, force=options.force)
+    run_dir = _retrain_dir(data, options, name)
+    _write_weights(run_dir, data, weights)
+    test_rows = data.rows_of("test")
+    cv_metrics = None
+    if options.mode == "folds":
+        test_probs, cv_metrics = _train_fold_models(
+            data, options, run_dir, weights, test_rows, progress=progress
         )
-        cv_metrics = cv.metrics
-        if cv_metrics is not None and (weights == 0).any():
-            # Weight-0 rows (pruned) taught nothing: score the labels that were trained on.
-            cv_metrics = {
-                "overall": _cv_on_trained_rows(
-                    run_dir / "cv", ids[data.train_rows], weights, classes
-                )
-            }
-        test_probs = _fold_models_predict(run_dir / "cv", cfg, data, test_rows, tta=tta)
     else:
         model, norm = _fit_full(
-            cfg,
             data,
             data.train_rows,
             data.labels,
@@ -393,57 +415,34 @@ def run_retrain(
             progress=progress,
             desc="final model",
         )
-        test_probs = predict_rows(
-            model, norm, cfg, data.df, data.manifest_path.parent, test_rows, tta=tta
-        )
-
+        test_probs = _predict(model, norm, data, test_rows, tta=options.tta)
     metrics: dict[str, Any] = {
         "manifest": str(data.manifest_path),
         "manifest_sha256": data.manifest_sha,
-        "mode": mode,
-        "reweight": reweight,
+        "mode": options.mode,
+        "reweight": options.reweight,
         "weight_rule": weight_rule,
-        "tta": tta,
+        "tta": options.tta,
         "train_rows": len(data.train_rows),
         "test_rows": len(test_rows),
-        "classes": list(classes),
+        "classes": list(data.classes),
         "cv_cleaned": cv_metrics["overall"] if cv_metrics else None,
     }
     metrics.update(_before(data, runs[0] if runs else None))
-    true_test = _true_labels(data.df, test_rows, classes)
+    true_test = _true_labels(data.df, test_rows, data.classes)
     if true_test is not None and len(test_rows):
         metrics["test"] = _compare_on_test(
-            cfg,
             data,
             test_rows,
             true_test,
             test_probs,
             run_dir=run_dir,
             progress=progress,
-            tta=tta,
-            baselines=baselines,
+            tta=options.tta,
+            baselines=options.baselines,
         )
-
-    predictions = pd.concat(
-        [
-            pd.DataFrame({"sample_id": ids[test_rows]}),
-            pd.DataFrame(test_probs, columns=[f"{PROB_PREFIX}{c}" for c in classes]),
-        ],
-        axis=1,
-    )
-    sub = cfg.submission
-    submission = submission_table(
-        ids[test_rows],
-        test_probs,
-        classes,
-        id_column=sub.id_column,
-        label_column=sub.label_column,
-        label_format=sub.label_format,
-    )
-    for name, table in (("predictions.csv", predictions), ("submission.csv", submission)):
-        with atomic_path(run_dir / name, overwrite=True) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.8g")
-    metrics["figures"] = _figures(metrics, run_dir, runs[0] if runs else None)
+    _write_predictions(run_dir, data, test_rows, test_probs)
+    metrics["figures"] = write_figures(metrics, run_dir, runs[0] if runs else None)
     write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2), overwrite=True)
     # The report is written last: its presence marks the retrain as finished.
     write_text(run_dir / "report.md", render_report(metrics, run_dir))
@@ -454,9 +453,9 @@ def _cv_on_trained_rows(
     cv_dir: Path, sample_ids: np.ndarray, weights: np.ndarray, classes: Sequence[str]
 ) -> dict[str, Any]:
     """Cross-validated metrics of an oof run on the rows with weight > 0 only."""
-    run = load_run_lenient(cv_dir)
-    kept = pd.Index(run["sample_id"]).get_indexer(sample_ids[weights > 0])
-    out = classification_metrics(run["labels"][kept], run["probs"][kept].argmax(axis=1), classes)
+    run = read_scores(cv_dir)
+    kept = pd.Index(run.sample_ids).get_indexer(sample_ids[weights > 0])
+    out = classification_metrics(run.labels[kept], run.probs[kept].argmax(axis=1), classes)
     out["rows_weight_0_left_out"] = int((weights == 0).sum())
     return out
 
@@ -485,7 +484,6 @@ def _before(data: PipelineData, oof_run: str | Path | None) -> dict[str, Any]:
 
 
 def _compare_on_test(
-    cfg: PipelineConfig,
     data: PipelineData,
     test_rows: np.ndarray,
     true_test: np.ndarray,
@@ -500,7 +498,7 @@ def _compare_on_test(
 
     ``baselines=False`` scores the cleaned model alone (no extra trainings).
     """
-    classes = cfg.data.classes
+    classes = data.classes
     predicted = {"cleaned": cleaned_probs.argmax(1)}
     results: dict[str, Any] = {
         "cleaned": classification_metrics(true_test, predicted["cleaned"], classes)
@@ -523,7 +521,6 @@ def _compare_on_test(
         if labels is None:
             continue
         model, norm = _fit_full(
-            cfg,
             data,
             position,
             labels,
@@ -532,9 +529,7 @@ def _compare_on_test(
             progress=progress,
             desc=f"baseline on {tag} labels",
         )
-        probs = predict_rows(
-            model, norm, cfg, data.df, data.manifest_path.parent, test_rows, tta=tta
-        )
+        probs = _predict(model, norm, data, test_rows, tta=tta)
         predicted[tag] = probs.argmax(1)
         results[tag] = classification_metrics(true_test, predicted[tag], classes)
     if "noisy" in results and "true" in results:
@@ -559,130 +554,3 @@ def _with_intervals(
         results["gap_measurable"] = gaps["gap"][0] > 0
         results["gap_recovered_ci"] = gaps.get("recovered")
     return results
-
-
-def _figures(metrics: dict[str, Any], run_dir: Path, oof_run: str | Path | None) -> list[str]:
-    """PNGs beside report.md: the oof run's estimated noise matrix, per-class test F1."""
-    from cleaner.figures import noise_matrix_png, per_class_f1_png
-
-    classes = metrics["classes"]
-    made = []
-    if oof_run is not None and (Path(oof_run) / "oof.csv").exists():
-        run = load_run_lenient(Path(oof_run))
-        if (run["labels"] >= 0).all():
-            joint = flag.estimate_noise(run["labels"], run["probs"]).joint
-            noise_matrix_png(joint, classes, run_dir / "noise_matrix.png",
-                             title="estimated noise (cleanlab), before cleaning",
-                             xlabel="likely true label")  # fmt: skip
-            made.append("noise_matrix.png")
-    test = metrics.get("test") or {}
-    models = {f"{t} labels": test[t]["per_class_f1"] for t in ("noisy", "cleaned", "true")
-              if t in test}  # fmt: skip
-    if models:
-        title = "per-class F1 on the test rows, by the labels trained on"
-        per_class_f1_png(models, classes, run_dir / "per_class_f1.png", title=title)
-        made.append("per_class_f1.png")
-    return made
-
-
-def _ci(ci: Sequence[float] | None, fmt: str = ".4f") -> str:
-    return f" ({ci[0]:{fmt}} to {ci[1]:{fmt}})" if ci else ""
-
-
-def _test_lines(test: dict[str, Any]) -> list[str]:
-    """The test rows' table, each figure with its 95% interval, and the gap recovered."""
-    lines = [
-        "",
-        "## Test rows, against `true_label`",
-        "",
-        "Each figure with its 95% interval: a paired percentile bootstrap over the test rows "
-        "(1,000 resamples, seeded).",
-        "",
-        "| model trained on | accuracy (95% interval) | macro F1 (95% interval) |",
-        "|---|---:|---:|",
-    ]
-    for tag in ("noisy", "cleaned", "true"):
-        if tag in test:
-            m = test[tag]
-            lines.append(
-                f"| {tag} labels | {m['accuracy']:.4f}{_ci(m.get('accuracy_ci'))} | "
-                f"{m['macro_f1']:.4f}{_ci(m.get('macro_f1_ci'))} |"
-            )
-    if "gap_ci" in test:
-        lines.append("")
-        if not test.get("gap_measurable"):
-            lines.append(
-                "The accuracy gap between the models trained on the noisy and on the true "
-                f"labels is too small to measure on these test rows: its 95% interval"
-                f"{_ci(test['gap_ci'])} includes 0, so no share of it recovered is reported."
-            )
-        elif test.get("gap_recovered") is not None:
-            lines.append(
-                f"Cleaning recovered {test['gap_recovered']:.0%}"
-                f"{_ci(test.get('gap_recovered_ci'), '.0%')} of the accuracy gap between the "
-                f"noisy and the true labels (gap {test['gap_ci'][0]:.4f} to "
-                f"{test['gap_ci'][1]:.4f}, 95%)."
-            )
-    per_class = test["cleaned"]["per_class_f1"]
-    lines += [
-        "",
-        "### Per-class F1 of the cleaned model on the test rows",
-        "",
-        "| class | F1 |",
-        "|---|---:|",
-        *[f"| {c} | {f:.4f} |" for c, f in per_class.items()],
-    ]
-    return lines
-
-
-def render_report(metrics: dict[str, Any], run_dir: Path) -> str:
-    """report.md: what was trained on, and whether cleaning helped."""
-    lines = [
-        "# cleaner retrain report",
-        "",
-        f"- manifest: `{metrics['manifest']}` (sha256 `{metrics['manifest_sha256'][:12]}`)",
-        f"- mode: {metrics['mode']}; test-time flip: {metrics['tta']}",
-        f"- train rows: {metrics['train_rows']:,}; test rows: {metrics['test_rows']:,}",
-        f"- loss weights (`--reweight {metrics['reweight']}`): {metrics['weight_rule']}",
-    ]
-    if "labels_changed" in metrics:
-        lines.append(
-            f"- since `{metrics['first_version']}`: {metrics['labels_changed']:,} labels "
-            f"changed, {metrics['rows_excluded']:,} rows excluded"
-        )
-    lines += [
-        "",
-        "## Cross-validated, against each version's own labels",
-        "",
-        "| labels | accuracy | macro F1 |",
-        "|---|---:|---:|",
-    ]
-    for tag, key in (("before cleaning (oof run)", "cv_before"), ("cleaned", "cv_cleaned")):
-        m = metrics.get(key)
-        if m:
-            if m.get("rows_weight_0_left_out"):
-                tag += f" ({m['rows_weight_0_left_out']} rows of weight 0 left out)"
-            lines.append(f"| {tag} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
-        else:
-            lines.append(
-                f"| {tag} | not measured | "
-                + ("use `--mode folds` |" if key == "cv_cleaned" else "pass `--oof RUN` |")
-            )
-    test = metrics.get("test")
-    if test:
-        lines += _test_lines(test)
-    figures = metrics.get("figures") or []
-    if figures:
-        lines += ["", "## Figures", ""]
-        lines += [f"![{name[:-4].replace('_', ' ')}]({name})" for name in figures]
-    lines += [
-        "",
-        "## Files",
-        "",
-        f"- `{run_dir / 'submission.csv'}`: the file to submit",
-        f"- `{run_dir / 'predictions.csv'}`: every class probability of every test row",
-        f"- `{run_dir / 'train_weights.csv'}`: the loss weight of every train row",
-        f"- `{run_dir / 'metrics.json'}`: everything above, as JSON",
-        "",
-    ]
-    return "\n".join(lines)

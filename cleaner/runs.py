@@ -1,10 +1,20 @@
-"""The run folder's tables: ``oof.csv`` written, and read back checked against the manifest.
+"""The run folder's tables: ``oof.csv`` (and ``unlabeled.csv``) written and read back.
 
-``load_run`` is where later steps (``flag``, ``retrain``) meet a run: it
-refuses a run without ``oof.csv``, one whose manifest changed since (sha256),
-and probabilities that are not probability vectors. ``load_probs`` reads
-out-of-fold probabilities made outside ``cleaner`` (the same ``oof.csv``
-layout, ``fold`` and ``pred`` optional) against a manifest, with the same checks.
+One home for the format, with a reader for each use:
+
+- :func:`oof_table` and :func:`write_table` write it (``oof`` at the merge);
+- :func:`load_run` is the strict reader, where later steps (``flag``,
+  ``retrain``) meet a run: it refuses a run without ``oof.csv``, one whose
+  manifest changed since (sha256), rows that do not match the manifest or
+  ``folds.csv``, and probabilities that are not probability vectors;
+  :func:`load_probs` reads probabilities made outside ``cleaner`` (the same
+  layout, ``fold`` and ``pred`` optional) against a manifest, with the same checks;
+- :func:`read_scores` and :func:`read_ensemble_scores` are the lenient readers
+  of ``retrain --reweight``, which scores an earlier manifest version: rows are
+  matched by id and the manifest's hash is not asked for;
+- :func:`read_prob_columns` is the forgiving one of the review page: a few
+  rows' probabilities, a warning instead of an error;
+- :func:`mean_probs` is an ensemble's mean, as ``flag RUN1 RUN2`` ranks by it.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cleaner.atomic import atomic_path
 from cleaner.config import PipelineConfig, build_config
 from cleaner.embeddings import EMBEDDINGS_FILE, Embeddings, read_embeddings
 from cleaner.errors import InputError, Problem
@@ -68,6 +79,13 @@ def oof_table(
     )
     probs = pd.DataFrame(pred_probs, columns=[f"{PROB_PREFIX}{c}" for c in classes])
     return pd.concat([table, probs], axis=1)
+
+
+def write_table(path: Path, table: pd.DataFrame, *, overwrite: bool = False) -> None:
+    """Write a probability table (``oof.csv``, ``unlabeled.csv``, ``predictions.csv``):
+    8 significant digits, atomically."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.8g")
 
 
 def _prob_table(
@@ -368,3 +386,89 @@ def load_probs(
         unlabeled_probs=np.zeros((0, len(classes))),
         probs_file=probs_csv,
     )
+
+
+def mean_probs(runs: Sequence[Run], *, unlabeled: bool = False) -> np.ndarray:
+    """An ensemble's probabilities: the mean over runs of one manifest version, rows in
+    manifest order (``unlabeled``: of the unlabeled rows, averaged over fold models)."""
+    return np.mean([r.unlabeled_probs if unlabeled else r.pred_probs for r in runs], axis=0)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What a run scored, read leniently: its rows, their labels and probabilities."""
+
+    sample_ids: np.ndarray  # (N,)
+    labels: np.ndarray  # (N,) class index of the label the run scored (-1: not a class)
+    probs: np.ndarray  # (N, K)
+
+
+def read_scores(run_or_file: Path) -> Scores:
+    """An oof run's scores, whatever manifest version it was made on.
+
+    Reweighting reads the run that scored the *previous* version: rows are
+    matched by ``sample_id``, so the manifest's sha256 need not match (the
+    strict reader is :func:`load_run`). ``run_or_file`` may also be a
+    probability file in the ``oof.csv`` layout (``--probs``).
+    """
+    path = Path(run_or_file)
+    oof_csv = path if path.is_file() else path / "oof.csv"
+    if not oof_csv.exists():
+        raise InputError([Problem(str(path), "no oof.csv: not a finished oof run")])
+    table = pd.read_csv(
+        oof_csv, dtype={"sample_id": str, "label": str, "pred": str}, keep_default_na=False
+    )
+    cols = [c for c in table.columns if c.startswith(PROB_PREFIX)]
+    classes = [c[len(PROB_PREFIX) :] for c in cols]
+    return Scores(
+        sample_ids=table["sample_id"].to_numpy(),
+        labels=pd.Index(classes).get_indexer(pd.Index(table["label"])),
+        probs=table[cols].to_numpy(np.float64),
+    )
+
+
+def read_ensemble_scores(paths: Sequence[Path]) -> Scores:
+    """Several runs of one manifest version as one: their mean probabilities.
+
+    The ensemble ``flag RUN1 RUN2 ...`` ranks by; the runs must score the same
+    rows with the same labels (oof runs of one version with other seeds or models).
+    """
+    scores = [read_scores(Path(p)) for p in paths]
+    first, aligned = scores[0], [scores[0].probs]
+    for path, other in zip(paths[1:], scores[1:], strict=True):
+        position = pd.Index(other.sample_ids).get_indexer(first.sample_ids)
+        if (position < 0).any() or len(position) != len(other.sample_ids):
+            raise InputError(
+                [Problem(str(path), f"scores other rows than {paths[0]}: not the same version")]
+            )
+        if (other.labels[position] != first.labels).any():
+            raise InputError(
+                [Problem(str(path), f"scored other labels than {paths[0]}: not the same version")]
+            )
+        aligned.append(other.probs[position])
+    return dataclasses.replace(first, probs=np.mean(aligned, axis=0))
+
+
+def read_prob_columns(
+    path: Path, classes: Sequence[str], wanted: set[str]
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """``sample_id -> (K,)`` for the wanted ids of an oof.csv / unlabeled.csv, or a warning.
+
+    The forgiving reader, for showing probabilities beside a queue: a file that
+    cannot be read, lacks a column or has a bad cell costs those rows their
+    probabilities, with a warning, never the page. Only the needed columns are
+    parsed: a queue names a few hundred rows of a table that may hold a million.
+    """
+    cols = ["sample_id", *(f"{PROB_PREFIX}{c}" for c in classes)]
+    try:
+        header = list(pd.read_csv(path, nrows=0).columns)
+        missing = [c for c in cols if c not in header]
+        if missing:
+            return {}, f"{path}: no column(s) {', '.join(missing[:3])}: no model probabilities"
+        table = pd.read_csv(path, usecols=cols, dtype={"sample_id": str}, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        return {}, f"{path}: not readable ({e}): no model probabilities from it"
+    table = table[table["sample_id"].isin(wanted)]
+    probs = table[cols[1:]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    ok = np.isfinite(probs).all(axis=1)
+    return dict(zip(table["sample_id"][ok], probs[ok], strict=True)), None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,26 +208,44 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
-def fit(
+def eval_batch_size(cfg: TrainConfig) -> int:
+    """Batch size for prediction: ``train.eval_batch_size``, else twice the training one
+    (no gradients are kept, so twice as many images fit)."""
+    return cfg.eval_batch_size or 2 * cfg.batch_size
+
+
+def uses_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    """``train.channels_last`` applies on GPUs only (on the CPU it is slower)."""
+    return cfg.channels_last and device.type == "cuda"
+
+
+@dataclass
+class _Training:
+    """What one ``fit`` steps: the model, its optimizer, schedule, scaler and loader."""
+
+    model: nn.Module
+    net: nn.Module  # the module the optimizer steps (DDP around ``model`` under torchrun)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    loader: Any
+    sampler: EpochSampler | ShardedEpochSampler
+    loss_fn: Any
+    device: torch.device
+    channels_last: bool
+
+
+def _setup(
     model: nn.Module,
     train_ds: ImageDataset,
-    val_ds: ImageDataset | None,
     cfg: TrainConfig,
     *,
-    classes: Sequence[str],
-    checkpoint: Path,
     seed: int,
     device: torch.device,
-    progress: Progress,
-    desc: str = "train",
-    dist: Dist = SINGLE,
-) -> FitResult:
-    """Train ``model`` in place, resuming from ``checkpoint`` when it exists.
-
-    Under torchrun (``dist.active``) the processes train one model with
-    DistributedDataParallel; only rank 0 writes the checkpoint.
-    """
-    use_cl = cfg.channels_last and device.type == "cuda"
+    dist: Dist,
+) -> _Training:
+    """Model on the device, optimizer, schedule, scaler, loss and the epoch loader."""
+    use_cl = uses_channels_last(cfg, device)
     model.to(device)
     if use_cl:
         model.to(memory_format=torch.channels_last)
@@ -249,124 +267,209 @@ def fit(
         sampler=sampler,
     )
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     use_scaler = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    loss_fn = build_loss(cfg)
-    eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
+    return _Training(
+        model=model,
+        net=model,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, cfg, steps_per_epoch),
+        scaler=torch.amp.GradScaler("cuda", enabled=use_scaler),
+        loader=loader,
+        sampler=sampler,
+        loss_fn=build_loss(cfg),
+        device=device,
+        channels_last=use_cl,
+    )
 
+
+def _resume(t: _Training, checkpoint: Path, result: FitResult) -> tuple[int, dict[str, Any] | None]:
+    """Load the rolling checkpoint into ``t`` and ``result``: the epochs done and the best."""
+    state = load_checkpoint(checkpoint, t.device)
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scheduler.load_state_dict(state["scheduler"])
+    t.scaler.load_state_dict(state["scaler"])
+    result.history = state["history"]
+    return int(state["epoch"]), state.get("best")
+
+
+def _distribute(t: _Training, dist: Dist) -> None:
+    """Under torchrun the optimizer steps a DDP wrapper; predictions and checkpoints
+    keep using the model itself."""
+    if not dist.active:
+        return
+    if t.device.type == "cuda":
+        # Batch-norm statistics over the global batch, as in one process (GPUs only:
+        # SyncBatchNorm has no CPU kernel, so on the CPU each shard keeps its own).
+        nn.SyncBatchNorm.convert_sync_batchnorm(t.model)
+    device_ids = [t.device] if t.device.type == "cuda" else None
+    t.net = DistributedDataParallel(t.model, device_ids=device_ids)
+
+
+def _train_epoch(
+    t: _Training,
+    train_ds: ImageDataset,
+    cfg: TrainConfig,
+    *,
+    epoch: int,
+    desc: str,
+    advance: Callable[[int], None],
+) -> tuple[float, int]:
+    """One pass over the training rows: the mean loss and the images this process saw."""
+    t.net.train()
+    running, seen = 0.0, 0
+    t.optimizer.zero_grad(set_to_none=True)
+    for i, (x, y, w, _) in enumerate(t.loader):
+        x = train_ds.normalize(x.to(t.device, non_blocking=True))
+        y = y.to(t.device, non_blocking=True)
+        w = w.to(t.device, dtype=torch.float32, non_blocking=True)
+        if t.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(t.device, cfg.amp):
+            loss = t.loss_fn(t.net(x), y, w)
+        if not torch.isfinite(loss):
+            raise RuntimeError(
+                f"{desc}: loss became {loss.item()} in epoch {epoch + 1}; lower train.lr"
+            )
+        t.scaler.scale(loss / cfg.grad_accum).backward()
+        if (i + 1) % cfg.grad_accum == 0 or i + 1 == len(t.loader):
+            t.scaler.step(t.optimizer)
+            t.scaler.update()
+            t.optimizer.zero_grad(set_to_none=True)
+            if cfg.scheduler != "plateau":
+                t.scheduler.step()
+        running += loss.item() * len(y)
+        seen += len(y)
+        advance(len(y))
+    return running / max(1, seen), seen
+
+
+def _evaluate(
+    t: _Training, val_ds: ImageDataset, cfg: TrainConfig, classes: Sequence[str], dist: Dist
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Validation loss, accuracy and macro F1, with the probabilities and embeddings."""
+    if dist.active:
+        sync_buffers(t.model)
+    probs, emb = predict(
+        t.model,
+        val_ds,
+        batch_size=eval_batch_size(cfg),
+        workers=cfg.workers,
+        device=t.device,
+        amp=cfg.amp,
+        channels_last=t.channels_last,
+        dist=dist,
+    )
+    labels = val_ds.labels
+    eps = 1e-12
+    m = classification_metrics(labels, probs.argmax(1), classes)
+    scores = {
+        "val_loss": float(-np.mean(np.log(probs[np.arange(len(labels)), labels] + eps))),
+        "val_accuracy": m["accuracy"],
+        "val_macro_f1": m["macro_f1"],
+    }
+    return scores, probs, emb
+
+
+def _keep_best(
+    best: dict[str, Any] | None,
+    model: nn.Module,
+    epoch: int,
+    score: float,
+    probs: np.ndarray,
+    emb: np.ndarray,
+) -> dict[str, Any] | None:
+    """``train.select = macro_f1``: this epoch's weights and outputs if it beats ``best``."""
+    if best is not None and score <= best["score"]:
+        return best
+    return {
+        "score": score,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "probs": probs,
+        "embeddings": emb,
+    }
+
+
+def _checkpoint_state(
+    t: _Training, epoch: int, result: FitResult, best: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "model": t.model.state_dict(),
+        "optimizer": t.optimizer.state_dict(),
+        "scheduler": t.scheduler.state_dict(),
+        "scaler": t.scaler.state_dict(),
+        "history": result.history,
+        "best": _best_to_tensors(best),
+    }
+
+
+def fit(
+    model: nn.Module,
+    train_ds: ImageDataset,
+    val_ds: ImageDataset | None,
+    cfg: TrainConfig,
+    *,
+    classes: Sequence[str],
+    checkpoint: Path,
+    seed: int,
+    device: torch.device,
+    progress: Progress,
+    desc: str = "train",
+    dist: Dist = SINGLE,
+) -> FitResult:
+    """Train ``model`` in place, resuming from ``checkpoint`` when it exists.
+
+    Under torchrun (``dist.active``) the processes train one model with
+    DistributedDataParallel; only rank 0 writes the checkpoint.
+    """
+    t = _setup(model, train_ds, cfg, seed=seed, device=device, dist=dist)
     result = FitResult()
     start_epoch = 0
     # train.select = macro_f1: the best epoch's weights, score and validation outputs.
     best: dict[str, Any] | None = None
     if checkpoint.exists():
-        state = load_checkpoint(checkpoint, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        result.history = state["history"]
-        start_epoch = state["epoch"]
-        best = state.get("best")
+        start_epoch, best = _resume(t, checkpoint, result)
         if not progress.disable:
             progress.console.print(f"{desc}: resuming after epoch {start_epoch} from {checkpoint}")
-    # The module the optimizer steps; predictions and checkpoints use ``model`` itself.
-    net: nn.Module = model
-    if dist.active:
-        if device.type == "cuda":
-            # Batch-norm statistics over the global batch, as in one process (GPUs only:
-            # SyncBatchNorm has no CPU kernel, so on the CPU each shard keeps its own).
-            nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-
+    _distribute(t, dist)
+    n = len(train_ds)
     task: TaskID = progress.add_task(
-        desc, total=len(train_ds) * cfg.epochs, completed=len(train_ds) * start_epoch, unit="img"
+        desc, total=n * cfg.epochs, completed=n * start_epoch, unit="img"
     )
+
+    def advance(images: int) -> None:
+        progress.advance(task, images * dist.world)
+
     for epoch in range(start_epoch, cfg.epochs):
-        net.train()
-        sampler.set_epoch(epoch)
+        t.sampler.set_epoch(epoch)
         # Dropout and other in-model randomness restart from (seed, epoch) too.
         torch.manual_seed(seed_for(seed, epoch, 1))
         t0 = time.perf_counter()
-        running, seen = 0.0, 0
-        optimizer.zero_grad(set_to_none=True)
-        for i, (x, y, w, _) in enumerate(loader):
-            x = train_ds.normalize(x.to(device, non_blocking=True))
-            y = y.to(device, non_blocking=True)
-            w = w.to(device, dtype=torch.float32, non_blocking=True)
-            if use_cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, cfg.amp):
-                loss = loss_fn(net(x), y, w)
-            if not torch.isfinite(loss):
-                raise RuntimeError(
-                    f"{desc}: loss became {loss.item()} in epoch {epoch + 1}; lower train.lr"
-                )
-            scaler.scale(loss / cfg.grad_accum).backward()
-            if (i + 1) % cfg.grad_accum == 0 or i + 1 == len(loader):
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                if cfg.scheduler != "plateau":
-                    scheduler.step()
-            running += loss.item() * len(y)
-            seen += len(y)
-            progress.advance(task, len(y) * dist.world)
+
+        loss, seen = _train_epoch(t, train_ds, cfg, epoch=epoch, desc=desc, advance=advance)
         result.train_seconds += time.perf_counter() - t0
         result.train_images += seen * dist.world
         record: dict[str, Any] = {
             "epoch": epoch + 1,
-            "train_loss": running / max(1, seen),
-            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss,
+            "lr": t.optimizer.param_groups[0]["lr"],
         }
         if val_ds is not None and len(val_ds):
-            if dist.active:
-                sync_buffers(model)
-            probs, emb = predict(
-                model,
-                val_ds,
-                batch_size=eval_bs,
-                workers=cfg.workers,
-                device=device,
-                amp=cfg.amp,
-                channels_last=use_cl,
-                dist=dist,
-            )
-            labels = val_ds.labels
-            eps = 1e-12
-            record["val_loss"] = float(
-                -np.mean(np.log(probs[np.arange(len(labels)), labels] + eps))
-            )
-            m = classification_metrics(labels, probs.argmax(1), classes)
-            record["val_accuracy"], record["val_macro_f1"] = m["accuracy"], m["macro_f1"]
+            scores, probs, emb = _evaluate(t, val_ds, cfg, classes, dist)
+            record.update(scores)
             result.val_probs, result.val_embeddings = probs, emb
-            if cfg.select == "macro_f1" and (best is None or m["macro_f1"] > best["score"]):
-                best = {
-                    "score": m["macro_f1"],
-                    "epoch": epoch + 1,
-                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                    "probs": probs,
-                    "embeddings": emb,
-                }
+            if cfg.select == "macro_f1":
+                best = _keep_best(best, model, epoch + 1, scores["val_macro_f1"], probs, emb)
             if cfg.scheduler == "plateau":
-                scheduler.step(record["val_loss"])
+                t.scheduler.step(record["val_loss"])
         result.history.append(record)
         shown = f" val acc {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
         progress.update(task, description=f"{desc} epoch {epoch + 1}/{cfg.epochs}{shown}")
         if dist.main:
-            _save_checkpoint(
-                checkpoint,
-                {
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "history": result.history,
-                    "best": _best_to_tensors(best),
-                },
-            )
-    progress.update(task, completed=len(train_ds) * cfg.epochs)
+            _save_checkpoint(checkpoint, _checkpoint_state(t, epoch + 1, result, best))
+    progress.update(task, completed=n * cfg.epochs)
     if best is not None:
         model.load_state_dict(best["model"])
         result.val_probs, result.val_embeddings = best["probs"], best["embeddings"]

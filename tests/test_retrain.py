@@ -17,11 +17,11 @@ from cleaner.demo import simulate_review
 from cleaner.errors import InputError
 from cleaner.retrain import (
     class_balance_weights,
-    load_runs_lenient,
     prune_weights,
     quality_weights,
     submission_table,
 )
+from cleaner.runs import read_ensemble_scores
 
 runner = CliRunner()
 
@@ -90,10 +90,10 @@ def test_runs_ensemble_by_sample_id(tmp_path: Path) -> None:
     one = _oof_csv(tmp_path / "one", ["x", "y"], ["a", "b"], [[0.8, 0.2], [0.4, 0.6]])
     # the same rows in another order: matched by sample_id, not by position
     two = _oof_csv(tmp_path / "two", ["y", "x"], ["b", "a"], [[0.2, 0.8], [0.6, 0.4]])
-    run = load_runs_lenient([one, two])
-    np.testing.assert_array_equal(run["sample_id"], ["x", "y"])
-    np.testing.assert_array_equal(run["labels"], [0, 1])
-    np.testing.assert_allclose(run["probs"], [[0.7, 0.3], [0.3, 0.7]])
+    run = read_ensemble_scores([one, two])
+    np.testing.assert_array_equal(run.sample_ids, ["x", "y"])
+    np.testing.assert_array_equal(run.labels, [0, 1])
+    np.testing.assert_allclose(run.probs, [[0.7, 0.3], [0.3, 0.7]])
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ def test_runs_of_other_versions_are_refused(
     one = _oof_csv(tmp_path / "one", ["x", "y"], ["a", "b"], [[0.8, 0.2], [0.4, 0.6]])
     other = _oof_csv(tmp_path / "other", ids, labels, [[0.5, 0.5]] * len(ids))
     with pytest.raises(InputError, match=message):
-        load_runs_lenient([one, other])
+        read_ensemble_scores([one, other])
 
 
 def test_class_balance_weights_by_hand() -> None:

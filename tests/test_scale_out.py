@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +112,7 @@ def test_ray_folds_give_the_sequential_oof(project: Path, sequential: Path, ray_
     )
 
 
-def flaky_fold(
-    pipeline: str, overrides: Sequence[str], run_dir: str, k: int, cwd: str, threads: int
-) -> dict[str, Any]:
+def flaky_fold(run_dir: str, k: int, cwd: str, threads: int) -> dict[str, Any]:
     """Fold 0 fails on its first attempt, fold 1 on every attempt; attempts are counted."""
     from cleaner.ray_folds import train_fold_task
 
@@ -123,25 +121,25 @@ def flaky_fold(
         f.write("x")
     if k == 1 or (k == 0 and attempts.read_text() == "x"):
         raise RuntimeError(f"injected failure of fold {k}")
-    return train_fold_task(pipeline, overrides, run_dir, k, cwd, threads)
+    return train_fold_task(run_dir, k, cwd, threads)
 
 
 def test_failing_fold_is_retried_then_reported(
     project: Path, sequential: Path, ray_local: Any
 ) -> None:
-    from cleaner.oof import plan_run
+    from cleaner.config import load_config
+    from cleaner.pipeline import load_pipeline_data
     from cleaner.ray_folds import RayOptions, run_folds_on_ray
+    from cleaner.run_folder import plan_run
 
     # Ray ships the task function by value: the workers cannot import this test module.
     ray_local.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     run = project / "flaky"
     pipeline = project / "p.toml"
     with make_progress(quiet=True) as progress:
-        plan = plan_run(pipeline, out=run, progress=progress)
+        plan = plan_run(load_pipeline_data(load_config(pipeline), progress=progress), out=run)
         failed = run_folds_on_ray(
             plan,
-            pipeline,
-            [],
             [0, 1, 2],
             RayOptions(cpus_per_fold=1),
             progress=progress,

@@ -1,0 +1,199 @@
+"""Training the folds of a run: fold ``k`` trains on the others and predicts itself.
+
+One fold's outputs go to ``fold-K/``: ``model.pt``, ``metrics.json``,
+``unlabeled.npz`` (when the manifest has unlabeled rows) and, written last
+so that its presence marks the fold as done, ``oof.npz``. The same code
+trains a fold in this process, under torchrun and inside a Ray task.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from cleaner.atomic import atomic_path, write_text
+from cleaner.data import ImageDataset, Normalize, decode_all, seed_for
+from cleaner.distributed import SINGLE, Dist
+from cleaner.errors import InputError, Problem
+from cleaner.manifest import resolve_paths
+from cleaner.metrics import classification_metrics
+from cleaner.pipeline import make_dataset, model_and_normalize, predict_outputs
+from cleaner.run_folder import RunPlan
+from cleaner.train import (
+    FitResult,
+    eval_batch_size,
+    fit,
+    predict,
+    resolve_device,
+    uses_channels_last,
+)
+
+
+def _fold_datasets(
+    plan: RunPlan, k: int, norm: Normalize, seed: int, cache: list[np.ndarray] | None
+) -> tuple[ImageDataset, ImageDataset]:
+    """Fold ``k``'s training rows (the other folds, augmented) and its own rows."""
+
+    def part(rows: np.ndarray, train: bool) -> ImageDataset:
+        images = [cache[i] for i in rows] if cache is not None else None
+        return make_dataset(
+            plan.cfg,
+            plan.df,
+            plan.root,
+            plan.train_rows[rows],
+            plan.labels[rows],
+            train=train,
+            normalize=norm,
+            seed=seed,
+            cache=images,
+        )
+
+    return part(np.flatnonzero(plan.folds != k), True), part(np.flatnonzero(plan.folds == k), False)
+
+
+def _fold_predictions(
+    plan: RunPlan,
+    model: torch.nn.Module,
+    val_ds: ImageDataset,
+    result: FitResult,
+    device: torch.device,
+    dist: Dist,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fold's probabilities and embeddings: those of the epoch ``fit`` kept, or,
+    resumed after its last epoch, predicted again."""
+    if result.val_probs is not None and result.val_embeddings is not None:
+        return result.val_probs, result.val_embeddings
+    cfg = plan.cfg.train
+    return predict(
+        model,
+        val_ds,
+        batch_size=eval_batch_size(cfg),
+        workers=cfg.workers,
+        device=device,
+        amp=cfg.amp,
+        channels_last=uses_channels_last(cfg, device),
+        dist=dist,
+    )
+
+
+def _save_fold(
+    plan: RunPlan,
+    k: int,
+    model: torch.nn.Module,
+    outputs: dict[str, np.ndarray],
+    metrics: dict[str, Any],
+) -> None:
+    """Write fold ``k``'s files; ``oof.npz`` last: its presence marks the fold as done."""
+    fold_dir = plan.fold_dir(k)
+    if "unlabeled" in outputs:
+        with atomic_path(fold_dir / "unlabeled.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
+            np.savez(f, probs=outputs["unlabeled"])
+    with atomic_path(fold_dir / "model.pt", overwrite=True) as tmp:
+        torch.save(model.state_dict(), tmp)
+    write_text(fold_dir / "metrics.json", json.dumps(metrics, indent=2), overwrite=True)
+    with atomic_path(fold_dir / "oof.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
+        # Text ids, not objects: merging loads the file without pickle. The fold's
+        # own embeddings stay here for comparison only; they are one space per fold.
+        ids = np.asarray(plan.sample_ids[plan.folds == k], dtype=str)
+        np.savez(f, sample_id=ids, probs=outputs["probs"], embeddings=outputs["embeddings"])
+    (fold_dir / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def train_fold(
+    plan: RunPlan,
+    k: int,
+    *,
+    progress: Progress,
+    cache: list[np.ndarray] | None = None,
+    dist: Dist = SINGLE,
+) -> dict[str, Any]:
+    """Train fold ``k`` on the other folds, predict it, and save its outputs.
+
+    Under torchrun every process runs this; rank 0 alone writes.
+    """
+    cfg = plan.cfg
+    plan.fold_dir(k).mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.train.device, dist)
+    seed = seed_for(cfg.train.seed, k)
+    model, norm = model_and_normalize(cfg, seed)
+    train_ds, val_ds = _fold_datasets(plan, k, norm, seed, cache)
+    t0 = time.perf_counter()
+    result = fit(
+        model,
+        train_ds,
+        val_ds,
+        cfg.train,
+        classes=plan.classes,
+        checkpoint=plan.fold_dir(k) / "checkpoint.pt",
+        seed=seed,
+        device=device,
+        progress=progress,
+        desc=f"fold {k + 1}/{cfg.train.folds}",
+        dist=dist,
+    )
+    probs, emb = _fold_predictions(plan, model, val_ds, result, device, dist)
+    outputs = {"probs": probs, "embeddings": emb}
+    # Unlabeled rows get this fold model's opinion too (averaged over folds at merge),
+    # for ranking them for labeling.
+    if len(plan.unlabeled_rows):
+        outputs["unlabeled"] = predict_outputs(
+            model, norm, cfg, plan.df, plan.root, plan.unlabeled_rows, dist=dist
+        )[0]
+    metrics = classification_metrics(val_ds.labels, probs.argmax(1), plan.classes)
+    metrics.update(
+        fold=k,
+        n_train=len(train_ds),
+        train_images_per_s=result.images_per_s,
+        seconds=time.perf_counter() - t0,
+        device=str(device),
+        processes=dist.world,
+        history=result.history,
+        selected_epoch=result.selected_epoch or cfg.train.epochs,
+    )
+    if dist.main:
+        _save_fold(plan, k, model, outputs, metrics)
+    return metrics
+
+
+def load_fold_outputs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fold's ``oof.npz``: ids (R,), probabilities (R, K), its own embeddings (R, D).
+
+    Loaded without pickle: a copied run folder is data, never code.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["sample_id"].astype(str), z["probs"], z["embeddings"]
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(
+            [
+                Problem(
+                    str(path),
+                    f"not a fold output this version reads safely ({e}); "
+                    "delete the fold's folder to train it again",
+                )
+            ]
+        ) from None
+
+
+def train_folds(
+    plan: RunPlan, folds: Iterable[int], *, progress: Progress, dist: Dist = SINGLE
+) -> list[int]:
+    """Train each of ``folds`` that is not done yet, in this process; return those trained."""
+    todo = [k for k in folds if not plan.fold_done(k)]
+    cache = None
+    if todo and plan.cfg.data.cache:
+        paths = resolve_paths(plan.df.iloc[plan.train_rows], plan.root)
+        task = progress.add_task("decoding images", total=len(paths), unit="img")
+        cache = decode_all(paths, plan.cfg.model.in_chans, lambda: progress.advance(task))
+        progress.remove_task(task)
+    for k in todo:
+        train_fold(plan, k, progress=progress, cache=cache, dist=dist)
+        dist.barrier()  # the others wait for rank 0's files before looking at the folder
+    return todo

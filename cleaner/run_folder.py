@@ -1,0 +1,128 @@
+"""The oof run folder: its name, its write-once records, and the plan of a run.
+
+A run folder is named after what it computes: the pipeline's name and the
+first 8 hex digits of :meth:`PipelineConfig.digest` salted with the
+manifest's sha256, so the same command finds the same folder again. What it
+holds before any training (``config.toml``, ``manifest.sha256``,
+``folds.csv``) is written once; a later run must find the same text there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cleaner.atomic import write_text
+from cleaner.config import PipelineConfig
+from cleaner.errors import InputError, Problem
+from cleaner.folds import make_folds
+from cleaner.manifest import resolve_paths
+from cleaner.pipeline import PipelineData, preflight
+from cleaner.runs import MANIFEST_RECORD, manifest_record, read_manifest_record
+
+KEY_DIGITS = 8  # hex digits of the digest in a run folder's name
+
+
+@dataclass(frozen=True)
+class RunPlan(PipelineData):
+    """The pipeline's data, the run folder it trains into and each train row's fold."""
+
+    run_dir: Path
+    folds: np.ndarray  # (N,) fold of each train row
+
+    @property
+    def unlabeled_rows(self) -> np.ndarray:
+        """Positions in df of the ``unlabeled`` rows."""
+        return self.rows_of("unlabeled")
+
+    def fold_dir(self, k: int) -> Path:
+        return self.run_dir / f"fold-{k}"
+
+    def fold_done(self, k: int) -> bool:
+        return (self.fold_dir(k) / "oof.npz").exists()
+
+
+def run_key(cfg: PipelineConfig, *salt: str) -> str:
+    """The short hash that names a run folder: the resolved config and ``salt``."""
+    return cfg.digest(*salt)[:KEY_DIGITS]
+
+
+def default_run_dir(name: str, cfg: PipelineConfig, manifest_sha: str) -> Path:
+    """``runs/NAME-HASH``: the folder ``oof`` trains into when ``--out`` is not given."""
+    return Path("runs") / f"{name}-{run_key(cfg, manifest_sha)}"
+
+
+def init_file(path: Path, text: str, what: str) -> None:
+    """Write ``text`` once; later runs must find the same text there."""
+    try:
+        write_text(path, text)
+    except FileExistsError:
+        if path.read_text() != text:
+            raise InputError(
+                [
+                    Problem(
+                        str(path),
+                        f"this run folder was made with a different {what}; "
+                        "pass --out for a new run folder",
+                    )
+                ]
+            ) from None
+
+
+def init_records(run_dir: Path, cfg: PipelineConfig, sha: str, manifest: Path) -> None:
+    """Write ``config.toml`` and ``manifest.sha256`` once.
+
+    A later run must name the same manifest, however its path was spelled
+    (older runs stored it relative to the working directory).
+    """
+    init_file(run_dir / "config.toml", cfg.to_toml(), "config")
+    record = run_dir / MANIFEST_RECORD
+    if record.exists():
+        recorded, path = read_manifest_record(run_dir)
+        if recorded == sha and path.exists() and path.resolve() == manifest.resolve():
+            return
+    init_file(record, manifest_record(sha, manifest, run_dir), "manifest")
+
+
+# What ``plan_run`` writes before any training: a folder holding only these was left
+# by a command refused before it trained anything, and is set up afresh.
+_START_FILES = frozenset({"config.toml", MANIFEST_RECORD, "folds.csv"})
+
+
+def _forget_refused_start(run_dir: Path) -> None:
+    present = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
+    if present and present <= _START_FILES:
+        for name in present:
+            (run_dir / name).unlink()
+
+
+def plan_run(
+    data: PipelineData,
+    *,
+    name: str = "run",
+    out: str | Path | None = None,
+    fold: int | None = None,
+) -> RunPlan:
+    """Check ``fold`` and what would fail at the first batch; set up the run folder.
+
+    ``name`` prefixes the folder's name when ``out`` is not given (the CLI
+    passes the pipeline file's stem).
+    """
+    cfg, df = data.cfg, data.df
+    if fold is not None and not 0 <= fold < cfg.train.folds:
+        raise InputError(f"--fold {fold}: the pipeline has folds 0..{cfg.train.folds - 1}")
+    groups = df[cfg.data.group].to_numpy()[data.train_rows] if cfg.data.group else None
+    folds = make_folds(data.labels, n_splits=cfg.train.folds, seed=cfg.train.seed, groups=groups)
+    preflight(cfg, resolve_paths(df.iloc[data.train_rows[:1]], data.root)[0])
+    run_dir = Path(out) if out else default_run_dir(name, cfg, data.manifest_sha)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _forget_refused_start(run_dir)
+    init_records(run_dir, cfg, data.manifest_sha, data.manifest_path)
+    folds_csv = pd.DataFrame({"sample_id": data.sample_ids, "fold": folds}).to_csv(index=False)
+    init_file(run_dir / "folds.csv", folds_csv, "fold split")
+    fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(PipelineData)}
+    return RunPlan(**fields, run_dir=run_dir, folds=folds)
