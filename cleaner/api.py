@@ -163,7 +163,7 @@ def flag(
 ) -> pd.DataFrame:
     """``cleaner flag``: write ``queue.csv`` (and its page) beside the first run; return it."""
     from cleaner.queue import make_queue
-    from cleaner.review import read_queue_table
+    from cleaner.queue_file import read_queue_table
 
     run_dirs = [runs] if isinstance(runs, str | Path) else list(runs)
     summary = make_queue(run_dirs, top=top, force=force)

@@ -12,6 +12,11 @@ renames the version into place last. A reader counts a line only when the
 version it names exists beside the log with that sha256, so a kill between
 the two writes leaves the old state (the lines are ignored) and a finished
 apply the complete new one. Lines without ``version`` (older logs) count.
+
+This module is the log's one home: :func:`audit_record` builds a record,
+:func:`append_records` appends records (and commits the version they made),
+:func:`read_audit_log` reads the committed ones and :func:`replay_audit`
+applies them to a manifest version.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import Any
 
 import pandas as pd
 
+from cleaner.atomic import atomic_path, write_text
 from cleaner.errors import InputError, Problem
+from cleaner.faults import fault_point
 from cleaner.manifest import sha256_file
 
 AUDIT_FIELDS = (
@@ -39,6 +46,98 @@ AUDIT_FIELDS = (
 )
 ACTIONS = ("keep", "relabel", "drop", "unsure")
 COMMIT_FIELDS = ("version", "version_sha256")
+
+
+def audit_record(
+    sample_id: str,
+    *,
+    old_label: str,
+    new_label: str,
+    action: str,
+    context: Mapping[str, Any] | None,
+    label_quality: float | None,
+    queue_row: str,
+    split: str,
+    weight: str,
+    columns: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One decided manifest row's record, in the log's field order.
+
+    ``context`` holds ``reviewer, time, run, manifest_sha256`` (the same for
+    every record of one apply); ``split`` and ``weight`` are the row's after
+    the decision and ``columns`` the attribute columns it changed, so that the
+    log replays exactly.
+    """
+    return {
+        "sample_id": sample_id,
+        "old_label": old_label,
+        "new_label": new_label,
+        "action": action,
+        **(context or {}),
+        "label_quality": label_quality,
+        "queue_row": queue_row,
+        "split": split,
+        "weight": weight,
+        **({"columns": dict(columns)} if columns else {}),
+    }
+
+
+def log_lines(records: Iterable[Mapping[str, Any]], *, version: str, version_sha256: str) -> str:
+    """The log's lines of ``records``, each naming the version they produced (the commit)."""
+    commit = {"version": version, "version_sha256": version_sha256}
+    return "".join(json.dumps({**r, **commit}, ensure_ascii=False) + "\n" for r in records)
+
+
+def append_records(
+    log: Path,
+    records: Iterable[Mapping[str, Any]],
+    *,
+    version: Path,
+    version_sha256: str,
+    version_data: bytes | None = None,
+) -> None:
+    """Append ``records`` to ``log``, with the commit of the version they produced.
+
+    With ``version_data``, ``version`` is the new version and is written with
+    those bytes, renamed into place after the log (the commit point); without,
+    it names the version the records were applied to (no row changed). Lines of
+    a version that was never committed are left out of the log written.
+    """
+    text = committed_lines(log) + log_lines(
+        records, version=version.name, version_sha256=version_sha256
+    )
+    _commit(log, text, version if version_data is not None else None, version_data or b"")
+
+
+def _before_commit() -> None:
+    """Called between the log's write and the version's rename: tests stop a run here."""
+
+
+def _commit(log: Path, log_text: str, target: Path | None, data: bytes) -> None:
+    """Write the log naming the new version, then rename the version into place.
+
+    The rename is the commit point: killed before it, the new lines name a
+    version that does not exist and every reader ignores them; the next apply
+    leaves them out of the log it writes.
+    """
+    old = log.read_bytes() if log.exists() else None
+    if target is None:
+        write_text(log, log_text, overwrite=True)
+        return
+    try:
+        with atomic_path(target) as tmp_manifest:
+            tmp_manifest.write_bytes(data)
+            write_text(log, log_text, overwrite=True)
+            _before_commit()
+            fault_point("commit")
+    except FileExistsError:
+        # Another apply committed this version first: its log is the one that counts.
+        if old is None:
+            log.unlink(missing_ok=True)
+        else:
+            with atomic_path(log, overwrite=True) as tmp:
+                tmp.write_bytes(old)
+        raise
 
 
 def _committed(record: Mapping[str, Any], folder: Path, seen: dict[str, str | None]) -> bool:
@@ -119,3 +218,19 @@ def decided_in_manifest(manifest: pd.DataFrame, log: str | Path) -> set[str]:
     logged = manifest[manifest["sample_id"].isin({str(r["sample_id"]) for r in records})]
     current = dict(zip(logged["sample_id"], logged["label"].str.strip(), strict=True))
     return decided_sample_ids(records, current)
+
+
+def replay_audit(manifest: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Apply audit records to a manifest version: the next version, rebuilt from the log."""
+    cols = {c: manifest[c].to_numpy(dtype=object, copy=True) for c in ("label", "split", "weight")}
+    position = {sid: i for i, sid in enumerate(manifest["sample_id"])}
+    for r in records:
+        p = position[r["sample_id"]]
+        cols["label"][p], cols["split"][p], cols["weight"][p] = (
+            r["new_label"],
+            r["split"],
+            r["weight"],
+        )
+        for c, value in r.get("columns", {}).items():
+            cols.setdefault(c, manifest[c].to_numpy(dtype=object, copy=True))[p] = value
+    return manifest.assign(**cols)

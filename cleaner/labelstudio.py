@@ -53,9 +53,7 @@ queue's checks) is imported by the functions that need it.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import os
@@ -69,7 +67,7 @@ from xml.sax.saxutils import quoteattr
 
 from cleaner.atomic import atomic_path
 from cleaner.errors import InputError, Problem, not_utf8
-from cleaner.review import sniff_delimiter
+from cleaner.queue_file import QueueText, queue_meta_path, read_queue_meta
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -196,32 +194,23 @@ def export_tasks(
     ``score`` = 1 - label quality: how much the model doubts the given label.
     The queue must pass ``cleaner apply``'s checks; raises :class:`InputError`.
     """
-    from cleaner.issue_kinds import has_suggestion
     from cleaner.review import check_queue
 
     queue_csv = Path(queue_csv)
     checked = check_queue(queue_csv)
     meta = checked.meta
     file = str(queue_csv)
-    problems: list[Problem] = []
-    taken = sorted({c for c in meta.classes if c.strip().lower() in DECISION_CHOICES})
-    if taken:
-        problems.append(
-            Problem(
-                str(queue_csv.with_name("queue.json")),
-                f"class(es) {', '.join(map(repr, taken))} read as the decisions "
-                f"{', '.join(DECISION_CHOICES)} in Label Studio's choices; rename the class",
-            )
-        )
+    problems = _class_clashes(meta.classes, queue_meta_path(queue_csv))
     images, root = _images(checked)
     root = Path(document_root) if document_root is not None else root
     method = str(meta.flag.get("method") or "")
+    model_version = f"{MODEL_VERSION} {method}".strip()
     lines = checked.table.attrs.get("lines") or [i + 2 for i in range(len(checked.table))]
     tasks = []
     for i, (line, row, image) in enumerate(
         zip(lines, checked.table.to_dict("records"), images, strict=True)
     ):
-        sid, issue = _cell(row, "sample_id"), _cell(row, "issue")
+        sid = _cell(row, "sample_id")
         if image is None:
             problems.append(Problem(file, f"sample_id {sid!r} has no image in the manifest", line))
             continue
@@ -237,41 +226,71 @@ def export_tasks(
                 )
             )
             continue
-        suggested = _cell(row, "suggested_label") if has_suggestion(issue) else ""
-        quality = _number(_cell(row, "label_quality"))
-        rank = _queue_row(row, i)
-        task: dict[str, Any] = {
-            "data": {
-                IMAGE: url,
-                "sample_id": sid,
-                "queue_row": rank,
-                "given_label": _cell(row, "given_label"),
-                "suggested_label": suggested,
-                "issue": issue,
-                "label_quality": quality,
-                "note": _cell(row, "note"),
-            }
-        }
-        if suggested in meta.classes:
-            prediction: dict[str, Any] = {
-                "model_version": f"{MODEL_VERSION} {method}".strip(),
-                "result": [
-                    {
-                        "id": f"suggestion-{i + 1}",  # result ids must differ
-                        "type": "choices",
-                        "from_name": CONTROL,
-                        "to_name": IMAGE,
-                        "value": {"choices": [suggested]},
-                    }
-                ],
-            }
-            if quality is not None and 0 <= quality <= 1:
-                prediction["score"] = round(1 - quality, 6)
-            task["predictions"] = [prediction]
-        tasks.append(task)
+        tasks.append(_task(row, i, url, meta.classes, model_version))
     if problems:
         raise InputError(problems)
     return tasks, labeling_config(meta.classes)
+
+
+def _class_clashes(classes: Sequence[str], queue_json: Path) -> list[Problem]:
+    """A class named like one of the decisions would read as that decision."""
+    taken = sorted({c for c in classes if c.strip().lower() in DECISION_CHOICES})
+    if not taken:
+        return []
+    return [
+        Problem(
+            str(queue_json),
+            f"class(es) {', '.join(map(repr, taken))} read as the decisions "
+            f"{', '.join(DECISION_CHOICES)} in Label Studio's choices; rename the class",
+        )
+    ]
+
+
+def _task(
+    row: Mapping[Any, Any], i: int, url: str, classes: Sequence[str], model_version: str
+) -> dict[str, Any]:
+    """The Label Studio task of queue row ``i`` (0-based), its image at ``url``."""
+    from cleaner.issue_kinds import has_suggestion
+
+    issue = _cell(row, "issue")
+    suggested = _cell(row, "suggested_label") if has_suggestion(issue) else ""
+    quality = _number(_cell(row, "label_quality"))
+    task: dict[str, Any] = {
+        "data": {
+            IMAGE: url,
+            "sample_id": _cell(row, "sample_id"),
+            "queue_row": _queue_row(row, i),
+            "given_label": _cell(row, "given_label"),
+            "suggested_label": suggested,
+            "issue": issue,
+            "label_quality": quality,
+            "note": _cell(row, "note"),
+        }
+    }
+    if suggested in classes:
+        task["predictions"] = [_prediction(suggested, quality, i, model_version)]
+    return task
+
+
+def _prediction(
+    suggested: str, quality: float | None, i: int, model_version: str
+) -> dict[str, Any]:
+    """The suggestion as a pre-annotation; ``score`` = 1 - label quality, when it is one."""
+    prediction: dict[str, Any] = {
+        "model_version": model_version,
+        "result": [
+            {
+                "id": f"suggestion-{i + 1}",  # result ids must differ
+                "type": "choices",
+                "from_name": CONTROL,
+                "to_name": IMAGE,
+                "value": {"choices": [suggested]},
+            }
+        ],
+    }
+    if quality is not None and 0 <= quality <= 1:
+        prediction["score"] = round(1 - quality, 6)
+    return prediction
 
 
 @dataclass(frozen=True)
@@ -300,8 +319,6 @@ def write_tasks(
 
     Both or neither; an existing file is not overwritten.
     """
-    from cleaner.review import read_queue_meta
-
     tasks_json = Path(out) if out is not None else default_export_path(queue_csv)
     config_xml = tasks_json.with_suffix(".xml")
     if config_xml == tasks_json:
@@ -442,51 +459,6 @@ def read_export(export_json: str | Path) -> list[TaskChoice]:
     return parse_export(tasks, file=str(path))
 
 
-@dataclass(frozen=True)
-class CsvText:
-    """A queue CSV as records, and how it was written, so it is written back the same way.
-
-    The same reading rules as :func:`cleaner.review.read_queue_table` and
-    ``cleaner review``: a UTF-8 BOM, the delimiter of the header line
-    (``,``, ``;`` or tab) and its line ending.
-    """
-
-    data: bytes
-    header: list[str]
-    records: list[list[str]]  # [] for a blank line, kept as one
-    delimiter: str
-    lineterminator: str
-    bom: bool
-
-    @classmethod
-    def read(cls, path: Path) -> CsvText:
-        data = path.read_bytes()
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InputError([not_utf8(path, "queue as CSV UTF-8")]) from None
-        first = text.split("\n", 1)[0]
-        delimiter = sniff_delimiter(first)
-        records = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-        if not records:
-            raise InputError([Problem(str(path), "empty file", 1)])
-        return cls(
-            data,
-            records[0],
-            records[1:],
-            delimiter,
-            "\r\n" if first.endswith("\r") else "\n",
-            data.startswith(b"\xef\xbb\xbf"),
-        )
-
-    def render(self) -> bytes:
-        out = io.StringIO()
-        writer = csv.writer(out, delimiter=self.delimiter, lineterminator=self.lineterminator)
-        writer.writerow(self.header)
-        writer.writerows(self.records)
-        return ("\ufeff" if self.bom else "").encode() + out.getvalue().encode("utf-8")
-
-
 @dataclass
 class ImportSummary:
     """What ``cleaner import labelstudio`` did to the queue."""
@@ -573,33 +545,50 @@ def import_export(
     would replace (unless ``force``), and a result that ``cleaner apply`` would
     refuse (a leakage row relabelled, a test row, ...).
     """
-    from cleaner.review import check_queue, expand_decisions
+    from cleaner.review import check_queue
 
-    queue_csv, export = Path(queue_csv), str(export_json)
-    file = str(queue_csv)
+    queue_csv = Path(queue_csv)
     checked = check_queue(queue_csv)  # the queue as it is must already be a valid one
     choices = read_export(export_json)
-    raw = CsvText.read(queue_csv)
-    table, meta = checked.table, checked.meta
-    lines = table.attrs.get("lines") or [i + 2 for i in range(len(table))]
-    data_rows = [k for k, r in enumerate(raw.records) if r]
-    names = [h.strip().lower() for h in raw.header]
-    sid_col, decision_col = names.index("sample_id"), names.index("decision")
-    if [raw.records[k][sid_col] if sid_col < len(raw.records[k]) else "" for k in data_rows] != [
-        str(s) for s in table["sample_id"]
-    ]:
-        raise InputError(
-            [
-                Problem(
-                    file,
-                    "rows could not be read the same way twice (a quoting problem?): "
-                    "save it again as CSV from the spreadsheet",
-                )
-            ]
-        )
+    raw = QueueText.read(queue_csv)
+    raw.check_rows(checked.table, str(queue_csv))
+    summary = ImportSummary(queue_csv, tasks=len(choices))
+    wanted = _answers(choices, checked, export=str(export_json), summary=summary)
+    changes = _changes(wanted, checked, file=str(queue_csv), force=force, summary=summary)
+    for new, _ in changes.values():
+        summary.counts[new[0]] = summary.counts.get(new[0], 0) + 1
+    if not changes:
+        return summary
+    lines = _lines(checked.table)
+    _write_checked(
+        queue_csv,
+        raw,
+        raw.with_decisions({i: new for i, (new, _) in changes.items()}).render(),
+        checked,
+        task_of_line={lines[i]: t.task for i, (_, t) in changes.items()},
+    )
+    summary.wrote = True
+    return summary
+
+
+def _lines(table: pd.DataFrame) -> list[int]:
+    """The file line of each queue row."""
+    lines: list[int] = table.attrs.get("lines") or [i + 2 for i in range(len(table))]
+    return lines
+
+
+def _answers(
+    choices: Sequence[TaskChoice], checked: CheckedQueue, *, export: str, summary: ImportSummary
+) -> dict[int, tuple[tuple[str, str], TaskChoice]]:
+    """Queue row (0-based) -> the (decision, new_label) its task answers, and the task.
+
+    Counts the tasks without an answer in ``summary``; raises :class:`InputError`
+    for tasks that match no row, answers that are no class, and rows two tasks
+    decide differently.
+    """
+    table, lines = checked.table, _lines(checked.table)
     rows, problems = _rows_of(choices, table, export=export)
     records = table.to_dict("records")
-    summary = ImportSummary(queue_csv, tasks=len(choices))
     wanted: dict[int, tuple[tuple[str, str], TaskChoice]] = {}
     for t, i in zip(choices, rows, strict=True):
         if i < 0:
@@ -607,7 +596,7 @@ def import_export(
         if t.choice is None:
             summary.not_annotated += 1
             continue
-        new = _decision(t.choice, _cell(records[i], "given_label"), meta.classes)
+        new = _decision(t.choice, _cell(records[i], "given_label"), checked.meta.classes)
         if new is None:
             problems.append(
                 Problem(
@@ -630,6 +619,22 @@ def import_export(
         wanted[i] = (new, t)
     if problems:
         raise InputError(problems)
+    return wanted
+
+
+def _changes(
+    wanted: Mapping[int, tuple[tuple[str, str], TaskChoice]],
+    checked: CheckedQueue,
+    *,
+    file: str,
+    force: bool,
+    summary: ImportSummary,
+) -> dict[int, tuple[tuple[str, str], TaskChoice]]:
+    """The answers that change the queue; a decision it holds is replaced only with ``force``.
+
+    Counts the unchanged and replaced rows in ``summary``.
+    """
+    records, lines = checked.table.to_dict("records"), _lines(checked.table)
     conflicts, changes = [], {}
     for i, (new, t) in sorted(wanted.items()):
         now = _current(records[i])
@@ -651,24 +656,24 @@ def import_export(
         changes[i] = (new, t)
     if conflicts:
         raise InputError(conflicts)
-    for new, _ in changes.values():
-        summary.counts[new[0]] = summary.counts.get(new[0], 0) + 1
-    if not changes:
-        return summary
-    header = list(raw.header)
-    if "new_label" not in names:  # deleted in a spreadsheet: add it back at the end
-        header.append("new_label")
-        names.append("new_label")
-    label_col = names.index("new_label")
-    new_records = [list(r) for r in raw.records]
-    for i, ((action, label), _) in changes.items():
-        record = new_records[data_rows[i]]
-        record.extend([""] * (max(decision_col, label_col) + 1 - len(record)))
-        record[decision_col], record[label_col] = action, label
-    data = CsvText(
-        raw.data, header, new_records, raw.delimiter, raw.lineterminator, raw.bom
-    ).render()
-    task_of_line = {lines[i]: t.task for i, (_, t) in changes.items()}
+    return changes
+
+
+def _write_checked(
+    queue_csv: Path,
+    raw: QueueText,
+    data: bytes,
+    checked: CheckedQueue,
+    *,
+    task_of_line: Mapping[int, str],
+) -> None:
+    """Replace the queue with ``data`` once the new text passes ``cleaner apply``'s checks.
+
+    The file keeps its mode; a queue another program changed meanwhile is not replaced.
+    """
+    from cleaner.review import check_queue, expand_decisions
+
+    file, meta = str(queue_csv), checked.meta
     mode = stat.S_IMODE(queue_csv.stat().st_mode)
     with atomic_path(queue_csv, overwrite=True) as tmp:
         tmp.write_bytes(data)
@@ -691,8 +696,6 @@ def import_export(
             raise InputError(
                 [Problem(file, "changed by another program while importing; nothing written")]
             )
-    summary.wrote = True
-    return summary
 
 
 def _as_queue_problem(p: Problem, tmp: Path, file: str, task_of_line: Mapping[int, str]) -> Problem:

@@ -5,19 +5,18 @@ Reads the runs (checked against their manifest), scores every train row with
 audit log), and writes the queue best-first: the rows most likely to be real
 label errors come first, whatever flagged them. ``queue.json`` beside the
 queue records the manifest version and runs it was made from, so that
-``cleaner apply`` can refuse a queue from another version.
+``cleaner apply`` can refuse a queue from another version. Both files'
+formats (columns, writers, readers) live in :mod:`cleaner.queue_file`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,23 +39,16 @@ from cleaner.manifest import (
     resolve_paths,
     sha256_file,
 )
+from cleaner.queue_file import (
+    QUEUE_COLUMNS,
+    QUEUE_JSON,
+    QueueMeta,
+    write_queue_csv,
+    write_queue_meta,
+)
 from cleaner.runs import Run, load_probs, load_run
 from cleaner.trust import check_trust
 
-QUEUE_COLUMNS = (
-    "rank",
-    "sample_id",
-    "path",
-    "group",
-    "given_label",
-    "suggested_label",
-    "label_quality",
-    "issue",
-    "decision",
-    "new_label",
-    "note",
-    "partner",  # the other image of a near_duplicate or leakage row
-)
 NOISE_PNG = "noise_matrix.png"  # beside the queue; queue.html links it
 
 
@@ -303,6 +295,17 @@ def _boundary_rows(
     )
 
 
+@dataclass(frozen=True)
+class _GroupFinding:
+    """What one check says about one group: a note, and maybe the labels it proposes."""
+
+    group: str
+    note: str
+    given: str | None = None  # None: this check proposes no labels
+    suggested: str = ""
+    score: float | None = None  # its label quality; None: the mean of its rows'
+
+
 def _group_rows(
     df: pd.DataFrame,
     train_rows: np.ndarray,
@@ -323,51 +326,116 @@ def _group_rows(
     if not group_col or not (cfg.flag.group_label or cfg.flag.group_columns):
         return pd.DataFrame()
     groups = df[group_col].to_numpy()[train_rows].astype(str)
-    ids = df["sample_id"].to_numpy()[train_rows]
-    names = np.asarray(run.classes, dtype=object)
-    notes: dict[str, list[str]] = {}
-    given: dict[str, str] = {}
-    suggested: dict[str, str] = {}
-    scores: dict[str, float] = {}
-    if cfg.flag.group_label:
-        rep = flag.group_consistency(run.labels, pred_probs, groups)
-        for g in np.flatnonzero(rep.flagged):
-            gid = str(rep.groups[g])
-            members = run.labels[rep.inverse == g]
-            counts = pd.Series(names[members]).value_counts()
-            what = (
-                "mixed labels: " + ", ".join(f"{c} x{n}" for c, n in counts.items())
-                if rep.mixed[g]
-                else f"model says {names[rep.predicted[g]]}"
-            )
-            notes.setdefault(gid, []).append(what)
-            given[gid], suggested[gid] = names[rep.given[g]], names[rep.predicted[g]]
-            scores[gid] = float(rep.quality[g])
-            if rep.mixed[g]:
-                # Mixed labels are a certain error somewhere in the group: rank the
-                # group by its most doubtful row.
-                scores[gid] = min(scores[gid], float(quality[rep.inverse == g].min()))
     model_checked = set(table.names) & set(cfg.flag.group_columns) if table else set()
-    for col in sorted(model_checked):
-        assert table is not None
+    findings = [
+        *(_group_label_findings(run, pred_probs, quality, groups) if cfg.flag.group_label else []),
+        *_group_attribute_findings(run, table, pred_probs, groups, sorted(model_checked)),
+        *_group_column_findings(
+            df,
+            train_rows,
+            run,
+            groups,
+            [c for c in cfg.flag.group_columns if c not in model_checked],
+        ),
+    ]
+    # The notes of every check, in order; the labels of the first check that proposes some.
+    notes: dict[str, list[str]] = {}
+    first: dict[str, _GroupFinding] = {}
+    for f in findings:
+        notes.setdefault(f.group, []).append(f.note)
+        if f.given is not None:
+            first.setdefault(f.group, f)
+    ids = df["sample_id"].to_numpy()[train_rows]
+    rows = []
+    for gid, why in notes.items():
+        member = groups == gid
+        if set(ids[member]) <= decided:
+            continue
+        labels = first.get(gid) or _GroupFinding(gid, "", given="")
+        rows.append(
+            {
+                "sample_id": f"{GROUP_PREFIX}{gid}",
+                "path": df["path"].iat[train_rows[int(np.flatnonzero(member)[0])]],
+                "group": gid,
+                "given_label": labels.given,
+                "suggested_label": labels.suggested,
+                # Groups found by a column alone rank by how doubtful their rows' labels are.
+                "label_quality": (
+                    labels.score if labels.score is not None else float(quality[member].mean())
+                ),
+                "issue": "group_inconsistent",
+                "note": "; ".join(why),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _group_label_findings(
+    run: Run, pred_probs: np.ndarray, quality: np.ndarray, groups: np.ndarray
+) -> list[_GroupFinding]:
+    """Groups whose rows carry different labels, or whose mean prediction is another class."""
+    names = np.asarray(run.classes, dtype=object)
+    rep = flag.group_consistency(run.labels, pred_probs, groups)
+    out = []
+    for g in np.flatnonzero(rep.flagged):
+        members = rep.inverse == g
+        score = float(rep.quality[g])
+        if rep.mixed[g]:
+            counts = pd.Series(names[run.labels[members]]).value_counts()
+            note = "mixed labels: " + ", ".join(f"{c} x{n}" for c, n in counts.items())
+            # Mixed labels are a certain error somewhere in the group: rank the
+            # group by its most doubtful row.
+            score = min(score, float(quality[members].min()))
+        else:
+            note = f"model says {names[rep.predicted[g]]}"
+        given, suggested = names[rep.given[g]], names[rep.predicted[g]]
+        out.append(_GroupFinding(str(rep.groups[g]), note, given, suggested, score))
+    return out
+
+
+def _group_attribute_findings(
+    run: Run,
+    table: AttributeTable | None,
+    pred_probs: np.ndarray,
+    groups: np.ndarray,
+    columns: Sequence[str],
+) -> list[_GroupFinding]:
+    """Groups whose shared attribute ``columns`` are mixed, or that the model sees otherwise."""
+    out = []
+    for col in columns:
+        assert table is not None  # columns are attributes
         a = table.names.index(col)
         values = table.values[a]
         rep = flag.group_consistency(
             table.labels(run.labels, a), table.probs(pred_probs, a), groups
         )
         for g in np.flatnonzero(rep.flagged):
-            gid = str(rep.groups[g])
             given_v, pred_v = values[rep.given[g]], values[rep.predicted[g]]
-            notes.setdefault(gid, []).append(
+            note = (
                 f"mixed {col}" if rep.mixed[g] else f"{col}: given {given_v}, model says {pred_v}"
             )
-            if gid not in given:
-                given[gid] = f"{col}{SPEC_SEP}{given_v}"
-                suggested[gid] = f"{col}{SPEC_SEP}{pred_v}" if pred_v != given_v else ""
-                scores[gid] = float(rep.quality[g])
-    for col in cfg.flag.group_columns:
-        if col in model_checked:
-            continue
+            out.append(
+                _GroupFinding(
+                    str(rep.groups[g]),
+                    note,
+                    f"{col}{SPEC_SEP}{given_v}",
+                    f"{col}{SPEC_SEP}{pred_v}" if pred_v != given_v else "",
+                    float(rep.quality[g]),
+                )
+            )
+    return out
+
+
+def _group_column_findings(
+    df: pd.DataFrame,
+    train_rows: np.ndarray,
+    run: Run,
+    groups: np.ndarray,
+    columns: Sequence[str],
+) -> list[_GroupFinding]:
+    """Groups whose rows differ in one of the manifest ``columns`` (no model involved)."""
+    out = []
+    for col in columns:
         if col not in df.columns:
             raise InputError(
                 [
@@ -379,29 +447,9 @@ def _group_rows(
         values = df[col].to_numpy()[train_rows]
         for gid in flag.mixed_groups(values, groups):
             counts = pd.Series(values[groups == gid]).value_counts()
-            notes.setdefault(str(gid), []).append(
-                f"mixed {col}: " + ", ".join(f"{v} x{n}" for v, n in counts.items())
-            )
-    rows = []
-    for gid, why in notes.items():
-        member = groups == gid
-        if set(ids[member]) <= decided:
-            continue
-        first = int(np.flatnonzero(member)[0])
-        rows.append(
-            {
-                "sample_id": f"{GROUP_PREFIX}{gid}",
-                "path": df["path"].iat[train_rows[first]],
-                "group": gid,
-                "given_label": given.get(gid, ""),
-                "suggested_label": suggested.get(gid, ""),
-                # Groups found by a column alone rank by how doubtful their rows' labels are.
-                "label_quality": scores.get(gid, float(quality[member].mean())),
-                "issue": "group_inconsistent",
-                "note": "; ".join(why),
-            }
-        )
-    return pd.DataFrame(rows)
+            note = f"mixed {col}: " + ", ".join(f"{v} x{n}" for v, n in counts.items())
+            out.append(_GroupFinding(str(gid), note))
+    return out
 
 
 def _check_against_manifest(
@@ -438,15 +486,8 @@ def build_queue(
 ) -> tuple[pd.DataFrame, QueueSummary]:
     """The queue rows (leakage first, then best first) and the summary to print."""
     run = runs[0]
-    classes = run.classes
-    # Index lookups, not Python dicts: this runs on a million rows.
-    train_rows = pd.Index(df["sample_id"]).get_indexer(run.sample_ids)
-    source = str(run.probs_file or run.run_dir / "oof.csv")
-    if (train_rows < 0).any() or (df["split"] == "train").sum() != len(run.sample_ids):
-        raise InputError([Problem(source, "rows do not match the manifest's train rows")])
+    train_rows = _train_rows(df, runs)
     labels = run.labels
-    for r in runs:
-        _check_against_manifest(df, train_rows, r, str(r.probs_file or r.run_dir / "oof.csv"))
     pred_probs = np.mean([r.pred_probs for r in runs], axis=0)
     quality = flag.ensemble_label_quality(labels, [r.pred_probs for r in runs], method=method)
     suggested, _ = flag.suggest_labels(labels, pred_probs)
@@ -458,53 +499,187 @@ def build_queue(
         if emb is not None
         else EmbeddingFindings.none(len(labels))
     )
-    notes = found.notes
     issue = flag.primary_issue(is_label, found.is_near, found.is_outlier)
     table = attributes_of(df, train_rows, run)
     if table is not None:
-        attr, attr_q, attr_class = _attribute_issues(table, labels, pred_probs, method)
-        hit = attr >= 0
-        # The row names the doubtful attribute and suggests changing only it.
-        issue[hit] = np.asarray(table.names, dtype=object)[attr[hit]]
-        quality = np.where(hit, np.minimum(quality, attr_q), quality)
-        suggested = np.where(hit, attr_class, suggested)
-        boundary = _boundary_rows(df, train_rows, run, table, suggested)
-        issue[boundary & (issue == run.cfg.flag.boundary_attribute)] = (
-            f"{run.cfg.flag.boundary_column}_boundary"
+        issue, quality, suggested = _attribute_rows(
+            df,
+            train_rows,
+            run,
+            table,
+            pred_probs,
+            method,
+            issue=issue,
+            quality=quality,
+            suggested=suggested,
         )
     # An outlier or near duplicate says the image is odd, not which class it is.
     suggested = np.where(np.isin(issue, list(NO_SUGGESTION)), -1, suggested)
     not_decided = ~np.isin(run.sample_ids, list(decided))
+    rows, leaks = _sample_rows(
+        df,
+        train_rows,
+        run,
+        found,
+        issue=issue,
+        quality=quality,
+        suggested=suggested,
+        not_decided=not_decided,
+    )
+    groups = _group_rows(df, train_rows, run, pred_probs, quality, decided, table)
+    queue = _ordered(rows, groups, leaks, top=top)
+    if include_unlabeled:
+        queue = pd.concat(
+            [queue, _unlabeled_rows(df, runs, top=top, decided=decided)], ignore_index=True
+        )
+    queue = _numbered(queue)
+    summary = _summary(
+        runs,
+        queue,
+        method=method,
+        noise=noise,
+        is_label=is_label,
+        found=found,
+        emb=emb,
+        already_decided=int((~not_decided).sum()),
+        attributes=table,
+    )
+    return queue, summary
+
+
+def _numbered(queue: pd.DataFrame) -> pd.DataFrame:
+    """The rows ranked 1, 2, ... with blank decision cells, in :data:`QUEUE_COLUMNS`."""
+    queue = queue.reset_index(drop=True)
+    queue.insert(0, "rank", np.arange(1, len(queue) + 1))
+    for col in ("decision", "new_label"):
+        queue[col] = ""
+    return queue.fillna({"partner": ""})[list(QUEUE_COLUMNS)]
+
+
+def _summary(
+    runs: Sequence[Run],
+    queue: pd.DataFrame,
+    *,
+    method: str,
+    noise: flag.NoiseEstimate,
+    is_label: np.ndarray,
+    found: EmbeddingFindings,
+    emb: Embeddings | None,
+    already_decided: int,
+    attributes: AttributeTable | None,
+) -> QueueSummary:
+    """What ``flag`` prints about the queue and the evidence behind it."""
+    run = runs[0]
+    n = len(run.labels)
+    summary = QueueSummary(
+        noise_joint=noise.joint,
+        n_train=n,
+        method=method,
+        runs=[str(r.run_dir) for r in runs],
+        num_label_issues=noise.num_label_issues,
+        flagged_label_issues=int(is_label.sum()),
+        confused_pairs=[
+            (run.classes[i], run.classes[j], f, round(f * n))
+            for i, j, f in noise.confused_pairs(top=10)
+        ],
+        already_decided=already_decided,
+        issue_counts={str(k): int(v) for k, v in queue["issue"].value_counts().items()},
+        attributes=attributes,
+        finding_counts={str(k): int(v) for k, v in found.pairs["finding"].value_counts().items()},
+        embedding_source=emb.source if emb is not None else "",
+        own_fold_share=emb.own_fold_share if emb is not None else float("nan"),
+        legacy_embeddings=emb is None and any(r.legacy_embeddings for r in runs),
+    )
+    summary.duplicate_pairs = found.pairs
+    return summary
+
+
+def _train_rows(df: pd.DataFrame, runs: Sequence[Run]) -> np.ndarray:
+    """(N,) the manifest position of each probability row, checked against the manifest."""
+    run = runs[0]
+    # Index lookups, not Python dicts: this runs on a million rows.
+    train_rows = pd.Index(df["sample_id"]).get_indexer(run.sample_ids)
+    source = str(run.probs_file or run.run_dir / "oof.csv")
+    if (train_rows < 0).any() or (df["split"] == "train").sum() != len(run.sample_ids):
+        raise InputError([Problem(source, "rows do not match the manifest's train rows")])
+    for r in runs:
+        _check_against_manifest(df, train_rows, r, str(r.probs_file or r.run_dir / "oof.csv"))
+    return train_rows
+
+
+def _attribute_rows(
+    df: pd.DataFrame,
+    train_rows: np.ndarray,
+    run: Run,
+    table: AttributeTable,
+    pred_probs: np.ndarray,
+    method: str,
+    *,
+    issue: np.ndarray,
+    quality: np.ndarray,
+    suggested: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(issue, quality, suggested) with rows whose most doubtful attribute is flagged.
+
+    The row names the doubtful attribute and suggests changing only it; a row
+    just under a band edge becomes ``COLUMN_boundary``.
+    """
+    attr, attr_q, attr_class = _attribute_issues(table, run.labels, pred_probs, method)
+    hit = attr >= 0
+    issue = issue.copy()
+    issue[hit] = np.asarray(table.names, dtype=object)[attr[hit]]
+    quality = np.where(hit, np.minimum(quality, attr_q), quality)
+    suggested = np.where(hit, attr_class, suggested)
+    boundary = _boundary_rows(df, train_rows, run, table, suggested)
+    issue[boundary & (issue == run.cfg.flag.boundary_attribute)] = (
+        f"{run.cfg.flag.boundary_column}_boundary"
+    )
+    return issue, quality, suggested
+
+
+def _sample_rows(
+    df: pd.DataFrame,
+    train_rows: np.ndarray,
+    run: Run,
+    found: EmbeddingFindings,
+    *,
+    issue: np.ndarray,
+    quality: np.ndarray,
+    suggested: np.ndarray,
+    not_decided: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The flagged train rows best first, and the leakage rows surest first."""
     leak = found.leak & not_decided
     order = flag.review_order(quality, (issue != "") & not_decided & ~leak)
-    rows = _row_frame(
-        df,
-        train_rows[order],
-        classes,
-        given=labels[order],
-        suggested=suggested[order],
-        quality=quality[order],
-        issue=issue[order],
-        note=notes[order],
-        group=run.cfg.data.group,
-        partner=found.partner[order],
-    )
     # Leakage is listed first and never cut by --top: each one inflates the test score.
     # The surest copies first: the same file, then the closest pairs.
     leak_order = flag.review_order(found.distance, leak)
-    leaks = _row_frame(
-        df,
-        train_rows[leak_order],
-        classes,
-        given=labels[leak_order],
-        suggested=np.full(len(leak_order), -1),
-        quality=quality[leak_order],
-        issue=np.full(len(leak_order), LEAKAGE, dtype=object),
-        note=notes[leak_order],
-        group=run.cfg.data.group,
-        partner=found.partner[leak_order],
+
+    def frame(at: np.ndarray, kinds: np.ndarray, suggestions: np.ndarray) -> pd.DataFrame:
+        return _row_frame(
+            df,
+            train_rows[at],
+            run.classes,
+            given=run.labels[at],
+            suggested=suggestions,
+            quality=quality[at],
+            issue=kinds,
+            note=found.notes[at],
+            group=run.cfg.data.group,
+            partner=found.partner[at],
+        )
+
+    n_leaks = len(leak_order)
+    return (
+        frame(order, issue[order], suggested[order]),
+        frame(leak_order, np.full(n_leaks, LEAKAGE, dtype=object), np.full(n_leaks, -1)),
     )
-    groups = _group_rows(df, train_rows, run, pred_probs, quality, decided, table)
+
+
+def _ordered(
+    rows: pd.DataFrame, groups: pd.DataFrame, leaks: pd.DataFrame, *, top: int
+) -> pd.DataFrame:
+    """Leakage rows, then the ``top`` sample and group rows best first, boundary cases last."""
     if len(groups) and len(rows):
         # A person flagged as a group row for an attribute is queued once, as that
         # group row: its photos' own rows for the same attribute would repeat it.
@@ -520,37 +695,7 @@ def build_queue(
     last = queue["issue"].astype(str).str.endswith("_boundary").to_numpy()
     queue = queue.assign(_last=last).sort_values(["_last", "label_quality"], kind="stable")
     queue = queue.drop(columns="_last").head(top)
-    queue = pd.concat([leaks, queue], ignore_index=True)
-    if include_unlabeled:
-        queue = pd.concat(
-            [queue, _unlabeled_rows(df, runs, top=top, decided=decided)], ignore_index=True
-        )
-    queue = queue.reset_index(drop=True)
-    queue.insert(0, "rank", np.arange(1, len(queue) + 1))
-    for col in ("decision", "new_label"):
-        queue[col] = ""
-    queue = queue.fillna({"partner": ""})[list(QUEUE_COLUMNS)]
-    n = len(labels)
-    summary = QueueSummary(
-        noise_joint=noise.joint,
-        n_train=n,
-        method=method,
-        runs=[str(r.run_dir) for r in runs],
-        num_label_issues=noise.num_label_issues,
-        flagged_label_issues=int(is_label.sum()),
-        confused_pairs=[
-            (classes[i], classes[j], f, round(f * n)) for i, j, f in noise.confused_pairs(top=10)
-        ],
-        already_decided=int((~not_decided).sum()),
-        issue_counts={str(k): int(v) for k, v in queue["issue"].value_counts().items()},
-        attributes=table,
-        finding_counts={str(k): int(v) for k, v in found.pairs["finding"].value_counts().items()},
-        embedding_source=emb.source if emb is not None else "",
-        own_fold_share=emb.own_fold_share if emb is not None else float("nan"),
-        legacy_embeddings=emb is None and any(r.legacy_embeddings for r in runs),
-    )
-    summary.duplicate_pairs = found.pairs
-    return queue, summary
+    return pd.concat([leaks, queue], ignore_index=True)
 
 
 def _unlabeled_rows(
@@ -586,11 +731,6 @@ def _unlabeled_rows(
     )
 
 
-def relative_to_folder(path: str | Path, folder: str | Path) -> str:
-    """``path`` written relative to ``folder`` (POSIX separators), as queue.json stores it."""
-    return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
-
-
 def _flag_inputs(
     run_dirs: Sequence[str | Path],
     overrides: Sequence[str],
@@ -624,38 +764,38 @@ def _flag_inputs(
 
 def _queue_meta(
     runs: Sequence[Run],
-    out_dir: Path,
     *,
     method: str,
     top: int,
     table: AttributeTable | None,
     trust: flag.ModelTrust,
-    examples: dict[str, list[str]],
-) -> dict[str, Any]:
+    mean_probs: np.ndarray,
+) -> QueueMeta:
     """``queue.json``: what the queue was made from, for ``apply`` and the review page."""
     run = runs[0]
     from_file = run.probs_file is not None
-    return {
-        # Relative to the queue's folder, so `apply` works from any directory and
-        # after the project moves (read_queue_meta resolves them back).
-        "manifest": relative_to_folder(run.manifest_path, out_dir),
-        "manifest_sha256": run.manifest_sha,
-        "runs": [] if from_file else [relative_to_folder(r.run_dir, out_dir) for r in runs],
-        "probs": relative_to_folder(run.probs_file, out_dir) if run.probs_file else None,
-        "probs_sha256": sha256_file(run.probs_file) if run.probs_file else None,
-        "method": method,
-        "top": top,
-        "classes": list(run.classes),
-        "group_column": run.cfg.data.group,
-        # How each class decomposes into attributes, for attribute=value decisions.
-        "attributes": table.to_json() if table is not None else None,
-        # The flag settings used: the run's, --set's, and --top/--method.
-        "flag": {**dataclasses.asdict(run.cfg.flag), "top": top, "method": method},
-        "trust": dataclasses.asdict(trust),
-        # Confidently labelled train rows of each class, for the review page to compare.
-        "examples": examples,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    # Confidently labelled train rows of each class, for the review page to compare.
+    examples = {
+        run.classes[c]: tuple(str(run.sample_ids[i]) for i in rows)
+        for c, rows in flag.confident_examples(run.labels, mean_probs).items()
     }
+    return QueueMeta(
+        manifest=run.manifest_path,
+        manifest_sha256=run.manifest_sha,
+        classes=tuple(run.classes),
+        runs=() if from_file else tuple(str(r.run_dir) for r in runs),
+        group_column=run.cfg.data.group,
+        attributes=table,
+        examples=examples,
+        probs=run.probs_file,
+        probs_sha256=sha256_file(run.probs_file) if run.probs_file else "",
+        # The flag settings used: the run's, --set's, and --top/--method.
+        flag={**dataclasses.asdict(run.cfg.flag), "top": top, "method": method},
+        method=method,
+        top=top,
+        trust=dataclasses.asdict(trust),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
 def make_queue(
@@ -681,27 +821,13 @@ def make_queue(
     """
     runs = _flag_inputs(run_dirs, overrides, probs=probs, manifest=manifest, embeddings=embeddings)
     run = runs[0]
-    top = top if top is not None else run.cfg.flag.top
-    method = method or run.cfg.flag.method
-    if top < 1:
-        raise InputError(f"--top must be at least 1, got {top}")
-    if method not in flag.RANK_METHODS:
-        raise InputError(f"--method {method!r}: choose one of {', '.join(flag.RANK_METHODS)}")
+    top, method = _settings(run, top=top, method=method)
     if probs is not None and out is None:
         raise InputError("--probs needs --out: the folder for the queue")
     mean_probs = np.mean([r.pred_probs for r in runs], axis=0)
     source = str(probs) if probs is not None else ", ".join(str(r.run_dir) for r in runs)
     trust = check_trust(run.labels, mean_probs, force=force, source=source)
-    out_dir = Path(out) if out else run.run_dir
-    names = ["queue.csv", "queue.html", "queue.json", NOISE_PNG]
-    if any(r.embeddings is not None for r in runs):
-        names.append("duplicates.csv")
-    targets = [out_dir / n for n in names]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing:
-        raise InputError(
-            [Problem(p, "already exists; pass --out for a new queue folder") for p in existing]
-        )
+    targets = _targets(Path(out) if out else run.run_dir, runs)
     df = read_manifest(run.manifest_path)
     decided = decided_in_manifest(df, audit_log_path(run.manifest_path))
     queue, summary = build_queue(
@@ -710,7 +836,73 @@ def make_queue(
     summary.trust = trust
     if probs is not None:
         summary.runs = [str(probs)]
-    table = summary.attributes
+    page = _gallery(queue, df, run, on_image=on_image)
+    meta = _queue_meta(
+        runs, method=method, top=top, table=summary.attributes, trust=trust, mean_probs=mean_probs
+    )
+    _write_outputs(targets, queue=queue, page=page, meta=meta, summary=summary, run=run)
+    summary.queue_csv, summary.queue_html = targets.queue_csv, targets.queue_html
+    return summary
+
+
+def _settings(run: Run, *, top: int | None, method: str | None) -> tuple[int, str]:
+    """--top and --method, or the run's ``flag.top`` and ``flag.method``; checked."""
+    top = top if top is not None else run.cfg.flag.top
+    method = method or run.cfg.flag.method
+    if top < 1:
+        raise InputError(f"--top must be at least 1, got {top}")
+    if method not in flag.RANK_METHODS:
+        raise InputError(f"--method {method!r}: choose one of {', '.join(flag.RANK_METHODS)}")
+    return top, method
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """The files ``flag`` writes into the queue's folder."""
+
+    folder: Path
+    duplicates: bool  # with embeddings: duplicates.csv too
+
+    @property
+    def queue_csv(self) -> Path:
+        return self.folder / "queue.csv"
+
+    @property
+    def queue_html(self) -> Path:
+        return self.folder / "queue.html"
+
+    @property
+    def queue_json(self) -> Path:
+        return self.folder / QUEUE_JSON
+
+    @property
+    def noise_png(self) -> Path:
+        return self.folder / NOISE_PNG
+
+    @property
+    def duplicates_csv(self) -> Path | None:
+        return self.folder / "duplicates.csv" if self.duplicates else None
+
+    def all(self) -> list[Path]:
+        paths = [self.queue_csv, self.queue_html, self.queue_json, self.noise_png]
+        return paths + ([self.duplicates_csv] if self.duplicates_csv else [])
+
+
+def _targets(out_dir: Path, runs: Sequence[Run]) -> _Targets:
+    """The files to write; refused when any of them exists (a queue is never overwritten)."""
+    targets = _Targets(out_dir, any(r.embeddings is not None for r in runs))
+    existing = [str(p) for p in targets.all() if p.exists()]
+    if existing:
+        raise InputError(
+            [Problem(p, "already exists; pass --out for a new queue folder") for p in existing]
+        )
+    return targets
+
+
+def _gallery(
+    queue: pd.DataFrame, df: pd.DataFrame, run: Run, *, on_image: Callable[[], None] | None
+) -> str:
+    """queue.html: the rows with the manifest's images (and a pair's partner image)."""
     root = run.manifest_path.parent
     paths = [
         p if str(raw) else None
@@ -720,7 +912,7 @@ def make_queue(
     at = pd.Index(df["sample_id"]).get_indexer(queue["partner"].astype(str))
     found = iter(resolve_paths(df.iloc[at[at >= 0]], root))
     partner_paths = [next(found) if i >= 0 else None for i in at]
-    page = render_gallery(
+    return render_gallery(
         queue,
         paths,
         title=f"relabel queue: {run.manifest_path.name}",
@@ -729,38 +921,40 @@ def make_queue(
         partner_paths=partner_paths,
         noise_png=NOISE_PNG,
     )
-    examples = {
-        run.classes[c]: [str(run.sample_ids[i]) for i in rows]
-        for c, rows in flag.confident_examples(run.labels, mean_probs).items()
-    }
-    meta = _queue_meta(
-        runs, out_dir, method=method, top=top, table=table, trust=trust, examples=examples
-    )
-    # Everything is computed; now write the files, all or none.
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _write_outputs(
+    targets: _Targets,
+    *,
+    queue: pd.DataFrame,
+    page: str,
+    meta: QueueMeta,
+    summary: QueueSummary,
+    run: Run,
+) -> None:
+    """Everything is computed; now write the files, all or none (queue.json last)."""
+    targets.folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     try:
-        with atomic_path(targets[0]) as tmp:
-            queue.to_csv(tmp, index=False, float_format="%.6g")
-        written.append(targets[0])
-        write_text(targets[1], page)
-        written.append(targets[1])
+        write_queue_csv(queue, targets.queue_csv)
+        written.append(targets.queue_csv)
+        write_text(targets.queue_html, page)
+        written.append(targets.queue_html)
         from cleaner.figures import noise_matrix_png  # matplotlib only where it draws
 
         assert summary.noise_joint is not None  # build_queue estimated it
-        noise_matrix_png(summary.noise_joint, run.classes, targets[3], xlabel="likely true label",
+        noise_matrix_png(summary.noise_joint, run.classes, targets.noise_png,
+                         xlabel="likely true label",
                          title="estimated noise (cleanlab): given vs likely true")  # fmt: skip
-        written.append(targets[3])
-        if len(targets) > 4 and summary.duplicate_pairs is not None:
-            with atomic_path(targets[4]) as tmp:
+        written.append(targets.noise_png)
+        if targets.duplicates_csv is not None and summary.duplicate_pairs is not None:
+            with atomic_path(targets.duplicates_csv) as tmp:
                 summary.duplicate_pairs.to_csv(tmp, index=False, float_format="%.6g")
-            written.append(targets[4])
-            summary.duplicates_csv = targets[4]
+            written.append(targets.duplicates_csv)
+            summary.duplicates_csv = targets.duplicates_csv
         # queue.json last: apply and review look for it.
-        write_text(targets[2], json.dumps(meta, indent=2))
+        write_queue_meta(targets.queue_json, meta)
     except BaseException:
         for p in written:
             os.unlink(p)
         raise
-    summary.queue_csv, summary.queue_html = targets[0], targets[1]
-    return summary

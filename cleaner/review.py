@@ -11,19 +11,17 @@ errors, all listed at once; nothing is written unless the whole queue is valid.
 
 ``apply_decisions`` and ``replay_audit`` are pure: the audit records that
 ``apply_decisions`` returns, replayed on the old version, give the new version.
+The files have their own homes: the queue's in :mod:`cleaner.queue_file`, the
+audit log's (records, append and commit, read, replay) in :mod:`cleaner.audit`.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import getpass
 import hashlib
-import io
-import json
-import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,11 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cleaner.atomic import atomic_path, write_text
 from cleaner.attributes import SPEC_SEP, SPECS_SEP, AttributeTable
-from cleaner.audit import ACTIONS, committed_lines
-from cleaner.errors import InputError, Problem, not_utf8
-from cleaner.faults import fault_point
+from cleaner.audit import ACTIONS, append_records, audit_record
+from cleaner.audit import replay_audit as replay_audit  # re-exported: apply_decisions' inverse
+from cleaner.errors import InputError, Problem
 from cleaner.issue_kinds import GROUP_PREFIX, refusal
 from cleaner.manifest import (
     audit_log_path,
@@ -46,26 +43,9 @@ from cleaner.manifest import (
     read_manifest,
     sha256_file,
 )
+from cleaner.queue_file import QueueMeta, read_queue_meta, read_queue_table
 
 DEFAULT_UNSURE_FACTOR = 0.5  # an unsure row still trains, at half weight
-
-
-@dataclass(frozen=True)
-class QueueMeta:
-    """``queue.json``: which manifest version and runs a queue was made from."""
-
-    manifest: Path
-    manifest_sha256: str
-    classes: tuple[str, ...]
-    runs: tuple[str, ...]
-    group_column: str  # the manifest column a group:ID row refers to
-    attributes: AttributeTable | None = None  # for ``attribute=value`` relabels
-    # Up to a few confidently labelled train sample ids per class, for the review page.
-    examples: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # ``flag --probs FILE``: probabilities made outside cleaner (then ``runs`` is empty).
-    probs: Path | None = None
-    probs_sha256: str = ""
-    flag: Mapping[str, Any] = field(default_factory=dict)  # the flag settings, informational
 
 
 @dataclass(frozen=True)
@@ -89,117 +69,6 @@ class ApplySummary:
     already_applied: bool = False  # ``reuse_applied``: the version was there, identical
 
 
-def _beside(meta_path: Path, stored: str) -> Path:
-    """A path queue.json stores, relative to its folder; older files stored it
-    relative to the working directory, which is the fallback (and what errors name)."""
-    here = Path(os.path.normpath(meta_path.parent / stored))
-    return here if here.exists() else Path(stored)
-
-
-def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
-    path = Path(queue_csv).with_name("queue.json")
-    if not path.exists():
-        raise InputError(
-            [
-                Problem(
-                    str(path),
-                    "not found: it records which manifest version the "
-                    "queue was made from; keep it beside the queue CSV",
-                )
-            ]
-        )
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        return QueueMeta(
-            _beside(path, meta["manifest"]),
-            meta["manifest_sha256"],
-            tuple(meta["classes"]),
-            tuple(str(_beside(path, r)) for r in meta.get("runs", ())),
-            meta.get("group_column", ""),
-            AttributeTable.from_json(meta["attributes"]) if meta.get("attributes") else None,
-            _examples(meta.get("examples")),
-            _beside(path, meta["probs"]) if meta.get("probs") else None,
-            str(meta.get("probs_sha256") or ""),
-            meta["flag"] if isinstance(meta.get("flag"), dict) else {},
-        )
-    except json.JSONDecodeError as e:
-        reason = f"not valid JSON: {e.msg} (line {e.lineno})"
-    except KeyError as e:
-        reason = f"missing key {e.args[0]!r}"
-    except (TypeError, AttributeError):
-        reason = "not a queue.json written by cleaner flag"
-    raise InputError([Problem(str(path), reason)])
-
-
-def _examples(value: Any) -> dict[str, tuple[str, ...]]:
-    """queue.json's ``examples`` ({class: [sample_id, ...]}); anything else is no examples:
-    they only illustrate, so a hand-edited or older file must not stop a review."""
-    if not isinstance(value, dict):
-        return {}
-    return {
-        str(c): tuple(str(s) for s in ids if isinstance(s, str | int))
-        for c, ids in value.items()
-        if isinstance(ids, list)
-    }
-
-
-def sniff_delimiter(first_line: str) -> str:
-    """The queue's delimiter as a spreadsheet saved it (``,``, ``;`` or tab; else ``,``).
-
-    Every reader of a queue uses this one rule, so they agree on its rows.
-    """
-    try:
-        return csv.Sniffer().sniff(first_line, delimiters=",;\t").delimiter
-    except csv.Error:
-        return ","
-
-
-def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
-    """The queue as text, whatever delimiter and BOM a spreadsheet gave it."""
-    path = Path(queue_csv)
-    if not path.is_file():
-        raise InputError([Problem(str(path), "queue file not found")])
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError([not_utf8(path, "queue as CSV UTF-8")]) from None
-    first = text.split("\n", 1)[0]
-    sep = sniff_delimiter(first)
-    try:
-        table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
-    table.columns = [str(c).strip().lower() for c in table.columns]
-    table.attrs["lines"] = _record_lines(text, sep, len(table))
-    missing = [c for c in ("sample_id", "decision") if c not in table.columns]
-    if missing:
-        raise InputError([Problem(str(path), f"missing column(s): {', '.join(missing)}", 1)])
-    # Older queues have no ``partner``; a spreadsheet may have deleted any of these.
-    for col in ("new_label", "suggested_label", "label_quality", "issue", "partner"):
-        if col not in table.columns:
-            table[col] = ""
-    return table
-
-
-def _record_lines(text: str, sep: str, n: int) -> list[int]:
-    """The file line each of the ``n`` data rows starts on.
-
-    Blank lines (which pandas skips) and line breaks inside quoted cells (a
-    spreadsheet note over several lines) push later rows down the file.
-    """
-    reader = csv.reader(io.StringIO(text), delimiter=sep)
-    starts, end = [], 0
-    try:
-        for record in reader:
-            if record:
-                starts.append(end + 1)
-            end = reader.line_num
-    except csv.Error:
-        starts = []
-    lines = starts[1:]  # the first record is the header
-    return lines if len(lines) == n else [line_of(i) for i in range(n)]
-
-
 def parse_decisions(
     table: pd.DataFrame,
     *,
@@ -214,83 +83,95 @@ def parse_decisions(
     A decision must fit the row's ``issue`` kind (:func:`cleaner.issue_kinds.refusal`);
     ``cleaner review`` checks each decision through here too, so both refuse alike.
     """
+    queue_id = _id_resolver(manifest, group)
     known = set(classes)
-    split_of = dict(zip(manifest["sample_id"], manifest["split"], strict=True))
-    match = id_matcher(split_of)
-    groups = set(manifest[group]) if group and group in manifest.columns else set()
     problems: list[Problem] = []
     decisions: list[Decision] = []
     blank = 0
     lines = table.attrs.get("lines") or [line_of(i) for i in range(len(table))]
     for line, r in zip(lines, table.to_dict("records"), strict=True):
         action = r["decision"].strip().lower()
-        queue_id = r["sample_id"]
         if not action:
             blank += 1
             continue
-        if action not in ACTIONS:
-            problems.append(
-                Problem(
-                    file,
-                    f"unknown decision {r['decision']!r}; use one of "
-                    f"{', '.join(ACTIONS)} (or leave it blank)",
-                    line,
-                )
-            )
-            continue
-        if queue_id.strip().startswith(GROUP_PREFIX):
-            queue_id = queue_id.strip()
-            if queue_id[len(GROUP_PREFIX) :] not in groups:
-                problems.append(
-                    Problem(
-                        file,
-                        f"group {queue_id[len(GROUP_PREFIX) :]!r} is not in the manifest",
-                        line,
-                    )
-                )
-                continue
-        elif match(queue_id) is None:
-            problems.append(
-                Problem(file, f"sample_id {queue_id.strip()!r} is not in the manifest", line)
-            )
-            continue
-        elif split_of[queue_id := str(match(queue_id))] == "test":
-            problems.append(
-                Problem(
-                    file,
-                    f"sample_id {queue_id!r} is a test row: test rows are predicted, never cleaned",
-                    line,
-                )
-            )
-            continue
-        # Which decisions fit depends on the row's kind: a leakage row is only kept or
-        # dropped, and a kind without a suggestion needs its class written out (an older
-        # queue may still carry a suggested_label on such a row: it is not one).
-        why = refusal(str(r.get("issue", "")), action, r["new_label"])
-        if why is not None:
-            problems.append(Problem(file, why, line))
-            continue
-        new_label = ""
-        if action == "relabel":
-            new_label = r["new_label"].strip() or r["suggested_label"].strip()
-            if not new_label:
-                problems.append(
-                    Problem(file, "relabel needs new_label (or a suggested_label)", line)
-                )
-                continue
-            if new_label not in known and not (attributes and attributes.parse_specs(new_label)):
-                problems.append(Problem(file, f"new_label {new_label!r} is not a class", line))
-                continue
-        try:
-            # A spreadsheet that writes ``;`` as delimiter writes ``,`` as decimal mark.
-            text = r["label_quality"].strip().replace(",", ".")
-            quality = float(text) if text else None
-        except ValueError:
-            quality = None
-        decisions.append(Decision(line, queue_id, action, new_label, quality))
+        found = _row_decision(r, action, line, queue_id, known, attributes)
+        if isinstance(found, str):
+            problems.append(Problem(file, found, line))
+        else:
+            decisions.append(found)
     if problems:
         raise InputError(problems)
     return decisions, blank
+
+
+def _id_resolver(manifest: pd.DataFrame, group: str) -> Callable[[str], tuple[str, str | None]]:
+    """A queue row's ``sample_id`` cell -> (the queue id it names, or why it names none).
+
+    A ``group:ID`` names a group of the manifest's ``group`` column; any other id
+    the manifest's one id it trims to, which must not be a test row.
+    """
+    split_of = dict(zip(manifest["sample_id"], manifest["split"], strict=True))
+    match = id_matcher(split_of)
+    groups = set(manifest[group]) if group and group in manifest.columns else set()
+
+    def resolve(cell: str) -> tuple[str, str | None]:
+        if cell.strip().startswith(GROUP_PREFIX):
+            queue_id = cell.strip()
+            if queue_id[len(GROUP_PREFIX) :] not in groups:
+                return queue_id, f"group {queue_id[len(GROUP_PREFIX) :]!r} is not in the manifest"
+            return queue_id, None
+        found = match(cell)
+        if found is None:
+            return cell, f"sample_id {cell.strip()!r} is not in the manifest"
+        sid = str(found)
+        if split_of[sid] == "test":
+            return sid, f"sample_id {sid!r} is a test row: test rows are predicted, never cleaned"
+        return sid, None
+
+    return resolve
+
+
+def _row_decision(
+    r: Mapping[Any, Any],
+    action: str,
+    line: int,
+    queue_id: Callable[[str], tuple[str, str | None]],
+    known: set[str],
+    attributes: AttributeTable | None,
+) -> Decision | str:
+    """One reviewed row's decision, or why it is refused."""
+    if action not in ACTIONS:
+        return (
+            f"unknown decision {r['decision']!r}; use one of "
+            f"{', '.join(ACTIONS)} (or leave it blank)"
+        )
+    sid, why = queue_id(r["sample_id"])
+    if why is not None:
+        return why
+    # Which decisions fit depends on the row's kind: a leakage row is only kept or
+    # dropped, and a kind without a suggestion needs its class written out (an older
+    # queue may still carry a suggested_label on such a row: it is not one).
+    why = refusal(str(r.get("issue", "")), action, r["new_label"])
+    if why is not None:
+        return why
+    new_label = ""
+    if action == "relabel":
+        new_label = r["new_label"].strip() or r["suggested_label"].strip()
+        if not new_label:
+            return "relabel needs new_label (or a suggested_label)"
+        if new_label not in known and not (attributes and attributes.parse_specs(new_label)):
+            return f"new_label {new_label!r} is not a class"
+    return Decision(line, sid, action, new_label, _label_quality(r["label_quality"]))
+
+
+def _label_quality(cell: str) -> float | None:
+    """The row's label quality, or None when blank or not a number."""
+    try:
+        # A spreadsheet that writes ``;`` as delimiter writes ``,`` as decimal mark.
+        text = cell.strip().replace(",", ".")
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def expand_decisions(
@@ -417,19 +298,18 @@ def apply_decisions(
         elif d.action == "unsure":
             cols["weight"][p] = format(float(cols["weight"][p]) * unsure_factor, ".6g")
         records.append(
-            {
-                "sample_id": str(ids[p]),
-                "old_label": old_label,
-                "new_label": str(cols["label"][p]),
-                "action": d.action,
-                **(context or {}),
-                "label_quality": d.label_quality,
-                "queue_row": d.queue_id,
-                # The row's split and weight after the decision, so the log replays exactly.
-                "split": str(cols["split"][p]),
-                "weight": str(cols["weight"][p]),
-                **({"columns": changed} if changed else {}),
-            }
+            audit_record(
+                str(ids[p]),
+                old_label=old_label,
+                new_label=str(cols["label"][p]),
+                action=d.action,
+                context=context,
+                label_quality=d.label_quality,
+                queue_row=d.queue_id,
+                split=str(cols["split"][p]),
+                weight=str(cols["weight"][p]),
+                columns=changed,
+            )
         )
     return manifest.assign(**cols), records
 
@@ -448,22 +328,6 @@ def _relabel(
     if k < 0:
         raise InputError(f"{sid}: no class is {old!r} with {new}")
     return classes[int(k)]
-
-
-def replay_audit(manifest: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Apply audit records to a manifest version: the next version, rebuilt from the log."""
-    cols = {c: manifest[c].to_numpy(dtype=object, copy=True) for c in ("label", "split", "weight")}
-    position = {sid: i for i, sid in enumerate(manifest["sample_id"])}
-    for r in records:
-        p = position[r["sample_id"]]
-        cols["label"][p], cols["split"][p], cols["weight"][p] = (
-            r["new_label"],
-            r["split"],
-            r["weight"],
-        )
-        for c, value in r.get("columns", {}).items():
-            cols.setdefault(c, manifest[c].to_numpy(dtype=object, copy=True))[p] = value
-    return manifest.assign(**cols)
 
 
 @dataclass(frozen=True)
@@ -537,44 +401,30 @@ def apply_queue(
     is and nothing is written.
     """
     queue_csv = Path(queue_csv)
-    if not unsure_factor > 0:  # NaN fails too
-        raise InputError(f"--unsure-factor must be positive, got {unsure_factor}")
-    if unsure_factor > 1:
-        raise InputError(
-            f"--unsure-factor must be at most 1: it lowers an unsure row's weight, "
-            f"got {unsure_factor}"
-        )
+    _check_unsure_factor(unsure_factor)
     checked = check_queue(queue_csv)
-    meta, manifest, decisions, blank = (
-        checked.meta,
-        checked.manifest,
-        checked.decisions,
-        checked.blank,
-    )
-    file = str(queue_csv)
-    if not decisions:
+    meta, manifest, file = checked.meta, checked.manifest, str(queue_csv)
+    if not checked.decisions:
         raise InputError(
-            [Problem(file, f"no decision is filled in ({blank} rows blank): nothing to apply")]
+            [
+                Problem(
+                    file,
+                    f"no decision is filled in ({checked.blank} rows blank): nothing to apply",
+                )
+            ]
         )
     decided = expand_decisions(
-        decisions, manifest, file=file, group=meta.group_column, attributes=meta.attributes
+        checked.decisions, manifest, file=file, group=meta.group_column, attributes=meta.attributes
     )
     target = next_version_path(meta.manifest)
-    context = {
-        "reviewer": reviewer or _user(),
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "run": meta.runs[0] if meta.runs else "",
-        "manifest_sha256": meta.manifest_sha256,  # checked equal to the file's
-    }
     new, records = apply_decisions(
         manifest,
         decided,
         unsure_factor=unsure_factor,
-        context=context,
+        context=_audit_context(meta, reviewer),
         classes=meta.classes,
         attributes=meta.attributes,
     )
-    log = audit_log_path(meta.manifest)
     # All keeps change no row: their lines go to the log (so those rows are not
     # queued again) and name the version they were applied to; no new version.
     changed = not new.equals(manifest)
@@ -584,16 +434,7 @@ def apply_queue(
         if changed
         else (meta.manifest, meta.manifest_sha256)
     )
-    counts = Counter(d.action for d in decisions)
-    summary = ApplySummary(
-        counts={a: counts.get(a, 0) for a in ACTIONS} | {"not reviewed": blank},
-        rows_changed=sum(
-            r["old_label"] != r["new_label"] or r["action"] in ("drop", "unsure") for r in records
-        ),
-        new_manifest=version,
-        audit_log=log,
-        wrote_version=changed,
-    )
+    summary = _apply_summary(checked, records, version, wrote_version=changed)
     if changed and target.exists():
         if reuse_applied and target.read_bytes() == data:
             # This queue made this version before (a retrain killed after the apply):
@@ -608,41 +449,51 @@ def apply_queue(
                 )
             ]
         )
-    lines = "".join(
-        json.dumps(r | {"version": version.name, "version_sha256": version_sha},
-                   ensure_ascii=False) + "\n"
-        for r in records
-    )  # fmt: skip
-    _commit(log, committed_lines(log) + lines, target if changed else None, data)
+    append_records(
+        audit_log_path(meta.manifest),
+        records,
+        version=version,
+        version_sha256=version_sha,
+        version_data=data if changed else None,
+    )
     return summary
 
 
-def _before_commit() -> None:
-    """Called between the log's write and the version's rename: tests stop a run here."""
+def _check_unsure_factor(unsure_factor: float) -> None:
+    if not unsure_factor > 0:  # NaN fails too
+        raise InputError(f"--unsure-factor must be positive, got {unsure_factor}")
+    if unsure_factor > 1:
+        raise InputError(
+            f"--unsure-factor must be at most 1: it lowers an unsure row's weight, "
+            f"got {unsure_factor}"
+        )
 
 
-def _commit(log: Path, log_text: str, target: Path | None, data: bytes) -> None:
-    """Write the log naming the new version, then rename the version into place.
+def _audit_context(meta: QueueMeta, reviewer: str) -> dict[str, Any]:
+    """The audit fields every record of this apply shares."""
+    return {
+        "reviewer": reviewer or _user(),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run": meta.runs[0] if meta.runs else "",
+        "manifest_sha256": meta.manifest_sha256,  # checked equal to the file's
+    }
 
-    The rename is the commit point (see :mod:`cleaner.audit`): killed before it,
-    the new lines name a version that does not exist and every reader ignores
-    them; the next apply leaves them out of the log it writes.
-    """
-    old = log.read_bytes() if log.exists() else None
-    if target is None:
-        write_text(log, log_text, overwrite=True)
-        return
-    try:
-        with atomic_path(target) as tmp_manifest:
-            tmp_manifest.write_bytes(data)
-            write_text(log, log_text, overwrite=True)
-            _before_commit()
-            fault_point("commit")
-    except FileExistsError:
-        # Another apply committed this version first: its log is the one that counts.
-        if old is None:
-            log.unlink(missing_ok=True)
-        else:
-            with atomic_path(log, overwrite=True) as tmp:
-                tmp.write_bytes(old)
-        raise
+
+def _apply_summary(
+    checked: CheckedQueue,
+    records: Sequence[Mapping[str, Any]],
+    version: Path,
+    *,
+    wrote_version: bool,
+) -> ApplySummary:
+    """What ``cleaner apply`` prints: queue rows per decision, manifest rows changed."""
+    counts = Counter(d.action for d in checked.decisions)
+    return ApplySummary(
+        counts={a: counts.get(a, 0) for a in ACTIONS} | {"not reviewed": checked.blank},
+        rows_changed=sum(
+            r["old_label"] != r["new_label"] or r["action"] in ("drop", "unsure") for r in records
+        ),
+        new_manifest=version,
+        audit_log=audit_log_path(checked.meta.manifest),
+        wrote_version=wrote_version,
+    )

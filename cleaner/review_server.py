@@ -29,6 +29,10 @@ pages cannot send. The page itself holds no queue
 data: the script fetches it as JSON and builds the DOM with ``textContent``,
 and a Content-Security-Policy admits only the page's own script and style
 (by hash) and same-origin images and requests.
+
+The page, its stylesheet and its script are package files in ``cleaner/web``
+(``review.html``, ``base.css`` + ``review.css``, ``review.js``), inlined into
+the one page this server sends.
 """
 
 from __future__ import annotations
@@ -58,19 +62,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cleaner import web
 from cleaner.atomic import atomic_path
 from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.gallery import thumbnail_data_uri
 from cleaner.issue_kinds import GROUP_PREFIX, actions_text, allowed_decisions, has_suggestion
 from cleaner.manifest import id_matcher, line_of, resolve_paths, sha256_file
-from cleaner.review import (
-    QueueMeta,
-    check_queue,
-    expand_decisions,
-    parse_decisions,
-    sniff_delimiter,
-)
-from cleaner.runs import PROB_PREFIX
+from cleaner.queue_file import QueueMeta, sniff_delimiter
+from cleaner.review import CheckedQueue, check_queue, expand_decisions, parse_decisions
+from cleaner.runs import read_prob_columns
 
 HOST = "127.0.0.1"  # never another interface: the page can change the queue
 DEFAULT_PORT = 8765
@@ -170,33 +170,6 @@ class RowInfo:
     partner_image: Path | None = None  # the manifest's image of ``partner``
 
 
-def _prob_columns(classes: Sequence[str]) -> list[str]:
-    return [f"{PROB_PREFIX}{c}" for c in classes]
-
-
-def _read_prob_table(
-    path: Path, classes: Sequence[str], wanted: set[str]
-) -> tuple[dict[str, np.ndarray], str | None]:
-    """``sample_id -> (K,)`` for the wanted ids of an oof.csv / unlabeled.csv, or a warning.
-
-    Only the needed columns are parsed: a queue names a few hundred rows of a
-    table that may hold a million.
-    """
-    cols = ["sample_id", *_prob_columns(classes)]
-    try:
-        header = list(pd.read_csv(path, nrows=0).columns)
-        missing = [c for c in cols if c not in header]
-        if missing:
-            return {}, f"{path}: no column(s) {', '.join(missing[:3])}: no model probabilities"
-        table = pd.read_csv(path, usecols=cols, dtype={"sample_id": str}, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        return {}, f"{path}: not readable ({e}): no model probabilities from it"
-    table = table[table["sample_id"].isin(wanted)]
-    probs = table[cols[1:]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-    ok = np.isfinite(probs).all(axis=1)
-    return dict(zip(table["sample_id"][ok], probs[ok], strict=True)), None
-
-
 def _file_probs(
     path: Path, sha256: str, classes: Sequence[str], wanted: set[str]
 ) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -206,7 +179,7 @@ def _file_probs(
         return {}, [f"{path} not found: no model probabilities"]
     if sha256 and sha256_file(path) != sha256:
         return {}, [f"{path} changed since the queue was made (sha256): no model probabilities"]
-    found, warning = _read_prob_table(path, classes, wanted)
+    found, warning = read_prob_columns(path, classes, wanted)
     return found, [warning] if warning else []
 
 
@@ -231,7 +204,7 @@ def _run_probs(
         for table in tables:
             if not table.is_file():
                 continue
-            found, warning = _read_prob_table(table, meta.classes, wanted)
+            found, warning = read_prob_columns(table, meta.classes, wanted)
             if warning:
                 warnings.append(warning)
             for sid, p in found.items():
@@ -250,75 +223,90 @@ def _manifest_images(manifest: pd.DataFrame, root: Path) -> dict[str, Path]:
     return dict(zip(manifest["sample_id"], resolve_paths(manifest, root), strict=True))
 
 
+def _group_members(manifest: pd.DataFrame, group_col: str) -> dict[str, list[str]]:
+    """Group value -> its train sample ids: what a ``group:ID`` row's decision covers."""
+    if not group_col or group_col not in manifest.columns:
+        return {}
+    train = manifest[manifest["split"] == "train"]
+    return {str(g): list(ids) for g, ids in train.groupby(group_col)["sample_id"]}
+
+
+def _row_image(
+    sid: str,
+    cell: str,
+    members: list[str] | None,
+    by_id: dict[str, Path],
+    match: Callable[[str], str | None],
+    root: Path,
+) -> Path | None:
+    """The image a row shows: only ever a manifest image, never a path the queue's
+    cell names (a tampered queue could name any file). A sample's own image, or for a
+    group row (``members`` its train ids) the member the cell names, else its first."""
+    if members is None:
+        return by_id.get(match(sid) or "")
+    member_paths = [by_id[m] for m in members]
+    named = (Path(cell) if os.path.isabs(cell) else root / cell) if cell else None
+    return named if named in member_paths else (member_paths[0] if member_paths else None)
+
+
+def _row_probs(
+    sid: str,
+    members: list[str] | None,
+    probs: dict[str, np.ndarray],
+    n_runs: dict[str, int],
+    origin: str,
+) -> tuple[np.ndarray | None, str]:
+    """A row's ``(K,)`` probabilities and where they come from, in words: a sample's
+    own (mean of the runs that have it), or a group row's mean over its train images."""
+    if members is not None:
+        have = [probs[m] for m in members if m in probs]
+        if not have:
+            return None, ""
+        source = f"mean over {len(have)} of the group's {len(members)} train images"
+        return np.mean(have, axis=0), source
+    if sid not in probs:
+        return None, ""
+    runs = n_runs.get(sid, 1)
+    return probs[sid], origin + (f", mean of {runs} runs" if runs > 1 else "")
+
+
 def _row_infos(
     table: pd.DataFrame, meta: QueueMeta, manifest: pd.DataFrame
 ) -> tuple[list[RowInfo], list[str]]:
     root = meta.manifest.parent
     by_id = _manifest_images(manifest, root)
     match = id_matcher(by_id)  # the queue's ids as a spreadsheet left them
-    group_col = meta.group_column
-    members: dict[str, list[str]] = {}
-    if group_col and group_col in manifest.columns:
-        train = manifest[manifest["split"] == "train"]
-        members = {str(g): list(ids) for g, ids in train.groupby(group_col)["sample_id"]}
+    members = _group_members(manifest, meta.group_column)
     ids = [_text(s) for s in table["sample_id"]]
-    wanted = {s for s in ids if not s.startswith(GROUP_PREFIX)}
-    for s in ids:
-        if s.startswith(GROUP_PREFIX):
-            wanted.update(members.get(s[len(GROUP_PREFIX) :], []))
+    group_of = {
+        s: members.get(s[len(GROUP_PREFIX) :], []) for s in ids if s.startswith(GROUP_PREFIX)
+    }
+    wanted = {s for s in ids if not s.startswith(GROUP_PREFIX)}.union(*group_of.values())
     probs, n_runs, warnings = _run_probs(meta, wanted)
     origin = "out-of-fold" if meta.runs else f"from {meta.probs.name}" if meta.probs else ""
-    blank = [""] * len(table)
-    get = {c: table[c].tolist() for c in table.columns}
+    columns = {c: table[c].tolist() for c in table.columns}
     infos = []
     for i, sid in enumerate(ids):
-        raw_path = _text(get.get("path", blank)[i])
-        is_group = sid.startswith(GROUP_PREFIX)
-        # Only the manifest's images are served, never a path the queue's cell names
-        # (a tampered queue could name any file): a sample's own image, or for a
-        # group row the member the cell names (else its first member).
-        image = by_id.get(match(sid) or "")
-        if is_group:
-            member_paths = [by_id[m] for m in members.get(sid[len(GROUP_PREFIX) :], [])]
-            cell = (
-                (Path(raw_path) if os.path.isabs(raw_path) else root / raw_path)
-                if raw_path
-                else None
-            )
-            image = cell if cell in member_paths else (member_paths[0] if member_paths else None)
-        p: np.ndarray | None = None
-        source = ""
-        n_members: int | None = None
-        if is_group:
-            mine = members.get(sid[len(GROUP_PREFIX) :], [])
-            n_members = len(mine)
-            have = [probs[m] for m in mine if m in probs]
-            if have:
-                p = np.mean(have, axis=0)
-                source = f"mean over {len(have)} of the group's {len(mine)} train images"
-        elif sid in probs:
-            p = probs[sid]
-            runs = n_runs.get(sid, 1)
-            source = origin + (f", mean of {runs} runs" if runs > 1 else "")
-        issue = _text(get.get("issue", blank)[i])
-        partner = _text(get.get("partner", blank)[i])  # older queues have no such column
+        cell = {c: _text(values[i]) for c, values in columns.items()}  # missing ones: blank
+        mine = group_of.get(sid)  # None for a sample's row
+        p, source = _row_probs(sid, mine, probs, n_runs, origin)
+        issue = cell.get("issue", "")
+        partner = cell.get("partner", "")  # older queues have no such column
         infos.append(
             RowInfo(
-                rank=_text(get.get("rank", blank)[i]),
+                rank=cell.get("rank", ""),
                 sample_id=sid,
-                path=raw_path,
-                group=_text(get.get("group", blank)[i]),
-                given=_text(get.get("given_label", blank)[i]),
+                path=cell.get("path", ""),
+                group=cell.get("group", ""),
+                given=cell.get("given_label", ""),
                 # By the kind: an older queue may still carry one on an outlier row.
-                suggested=_text(get.get("suggested_label", blank)[i])
-                if has_suggestion(issue)
-                else "",
-                quality=_text(get.get("label_quality", blank)[i]),
+                suggested=cell.get("suggested_label", "") if has_suggestion(issue) else "",
+                quality=cell.get("label_quality", ""),
                 issue=issue,
-                note=_text(get.get("note", blank)[i]),
-                is_group=is_group,
-                members=n_members,
-                image=image,
+                note=cell.get("note", ""),
+                is_group=mine is not None,
+                members=None if mine is None else len(mine),
+                image=_row_image(sid, cell.get("path", ""), mine, by_id, match, root),
                 top=() if p is None else _top(p),
                 probs_from=source,
                 partner=partner,
@@ -328,28 +316,21 @@ def _row_infos(
     return infos, warnings
 
 
-def _check_ids(table: pd.DataFrame, manifest: pd.DataFrame, meta: QueueMeta, file: str) -> None:
+def _check_ids(checked: CheckedQueue, file: str) -> None:
     """Every row's sample or group must be in the manifest, decided or not.
 
     ``cleaner apply`` checks only decided rows; here every row is about to be
     decided, and a decision on an unknown id would only fail later, in apply.
+    So every row goes through apply's own check as if kept (keep fits every kind).
     """
-    match = id_matcher(manifest["sample_id"])
-    group = meta.group_column
-    groups = set(manifest[group]) if group and group in manifest.columns else set()
-    # read_queue_table records where each row starts (blank lines, multi-line notes)
-    lines = table.attrs.get("lines") or [line_of(i) for i in range(len(table))]
-    problems = []
-    for line, raw in zip(lines, table["sample_id"], strict=True):
-        sid = raw.strip()
-        if sid.startswith(GROUP_PREFIX):
-            if sid[len(GROUP_PREFIX) :] not in groups:
-                reason = f"group {sid[len(GROUP_PREFIX) :]!r} is not in the manifest"
-                problems.append(Problem(file, reason, line))
-        elif match(raw) is None:
-            problems.append(Problem(file, f"sample_id {sid!r} is not in the manifest", line))
-    if problems:
-        raise InputError(problems)
+    parse_decisions(
+        checked.table.assign(decision="keep", new_label=""),
+        file=file,
+        classes=checked.meta.classes,
+        manifest=checked.manifest,
+        group=checked.meta.group_column,
+        attributes=checked.meta.attributes,
+    )
 
 
 class ReviewQueue:
@@ -364,7 +345,7 @@ class ReviewQueue:
         data, text, self.format = _read_raw(self.path)
         self.meta = checked.meta
         self._manifest = checked.manifest
-        _check_ids(checked.table, checked.manifest, checked.meta, str(self.path))
+        _check_ids(checked, str(self.path))
         self._table = checked.table.copy()
         records = list(csv.reader(io.StringIO(text), delimiter=self.format.delimiter))
         if not records:
@@ -525,15 +506,8 @@ class ReviewQueue:
             raise IndexError(f"no queue row {i}")
         with self._lock:
             new_label = self._checked(i, decision, new_label) if decision else ""
-            old = (self._cell(i, self._decision_col), self._cell(i, self._label_col))
             if self.decision(i) != (decision, new_label):
-                self._set(i, decision, new_label)
-                try:
-                    self._write()
-                except BaseException:
-                    self._set(i, *old)
-                    raise
-                self._history.append((i, *old))
+                self._history.append((i, *self._store(i, decision, new_label)))
             return self._result(i)
 
     def _checked(self, i: int, decision: str, new_label: str) -> str:
@@ -564,15 +538,23 @@ class ReviewQueue:
             if not self._history:
                 raise LookupError("nothing to undo")
             i, decision, new_label = self._history[-1]
-            now = (self._cell(i, self._decision_col), self._cell(i, self._label_col))
-            self._set(i, decision, new_label)
-            try:
-                self._write()
-            except BaseException:
-                self._set(i, *now)
-                raise
+            self._store(i, decision, new_label)
             self._history.pop()
             return self._result(i)
+
+    def _store(self, i: int, decision: str, new_label: str) -> tuple[str, str]:
+        """Set row ``i``'s cells and write the CSV; returns the cells as they were.
+
+        A write that fails leaves the row as it was, in memory as on disk.
+        """
+        old = (self._cell(i, self._decision_col), self._cell(i, self._label_col))
+        self._set(i, decision, new_label)
+        try:
+            self._write()
+        except BaseException:
+            self._set(i, *old)
+            raise
+        return old
 
     def _set(self, i: int, decision: str, new_label: str) -> None:
         self._set_cell(i, self._decision_col, decision)
@@ -639,634 +621,25 @@ def _image_bytes(path: Path) -> tuple[str, bytes] | None:
 
 # --- the page -----------------------------------------------------------------------
 
-_CSS = """
-:root {
-  --given: #b42318; --given-bg: #fef3f2; --suggested: #067647; --suggested-bg: #ecfdf3;
-  --ink: #1d2939; --muted: #667085; --line: #e4e7ec; --bg: #f6f7f9; --accent: #3538cd;
-}
-* { box-sizing: border-box; }
-[hidden] { display: none !important; }
-html, body { height: 100%; }
-body {
-  margin: 0; background: var(--bg); color: var(--ink); display: flex; flex-direction: column;
-  font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-}
-header {
-  display: flex; align-items: center; gap: 16px; padding: 10px 20px; background: #fff;
-  border-bottom: 1px solid var(--line);
-}
-h1 { font-size: 17px; margin: 0; overflow-wrap: anywhere; }
-#file { color: var(--muted); font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
-.progress {
-  margin-left: auto; display: flex; align-items: center; gap: 10px; white-space: nowrap;
-  font-variant-numeric: tabular-nums;
-}
-.bar { width: 180px; height: 8px; background: var(--line); border-radius: 4px; overflow: hidden; }
-#bar-fill { height: 100%; width: 0; background: var(--suggested); }
-#position { color: var(--muted); }
-.banner { padding: 8px 20px; font-size: 14px; white-space: pre-wrap; overflow-wrap: anywhere; }
-#error { background: #fef3f2; color: var(--given); border-bottom: 1px solid #fecdca; }
-#warnings { background: #fffaeb; color: #93370d; border-bottom: 1px solid #fedf89; }
-main { flex: 1; display: flex; min-height: 0; }
-.viewer { flex: 1; position: relative; min-width: 0; background: #e9ebef; }
-#image {
-  position: absolute; inset: 16px; width: calc(100% - 32px); height: calc(100% - 32px);
-  object-fit: contain;
-}
-#image.loading { visibility: hidden; }
-.viewer.paired #image { width: calc(50% - 24px); }
-#partner {
-  position: absolute; top: 16px; right: 16px; width: calc(50% - 24px);
-  height: calc(100% - 32px); object-fit: contain;
-}
-.cap {
-  position: absolute; top: 2px; padding: 0 8px; border-radius: 4px; font-size: 12px;
-  background: rgba(255, 255, 255, .85); color: var(--ink); max-width: 45%; overflow-wrap: anywhere;
-}
-#image-cap { left: 16px; }
-#partner-cap { right: 16px; }
-#noimg {
-  position: absolute; inset: 16px; display: flex; align-items: center; justify-content: center;
-  border: 2px dashed #d0d5dd; border-radius: 8px; color: var(--muted); font-size: 18px;
-}
-#toast {
-  position: absolute; left: 24px; bottom: 24px; background: rgba(16, 24, 40, .85);
-  color: #fff; padding: 6px 12px; border-radius: 6px; font-size: 14px; max-width: 70%;
-  overflow-wrap: anywhere;
-}
-.panel {
-  width: 400px; flex: none; overflow-y: auto; background: #fff; border-left: 1px solid var(--line);
-  padding: 16px 18px; display: flex; flex-direction: column; gap: 14px;
-}
-.head { display: flex; gap: 8px; align-items: baseline; }
-#rank { color: var(--muted); font-variant-numeric: tabular-nums; }
-#sid { font-weight: 600; font-size: 16px; overflow-wrap: anywhere; }
-.tags { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; font-size: 13px; }
-.tag { padding: 1px 8px; border-radius: 10px; background: #eef4ff; color: var(--accent); }
-.muted { color: var(--muted); }
-.labels { display: grid; grid-template-columns: 1fr 1fr; gap: 8px; }
-.lab { border-radius: 8px; padding: 8px 10px; min-width: 0; }
-.lab small { display: block; font-size: 12px; opacity: .8; }
-.lab b { display: block; font-size: 22px; overflow-wrap: anywhere; }
-.lab.given { background: var(--given-bg); color: var(--given); }
-.lab.suggested { background: var(--suggested-bg); color: var(--suggested); }
-.lab.none { background: #f2f4f7; color: var(--muted); }
-.lab.none span { display: block; font-size: 13px; }
-#actions { font-size: 13px; color: var(--muted); }
-#actions b { color: var(--ink); }
-.exname { text-transform: none; letter-spacing: 0; color: var(--ink); font-size: 13px; }
-.strip { display: flex; gap: 6px; flex-wrap: wrap; }
-.strip img {
-  width: 80px; height: 80px; object-fit: contain; background: #f2f4f7; border-radius: 6px;
-  image-rendering: pixelated;
-}
-#decision {
-  border-radius: 8px; padding: 10px 12px; font-size: 17px; font-weight: 600;
-  border: 2px dashed #d0d5dd; color: var(--muted);
-}
-#decision.keep { border: 2px solid #2e90fa; background: #eff8ff; color: #175cd3; }
-#decision.relabel { border: 2px solid #12b76a; background: var(--suggested-bg); color: #05603a; }
-#decision.drop { border: 2px solid #667085; background: #f2f4f7; color: #344054; }
-#decision.unsure { border: 2px solid #f79009; background: #fffaeb; color: #b54708; }
-h2 { font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: var(--muted);
-  margin: 0 0 6px; }
-ol.classes { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column;
-  gap: 3px; }
-ol.classes li {
-  display: grid; grid-template-columns: 28px minmax(0, 1fr) 90px 52px; gap: 8px;
-  align-items: center; padding: 3px 6px; border-radius: 6px; cursor: pointer;
-}
-ol.classes li:hover { background: #f2f4f7; }
-ol.classes li.is-given .name { color: var(--given); }
-ol.classes li.is-suggested .name { color: var(--suggested); font-weight: 600; }
-ol.classes li.chosen { outline: 2px solid #12b76a; }
-.name { overflow-wrap: anywhere; }
-.pbar { height: 8px; background: var(--line); border-radius: 4px; overflow: hidden; }
-.pbar span { display: block; height: 100%; background: #84adff; }
-.pct {
-  text-align: right; font-variant-numeric: tabular-nums; color: var(--muted); font-size: 13px;
-}
-kbd {
-  display: inline-block; min-width: 22px; padding: 1px 6px; text-align: center;
-  border: 1px solid #d0d5dd; border-bottom-width: 2px; border-radius: 5px; background: #fff;
-  font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; color: var(--ink);
-}
-.small { font-size: 12px; color: var(--muted); overflow-wrap: anywhere; }
-.mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
-footer {
-  display: flex; flex-wrap: wrap; gap: 6px 16px; padding: 10px 20px; background: #fff;
-  border-top: 1px solid var(--line); align-items: center;
-}
-footer button {
-  font: inherit; font-size: 14px; border: 0; background: none; padding: 2px 4px;
-  cursor: pointer; color: var(--ink); border-radius: 6px;
-}
-footer button:hover { background: #f2f4f7; }
-footer button:disabled { color: #c0c4cc; cursor: not-allowed; background: none; }
-footer > span { font-size: 14px; }
-footer > .small { margin-left: auto; font-size: 12px; }
-#ta {
-  position: absolute; top: 24px; left: 50%; transform: translateX(-50%); width: 360px;
-  background: #fff; border-radius: 10px; box-shadow: 0 8px 24px rgba(16, 24, 40, .25);
-  padding: 12px;
-}
-#ta input {
-  width: 100%; font: inherit; font-size: 18px; padding: 6px 8px; border: 1px solid #d0d5dd;
-  border-radius: 6px;
-}
-#ta ul { list-style: none; margin: 8px 0 0; padding: 0; max-height: 50vh; overflow-y: auto; }
-#ta li { padding: 4px 8px; border-radius: 6px; cursor: pointer; overflow-wrap: anywhere; }
-#ta li.sel { background: var(--suggested-bg); color: var(--suggested); font-weight: 600; }
-"""
-
-# No queue data is ever placed in this page: the script fetches it as JSON and
-# builds every node with textContent. No "//" comments in it either, like the
-# gallery's script.
-_JS = """
-(function () {
-  "use strict";
-  var token = document.querySelector('meta[name="review-token"]').getAttribute("content");
-  var S = { rows: [], classes: [], cur: 0, pending: 0, chain: Promise.resolve(), ta: null,
-            digitNames: false, warnings: [], examples: [], exKey: null };
-  function $(id) { return document.getElementById(id); }
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined && text !== null) { e.textContent = String(text); }
-    return e;
-  }
-  function clear(node) { while (node.firstChild) { node.removeChild(node.firstChild); } }
-  function pct(p) { return (100 * p).toFixed(1) + "%"; }
-
-  function setBusy(d) {
-    S.pending += d;
-    document.body.setAttribute("data-busy", String(S.pending));
-  }
-  function api(method, url, body) {
-    var opts = { method: method, headers: {}, cache: "no-store" };
-    opts.headers["X-Review-Token"] = token;
-    if (body !== undefined) {
-      opts.headers["Content-Type"] = "application/json";
-      opts.body = JSON.stringify(body);
-    }
-    return fetch(url, opts).catch(function () {
-      throw new Error("could not reach the review server: is `cleaner review` still running?" +
-                      " Nothing was lost: every earlier decision is in the CSV.");
-    }).then(function (r) {
-      return r.text().then(function (t) {
-        var data = null;
-        try { data = JSON.parse(t); } catch (e) { data = null; }
-        if (!r.ok) { throw new Error((data && data.error) || t || ("HTTP " + r.status)); }
-        return data;
-      });
-    });
-  }
-  function enqueue(fn) {
-    setBusy(1);
-    S.chain = S.chain.then(fn).then(function () { $("error").hidden = true; }, function (err) {
-      $("error").textContent = err.message;
-      $("error").hidden = false;
-    }).then(function () { setBusy(-1); });
-  }
-  var toastTimer = null;
-  function toast(text) {
-    var t = $("toast");
-    t.textContent = text;
-    t.hidden = false;
-    clearTimeout(toastTimer);
-    toastTimer = setTimeout(function () { t.hidden = true; }, 1800);
-  }
-  function flashError(text) {
-    $("error").textContent = text;
-    $("error").hidden = false;
-  }
-
-  function allows(r, decision) { return r.actions.indexOf(decision) !== -1; }
-  function actionsHint(r) {
-    return "this " + r.issue + " row takes " + r.actions_text;
-  }
-  function noSuggestionHint(r) {
-    if (!allows(r, "relabel")) { return actionsHint(r); }
-    return (r.suggests ? "no suggested label" : "a " + r.issue + " row has no suggestion") +
-      ": pick a class with its number or type its name";
-  }
-  function drawExamples(r) {
-    var suggested = r.suggests ? r.suggested : "", key = JSON.stringify([r.given, suggested]);
-    if (S.exKey === key) { return; }
-    S.exKey = key;
-    var box = $("examples"), shown = [];
-    clear(box);
-    [r.given, suggested].forEach(function (name) {
-      var c = S.classes.indexOf(name), n = c < 0 ? 0 : (S.examples[c] || 0);
-      if (!n || shown.indexOf(c) !== -1) { return; }
-      shown.push(c);
-      var sec = el("div", "ex"), strip = el("div", "strip");
-      var h = el("h2", null, "examples of ");
-      h.appendChild(el("span", "exname", name));  /* a class name keeps its case */
-      sec.appendChild(h);
-      for (var k = 0; k < n; k++) {
-        var im = el("img", "example");
-        im.alt = "example of " + name;
-        im.addEventListener("error", function () { this.hidden = true; });
-        im.setAttribute("src", "/example/" + c + "/" + k);
-        strip.appendChild(im);
-      }
-      sec.appendChild(strip);
-      box.appendChild(sec);
-    });
-    box.hidden = shown.length === 0;
-  }
-  function drawPartner(r) {
-    var img = $("partner"), cap = $("partner-cap"), src = "/partner/" + r.i;
-    $("viewer").classList.toggle("paired", !!r.partner);
-    $("image-cap").hidden = !r.partner;
-    cap.hidden = !r.partner;
-    cap.textContent = r.partner ? "partner: " + r.partner +
-      (r.has_partner_image ? "" : " (not in the manifest)") : "";
-    img.alt = r.partner;
-    if (r.partner && r.has_partner_image) {
-      img.hidden = false;
-      if (img.getAttribute("src") !== src) { img.setAttribute("src", src); }
-    } else {
-      img.hidden = true;
-      img.removeAttribute("src");
-    }
-  }
-
-  function describe(r) {
-    if (!r.decision) { return "not reviewed yet"; }
-    if (r.decision === "relabel") { return "relabel \\u2192 " + (r.new_label || r.suggested); }
-    if (r.decision === "drop") { return "drop (excluded from training)"; }
-    if (r.decision === "unsure") { return "unsure (kept, lower weight)"; }
-    return "keep the given label";
-  }
-  function probs(r) {
-    var m = {};
-    r.top.forEach(function (t) { m[t[0]] = t[1]; });
-    return m;
-  }
-  function order(r) {
-    var seen = {}, idx = r.top.map(function (t) { seen[t[0]] = true; return t[0]; });
-    S.classes.forEach(function (c, i) { if (!seen[i]) { idx.push(i); } });
-    return idx;
-  }
-  function keyed(r) {
-    var idx;
-    if (S.digitNames) {
-      return S.classes.map(function (c, i) { return { key: c, i: i }; });
-    }
-    idx = S.classes.length <= 9 ? S.classes.map(function (c, i) { return i; })
-                                : order(r).slice(0, 9);
-    return idx.map(function (i, k) { return { key: String(k + 1), i: i }; });
-  }
-  function classRow(r, key, i) {
-    var li = el("li"), name = S.classes[i], bar = el("div", "pbar"), fill = el("span");
-    var p = probs(r)[i];
-    li.appendChild(key === null ? el("span") : el("kbd", null, key));
-    li.appendChild(el("span", "name", name));
-    if (p !== undefined) { fill.style.width = pct(p); bar.appendChild(fill); }
-    li.appendChild(bar);
-    li.appendChild(el("span", "pct", p !== undefined ? pct(p) : ""));
-    if (name === r.given) { li.classList.add("is-given"); li.title = "given label"; }
-    if (name === r.suggested) { li.classList.add("is-suggested"); li.title = "suggested label"; }
-    if (r.decision === "relabel" && name === (r.new_label || r.suggested)) {
-      li.classList.add("chosen");
-    }
-    li.addEventListener("click", function () { relabel(name); });
-    return li;
-  }
-
-  function render() {
-    var n = S.rows.length, reviewed = S.rows.filter(function (r) { return r.decision; }).length;
-    $("n-reviewed").textContent = String(reviewed);
-    $("n-total").textContent = String(n);
-    $("bar-fill").style.width = n ? (100 * reviewed / n) + "%" : "0";
-    $("warnings").textContent = S.warnings.join("\\n");
-    $("warnings").hidden = S.warnings.length === 0;
-    if (!n) {
-      $("position").textContent = "";
-      $("panel").hidden = true;
-      $("noimg-text").textContent = "The queue is empty.";
-      $("noimg").hidden = false;
-      $("image").hidden = true;
-      return;
-    }
-    var r = S.rows[S.cur];
-    $("position").textContent = "row " + (S.cur + 1) + " of " + n;
-    $("rank").textContent = "#" + r.rank;
-    $("sid").textContent = r.sample_id;
-    $("given").textContent = r.given || "(none)";
-    $("suggested").textContent = r.suggested || "(none)";
-    $("suggested-box").hidden = !r.suggests;
-    $("nosugg").hidden = r.suggests;
-    $("nosugg-text").textContent = allows(r, "relabel") ?
-      "relabel: pick a class (1-9) or type its name" : "keep (k) or drop (d) only";
-    $("actions-text").textContent = r.actions_text;
-    $("accept-btn").hidden = !r.suggests || !allows(r, "relabel");
-    $("pick-hint").hidden = !allows(r, "relabel");
-    Array.prototype.forEach.call(document.querySelectorAll("footer button[data-decision]"),
-      function (b) { b.disabled = !allows(r, b.getAttribute("data-decision")); });
-    var tags = $("tags");
-    clear(tags);
-    if (r.issue) { tags.appendChild(el("span", "tag", r.issue)); }
-    if (r.quality) { tags.appendChild(el("span", "muted", "label quality " + r.quality)); }
-    if (r.group) { tags.appendChild(el("span", "muted", "group " + r.group)); }
-    $("group-note").hidden = !r.is_group;
-    $("group-note").textContent = r.is_group ?
-      "Group row: the decision applies to all " + (r.members === null ? "" : r.members + " ") +
-      "train images of the group; the image is its first." : "";
-    $("decision").textContent = describe(r);
-    $("decision").className = r.decision || "";
-
-    var top = $("top3");
-    clear(top);
-    if (r.top.length) {
-      order(r).slice(0, 3).forEach(function (i) { top.appendChild(classRow(r, null, i)); });
-    } else {
-      top.appendChild(el("li", "small", "no model probabilities for this row"));
-    }
-    $("probs-from").textContent = r.probs_from;
-    var list = $("classes");
-    clear(list);
-    keyed(r).forEach(function (k) { list.appendChild(classRow(r, k.key, k.i)); });
-    $("classes-title").textContent = !allows(r, "relabel") ? "classes (not relabelled here)" :
-      S.digitNames ? "classes: press the class's digit" :
-      S.classes.length <= 9 ? "classes: press 1-" + S.classes.length :
-      "most likely classes: press 1-9, or type a name";
-    $("note").textContent = r.note;
-    $("note").hidden = !r.note;
-    $("path").textContent = r.path;
-
-    var img = $("image"), src = "/img/" + r.i;
-    img.alt = r.sample_id;
-    if (r.has_image) {
-      $("noimg").hidden = true;
-      img.hidden = false;
-      if (img.getAttribute("src") !== src) {
-        img.classList.add("loading");
-        img.setAttribute("src", src);
-      }
-    } else {
-      img.hidden = true;
-      img.removeAttribute("src");
-      $("noimg-text").textContent = "no single image for this row";
-      $("noimg").hidden = false;
-    }
-    drawPartner(r);
-    drawExamples(r);
-    [S.cur + 1, S.cur - 1].forEach(function (j) {
-      if (j >= 0 && j < n && S.rows[j].has_image) { new Image().src = "/img/" + S.rows[j].i; }
-    });
-  }
-
-  function update(d) {
-    S.rows[d.row.i] = d.row;
-    S.warnings = d.warnings;
-  }
-  function move(step) {
-    if (!S.rows.length) { return; }
-    S.cur = Math.min(S.rows.length - 1, Math.max(0, S.cur + step));
-    render();
-  }
-  function decide(decision, label) {
-    if (!S.rows.length) { return; }
-    var i = S.cur;
-    if (decision && !allows(S.rows[i], decision)) { toast(actionsHint(S.rows[i])); return; }
-    enqueue(function () {
-      return api("POST", "/api/decide", { row: i, decision: decision, new_label: label || "" })
-        .then(function (d) {
-          update(d);
-          toast("#" + d.row.rank + " saved: " + describe(d.row));
-          render();
-        }, function (err) { S.cur = i; render(); throw err; });
-    });
-    move(1);
-  }
-  function relabel(name) { decide("relabel", name); }
-  function accept() {
-    var r = S.rows[S.cur];
-    if (!r) { return; }
-    if (!r.suggests || !r.suggested || !allows(r, "relabel")) {
-      toast(noSuggestionHint(r));
-      return;
-    }
-    relabel(r.suggested);
-  }
-  function pickKey(key) {
-    var r = S.rows[S.cur];
-    if (!r) { return; }
-    var k = keyed(r).filter(function (x) { return x.key === key; })[0];
-    if (k) { relabel(S.classes[k.i]); }
-  }
-  function undo() {
-    enqueue(function () {
-      return api("POST", "/api/undo", {}).then(function (d) {
-        update(d);
-        S.cur = d.row.i;
-        toast("undone: #" + d.row.rank + " is " + describe(d.row) + " again");
-        render();
-      });
-    });
-  }
-
-  function openTA(initial) {
-    var r = S.rows[S.cur];
-    if (r && !allows(r, "relabel")) { toast(actionsHint(r)); return; }
-    S.ta = { sel: 0, matches: [] };
-    $("ta").hidden = false;
-    var input = $("ta-input");
-    input.value = initial;
-    input.focus();
-    filterTA();
-  }
-  function closeTA() {
-    if (!S.ta) { return; }
-    S.ta = null;
-    $("ta").hidden = true;
-    $("ta-input").blur();
-  }
-  function filterTA() {
-    var q = $("ta-input").value.trim().toLowerCase(), pre = [], sub = [];
-    S.classes.forEach(function (c) {
-      var l = c.toLowerCase();
-      if (l.indexOf(q) === 0) { pre.push(c); } else if (l.indexOf(q) > 0) { sub.push(c); }
-    });
-    S.ta.matches = pre.concat(sub);
-    S.ta.sel = 0;
-    drawTA();
-  }
-  function drawTA() {
-    var ul = $("ta-list");
-    clear(ul);
-    S.ta.matches.slice(0, 50).forEach(function (c, k) {
-      var li = el("li", k === S.ta.sel ? "sel" : "", c);
-      li.addEventListener("mousedown", function (e) { e.preventDefault(); closeTA(); relabel(c); });
-      ul.appendChild(li);
-    });
-    if (!S.ta.matches.length) { ul.appendChild(el("li", "small", "no class matches")); }
-  }
-  $("ta-input").addEventListener("input", filterTA);
-  $("ta-input").addEventListener("blur", closeTA);
-  $("ta-input").addEventListener("keydown", function (e) {
-    e.stopPropagation();
-    var n = Math.min(S.ta.matches.length, 50);
-    if (e.key === "Enter") {
-      e.preventDefault();
-      var pick = S.ta.matches[S.ta.sel];
-      if (pick !== undefined) { closeTA(); relabel(pick); }
-    } else if (e.key === "Escape") {
-      e.preventDefault();
-      closeTA();
-    } else if ((e.key === "ArrowDown" || e.key === "ArrowUp") && n) {
-      e.preventDefault();
-      S.ta.sel = (S.ta.sel + (e.key === "ArrowDown" ? 1 : n - 1)) % n;
-      drawTA();
-    }
-  });
-
-  var actions = { keep: function () { decide("keep"); }, accept: accept,
-                  drop: function () { decide("drop"); }, unsure: function () { decide("unsure"); },
-                  undo: undo, prev: function () { move(-1); }, next: function () { move(1); },
-                  type: function () { openTA(""); } };
-  document.addEventListener("keydown", function (e) {
-    if (S.ta || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) { return; }
-    var k = e.key, lower = k.length === 1 ? k.toLowerCase() : k, handled = true;
-    if (lower === "k") { actions.keep(); }
-    else if (lower === "r" || k === "Enter") { accept(); }
-    else if (lower === "d") { actions.drop(); }
-    else if (lower === "u") { actions.unsure(); }
-    else if (lower === "z") { undo(); }
-    else if (k === "ArrowLeft" || k === "ArrowUp") { move(-1); }
-    else if (k === "ArrowRight" || k === "ArrowDown") { move(1); }
-    else if (k === "/") { openTA(""); }
-    else if (/^[0-9]$/.test(k)) { pickKey(k); }
-    else if (k.length === 1 && k.trim()) { openTA(k); }
-    else { handled = false; }
-    if (handled) { e.preventDefault(); }
-  });
-  Array.prototype.forEach.call(document.querySelectorAll("footer button"), function (b) {
-    b.addEventListener("click", function () {
-      b.blur();
-      actions[b.getAttribute("data-action")]();
-    });
-  });
-  $("image").addEventListener("load", function () { $("image").classList.remove("loading"); });
-  $("partner").addEventListener("error", function () {
-    if (!$("partner").getAttribute("src")) { return; }
-    $("partner").hidden = true;
-    $("partner-cap").textContent += " (image missing or unreadable)";
-  });
-  $("image").addEventListener("error", function () {
-    if (!$("image").getAttribute("src")) { return; }
-    $("image").hidden = true;
-    $("noimg-text").textContent = "image missing or unreadable";
-    $("noimg").hidden = false;
-  });
-
-  setBusy(1);
-  api("GET", "/api/queue").then(function (d) {
-    S.rows = d.rows;
-    S.classes = d.classes;
-    S.warnings = d.warnings;
-    S.examples = d.examples || [];
-    S.digitNames = d.classes.length > 0 && d.classes.length <= 10 &&
-      d.classes.every(function (c) { return /^[0-9]$/.test(c); });
-    $("title").textContent = d.title;
-    document.title = "review: " + d.title;
-    $("file").textContent = d.file;
-    var first = S.rows.findIndex(function (r) { return !r.decision; });
-    S.cur = first < 0 ? 0 : first;
-    render();
-  }).catch(function (err) { flashError(err.message); }).then(function () { setBusy(-1); });
-})();
-"""
-
-_BODY = """
-<header>
-  <div><h1 id="title">relabel queue</h1><div id="file"></div></div>
-  <div class="progress">
-    <span id="position"></span>
-    <span>reviewed <b id="n-reviewed">0</b> of <b id="n-total">0</b></span>
-    <div class="bar"><div id="bar-fill"></div></div>
-  </div>
-</header>
-<div id="error" class="banner" role="alert" hidden></div>
-<div id="warnings" class="banner" hidden></div>
-<main>
-  <section class="viewer" id="viewer">
-    <img id="image" alt="" class="loading">
-    <img id="partner" alt="" hidden>
-    <div class="cap" id="image-cap" hidden>this image</div>
-    <div class="cap" id="partner-cap" hidden></div>
-    <div id="noimg" hidden><span id="noimg-text"></span></div>
-    <div id="ta" hidden>
-      <input id="ta-input" type="text" autocomplete="off" spellcheck="false"
-             placeholder="type a class name, Enter to relabel, Esc to cancel">
-      <ul id="ta-list"></ul>
-    </div>
-    <div id="toast" role="status" hidden></div>
-  </section>
-  <aside class="panel" id="panel">
-    <div class="head"><span id="rank"></span><span id="sid"></span></div>
-    <div class="tags" id="tags"></div>
-    <div class="labels">
-      <div class="lab given"><small>given label</small><b id="given"></b></div>
-      <div class="lab suggested" id="suggested-box"><small>suggested (r / Enter)</small>
-        <b id="suggested"></b></div>
-      <div class="lab none" id="nosugg" hidden><small>no suggested class</small>
-        <span id="nosugg-text"></span></div>
-    </div>
-    <div id="actions">decide: <b id="actions-text"></b></div>
-    <div id="examples" hidden></div>
-    <div class="small" id="group-note" hidden></div>
-    <div id="decision"></div>
-    <div><h2>model's top 3</h2><ol class="classes" id="top3"></ol>
-      <div class="small" id="probs-from"></div></div>
-    <div><h2 id="classes-title">classes</h2><ol class="classes" id="classes"></ol></div>
-    <div class="small" id="note" hidden></div>
-    <div class="small mono" id="path"></div>
-  </aside>
-</main>
-<footer>
-  <button data-action="keep" data-decision="keep"><kbd>k</kbd> keep</button>
-  <button data-action="accept" id="accept-btn">
-    <kbd>r</kbd> / <kbd>Enter</kbd> accept suggestion</button>
-  <span id="pick-hint"><kbd>1</kbd>-<kbd>9</kbd> pick a class</span>
-  <button data-action="type" data-decision="relabel">
-    <kbd>/</kbd> or a letter: type a class name</button>
-  <button data-action="drop" data-decision="drop"><kbd>d</kbd> drop</button>
-  <button data-action="unsure" data-decision="unsure"><kbd>u</kbd> unsure</button>
-  <button data-action="prev"><kbd>&larr;</kbd> previous</button>
-  <button data-action="next"><kbd>&rarr;</kbd> next</button>
-  <button data-action="undo"><kbd>z</kbd> undo</button>
-  <span class="small">each decision is saved to the CSV at once</span>
-</footer>
-"""
-
-
-def _csp_hash(source: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
-
+# The page and its stylesheet and script are package files (cleaner/web); the
+# stylesheet and script are inlined, pinned by hash in the CSP.
+_STYLE = web.stylesheet("review.css")
+_SCRIPT = web.read("review.js")
 
 CSP = (
     "default-src 'none'; img-src 'self'; connect-src 'self'; "
-    f"script-src {_csp_hash(_JS)}; style-src {_csp_hash(_CSS)}; "
+    f"script-src {web.csp_hash(_SCRIPT)}; style-src {web.csp_hash(_STYLE)}; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
 
 def render_page(token: str) -> bytes:
-    """The review page; the token is the only value in it that is not a constant."""
+    """The review page (``web/review.html``); the token is the only value in it that
+    is not a constant."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", token):
         raise ValueError("the token must be URL-safe base64")
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f'<meta name="review-token" content="{token}">\n'
-        "<title>cleaner review</title>\n"
-        f'<style>{_CSS}</style>\n</head>\n<body data-busy="0">{_BODY}'
-        f"<script>{_JS}</script>\n</body>\n</html>\n"
-    ).encode()
+    page = web.template("review.html").substitute(token=token, style=_STYLE, script=_SCRIPT)
+    return page.encode()
 
 
 def _json_bytes(value: Any) -> bytes:

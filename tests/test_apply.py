@@ -26,19 +26,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cleaner import queue_file
 from cleaner.attributes import AttributeTable, attribute_table
-from cleaner.audit import AUDIT_FIELDS, COMMIT_FIELDS, read_audit_log
+from cleaner.audit import AUDIT_FIELDS, COMMIT_FIELDS, read_audit_log, replay_audit
 from cleaner.cli import app
 from cleaner.errors import InputError
 from cleaner.manifest import read_manifest, sha256_file
-from cleaner.queue import QUEUE_COLUMNS, relative_to_folder
-from cleaner.review import (
-    Decision,
-    apply_decisions,
-    expand_decisions,
-    parse_decisions,
-    replay_audit,
-)
+from cleaner.queue_file import QUEUE_COLUMNS, QueueMeta
+from cleaner.review import Decision, apply_decisions, expand_decisions, parse_decisions
 
 runner = CliRunner()
 
@@ -155,20 +150,23 @@ def render(
 
 
 def write_queue_meta(queue_dir: Path, manifest: Path, *, runs: Sequence[str] = (RUN,)) -> Path:
-    """queue.json as make_queue writes it, for the manifest version as it is now."""
-    meta = {
-        "manifest": relative_to_folder(manifest, queue_dir),
-        "manifest_sha256": sha256_file(manifest),
-        "runs": list(runs),
-        "method": "self_confidence",
-        "top": 50,
-        "classes": list(CLASSES),
-        "group_column": "group",
-        "created": "2026-01-02T03:04:05+00:00",
-    }
+    """queue.json as make_queue writes it, for the manifest version as it is now.
+
+    ``runs`` are named relative to the queue's folder, as queue.json stores them.
+    """
+    meta = QueueMeta(
+        manifest=manifest,
+        manifest_sha256=sha256_file(manifest),
+        classes=CLASSES,
+        runs=tuple(str(queue_dir / r) for r in runs),
+        group_column="group",
+        method="self_confidence",
+        top=50,
+        created="2026-01-02T03:04:05+00:00",
+    )
     queue_dir.mkdir(parents=True, exist_ok=True)
-    path = queue_dir / "queue.json"
-    path.write_text(json.dumps(meta, indent=2))
+    path = queue_file.queue_meta_path(queue_dir / "queue.csv")
+    queue_file.write_queue_meta(path, meta)
     return path
 
 
@@ -250,6 +248,12 @@ def test_round_trip_every_decision_kind_then_a_second_round(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = make_project(tmp_path)
+    records = _first_round(p)
+    _second_round(tmp_path, p, records, monkeypatch)
+
+
+def _first_round(p: Project) -> list[dict[str, Any]]:
+    """Every decision kind applied to v1 -> v2; the audit records it wrote."""
     v1_bytes = p.manifest.read_bytes()
     v1_sha = sha256_file(p.manifest)
     v1_header, v1_rows = raw_rows(p.manifest)
@@ -303,13 +307,14 @@ def test_round_trip_every_decision_kind_then_a_second_round(
         check_dtype=False,  # str columns read from disk vs object columns rebuilt
     )
 
-    # Second round: a queue flagged from v2, applied -> v3; the log grows, nothing else moves.
-    v2_bytes = p.v2.read_bytes()
-    v2_sha = sha256_file(p.v2)
-    log_bytes = p.log.read_bytes()
-    queue2 = tmp_path / "runs" / "round2" / "queue.csv"
-    write_queue_meta(queue2.parent, p.v2, runs=["runs/round2", RUN])
-    queue2.write_text(
+    return records
+
+
+def _round_two_queue(folder: Path, v2: Path) -> Path:
+    """The reviewed queue of a second round, flagged from ``v2`` by run ``runs/round2``."""
+    write_queue_meta(folder, v2, runs=["runs/round2", RUN])
+    queue = folder / "queue.csv"
+    queue.write_text(
         render(
             [
                 {"rank": "1", "sample_id": "s06", "suggested_label": "b", "decision": "relabel"},
@@ -320,6 +325,19 @@ def test_round_trip_every_decision_kind_then_a_second_round(
             ]
         )
     )
+    return queue
+
+
+def _second_round(
+    tmp_path: Path, p: Project, records: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A queue flagged from v2, applied -> v3; the log grows, nothing else moves."""
+    v1_bytes = p.manifest.read_bytes()
+    v1_header, _ = raw_rows(p.manifest)
+    v2_bytes = p.v2.read_bytes()
+    v2_sha = sha256_file(p.v2)
+    log_bytes = p.log.read_bytes()
+    queue2 = _round_two_queue(tmp_path / "runs" / "round2", p.v2)
     monkeypatch.setenv("USER", "bob")  # no --reviewer: the login name
     start = datetime.now(UTC)
     out = apply_ok(queue2)  # default --unsure-factor 0.5
@@ -456,14 +474,14 @@ def test_a_kill_between_the_log_and_the_version_leaves_the_old_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The version's rename is the commit point: stopped just before it, nothing counts."""
-    from cleaner import review
+    from cleaner import audit
 
     p = make_project(tmp_path)
 
     def killed() -> None:
         raise KeyboardInterrupt  # as a kill would: no clean-up code after this point runs
 
-    monkeypatch.setattr(review, "_before_commit", killed)
+    monkeypatch.setattr(audit, "_before_commit", killed)
     result = runner.invoke(app, ["apply", str(p.queue)])
     assert result.exit_code != 0 and not p.v2.exists()
     assert p.log.exists() and read_audit_log(p.log) == []  # its lines name no version
@@ -835,10 +853,10 @@ def test_a_version_appearing_while_writing_leaves_the_log_alone(
     """Two applies of one queue at once: the loser's decisions must not reach the log."""
     import contextlib
 
-    from cleaner import review
+    from cleaner import audit
 
     p = make_project(tmp_path)
-    real = review.atomic_path
+    real = audit.atomic_path
 
     @contextlib.contextmanager
     def racing(path: Path, **kw: Any):  # type: ignore[no-untyped-def]
@@ -847,7 +865,7 @@ def test_a_version_appearing_while_writing_leaves_the_log_alone(
             if Path(path) == p.v2:  # the other apply renames its v2 into place first
                 p.v2.write_text("the other apply's version\n")
 
-    monkeypatch.setattr(review, "atomic_path", racing)
+    monkeypatch.setattr(audit, "atomic_path", racing)
     result = runner.invoke(app, ["apply", str(p.queue)])
     assert result.exit_code == 2, result.output + repr(result.exception)
     assert_says(result.output, f"{p.v2} appeared while writing")
@@ -1006,25 +1024,39 @@ def test_apply_loses_nothing_changes_only_decided_rows_and_replays(
     pd.testing.assert_frame_equal(replay_audit(old, logged), new)
 
 
-def test_library_errors_carry_every_problem() -> None:
-    """parse_decisions lists all bad rows; expand_decisions all conflicts."""
-    manifest = pd.DataFrame(
+def manifest_frame(*rows: tuple[str, str, str], **columns: Sequence[str]) -> pd.DataFrame:
+    """A small manifest as read_manifest gives it: (sample_id, label, split) rows,
+    images ``ID.png``, weight 1.0, and any other ``columns``."""
+    ids = [sid for sid, _, _ in rows]
+    return pd.DataFrame(
         {
-            "sample_id": ["s1", "s2"],
-            "label": ["a", "b"],
-            "group": ["g", "g"],
-            "weight": ["1.0", "1.0"],
-            "split": ["train", "train"],
+            "sample_id": ids,
+            "path": [f"{sid}.png" for sid in ids],
+            "label": [label for _, label, _ in rows],
+            "split": [split for _, _, split in rows],
+            "weight": ["1.0"] * len(rows),
+            **columns,
         }
     )
-    table = pd.DataFrame(
-        {
-            "sample_id": ["s1", "zz", "s2"],
-            "decision": ["nope", "keep", "relabel"],
-            "new_label": ["", "", "q"],
-            "suggested_label": ["", "", ""],
-            "label_quality": ["", "", ""],
-        }
+
+
+DECISION_COLUMNS = ("sample_id", "decision", "new_label", "suggested_label", "label_quality")
+
+
+def queue_frame(*rows: dict[str, str]) -> pd.DataFrame:
+    """Queue rows as read_queue_table gives them: text, the decision columns blank unless
+    given, other columns (``issue``) only where a row gives them."""
+    columns = list(dict.fromkeys([*DECISION_COLUMNS, *(c for r in rows for c in r)]))
+    return pd.DataFrame([{c: r.get(c, "") for c in columns} for r in rows], columns=columns)
+
+
+def test_library_errors_carry_every_problem() -> None:
+    """parse_decisions lists all bad rows; expand_decisions all conflicts."""
+    manifest = manifest_frame(("s1", "a", "train"), ("s2", "b", "train"), group=["g", "g"])
+    table = queue_frame(
+        {"sample_id": "s1", "decision": "nope"},
+        {"sample_id": "zz", "decision": "keep"},
+        {"sample_id": "s2", "decision": "relabel", "new_label": "q"},
     )
     with pytest.raises(InputError) as e:
         parse_decisions(table, file="q.csv", classes=CLASSES, manifest=manifest, group="group")
@@ -1043,27 +1075,11 @@ def test_library_errors_carry_every_problem() -> None:
 
 
 def _tiny_manifest() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "sample_id": ["t1", "u1", "r1"],
-            "path": ["t1.png", "u1.png", "r1.png"],
-            "label": ["", "", "a"],
-            "split": ["test", "unlabeled", "train"],
-            "weight": ["1.0", "1.0", "1.0"],
-        }
-    )
+    return manifest_frame(("t1", "", "test"), ("u1", "", "unlabeled"), ("r1", "a", "train"))
 
 
 def test_a_decision_on_a_test_row_is_refused() -> None:
-    table = pd.DataFrame(
-        {
-            "sample_id": ["t1"],
-            "decision": ["relabel"],
-            "new_label": ["a"],
-            "suggested_label": [""],
-            "label_quality": [""],
-        }
-    )
+    table = queue_frame({"sample_id": "t1", "decision": "relabel", "new_label": "a"})
     with pytest.raises(InputError, match="line 2: sample_id 't1' is a test row"):
         parse_decisions(table, file="q.csv", classes=("a", "b"), manifest=_tiny_manifest())
 

@@ -17,8 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.queue import QUEUE_COLUMNS
-from cleaner.review import read_queue_meta
+from cleaner.queue_file import QUEUE_COLUMNS, read_queue_meta
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

@@ -7,36 +7,28 @@ test_review_server.py); here it is called on small tables made in the test.
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
+from test_apply import manifest_frame, queue_frame
 
 from cleaner.errors import InputError
 from cleaner.issue_kinds import actions_text, allowed_decisions, has_suggestion, refusal
 from cleaner.review import parse_decisions
 
 CLASSES = ("a", "b")
-MANIFEST = pd.DataFrame(
-    {
-        "sample_id": ["s1", "t1"],
-        "path": ["s1.png", "t1.png"],
-        "label": ["a", ""],
-        "split": ["train", "test"],
-        "weight": ["1.0", "1.0"],
-    }
-)
+MANIFEST = manifest_frame(("s1", "a", "train"), ("t1", "", "test"))
 
 
 def parse(issue: str, decision: str, new_label: str = "", suggested: str = "b") -> list:
     """One queue row about s1 (an older queue's suggested_label filled in), parsed."""
-    table = pd.DataFrame(
+    table = queue_frame(
         {
-            "sample_id": ["s1"],
-            "decision": [decision],
-            "new_label": [new_label],
+            "sample_id": "s1",
+            "decision": decision,
+            "new_label": new_label,
             # Filled as older queues filled it, even where the kind has no suggestion.
-            "suggested_label": [suggested],
-            "label_quality": ["0.1"],
-            "issue": [issue],
+            "suggested_label": suggested,
+            "label_quality": "0.1",
+            "issue": issue,
         }
     )
     decisions, _ = parse_decisions(table, file="q.csv", classes=CLASSES, manifest=MANIFEST)
@@ -84,10 +76,8 @@ def test_decisions_that_fit_are_taken(
 
 
 def test_a_table_without_an_issue_column_takes_every_decision() -> None:
-    table = pd.DataFrame(
-        {"sample_id": ["s1"], "decision": ["relabel"], "new_label": [""]}
-        | {"suggested_label": ["b"], "label_quality": [""]}
-    )
+    table = queue_frame({"sample_id": "s1", "decision": "relabel", "suggested_label": "b"})
+    assert "issue" not in table.columns
     (d,) = parse_decisions(table, file="q.csv", classes=CLASSES, manifest=MANIFEST)[0]
     assert d.new_label == "b"
 

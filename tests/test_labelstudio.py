@@ -36,7 +36,7 @@ from typer.testing import CliRunner
 from cleaner.cli import app
 from cleaner.errors import InputError
 from cleaner.labelstudio import DECISION_CHOICES, export_tasks, parse_export
-from cleaner.queue import QUEUE_COLUMNS
+from cleaner.queue_file import QUEUE_COLUMNS
 
 runner = CliRunner()
 EXPORT_FIXTURE = Path(__file__).parent / "data" / "labelstudio_export.json"
@@ -474,6 +474,19 @@ def test_a_decision_apply_would_refuse_is_refused_before_writing(tmp_path: Path)
     assert ".tmp" not in out  # named as the queue, not as the copy it was checked in
 
 
+def _answered(task_id: int, choices: list[str]) -> str:
+    """An export of one task about s02 whose one annotation chose ``choices``."""
+    result = {
+        "id": "r",
+        "type": "choices",
+        "from_name": "decision",
+        "to_name": "image",
+        "value": {"choices": choices},
+    }
+    annotation = {"id": 1, "was_cancelled": False, "result": [result]}
+    return json.dumps([{"id": task_id, "data": {"sample_id": "s02"}, "annotations": [annotation]}])
+
+
 BAD_EXPORTS: dict[str, tuple[str, str]] = {
     "truncated JSON": ('[{"id": 1, "data": {"sample_id": "s02"}', "not valid JSON"),
     "not a list": ('{"data": {"sample_id": "s02"}}', "expected a list of tasks"),
@@ -482,57 +495,10 @@ BAD_EXPORTS: dict[str, tuple[str, str]] = {
         "task 4: no data.sample_id",
     ),
     "an answer that is no class": (
-        json.dumps(
-            [
-                {
-                    "id": 5,
-                    "data": {"sample_id": "s02"},
-                    "annotations": [
-                        {
-                            "id": 1,
-                            "was_cancelled": False,
-                            "result": [
-                                {
-                                    "id": "r",
-                                    "type": "choices",
-                                    "from_name": "decision",
-                                    "to_name": "image",
-                                    "value": {"choices": ["zebra"]},
-                                }
-                            ],
-                        }
-                    ],
-                }
-            ]
-        ),
+        _answered(5, ["zebra"]),
         "task 5 (sample_id 's02'): answer 'zebra' is not a class",
     ),
-    "two answers": (
-        json.dumps(
-            [
-                {
-                    "id": 6,
-                    "data": {"sample_id": "s02"},
-                    "annotations": [
-                        {
-                            "id": 1,
-                            "was_cancelled": False,
-                            "result": [
-                                {
-                                    "id": "r",
-                                    "type": "choices",
-                                    "from_name": "decision",
-                                    "to_name": "image",
-                                    "value": {"choices": ["a", "keep"]},
-                                }
-                            ],
-                        }
-                    ],
-                }
-            ]
-        ),
-        "chose 2 answers; choose one",
-    ),
+    "two answers": (_answered(6, ["a", "keep"]), "chose 2 answers; choose one"),
     "an annotation without a choice": (
         '[{"id": 7, "data": {"sample_id": "s02"}, '
         '"annotations": [{"id": 1, "was_cancelled": false, "result": []}]}]',

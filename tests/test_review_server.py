@@ -9,6 +9,7 @@ drives Debian's Chromium through Playwright with the keyboard only.
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import http.client
@@ -478,6 +479,24 @@ def test_markup_in_values_is_only_ever_json(server: ReviewServer) -> None:
     assert status == 404 and headers["content-type"].startswith("text/plain")
 
 
+def test_the_page_inlines_its_package_files_pinned_by_hash(server: ReviewServer) -> None:
+    """The script and stylesheet are cleaner/web's files, inlined as they are; the CSP
+    admits exactly them (the browser tests fail if it does not)."""
+    from importlib.resources import files
+
+    _, headers, page = request(server, "GET", "/", token=False)
+    text = page.decode()
+    script = text.split("<script>", 1)[1].split("</script>", 1)[0]
+    style = text.split("<style>", 1)[1].split("</style>", 1)[0]
+    web = files("cleaner.web")
+    assert script == web.joinpath("review.js").read_text()
+    assert style == web.joinpath("base.css").read_text() + web.joinpath("review.css").read_text()
+    csp = headers["content-security-policy"]
+    for directive, code in (("script-src", script), ("style-src", style)):
+        digest = base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()
+        assert f"{directive} 'sha256-{digest}';" in csp
+
+
 def test_api_needs_the_token_the_host_and_json(server: ReviewServer, project: Project) -> None:
     before = project.queue.read_bytes()
     body = {"row": 0, "decision": "drop", "new_label": ""}
@@ -851,8 +870,8 @@ def test_many_classes_send_only_the_most_likely() -> None:
     assert [k for k, _ in top] == np.argsort(-p)[:TOP_CLASSES].tolist()
 
 
-def test_an_attribute_suggestion_is_accepted(project: Project) -> None:
-    """With composite labels the group row's suggestion is ``attribute=value``."""
+def with_kind_attribute(project: Project) -> None:
+    """Composite labels: queue.json gets an attribute table of ``kind`` (owl: bird, else mammal)."""
     from cleaner.attributes import attribute_table
 
     meta_path = project.queue.parent / "queue.json"
@@ -861,6 +880,11 @@ def test_an_attribute_suggestion_is_accepted(project: Project) -> None:
     table = attribute_table(np.array([0, 1, 2]), {"kind": [kinds[c] for c in CLASSES]}, 3)
     meta["attributes"] = table.to_json()
     meta_path.write_text(json.dumps(meta))
+
+
+def test_an_attribute_suggestion_is_accepted(project: Project) -> None:
+    """With composite labels the group row's suggestion is ``attribute=value``."""
+    with_kind_attribute(project)
     q = pd.read_csv(project.queue, dtype=str, keep_default_na=False)
     q.loc[q["sample_id"] == "group:g2", "suggested_label"] = "kind=bird"
     q.to_csv(project.queue, index=False)
@@ -870,6 +894,27 @@ def test_an_attribute_suggestion_is_accepted(project: Project) -> None:
     assert review.decision(row) == ("relabel", "kind=bird")
     with pytest.raises(ValueError, match="is not a class"):
         review.decide(row, "relabel", "kind=fish")
+
+
+def test_an_attribute_relabel_is_no_warning_and_apply_takes_it(project: Project) -> None:
+    """``kind=bird`` is a relabel that ``cleaner apply`` takes with the queue's attribute
+    table: the page checks with the same table, so it warns of nothing."""
+    from cleaner.manifest import read_manifest
+    from cleaner.review import apply_queue
+
+    with_kind_attribute(project)
+    review = ReviewQueue(project.queue)
+    assert review.rows[0].sample_id == "s1"  # a dog
+    result = review.decide(0, "relabel", "kind=bird")
+    assert review.decision(0) == ("relabel", "kind=bird")
+    assert not [w for w in result["warnings"] if "is not a class" in w], result["warnings"]
+    assert review.conflicts() == []
+    # Reopened from the CSV it wrote, the page still warns of nothing.
+    assert ReviewQueue(project.queue).conflicts() == []
+    summary = apply_queue(project.queue)
+    assert summary.counts["relabel"] == 1 and summary.new_manifest is not None
+    new = read_manifest(summary.new_manifest).set_index("sample_id")["label"]
+    assert new["s1"] == "owl"  # the one bird class
 
 
 # --- what each issue kind offers ----------------------------------------------------------
