@@ -16,6 +16,7 @@ row embedded by one model after the folds: :mod:`cleaner.embed`), ``oof.csv``,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,8 @@ from cleaner.folds import describe_split
 from cleaner.metrics import classification_metrics
 from cleaner.pipeline import PipelineData
 from cleaner.ray_folds import RayOptions, run_folds_on_ray
-from cleaner.run_folder import RunPlan, plan_run
-from cleaner.runs import oof_table, write_table
+from cleaner.run_folder import RunPlan, default_run_dir, init_file, plan_run
+from cleaner.runs import ENSEMBLE_FILE, ensemble_text, oof_table, write_table
 
 BACKENDS = ("local", "ray")
 
@@ -145,3 +146,52 @@ def run_oof(
     else:
         metrics = merge_folds(plan)
     return OofResult(plan.run_dir, todo, [], metrics)
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    run_dir: Path  # the ensemble folder: ensemble.json and repeat-R/ run folders
+    members: list[OofResult]
+
+
+def run_repeats(
+    data: PipelineData,
+    repeats: int,
+    *,
+    name: str = "run",
+    out: str | Path | None = None,
+    progress: Progress,
+    backend: str = "local",
+    ray_options: RayOptions | None = None,
+) -> EnsembleResult:
+    """``oof --repeats R``: R oof runs with seeds ``train.seed + r`` (other folds,
+    initialisations and shuffles) into ``repeat-r/`` of one ensemble folder.
+
+    Each member is an ordinary run folder, resumable as one; repeat 0 is the
+    run ``oof`` makes without ``--repeats``. Only repeat 0 embeds the rows: the
+    queue takes the first run's embeddings, as ``flag RUN1 RUN2 ...`` does, so
+    ``flag`` on the folder equals ``flag`` on the members given separately.
+    """
+    if repeats < 1:
+        raise InputError(f"--repeats {repeats}: must be at least 1")
+    seeds = [data.cfg.train.seed + r for r in range(repeats)]
+    folder = Path(out) if out else default_run_dir(name, data.cfg, data.manifest_sha, f"x{repeats}")
+    folder.mkdir(parents=True, exist_ok=True)
+    members = [f"repeat-{r}" for r in range(repeats)]
+    init_file(folder / ENSEMBLE_FILE, ensemble_text(members, seeds), "number of repeats")
+    task = progress.add_task(f"{repeats} repeats", total=repeats, unit="run")
+    results = []
+    for r, (member, seed) in enumerate(zip(members, seeds, strict=True)):
+        results.append(
+            run_oof(
+                dataclasses.replace(data, cfg=data.cfg.replace("train", seed=seed)),
+                out=folder / member,
+                progress=progress,
+                backend=backend,
+                ray_options=ray_options,
+                embed=r == 0,
+            )
+        )
+        progress.advance(task)
+    progress.remove_task(task)
+    return EnsembleResult(folder, results)

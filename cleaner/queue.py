@@ -46,7 +46,7 @@ from cleaner.queue_file import (
     write_queue_csv,
     write_queue_meta,
 )
-from cleaner.runs import Run, load_probs, load_run
+from cleaner.runs import Run, ensemble_members, expand_runs, load_probs, load_run, mean_probs
 from cleaner.trust import check_trust
 
 NOISE_PNG = "noise_matrix.png"  # beside the queue; queue.html links it
@@ -488,7 +488,7 @@ def build_queue(
     run = runs[0]
     train_rows = _train_rows(df, runs)
     labels = run.labels
-    pred_probs = np.mean([r.pred_probs for r in runs], axis=0)
+    pred_probs = mean_probs(runs)
     quality = flag.ensemble_label_quality(labels, [r.pred_probs for r in runs], method=method)
     suggested, _ = flag.suggest_labels(labels, pred_probs)
     noise = flag.estimate_noise(labels, pred_probs)
@@ -713,7 +713,7 @@ def _unlabeled_rows(
                 )
             ]
         )
-    probs = np.mean([r.unlabeled_probs for r in runs], axis=0)
+    probs = mean_probs(runs, unlabeled=True)
     _, scores = get_active_learning_scores(pred_probs_unlabeled=probs)
     keep = ~np.isin(run.unlabeled_ids, list(decided))
     idx = np.flatnonzero(keep)[np.argsort(scores[keep], kind="stable")][:top]
@@ -753,7 +753,7 @@ def _flag_inputs(
         return [load_probs(probs, manifest, cfg, embeddings=embeddings)]
     if manifest is not None or embeddings is not None:
         raise InputError("--manifest and --embeddings go with --probs (a run folder has its own)")
-    runs = load_runs(run_dirs)
+    runs = load_runs(expand_runs(run_dirs))
     if overrides:
         runs = [
             dataclasses.replace(r, cfg=apply_overrides(r.cfg, overrides, keys=("flag",)))
@@ -824,10 +824,13 @@ def make_queue(
     top, method = _settings(run, top=top, method=method)
     if probs is not None and out is None:
         raise InputError("--probs needs --out: the folder for the queue")
-    mean_probs = np.mean([r.pred_probs for r in runs], axis=0)
+    ensemble_probs = mean_probs(runs)
     source = str(probs) if probs is not None else ", ".join(str(r.run_dir) for r in runs)
-    trust = check_trust(run.labels, mean_probs, force=force, source=source)
-    targets = _targets(Path(out) if out else run.run_dir, runs)
+    trust = check_trust(run.labels, ensemble_probs, force=force, source=source)
+    # An ensemble folder (oof --repeats) holds its queue, as a run folder does.
+    alone = Path(run_dirs[0]) if len(run_dirs) == 1 else None
+    home = alone if alone is not None and ensemble_members(alone) else run.run_dir
+    targets = _targets(Path(out) if out else home, runs)
     df = read_manifest(run.manifest_path)
     decided = decided_in_manifest(df, audit_log_path(run.manifest_path))
     queue, summary = build_queue(
@@ -838,7 +841,12 @@ def make_queue(
         summary.runs = [str(probs)]
     page = _gallery(queue, df, run, on_image=on_image)
     meta = _queue_meta(
-        runs, method=method, top=top, table=summary.attributes, trust=trust, mean_probs=mean_probs
+        runs,
+        method=method,
+        top=top,
+        table=summary.attributes,
+        trust=trust,
+        mean_probs=ensemble_probs,
     )
     _write_outputs(targets, queue=queue, page=page, meta=meta, summary=summary, run=run)
     summary.queue_csv, summary.queue_html = targets.queue_csv, targets.queue_html

@@ -45,7 +45,13 @@ from cleaner.pipeline import (
 )
 from cleaner.report import render_report, write_figures
 from cleaner.run_folder import init_records, run_key
-from cleaner.runs import PROB_PREFIX, read_ensemble_scores, read_scores, write_table
+from cleaner.runs import (
+    PROB_PREFIX,
+    expand_runs,
+    read_ensemble_scores,
+    read_scores,
+    write_table,
+)
 from cleaner.train import fit, resolve_device
 from cleaner.trust import check_trust
 
@@ -293,7 +299,7 @@ def _applied(cfg: PipelineConfig, options: RetrainOptions) -> tuple[PipelineConf
         raise InputError("give --oof runs or --probs, not both")
     if manifest is not None:
         cfg = cfg.replace("data", manifest=Path(manifest).as_posix())
-    return cfg, [options.probs] if options.probs is not None else oof_runs
+    return cfg, [options.probs] if options.probs is not None else expand_runs(oof_runs)
 
 
 def _retrain_dir(data: PipelineData, options: RetrainOptions, name: str) -> Path:

@@ -51,9 +51,11 @@ def run_key(cfg: PipelineConfig, *salt: str) -> str:
     return cfg.digest(*salt)[:KEY_DIGITS]
 
 
-def default_run_dir(name: str, cfg: PipelineConfig, manifest_sha: str) -> Path:
-    """``runs/NAME-HASH``: the folder ``oof`` trains into when ``--out`` is not given."""
-    return Path("runs") / f"{name}-{run_key(cfg, manifest_sha)}"
+def default_run_dir(name: str, cfg: PipelineConfig, manifest_sha: str, suffix: str = "") -> Path:
+    """``runs/NAME-HASH``: the folder ``oof`` trains into when ``--out`` is not given
+    (``runs/NAME-HASH-xR`` for ``--repeats R``, ``suffix="xR"``: the hash is the
+    single run's, so the names say which runs are alike)."""
+    return Path("runs") / "-".join(filter(None, (name, run_key(cfg, manifest_sha), suffix)))
 
 
 def init_file(path: Path, text: str, what: str) -> None:

@@ -14,12 +14,15 @@ One home for the format, with a reader for each use:
   matched by id and the manifest's hash is not asked for;
 - :func:`read_prob_columns` is the forgiving one of the review page: a few
   rows' probabilities, a warning instead of an error;
-- :func:`mean_probs` is an ensemble's mean, as ``flag RUN1 RUN2`` ranks by it.
+- :func:`mean_probs` is an ensemble's mean, as ``flag RUN1 RUN2`` ranks by it;
+  :func:`expand_runs` replaces an ensemble folder (``oof --repeats``, its
+  ``ensemble.json``) by its member runs wherever runs are given.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Sequence
@@ -36,6 +39,7 @@ from cleaner.errors import InputError, Problem
 from cleaner.manifest import line_of, read_manifest, sha256_file
 
 OOF_COLUMNS = ("sample_id", "fold", "label", "pred")
+ENSEMBLE_FILE = "ensemble.json"  # an ensemble folder's list of member runs (oof --repeats)
 PROB_PREFIX = "p:"  # oof.csv names its probability columns p:CLASS
 
 
@@ -174,6 +178,16 @@ def load_run(run_dir: str | Path) -> Run:
     oof_csv = run_dir / "oof.csv"
     if not run_dir.is_dir():
         raise InputError([Problem(str(run_dir), "run folder not found")])
+    if not oof_csv.exists() and (run_dir / ENSEMBLE_FILE).exists():
+        raise InputError(
+            [
+                Problem(
+                    str(run_dir),
+                    "an ensemble folder (oof --repeats), not one run: give it to flag or "
+                    "retrain --oof, which read its members, or name a member (repeat-K)",
+                )
+            ]
+        )
     if not oof_csv.exists():
         raise InputError(
             [
@@ -427,13 +441,15 @@ def read_scores(run_or_file: Path) -> Scores:
     )
 
 
-def read_ensemble_scores(paths: Sequence[Path]) -> Scores:
-    """Several runs of one manifest version as one: their mean probabilities.
+def read_ensemble_scores(paths: Sequence[str | Path]) -> Scores:
+    """Several runs of one manifest version as one: their mean probabilities
+    (an ensemble folder counts as its members).
 
     The ensemble ``flag RUN1 RUN2 ...`` ranks by; the runs must score the same
     rows with the same labels (oof runs of one version with other seeds or models).
     """
-    scores = [read_scores(Path(p)) for p in paths]
+    paths = expand_runs(paths)
+    scores = [read_scores(p) for p in paths]
     first, aligned = scores[0], [scores[0].probs]
     for path, other in zip(paths[1:], scores[1:], strict=True):
         position = pd.Index(other.sample_ids).get_indexer(first.sample_ids)
@@ -472,3 +488,32 @@ def read_prob_columns(
     probs = table[cols[1:]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
     ok = np.isfinite(probs).all(axis=1)
     return dict(zip(table["sample_id"][ok], probs[ok], strict=True)), None
+
+
+def ensemble_text(members: Sequence[str], seeds: Sequence[int]) -> str:
+    """``ensemble.json``: the member run folders (relative to it) and their ``train.seed``."""
+    return json.dumps({"members": list(members), "seeds": list(seeds)}, indent=2) + "\n"
+
+
+def ensemble_members(path: Path) -> list[Path] | None:
+    """The member runs of an ensemble folder, or None when ``path`` is not one."""
+    record = Path(path) / ENSEMBLE_FILE
+    if not record.is_file():
+        return None
+    try:
+        members = json.loads(record.read_text(encoding="utf-8"))["members"]
+        if not members or not all(isinstance(m, str) for m in members):
+            raise ValueError("no member runs")
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError([Problem(str(record), f"not an ensemble record ({e})")]) from None
+    # Members are named relative to the ensemble folder, which may have moved.
+    return [Path(path) / m for m in members]
+
+
+def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """``paths`` with every ensemble folder replaced by its member runs, in order."""
+    out: list[Path] = []
+    for path in paths:
+        members = ensemble_members(Path(path))
+        out.extend(members if members is not None else [Path(path)])
+    return out
