@@ -73,9 +73,21 @@ class TrainConfig:
     step_epochs: int = 3  # step: decay every this many epochs
     gamma: float = 0.1  # step and plateau: decay factor
     patience: int = 2  # plateau: epochs without improvement of validation loss
-    loss: str = "ce"  # ce | focal
+    loss: str = "ce"  # ce | focal | gce | sce (the last two are robust to label noise)
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
+    gce_q: float = 0.7  # gce: (1 - p_y^q) / q; q -> 0 is ce, q = 1 is MAE (Zhang & Sabuncu 2018)
+    sce_alpha: float = 0.1  # sce: alpha * ce + beta * reverse ce (Wang et al. 2019, CIFAR-10)
+    sce_beta: float = 1.0
+    # timm's Mixup/CutMix per batch: alpha of each Beta(alpha, alpha); 0 is off. They make
+    # soft targets, so they need loss = ce, gce or sce.
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0  # share of batches mixed
+    mix_switch_prob: float = 0.5  # both on: share of mixed batches that use cutmix
+    ema: float = 0.0  # decay of an EMA of the weights (timm's ModelEmaV3); 0 is off
+    ema_warmup: bool = False  # ramp the decay up over the first steps (timm's warmup)
+    tta: bool = False  # out-of-fold and unlabeled probabilities: mean with the mirrored image
     grad_accum: int = 1  # micro-batches per optimizer step
     amp: bool = True  # mixed precision; used on CUDA only
     channels_last: bool = True  # memory format on CUDA only
@@ -132,13 +144,24 @@ class PipelineConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_toml(self) -> str:
-        return tomli_w.dumps(_tomlable(self.to_dict()))
+    def to_toml(self, *, canonical: bool = False) -> str:
+        """The resolved config as TOML, every key included (a run folder's ``config.toml``).
+
+        ``canonical`` leaves out the keys of :data:`LATER_KEYS` that hold their
+        default: the text a run folder's name hashes (:meth:`digest`).
+        """
+        tree = self.to_dict()
+        for key in LATER_KEYS if canonical else ():
+            section, name = key.split(".")
+            if tree[section][name] == _DEFAULTS[section][name]:
+                del tree[section][name]
+        return tomli_w.dumps(_tomlable(tree))
 
     def digest(self, *salt: str) -> str:
-        """sha256 of the resolved TOML followed by ``salt`` (the manifest's sha256, say):
+        """sha256 of the canonical TOML followed by ``salt`` (the manifest's sha256, say):
         two runs with equal digests are the same run."""
-        return hashlib.sha256((self.to_toml() + "".join(salt)).encode()).hexdigest()
+        text = self.to_toml(canonical=True) + "".join(salt)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def replace(self, section: str, **changes: Any) -> PipelineConfig:
         """A copy with keys of one section changed."""
@@ -149,11 +172,24 @@ class PipelineConfig:
 
 SECTIONS: dict[str, type] = typing.get_type_hints(PipelineConfig)
 
+# Keys added after run folders were first named. At their default they are left out
+# of the text a run folder's name hashes (``to_toml(canonical=True)``), so a pipeline
+# that does not use them keeps its run folder's name, and an older run folder (whose
+# config.toml lacks them) resumes. A key added later belongs here.
+LATER_KEYS: frozenset[str] = frozenset(
+    f"train.{k}"
+    for k in (
+        "gce_q", "sce_alpha", "sce_beta", "mixup", "cutmix", "mix_prob", "mix_switch_prob",
+        "ema", "ema_warmup", "tta",
+    )
+)  # fmt: skip
+_DEFAULTS: dict[str, Any] = PipelineConfig().to_dict()
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.damaged_images": ("error", "warn"),
     "train.optimizer": ("adamw", "sgd"),
     "train.scheduler": ("cosine", "step", "plateau", "onecycle", "constant"),
-    "train.loss": ("ce", "focal"),
+    "train.loss": ("ce", "focal", "gce", "sce"),
     "train.select": ("last", "macro_f1"),
     "flag.method": ("self_confidence", "normalized_margin", "confidence_weighted_entropy"),
     "submission.label_format": ("name", "index"),
@@ -176,6 +212,14 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.patience": (0, None, True, False),
     "train.label_smoothing": (0, 1, True, False),
     "train.focal_gamma": (0, None, True, False),
+    "train.gce_q": (0, 1, False, True),
+    "train.sce_alpha": (0, None, True, False),
+    "train.sce_beta": (0, None, True, False),
+    "train.mixup": (0, None, True, False),
+    "train.cutmix": (0, None, True, False),
+    "train.mix_prob": (0, 1, True, True),
+    "train.mix_switch_prob": (0, 1, True, True),
+    "train.ema": (0, 1, True, False),
     "train.workers": (0, None, True, False),
     "train.seed": (0, 2**32 - 1, True, True),
     "train.eval_batch_size": (0, None, True, False),
@@ -334,6 +378,22 @@ def _check_numbers(cfg: PipelineConfig, file: str) -> list[Problem]:
     return problems
 
 
+def _train_problems(train: TrainConfig, file: str) -> list[Problem]:
+    """Train keys that are valid alone but not together."""
+    problems = []
+    if train.loss == "focal" and (train.mixup > 0 or train.cutmix > 0):
+        problems.append(
+            Problem(
+                file,
+                "train.loss = 'focal' takes class labels, but train.mixup and train.cutmix "
+                "make soft targets: use ce, gce or sce with them",
+            )
+        )
+    if train.loss == "sce" and train.sce_alpha == 0 and train.sce_beta == 0:
+        problems.append(Problem(file, "train.sce_alpha and train.sce_beta cannot both be 0"))
+    return problems
+
+
 def _check_values(cfg: PipelineConfig, file: str) -> None:
     problems = _check_numbers(cfg, file)
     for key, choices in CHOICES.items():
@@ -347,6 +407,7 @@ def _check_values(cfg: PipelineConfig, file: str) -> None:
             problems.append(Problem(file, f"{key} must be at least 1"))
     if cfg.train.folds < 2:
         problems.append(Problem(file, "train.folds must be at least 2 for out-of-fold predictions"))
+    problems.extend(_train_problems(cfg.train, file))
     if any(s < 1 for s in cfg.data.hw):
         problems.append(Problem(file, "data.image_size must be positive"))
     if len(cfg.data.mean) != len(cfg.data.std):

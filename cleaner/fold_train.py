@@ -67,7 +67,8 @@ def _fold_predictions(
     dist: Dist,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The fold's probabilities and embeddings: those of the epoch ``fit`` kept, or,
-    resumed after its last epoch, predicted again."""
+    resumed after its last epoch, predicted again (the same way: ``fit`` left the weights
+    it validated in ``model``, and ``train.tta`` averages with the mirrored images)."""
     if result.val_probs is not None and result.val_embeddings is not None:
         return result.val_probs, result.val_embeddings
     cfg = plan.cfg.train
@@ -79,6 +80,7 @@ def _fold_predictions(
         device=device,
         amp=cfg.amp,
         channels_last=uses_channels_last(cfg, device),
+        tta=cfg.tta,
         dist=dist,
     )
 
@@ -144,7 +146,7 @@ def train_fold(
     # for ranking them for labeling.
     if len(plan.unlabeled_rows):
         outputs["unlabeled"] = predict_outputs(
-            model, norm, cfg, plan.df, plan.root, plan.unlabeled_rows, dist=dist
+            model, norm, cfg, plan.df, plan.root, plan.unlabeled_rows, tta=cfg.train.tta, dist=dist
         )[0]
     metrics = classification_metrics(val_ds.labels, probs.argmax(1), plan.classes)
     metrics.update(

@@ -10,6 +10,7 @@ holds before any training (``config.toml``, ``manifest.sha256``,
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cleaner.atomic import write_text
-from cleaner.config import PipelineConfig
+from cleaner.config import PipelineConfig, build_config
 from cleaner.errors import InputError, Problem
 from cleaner.folds import make_folds
 from cleaner.manifest import resolve_paths
@@ -81,13 +82,24 @@ def init_records(run_dir: Path, cfg: PipelineConfig, sha: str, manifest: Path) -
     A later run must name the same manifest, however its path was spelled
     (older runs stored it relative to the working directory).
     """
-    init_file(run_dir / "config.toml", cfg.to_toml(), "config")
+    config = run_dir / "config.toml"
+    if not (config.exists() and _same_config(config, cfg)):
+        init_file(config, cfg.to_toml(), "config")
     record = run_dir / MANIFEST_RECORD
     if record.exists():
         recorded, path = read_manifest_record(run_dir)
         if recorded == sha and path.exists() and path.resolve() == manifest.resolve():
             return
     init_file(record, manifest_record(sha, manifest, run_dir), "manifest")
+
+
+def _same_config(path: Path, cfg: PipelineConfig) -> bool:
+    """Whether ``path`` holds ``cfg``: an older run folder's config.toml lacks the keys
+    added since (:data:`cleaner.config.LATER_KEYS`), which read back as defaults."""
+    try:
+        return build_config(tomllib.loads(path.read_text()), file=str(path)) == cfg
+    except (InputError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
 
 
 # What ``plan_run`` writes before any training: a folder holding only these was left

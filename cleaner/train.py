@@ -1,11 +1,17 @@
 """Fit one model: optimizer, schedule, mixed precision, a checkpoint per epoch, resume.
 
 ``fit`` trains for ``train.epochs`` epochs and saves a checkpoint after each
-one (model, optimizer, schedule, scaler, history). Started again on the same
-checkpoint path it resumes after the last finished epoch; since each epoch
-re-seeds its own randomness (shuffle, augmentation, dropout) from
-``(seed, epoch)``, the resumed run ends with the same weights as an
+one (model, optimizer, schedule, scaler, EMA, history). Started again on the
+same checkpoint path it resumes after the last finished epoch; since each
+epoch re-seeds its own randomness (shuffle, augmentation, dropout, mixup)
+from ``(seed, epoch)``, the resumed run ends with the same weights as an
 uninterrupted one on the CPU.
+
+Optional, from timm: Mixup / CutMix per batch (``train.mixup``,
+``train.cutmix``), with the per-sample loss weights mixed like the images;
+an EMA of the weights (``train.ema``), which validation, the selected epoch
+and the returned model use; and flip test-time augmentation of the
+validation probabilities (``train.tta``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import Progress, TaskID
+from timm.data import Mixup
+from timm.data.mixup import mixup_target
 from timm.optim import create_optimizer_v2
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Subset
@@ -167,6 +176,77 @@ def predict(
     return p_all, e_all
 
 
+# Seed stream of mixup's draws, apart from torch's (1) and the loader workers' (0, 1, ...).
+_MIX_STREAM = 1 << 20
+
+
+class _LamMixup(Mixup):
+    """timm's Mixup that keeps the lam of its last batch (cutmix's corrected by the box's
+    clipped area), which the per-sample loss weights need."""
+
+    lam: float = 1.0
+
+    def _mix_batch(self, x: torch.Tensor) -> float:
+        self.lam = float(super()._mix_batch(x))
+        return self.lam
+
+
+class BatchMixer:
+    """Mixup / CutMix of whole batches (timm's ``mode="batch"``), weights included.
+
+    timm mixes row ``i`` with row ``B-1-i`` (``x.flip(0)``) with one ``lam``
+    per batch and gives soft targets (B, K) with ``train.label_smoothing`` in
+    them; the weights mix the same way, ``lam * w + (1 - lam) * w.flip(0)``.
+    timm needs an even batch: a batch of odd size mixes all rows but its last,
+    which keeps its (smoothed) one-hot target and its weight.
+    """
+
+    def __init__(self, cfg: TrainConfig, num_classes: int, seed: int):
+        self.mixup = _LamMixup(
+            mixup_alpha=cfg.mixup,
+            cutmix_alpha=cfg.cutmix,
+            prob=cfg.mix_prob,
+            switch_prob=cfg.mix_switch_prob,
+            mode="batch",
+            label_smoothing=cfg.label_smoothing,
+            num_classes=num_classes,
+        )
+        self.seed, self.num_classes, self.smoothing = seed, num_classes, cfg.label_smoothing
+        self._state: Any = None
+
+    def set_epoch(self, epoch: int) -> None:
+        # timm's Mixup draws from numpy's global RNG. It gets a stream of its own instead,
+        # seeded at each epoch start from (seed, epoch) like shuffling and augmentation, so
+        # a resumed run mixes as an uninterrupted one; __call__ swaps it in and back out,
+        # so the global state is left as it was and other users of it change nothing here.
+        self._state = np.random.RandomState(seed_for(self.seed, epoch, _MIX_STREAM)).get_state()
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mixed images (B, C, H, W), soft targets (B, K) and weights (B,)."""
+        if self._state is None:
+            raise RuntimeError("BatchMixer.set_epoch must be called before mixing")
+        n = len(x) - len(x) % 2
+        target = mixup_target(y, self.num_classes, smoothing=self.smoothing)
+        if n == 0:
+            return x, target, w
+        outside = np.random.get_state()
+        np.random.set_state(self._state)
+        try:
+            mixed, mixed_target = self.mixup(x[:n], y[:n])
+            self._state = np.random.get_state()
+        finally:
+            np.random.set_state(outside)
+        lam = self.mixup.lam
+        mixed_w = lam * w[:n] + (1.0 - lam) * w[:n].flip(0)
+        return (
+            torch.cat([mixed, x[n:]]),
+            torch.cat([mixed_target, target[n:]]),
+            torch.cat([mixed_w, w[n:]]),
+        )
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     # The rolling checkpoint belongs to this fit alone, so replacing it is safe.
     with atomic_path(path, overwrite=True) as tmp:
@@ -233,6 +313,14 @@ class _Training:
     loss_fn: Any
     device: torch.device
     channels_last: bool
+    steps_per_epoch: int  # optimizer steps
+    mixer: BatchMixer | None  # train.mixup / train.cutmix
+    ema: ModelEmaV3 | None  # train.ema: follows ``model`` (not the DDP wrapper)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What validates and is kept: the EMA of the weights when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def _setup(
@@ -240,6 +328,7 @@ def _setup(
     train_ds: ImageDataset,
     cfg: TrainConfig,
     *,
+    num_classes: int,
     seed: int,
     device: torch.device,
     dist: Dist,
@@ -279,6 +368,10 @@ def _setup(
         loss_fn=build_loss(cfg),
         device=device,
         channels_last=use_cl,
+        steps_per_epoch=steps_per_epoch,
+        mixer=BatchMixer(cfg, num_classes, seed) if cfg.mixup > 0 or cfg.cutmix > 0 else None,
+        # A copy of the model as it is now: on the device, in its memory format, not wrapped.
+        ema=ModelEmaV3(model, decay=cfg.ema, use_warmup=cfg.ema_warmup) if cfg.ema > 0 else None,
     )
 
 
@@ -289,6 +382,11 @@ def _resume(t: _Training, checkpoint: Path, result: FitResult) -> tuple[int, dic
     t.optimizer.load_state_dict(state["optimizer"])
     t.scheduler.load_state_dict(state["scheduler"])
     t.scaler.load_state_dict(state["scaler"])
+    if t.ema is not None:
+        if "ema" not in state:
+            reason = "has no EMA weights (train.ema); delete it to start over"
+            raise InputError([Problem(str(checkpoint), reason)])
+        t.ema.module.load_state_dict(state["ema"])
     result.history = state["history"]
     return int(state["epoch"]), state.get("best")
 
@@ -323,41 +421,56 @@ def _train_epoch(
         x = train_ds.normalize(x.to(t.device, non_blocking=True))
         y = y.to(t.device, non_blocking=True)
         w = w.to(t.device, dtype=torch.float32, non_blocking=True)
+        target = y
+        if t.mixer is not None:
+            x, target, w = t.mixer(x, y, w)
         if t.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(t.device, cfg.amp):
-            loss = t.loss_fn(t.net(x), y, w)
+            loss = t.loss_fn(t.net(x), target, w)
         if not torch.isfinite(loss):
             raise RuntimeError(
                 f"{desc}: loss became {loss.item()} in epoch {epoch + 1}; lower train.lr"
             )
         t.scaler.scale(loss / cfg.grad_accum).backward()
         if (i + 1) % cfg.grad_accum == 0 or i + 1 == len(t.loader):
-            t.scaler.step(t.optimizer)
-            t.scaler.update()
-            t.optimizer.zero_grad(set_to_none=True)
-            if cfg.scheduler != "plateau":
-                t.scheduler.step()
+            _optimizer_step(t, cfg, step=epoch * t.steps_per_epoch + i // cfg.grad_accum + 1)
         running += loss.item() * len(y)
         seen += len(y)
         advance(len(y))
     return running / max(1, seen), seen
 
 
+def _optimizer_step(t: _Training, cfg: TrainConfig, *, step: int) -> None:
+    """Step the optimizer (and the schedule, the EMA); ``step`` counts steps from 1 over
+    the whole fit, as timm's ``ModelEmaV3.update(model, step=...)`` wants for its warmup."""
+    t.scaler.step(t.optimizer)
+    t.scaler.update()
+    t.optimizer.zero_grad(set_to_none=True)
+    if cfg.scheduler != "plateau":
+        t.scheduler.step()
+    if t.ema is not None:
+        t.ema.update(t.model, step=step)
+
+
 def _evaluate(
     t: _Training, val_ds: ImageDataset, cfg: TrainConfig, classes: Sequence[str], dist: Dist
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Validation loss, accuracy and macro F1, with the probabilities and embeddings."""
+    """Validation loss, accuracy and macro F1, with the probabilities and embeddings
+    (of the EMA weights with ``train.ema``; flip-averaged with ``train.tta``)."""
     if dist.active:
         sync_buffers(t.model)
+        if t.ema is not None:  # on the CPU each process's batch norm statistics differ
+            sync_buffers(t.ema.module)
     probs, emb = predict(
-        t.model,
+        t.eval_model,
         val_ds,
         batch_size=eval_batch_size(cfg),
         workers=cfg.workers,
         device=t.device,
         amp=cfg.amp,
         channels_last=t.channels_last,
+        tta=cfg.tta,
         dist=dist,
     )
     labels = val_ds.labels
@@ -394,7 +507,7 @@ def _keep_best(
 def _checkpoint_state(
     t: _Training, epoch: int, result: FitResult, best: dict[str, Any] | None
 ) -> dict[str, Any]:
-    return {
+    state = {
         "epoch": epoch,
         "model": t.model.state_dict(),
         "optimizer": t.optimizer.state_dict(),
@@ -403,6 +516,31 @@ def _checkpoint_state(
         "history": result.history,
         "best": _best_to_tensors(best),
     }
+    if t.ema is not None:
+        state["ema"] = t.ema.module.state_dict()
+    return state
+
+
+def _start_epoch(t: _Training, epoch: int, seed: int) -> None:
+    """Re-seed the epoch's randomness from ``(seed, epoch)``: shuffle and augmentation
+    (the sampler), dropout and other in-model randomness (torch), mixup."""
+    t.sampler.set_epoch(epoch)
+    torch.manual_seed(seed_for(seed, epoch, 1))
+    if t.mixer is not None:
+        t.mixer.set_epoch(epoch)
+
+
+def _final_weights(
+    t: _Training, model: nn.Module, result: FitResult, best: dict[str, Any] | None
+) -> None:
+    """Leave in ``model`` what the fit returns: the best epoch's weights (train.select),
+    else the EMA's (train.ema), else the last."""
+    if best is not None:
+        model.load_state_dict(best["model"])
+        result.val_probs, result.val_embeddings = best["probs"], best["embeddings"]
+        result.selected_epoch = best["epoch"]
+    elif t.ema is not None:
+        model.load_state_dict(t.ema.module.state_dict())
 
 
 def fit(
@@ -421,10 +559,13 @@ def fit(
 ) -> FitResult:
     """Train ``model`` in place, resuming from ``checkpoint`` when it exists.
 
-    Under torchrun (``dist.active``) the processes train one model with
-    DistributedDataParallel; only rank 0 writes the checkpoint.
+    ``model`` ends with the weights the result's validation outputs are of:
+    the selected epoch's (``train.select``), else the EMA's (``train.ema``),
+    else the last epoch's. Under torchrun (``dist.active``) the processes
+    train one model with DistributedDataParallel; only rank 0 writes the
+    checkpoint.
     """
-    t = _setup(model, train_ds, cfg, seed=seed, device=device, dist=dist)
+    t = _setup(model, train_ds, cfg, num_classes=len(classes), seed=seed, device=device, dist=dist)
     result = FitResult()
     start_epoch = 0
     # train.select = macro_f1: the best epoch's weights, score and validation outputs.
@@ -443,9 +584,7 @@ def fit(
         progress.advance(task, images * dist.world)
 
     for epoch in range(start_epoch, cfg.epochs):
-        t.sampler.set_epoch(epoch)
-        # Dropout and other in-model randomness restart from (seed, epoch) too.
-        torch.manual_seed(seed_for(seed, epoch, 1))
+        _start_epoch(t, epoch, seed)
         t0 = time.perf_counter()
 
         loss, seen = _train_epoch(t, train_ds, cfg, epoch=epoch, desc=desc, advance=advance)
@@ -461,7 +600,7 @@ def fit(
             record.update(scores)
             result.val_probs, result.val_embeddings = probs, emb
             if cfg.select == "macro_f1":
-                best = _keep_best(best, model, epoch + 1, scores["val_macro_f1"], probs, emb)
+                best = _keep_best(best, t.eval_model, epoch + 1, scores["val_macro_f1"], probs, emb)
             if cfg.scheduler == "plateau":
                 t.scheduler.step(record["val_loss"])
         result.history.append(record)
@@ -470,8 +609,5 @@ def fit(
         if dist.main:
             _save_checkpoint(checkpoint, _checkpoint_state(t, epoch + 1, result, best))
     progress.update(task, completed=n * cfg.epochs)
-    if best is not None:
-        model.load_state_dict(best["model"])
-        result.val_probs, result.val_embeddings = best["probs"], best["embeddings"]
-        result.selected_epoch = best["epoch"]
+    _final_weights(t, model, result, best)
     return result

@@ -201,6 +201,20 @@ def test_override_adds_a_section(tmp_path):
         ("train.folds=1", "train.folds must be at least 2 for out-of-fold predictions"),
         ("train.epoch=3", "unknown key train.epoch; known: folds, epochs,"),
         ("trian.epochs=3", "unknown section [trian]; known: data, model, train,"),
+        # trainer features under label noise (#14)
+        ("train.mixup=-0.2", "train.mixup = -0.2: must be >= 0"),
+        ("train.cutmix=-1", "train.cutmix = -1.0: must be >= 0"),
+        ("train.mix_prob=1.5", "train.mix_prob = 1.5: must be >= 0 and <= 1"),
+        ("train.mix_switch_prob=-0.1", "train.mix_switch_prob = -0.1: must be >= 0 and <= 1"),
+        ("train.ema=1", "train.ema = 1.0: must be >= 0 and < 1"),
+        ("train.ema=-0.5", "train.ema = -0.5: must be >= 0 and < 1"),
+        ("train.ema_warmup=2", "train.ema_warmup: expected bool, got 2"),
+        ("train.tta=1", "train.tta: expected bool, got 1"),
+        ("train.gce_q=0", "train.gce_q = 0.0: must be > 0 and <= 1"),
+        ("train.gce_q=1.5", "train.gce_q = 1.5: must be > 0 and <= 1"),
+        ("train.sce_alpha=-1", "train.sce_alpha = -1.0: must be >= 0"),
+        ("train.sce_beta=-0.1", "train.sce_beta = -0.1: must be >= 0"),
+        ("train.loss=mae", "train.loss = 'mae'; choose one of ce, focal, gce, sce"),
     ],
 )
 def test_bad_override(tmp_path, override, reason):
@@ -343,3 +357,78 @@ def test_digest_ignores_how_a_value_was_written(tmp_path):
     assert load_config(a).digest() == load_config(b).digest()
     assert load_config(b, ["train.lr=0.001"]).digest() == load_config(b).digest()
     assert load_config(b, ["train.lr=0.002"]).digest() != load_config(b).digest()
+
+
+# --- trainer features under label noise (#14) ----------------------------------------------
+
+
+def test_trainer_features_are_off_by_default():
+    t = TrainConfig()
+    assert (t.mixup, t.cutmix, t.ema, t.tta, t.ema_warmup) == (0.0, 0.0, 0.0, False, False)
+    assert (t.mix_prob, t.mix_switch_prob) == (1.0, 0.5)  # timm's Mixup defaults
+    assert (t.gce_q, t.sce_alpha, t.sce_beta) == (0.7, 0.1, 1.0)  # the papers' settings
+
+
+def test_trainer_feature_combinations(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text(PIPELINE)
+    with pytest.raises(InputError) as e:
+        load_config(path, ["train.loss=focal", "train.cutmix=1.0"])
+    assert reasons(e) == [
+        "train.loss = 'focal' takes class labels, but train.mixup and train.cutmix make "
+        "soft targets: use ce, gce or sce with them"
+    ]
+    with pytest.raises(InputError) as e:
+        load_config(path, ["train.loss=sce", "train.sce_alpha=0", "train.sce_beta=0"])
+    assert reasons(e) == ["train.sce_alpha and train.sce_beta cannot both be 0"]
+    # the edges of each range, and the robust losses with mixing, are accepted
+    cfg = load_config(
+        path,
+        [
+            "train.loss=gce",
+            "train.gce_q=1",
+            "train.mixup=0.2",
+            "train.cutmix=1",
+            "train.mix_prob=0",
+            "train.mix_switch_prob=1",
+            "train.ema=0.999",
+            "train.ema_warmup=true",
+            "train.tta=true",
+        ],
+    )
+    assert (cfg.train.gce_q, cfg.train.mixup, cfg.train.ema) == (1.0, 0.2, 0.999)
+    assert load_config(path, ["train.loss=sce", "train.mixup=0.4", "train.sce_alpha=0"])
+
+
+def test_keys_added_later_leave_run_folder_names_alone() -> None:
+    """A pipeline that uses none of LATER_KEYS hashes as it did before they existed:
+    its run folders keep their names and older run folders resume."""
+    from pathlib import Path
+
+    from cleaner.config import LATER_KEYS
+
+    shipped = Path(__file__).resolve().parents[1] / "cleaner" / "pipelines" / "digits.toml"
+    cfg = load_config(shipped)
+    text = cfg.to_toml(canonical=True)
+    assert not any(f"\n{key.split('.')[1]} =" in text for key in LATER_KEYS)
+    assert all(f"\n{key.split('.')[1]} =" in cfg.to_toml() for key in LATER_KEYS)
+    # The digest the shipped digits pipeline had before train.mixup, train.ema, ... .
+    assert cfg.digest()[:12] == "cfa1e9eac69c"
+    used = cfg.replace("train", ema=0.99, tta=True)
+    assert "ema = 0.99" in used.to_toml(canonical=True)
+    assert used.digest() != cfg.digest()
+
+
+def test_an_older_run_folder_without_the_later_keys_resumes(tmp_path):
+    from cleaner.run_folder import init_records
+
+    cfg = PipelineConfig()
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("sample_id,path,label,split,weight\n")
+    old = tmp_path / "run"
+    old.mkdir()
+    (old / "config.toml").write_text(cfg.to_toml(canonical=True))  # as older versions wrote
+    init_records(old, cfg, "0" * 64, manifest)
+    assert (old / "config.toml").read_text() == cfg.to_toml(canonical=True)  # kept as it was
+    with pytest.raises(InputError, match="different config"):
+        init_records(old, cfg.replace("train", ema=0.9), "0" * 64, manifest)

@@ -16,7 +16,7 @@ from cleaner.errors import InputError
 from cleaner.folds import make_folds
 from cleaner.ingest import load_digits_arrays
 from cleaner.models import create_model, logits_and_embeddings
-from cleaner.train import fit, lr_factor, predict
+from cleaner.train import BatchMixer, fit, load_checkpoint, lr_factor, predict
 
 CLASSES = tuple(str(i) for i in range(10))
 
@@ -196,3 +196,191 @@ def test_select_macro_f1_keeps_the_best_epoch(tmp_path) -> None:
     assert resumed.selected_epoch == result.selected_epoch
     for a, b in zip(again.state_dict().values(), model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+# --- trainer features under label noise (#14): mixup / cutmix, EMA, TTA, robust losses ------
+
+
+def _fit(cfg: TrainConfig, checkpoint, *, n: int = 99, n_val: int = 40):
+    """A fresh tiny model fitted on ``n`` digits (99: an odd last batch of 3 at batch 32)."""
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(name="test_resnet", in_chans=1), 10)
+    val = digits_dataset(n_val, train=False)
+    with Progress(disable=True) as progress:
+        result = fit(
+            model,
+            digits_dataset(n),
+            val,
+            cfg,
+            classes=CLASSES,
+            checkpoint=checkpoint,
+            seed=1,
+            device=torch.device("cpu"),
+            progress=progress,
+        )
+    return model, result, val
+
+
+def _mix(cfg: TrainConfig, x, y, w, *, epoch: int = 0, seed: int = 0):
+    mixer = BatchMixer(cfg, 10, seed)
+    mixer.set_epoch(epoch)
+    return mixer(x.clone(), y, w)
+
+
+def test_mixup_mixes_the_weights_like_the_images() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 1, 4, 4, generator=g), torch.tensor([0, 1, 2, 3, 4, 5])
+    w = torch.tensor([1.0, 2.0, 3.0, 0.0, 0.5, 1.5])
+    xm, ym, wm = _mix(TrainConfig(mixup=0.4), x, y, w)
+    lam = float(ym[0, 0])  # timm's soft target of row 0 shows the lam it drew
+    assert 0 < lam < 1
+    one_hot = torch.eye(10)[y]
+    # timm's batch mode pairs row i with row B-1-i (x.flip(0))
+    torch.testing.assert_close(xm, lam * x + (1 - lam) * x.flip(0))
+    torch.testing.assert_close(ym, lam * one_hot + (1 - lam) * one_hot.flip(0))
+    torch.testing.assert_close(wm, lam * w + (1 - lam) * w.flip(0))
+
+
+def test_cutmix_mixes_the_weights_with_the_corrected_lam() -> None:
+    # row i is all i: after cutmix the share of a row's pixels from its partner is 1 - lam,
+    # lam corrected by timm for a box clipped at the border
+    x = torch.arange(8.0).view(8, 1, 1, 1).repeat(1, 1, 16, 16)
+    y, w = torch.arange(8), torch.linspace(0.0, 1.4, 8)
+    for epoch in range(4):
+        xm, ym, wm = _mix(TrainConfig(cutmix=1.0), x, y, w, epoch=epoch)
+        lam = float(ym[0, 0])
+        from_partner = (xm[0] == 7).float().mean().item()
+        assert from_partner == pytest.approx(1 - lam)
+        torch.testing.assert_close(wm, lam * w + (1 - lam) * w.flip(0))
+
+
+def test_an_odd_batch_mixes_all_rows_but_its_last() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 1, 4, 4, generator=g), torch.tensor([0, 1, 2, 3, 4])
+    w = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    xm, ym, wm = _mix(TrainConfig(mixup=0.4, label_smoothing=0.1), x, y, w)
+    on, off = 0.9 + 0.01, 0.01
+    lam = (float(ym[0, 0]) - off) / (on - off)
+    torch.testing.assert_close(xm[:4], lam * x[:4] + (1 - lam) * x[:4].flip(0))
+    torch.testing.assert_close(wm[:4], lam * w[:4] + (1 - lam) * w[:4].flip(0))
+    torch.testing.assert_close(xm[4], x[4])
+    assert wm[4] == 5.0
+    torch.testing.assert_close(ym[4], torch.full((10,), off).index_fill(0, torch.tensor(4), on))
+    # one row alone, or mix_prob 0: nothing is mixed, targets are the smoothed one-hots
+    for cfg, n in [(TrainConfig(mixup=0.4), 1), (TrainConfig(mixup=0.4, mix_prob=0.0), 5)]:
+        xm, ym, wm = _mix(cfg, x[:n], y[:n], w[:n])
+        torch.testing.assert_close(xm, x[:n])
+        torch.testing.assert_close(ym, torch.eye(10)[y[:n]])
+        torch.testing.assert_close(wm, w[:n])
+
+
+def test_mixing_is_seeded_per_epoch_and_leaves_numpy_global_state_alone() -> None:
+    x, y, w = torch.randn(4, 1, 4, 4), torch.arange(4), torch.ones(4)
+    cfg = TrainConfig(mixup=1.0, cutmix=1.0)
+
+    def lams(epoch: int) -> list[float]:
+        mixer = BatchMixer(cfg, 10, seed=3)
+        mixer.set_epoch(epoch)
+        out = []
+        for _ in range(5):
+            np.random.rand()  # someone else drawing from the global RNG changes nothing
+            out.append(float(mixer(x.clone(), y, w)[1][0, 0]))
+        return out
+
+    np.random.seed(123)
+    first = lams(0)
+    after = np.random.rand()
+    np.random.seed(123)
+    for _ in range(5):
+        np.random.rand()
+    assert after == np.random.rand()  # mixing drew nothing from the global RNG
+    assert lams(0) == first and lams(1) != first
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"mixup": 0.4},
+        {"cutmix": 1.0, "loss": "sce"},
+        {"mixup": 0.4, "cutmix": 1.0, "loss": "gce", "label_smoothing": 0.1},
+        {"ema": 0.9, "ema_warmup": True},
+        {"tta": True, "loss": "gce"},
+        {"loss": "sce", "select": "macro_f1", "ema": 0.5},
+    ],
+)
+def test_fit_with_each_feature(changes: dict, tmp_path) -> None:
+    cfg = TrainConfig(**{"epochs": 1, "batch_size": 32, "workers": 0, **changes})
+    model, result, _ = _fit(cfg, tmp_path / "c.pt")
+    assert result.val_probs is not None and result.val_probs.shape == (40, 10)
+    assert result.val_embeddings is not None and result.val_embeddings.shape[0] == 40
+    np.testing.assert_allclose(result.val_probs.sum(1), 1.0, atol=1e-5)
+    assert np.isfinite(result.history[0]["train_loss"])
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_features_are_deterministic(tmp_path) -> None:
+    cfg = TrainConfig(
+        epochs=1, batch_size=32, workers=0, mixup=0.4, cutmix=1.0, ema=0.9, tta=True, loss="gce"
+    )
+    a, ra, _ = _fit(cfg, tmp_path / "a.pt")
+    b, rb, _ = _fit(cfg, tmp_path / "b.pt")
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    np.testing.assert_array_equal(ra.val_probs, rb.val_probs)
+    assert ra.history == rb.history
+
+
+def test_resume_with_mixup_and_ema_equals_an_uninterrupted_fit(tmp_path, monkeypatch) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=32, workers=0, mixup=0.4, cutmix=1.0, ema=0.9)
+    straight, r_straight, _ = _fit(cfg, tmp_path / "straight.pt")
+
+    import cleaner.train as train_module
+
+    real_save = train_module._save_checkpoint
+
+    def save_then_stop(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt  # killed right after epoch 1's checkpoint
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(cfg, tmp_path / "killed.pt")
+    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    np.random.seed(999)  # the global RNG's state does not matter to a resumed run
+    resumed, r_resumed, _ = _fit(cfg, tmp_path / "killed.pt")
+    assert r_resumed.history == r_straight.history
+    for (k, x), y in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, msg=k)
+    np.testing.assert_array_equal(r_resumed.val_probs, r_straight.val_probs)
+    a = load_checkpoint(tmp_path / "straight.pt", torch.device("cpu"))
+    b = load_checkpoint(tmp_path / "killed.pt", torch.device("cpu"))
+    for part in ("model", "ema"):
+        for x, y in zip(a[part].values(), b[part].values(), strict=True):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_ema_weights_are_validated_and_returned(tmp_path) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=32, workers=0, ema=0.9)
+    model, result, val = _fit(cfg, tmp_path / "c.pt")
+    state = load_checkpoint(tmp_path / "c.pt", torch.device("cpu"))
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, state["ema"][k], rtol=0, atol=0)
+    assert any(
+        not torch.equal(state["model"][k], state["ema"][k])
+        for k in state["model"]
+        if state["model"][k].is_floating_point()
+    )
+    probs, _ = predict(model, val, batch_size=64, workers=0, device=torch.device("cpu"))
+    np.testing.assert_allclose(probs, result.val_probs, atol=1e-6)
+
+
+def test_tta_averages_the_mirror_and_keeps_the_embeddings(tmp_path) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=32, workers=0, tta=True)
+    model, result, val = _fit(cfg, tmp_path / "c.pt")
+    cpu = torch.device("cpu")
+    flipped, emb_tta = predict(model, val, batch_size=64, workers=0, device=cpu, tta=True)
+    plain, emb = predict(model, val, batch_size=64, workers=0, device=cpu)
+    np.testing.assert_allclose(result.val_probs, flipped, atol=1e-6)
+    assert not np.allclose(result.val_probs, plain, atol=1e-4)
+    np.testing.assert_array_equal(emb_tta, emb)
+    np.testing.assert_allclose(result.val_embeddings, emb, atol=1e-6)
