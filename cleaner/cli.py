@@ -102,6 +102,7 @@ def friendly_errors(fn: F) -> F:
 
 
 # Options shared by `oof` and `retrain --mode folds`: where the folds run.
+SET_OPTION = typer.Option([], "--set", help="Override a key: section.key=value.")
 BACKEND_OPTION = typer.Option(
     "local", "--backend", help="local (folds in this process) | ray (folds as Ray tasks)."
 )
@@ -160,10 +161,20 @@ def _print_manifest(path: Path) -> None:
 
 
 NoiseOpt = typer.Option(0.0, "--noise", help="Fraction of train labels to flip.")
-KindOpt = typer.Option("uniform", "--noise-kind", help=f"Noise model: {' | '.join(NOISE_KINDS)}.")
-SeedOpt = typer.Option(0, "--seed", help="Seed of the test split and the noise.")
+KindOpt = typer.Option(
+    "uniform",
+    "--noise-kind",
+    help=f"Noise model: {' | '.join(NOISE_KINDS)} (README: cleaner ingest).",
+)
+SeedOpt = typer.Option(
+    0, "--seed", help="Seed of the test split, the noise and its reference model."
+)
 TestOpt = typer.Option(
     0.2, "--test-fraction", help="Stratified fraction held out as clean test rows."
+)
+# A folder of one's own photos keeps every image for training unless asked.
+FolderTestOpt = typer.Option(
+    0.0, "--test-fraction", help="Stratified fraction of train rows held out as test rows."
 )
 ManifestOpt = typer.Option(
     None, "--manifest", help="Output manifest (default data_manifests/NAME.csv)."
@@ -181,11 +192,21 @@ def ingest_folder(
         help="train | test | unlabeled: the split of a folder without split folders "
         "(test: the class folder goes to true_label).",
     ),
+    noise: float = NoiseOpt,
+    noise_kind: str = KindOpt,
+    seed: int = SeedOpt,
+    test_fraction: float = FolderTestOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """SRC_DIR/<class>/<image>, or split folders above them: SRC_DIR/{train,val,test,unlabeled}/."""
     from cleaner import ingest as ingest_lib
 
-    _print_manifest(ingest_lib.ingest_folder(src_dir, manifest, split=split))
+    noisy = _Noise(noise, noise_kind, seed, test_fraction)
+    with make_progress(quiet=quiet) as progress:
+        out = ingest_lib.ingest_folder(
+            src_dir, manifest, split=split, progress=progress, **noisy.options()
+        )
+    _print_manifest(out)
 
 
 @ingest_app.command("csv")
@@ -242,6 +263,15 @@ class _Noise:
     seed: int
     test_fraction: float
 
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``ingest_arrays`` and ``ingest_folder``."""
+        return {
+            "noise": self.rate,
+            "noise_kind": self.kind,
+            "seed": self.seed,
+            "test_fraction": self.test_fraction,
+        }
+
 
 def _ingest_arrays(
     images: Any, labels: Any, ids: list[str], images_dir: Path, manifest: Path | str,
@@ -256,10 +286,7 @@ def _ingest_arrays(
         ids,
         images_dir,
         ingest_lib.default_manifest(manifest) if isinstance(manifest, str) else manifest,
-        noise=noise.rate,
-        noise_kind=noise.kind,
-        seed=noise.seed,
-        test_fraction=noise.test_fraction,
+        **noise.options(),
     )
     _print_manifest(out)
 
@@ -347,9 +374,15 @@ def init(
 @friendly_errors
 def oof(
     pipeline: Path,
-    set_: list[str] = typer.Option([], "--set", help="Override a key: section.key=value."),
+    set_: list[str] = SET_OPTION,
     fold: int | None = typer.Option(None, "--fold", help="Train only fold K (0-based)."),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/NAME-HASH)."),
+    repeats: int = typer.Option(
+        1,
+        "--repeats",
+        help="Train R runs with seeds train.seed+r into one ensemble folder "
+        "(runs/NAME-HASH-xR) that flag and retrain --oof read as one.",
+    ),
     backend: str = BACKEND_OPTION,
     address: str | None = ADDRESS_OPTION,
     gpus_per_fold: float | None = GPUS_OPTION,
@@ -364,26 +397,32 @@ def oof(
     from cleaner.config import load_config
 
     cfg = load_config(pipeline, set_)  # a typo in --set is reported before torch loads
+    if repeats != 1 and fold is not None:
+        raise InputError(
+            "--fold trains one fold of one run; with --repeats, train a member's fold "
+            "with --out ENSEMBLE/repeat-R --fold K --set train.seed=SEED+R"
+        )
     from cleaner.distributed import context, shutdown
-    from cleaner.oof import run_oof
+    from cleaner.oof import run_oof, run_repeats
     from cleaner.pipeline import load_pipeline_data
 
     ray_options = _ray_options(backend, address, gpus_per_fold, cpus_per_fold)
     main = context().main  # under torchrun only rank 0 prints
     try:
         with make_progress(quiet=quiet or not main) as progress:
-            result = run_oof(
-                load_pipeline_data(cfg, progress=progress, source=pipeline),
-                name=pipeline.stem,
-                fold=fold,
-                out=out,
-                progress=progress,
-                backend=backend,
-                ray_options=ray_options,
-            )
+            data = load_pipeline_data(cfg, progress=progress, source=pipeline)
+            kwargs: dict[str, Any] = {"name": pipeline.stem, "out": out, "progress": progress}
+            kwargs.update(backend=backend, ray_options=ray_options)
+            if repeats != 1:
+                ensemble = run_repeats(data, repeats, **kwargs)
+            else:
+                result = run_oof(data, fold=fold, **kwargs)
     finally:
         shutdown()
     if not main:
+        return
+    if repeats != 1:
+        _print_ensemble(ensemble.run_dir, [m.metrics for m in ensemble.members])
         return
     if result.metrics is None:
         console.print(
@@ -392,6 +431,39 @@ def oof(
         )
         return
     _print_oof(result.metrics, result.run_dir)
+
+
+def _print_ensemble(folder: Path, members: list[dict[str, Any] | None]) -> None:
+    """Each member's out-of-fold scores, and the ensemble's (mean probabilities)."""
+    from cleaner.metrics import classification_metrics
+    from cleaner.runs import expand_runs, read_ensemble_scores
+
+    table = Table(title=f"out-of-fold metrics of the {len(members)} repeats")
+    for col in ("run", "seed", "accuracy", "macro F1"):
+        table.add_column(col, justify="right")
+    paths = expand_runs([folder])
+    for path, m in zip(paths, members, strict=True):
+        if m is None:
+            table.add_row(path.name, "", "not finished", "")
+            continue
+        o = m["overall"]
+        seed = _run_seed(path)
+        table.add_row(path.name, seed, f"{o['accuracy']:.4f}", f"{o['macro_f1']:.4f}")
+    if all(m is not None for m in members):
+        scores = read_ensemble_scores(paths)
+        classes = members[0]["classes"] if members[0] else []
+        o = classification_metrics(scores.labels, scores.probs.argmax(1), classes)
+        table.add_row(
+            "ensemble", "mean", f"{o['accuracy']:.4f}", f"{o['macro_f1']:.4f}", style="bold"
+        )
+    console.print(table)
+    console.print(f"wrote {folder}: flag {folder} ranks by the mean of its runs")
+
+
+def _run_seed(run_dir: Path) -> str:
+    import tomllib
+
+    return str(tomllib.loads((run_dir / "config.toml").read_text())["train"]["seed"])
 
 
 def _count_table(title: str, key: str, value: str, counts: dict[str, int]) -> Table:
@@ -744,7 +816,7 @@ def _print_retrain(metrics: dict[str, Any], run_dir: Path) -> None:
 @friendly_errors
 def retrain(
     pipeline: Path,
-    set_: list[str] = typer.Option([], "--set", help="Override a key: section.key=value."),
+    set_: list[str] = SET_OPTION,
     manifest: Path | None = typer.Option(
         None, "--manifest", help="Train on this manifest version."
     ),

@@ -3,9 +3,9 @@
 ``folder`` (one sub-folder per class, optionally under split folders
 ``train/``, ``val/``, ``test/``, ``unlabeled/``), ``csv`` (an existing
 table), and two bundled sources of real images for measuring: scikit-learn's
-1,797 digits and MNIST IDX files. The bundled sources can inject documented label noise
-(:mod:`cleaner.noise`) into their train rows, keep the truth in a
-``true_label`` column, and hold out a clean ``test`` split.
+1,797 digits and MNIST IDX files. Folders and the bundled sources can inject
+documented label noise (:mod:`cleaner.noise`) into their train rows, keep the
+truth in a ``true_label`` column, and hold out a clean ``test`` split.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import gzip
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,17 @@ from sklearn.model_selection import train_test_split
 from cleaner.atomic import default_mode
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import line_of, read_text_csv, trim_collisions, write_manifest
-from cleaner.noise import inject_noise
+from cleaner.noise import (
+    REFERENCE_KINDS,
+    REFERENCE_SIZE,
+    check_noise,
+    inject_noise,
+    reference_probs,
+    shrink,
+)
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -252,32 +263,10 @@ def _split_layout(src: Path) -> dict[str, Path]:
     return {kind: ds[0] for kind, ds in found.items()}
 
 
-def ingest_folder(
-    src_dir: str | Path, manifest: str | Path | None = None, *, split: str | None = None
-) -> Path:
-    """Manifest of ``SRC_DIR/<class>/<image>``, or of split folders above the class folders.
-
-    Split layout: ``SRC_DIR/{train,val,test,unlabeled}/...`` (``valid`` and
-    ``validation`` for val, names in any case). train and val hold class
-    folders; val rows become ``train`` rows (they join cross-validation) and
-    every row's folder is kept in ``origin``. test holds class folders, whose
-    names go to ``true_label`` (``label`` stays empty), or images directly
-    (no ``true_label``). unlabeled holds images at any depth; sub-folder names
-    are not labels. A val or test class must be a train class.
-
-    ``split`` (``train``, ``test`` or ``unlabeled``) reads a folder without
-    split folders as that one split folder; without it, the folder is
-    ``SRC_DIR/<class>/<image>`` and the manifest has no ``split`` column.
-    Hidden files and folders are skipped. An ambiguous layout raises
-    :class:`InputError` naming what was found, before anything is written.
-    """
-    src = Path(src_dir)
-    if not src.is_dir():
-        raise InputError([Problem(str(src), "not a folder")])
-    if split is not None and split not in FOLDER_SPLITS:
-        raise InputError(f"--split must be one of {', '.join(FOLDER_SPLITS)}, got {split!r}")
-    manifest = Path(manifest) if manifest else default_manifest(src.resolve().name)
-    _refuse_existing(manifest)
+def _folder_rows(
+    src: Path, manifest: Path, split: str | None
+) -> tuple[list[dict[str, str]], list[str], dict[str, Path]]:
+    """The rows of ``src``, the manifest's columns, and its split folders (``{}`` if none)."""
     layout = _split_layout(src)
     problems: list[Problem] = []
     if not layout:
@@ -305,6 +294,126 @@ def ingest_folder(
         columns = ["sample_id", "path", "label", "split", "origin"]
     if problems:
         raise InputError(problems)
+    return rows, columns, layout
+
+
+@dataclass(frozen=True)
+class _NoiseArgs:
+    rate: float
+    kind: str
+    seed: int
+    test_fraction: float
+
+
+def _decode_small(paths: Sequence[Path], progress: Progress | None) -> np.ndarray:
+    """The images at ``paths`` decoded as training does (RGB), shrunk for the reference model."""
+    from cleaner.images import load_image
+
+    out = np.empty((len(paths), REFERENCE_SIZE, REFERENCE_SIZE, 3), dtype=np.uint8)
+    task = None
+    if progress is not None:
+        task = progress.add_task("decoding for the reference model", total=len(paths), unit="img")
+    for i, path in enumerate(paths):
+        out[i] = shrink(load_image(path, 3))  # keep only the small copy: memory stays small
+        if progress is not None and task is not None:
+            progress.advance(task)
+    if progress is not None and task is not None:
+        progress.remove_task(task)
+    return out
+
+
+def _plant_folder(
+    rows: list[dict[str, str]], manifest: Path, args: _NoiseArgs, progress: Progress | None
+) -> None:
+    """Hold out test rows and flip labels among the train rows of ``rows``, in place."""
+    train = [r for r in rows if r["split"] == "train"]
+    truth = np.array([r["label"] for r in train])
+    classes = np.unique(truth)
+    _check_noise_args(args.rate, args.kind, args.test_fraction, len(classes))
+    test = _hold_out(truth, args.test_fraction, args.seed)
+    kept = [r for r, t in zip(train, test, strict=True) if not t]
+    given = _plant_noise(
+        truth[~test],
+        classes,
+        noise=args.rate,
+        noise_kind=args.kind,
+        seed=args.seed,
+        # Lexically, as the path was made: the manifest's folder need not exist yet.
+        images=lambda: _decode_small(
+            [Path(os.path.abspath(manifest.parent / r["path"])) for r in kept], progress
+        ),
+    )
+    for r, t, held_out in zip(train, truth, test, strict=True):
+        r["true_label"] = str(t)
+        if held_out:
+            r.update(split="test", label="")
+    for r, g in zip(kept, given, strict=True):
+        r["label"] = str(g)
+
+
+def ingest_folder(
+    src_dir: str | Path,
+    manifest: str | Path | None = None,
+    *,
+    split: str | None = None,
+    noise: float = 0.0,
+    noise_kind: str = "uniform",
+    seed: int = 0,
+    test_fraction: float = 0.0,
+    progress: Progress | None = None,
+) -> Path:
+    """Manifest of ``SRC_DIR/<class>/<image>``, or of split folders above the class folders.
+
+    Split layout: ``SRC_DIR/{train,val,test,unlabeled}/...`` (``valid`` and
+    ``validation`` for val, names in any case). train and val hold class
+    folders; val rows become ``train`` rows (they join cross-validation) and
+    every row's folder is kept in ``origin``. test holds class folders, whose
+    names go to ``true_label`` (``label`` stays empty), or images directly
+    (no ``true_label``). unlabeled holds images at any depth; sub-folder names
+    are not labels. A val or test class must be a train class.
+
+    ``split`` (``train``, ``test`` or ``unlabeled``) reads a folder without
+    split folders as that one split folder; without it, the folder is
+    ``SRC_DIR/<class>/<image>`` and the manifest has no ``split`` column.
+    Hidden files and folders are skipped. An ambiguous layout raises
+    :class:`InputError` naming what was found, before anything is written.
+
+    ``test_fraction``, ``noise``, ``noise_kind`` and ``seed`` mean what they
+    mean for :func:`ingest_arrays`, over the train rows (val rows included):
+    a stratified ``test_fraction`` of them becomes ``test`` rows (label
+    empty), then ``noise`` of the rest are flipped; every train and held-out
+    row keeps its folder's class in ``true_label``. A folder that has its own
+    test split takes no ``test_fraction``. The reference kinds decode the
+    train images (``progress`` shows it).
+    """
+    src = Path(src_dir)
+    if not src.is_dir():
+        raise InputError([Problem(str(src), "not a folder")])
+    if split is not None and split not in FOLDER_SPLITS:
+        raise InputError(f"--split must be one of {', '.join(FOLDER_SPLITS)}, got {split!r}")
+    _check_noise_args(noise, noise_kind, test_fraction, n_classes=2)
+    plant = noise > 0 or test_fraction > 0
+    if plant and split in ("test", "unlabeled"):
+        raise InputError(
+            f"--noise and --test-fraction act on train rows, and --split {split} makes none"
+        )
+    manifest = Path(manifest) if manifest else default_manifest(src.resolve().name)
+    _refuse_existing(manifest)
+    rows, columns, layout = _folder_rows(src, manifest, split)
+    if plant:
+        if test_fraction > 0 and "test" in layout:
+            raise InputError(
+                [
+                    Problem(
+                        str(layout["test"]),
+                        "--test-fraction holds out test rows, but this folder has its own test "
+                        "split: leave out --test-fraction (or move the test folder away)",
+                    )
+                ]
+            )
+        _plant_folder(rows, manifest, _NoiseArgs(noise, noise_kind, seed, test_fraction), progress)
+        if test_fraction > 0 and "split" not in columns:
+            columns.insert(3, "split")
     if any("true_label" in r for r in rows):
         columns.append("true_label")
     df = pd.DataFrame(rows, columns=columns).fillna("")
@@ -426,6 +535,68 @@ def load_mnist_arrays(idx_dir: str | Path) -> tuple[np.ndarray, np.ndarray, list
     return np.concatenate(images), np.concatenate(labels), ids
 
 
+def _check_noise_args(noise: float, noise_kind: str, test_fraction: float, n_classes: int) -> None:
+    if not 0.0 <= test_fraction < 1.0:
+        raise InputError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    try:
+        check_noise(rate=noise, kind=noise_kind, n_classes=n_classes)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+def _hold_out(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
+    """A stratified ``test_fraction`` of the rows of ``labels`` (N,), as a boolean mask."""
+    n = len(labels)
+    test = np.zeros(n, dtype=bool)
+    if test_fraction > 0:
+        try:
+            _, test_idx = train_test_split(
+                np.arange(n), test_size=test_fraction, stratify=labels, random_state=seed
+            )
+        except ValueError as e:  # too few rows of some class for a stratified split
+            raise InputError(
+                f"--test-fraction {test_fraction}: no stratified test split of {n} rows: {e}"
+            ) from None
+        test[test_idx] = True
+    return test
+
+
+def _plant_noise(
+    labels: np.ndarray,
+    classes: np.ndarray,
+    *,
+    noise: float,
+    noise_kind: str,
+    seed: int,
+    images: Callable[[], np.ndarray],
+) -> np.ndarray:
+    """``labels`` (N,), values of ``classes`` (sorted), with ``noise`` of them flipped.
+
+    ``images()`` gives the rows' images (N, H, W[, C]); only the kinds that need a
+    reference model ask for them, which is fitted on these images and labels.
+    """
+    # Noise is drawn in class-index space, then mapped back to class values.
+    pos = np.searchsorted(classes, labels)
+    probs = None
+    if noise > 0 and noise_kind in REFERENCE_KINDS:
+        counts = np.bincount(pos, minlength=len(classes))
+        if np.any(counts == 1):
+            raise InputError(
+                f"--noise-kind {noise_kind} fits a reference model on two halves of the train "
+                f"images and needs at least 2 of every class; class {classes[counts == 1][0]} "
+                "has 1"
+            )
+        pixels = images()
+        try:
+            probs = reference_probs(pixels, pos, seed=seed, n_classes=len(classes))
+        except ValueError as e:
+            raise InputError(f"--noise-kind {noise_kind}: {e}") from None
+    noisy = inject_noise(
+        pos, rate=noise, kind=noise_kind, n_classes=len(classes), seed=seed, pred_probs=probs
+    )
+    return classes[noisy]
+
+
 def ingest_arrays(
     images: np.ndarray,
     labels: np.ndarray,
@@ -442,39 +613,28 @@ def ingest_arrays(
 
     A stratified ``test_fraction`` of rows becomes the clean ``test`` split
     (label empty, as for a competition's test set); ``noise`` of the remaining
-    train labels are flipped (:func:`cleaner.noise.inject_noise`). The truth
+    train labels are flipped (:func:`cleaner.noise.inject_noise`; for the kinds
+    that need a reference model, one fitted on the train images). The truth
     stays in ``true_label`` for every row.
     """
     images_dir, manifest = Path(images_dir), Path(manifest)
     _refuse_existing(manifest)
     if images_dir.exists() and any(images_dir.iterdir()):
         raise InputError([Problem(str(images_dir), "image folder exists and is not empty")])
-    if not 0.0 <= test_fraction < 1.0:
-        raise InputError(f"--test-fraction must be in [0, 1), got {test_fraction}")
-    n = len(labels)
     classes = np.unique(labels)
-    try:
-        # Validate the noise arguments before anything is written.
-        inject_noise(labels[:0], rate=noise, kind=noise_kind, n_classes=len(classes), seed=seed)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    split = np.array(["train"] * n, dtype=object)
-    if test_fraction > 0:
-        try:
-            _, test_idx = train_test_split(
-                np.arange(n), test_size=test_fraction, stratify=labels, random_state=seed
-            )
-        except ValueError as e:  # too few rows of some class for a stratified split
-            raise InputError(
-                f"--test-fraction {test_fraction}: no stratified test split of {n} rows: {e}"
-            ) from None
-        split[test_idx] = "test"
-    train = split == "train"
+    # Validate the noise arguments before anything is written.
+    _check_noise_args(noise, noise_kind, test_fraction, len(classes))
+    train = ~_hold_out(labels, test_fraction, seed)
+    split = np.where(train, "train", "test").astype(object)
     given = labels.copy()
-    # Noise is drawn in class-index space, then mapped back to class values.
-    pos = np.searchsorted(classes, labels[train])
-    noisy = inject_noise(pos, rate=noise, kind=noise_kind, n_classes=len(classes), seed=seed)
-    given[train] = classes[noisy]
+    given[train] = _plant_noise(
+        labels[train],
+        classes,
+        noise=noise,
+        noise_kind=noise_kind,
+        seed=seed,
+        images=lambda: images[train],
+    )
 
     images_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{images_dir.name}.", dir=images_dir.parent))

@@ -196,6 +196,36 @@ def test_digits_pairs_noise(tmp_path):
     assert "0" in set(flipped["label"])  # 9 wraps around to 0
 
 
+@pytest.mark.parametrize("kind", ["realistic", "toward"])
+def test_digits_reference_noise(tmp_path, assert_says, kind):
+    m = tmp_path / "d.csv"
+    args = ["--noise", "0.1", "--noise-kind", kind, "--seed", "2", "--manifest", str(m)]
+    out = ingest("digits", str(tmp_path / "img"), *args)
+    df = read_raw(m)
+    train = df[df["split"] == "train"]
+    flipped = train["label"] != train["true_label"]
+    assert int(flipped.sum()) == round(0.1 * N_TRAIN) == 144
+    assert_says(out, "144 train labels differ from true_label")
+    assert (df.loc[df["split"] == "test", "label"] == "").all()
+    # The reference model and the noise come from the seed: the same labels again.
+    again = tmp_path / "again.csv"
+    ingest("digits", str(tmp_path / "img2"), *args[:-1], str(again))
+    assert read_raw(again).drop(columns="path").equals(df.drop(columns="path"))
+
+
+def test_digits_realistic_noise_is_not_uniform_noise(tmp_path):
+    # Both flip 144 rows with the same seed (and so the same test split), not the same ones.
+    frames = {}
+    for kind in ("uniform", "realistic"):
+        m = tmp_path / f"{kind}.csv"
+        ingest("digits", str(tmp_path / kind), "--noise", "0.1", "--noise-kind", kind,
+               "--manifest", str(m))  # fmt: skip
+        frames[kind] = read_raw(m)
+    a, b = frames["uniform"], frames["realistic"]
+    assert a["split"].equals(b["split"])
+    assert not (a["label"] != a["true_label"]).equals(b["label"] != b["true_label"])
+
+
 def test_digits_without_noise_or_test_split(tmp_path):
     m = tmp_path / "d.csv"
     ingest("digits", str(tmp_path / "img"), "--test-fraction", "0", "--manifest", str(m))
@@ -556,6 +586,124 @@ def test_ingest_folder_empty_split_folder(tmp_path, write_png, assert_says):
     (src / "unlabeled" / "sub").mkdir(parents=True)
     out = ingest_fails(tmp_path, "folder", str(src), "--manifest", str(tmp_path / "m.csv"))
     assert_says(out, f"{src / 'test'}: no images found", f"{src / 'unlabeled'}: no images found")
+
+
+# --- folder: noise and a held-out test split ----------------------------------------------
+
+PER_CLASS = 20  # 200 real digit images in 10 class folders
+
+
+def _digit_folder(src: Path, per_class: int = PER_CLASS) -> Path:
+    """``src/<digit>/<index>.png``: the first ``per_class`` of each of sklearn's digits."""
+    images, labels = load_digits_arrays()
+    for c in range(10):
+        (src / str(c)).mkdir(parents=True)
+        for i in np.flatnonzero(labels == c)[:per_class]:
+            Image.fromarray(images[i]).save(src / str(c) / f"{i:04d}.png")
+    return src
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory) -> Path:
+    return _digit_folder(tmp_path_factory.mktemp("digit_folder") / "src")
+
+
+def _folder_class(df: pd.DataFrame) -> list[str]:
+    """The class folder of each row: ``<class>/<file>`` or ``<split>/<class>/<file>``."""
+    return [sid.split("/")[-2] for sid in df["sample_id"]]
+
+
+def test_ingest_folder_realistic_noise_and_test_split(digit_folder, tmp_path, assert_says):
+    m = tmp_path / "m" / "digits.csv"
+    args = ["--noise-kind", "realistic", "--noise", "0.2", "--test-fraction", "0.2", "--seed", "3"]
+    out = ingest("folder", str(digit_folder), *args, "--manifest", str(m))
+    df = read_raw(m)
+    assert list(df.columns) == ["sample_id", "path", "label", "split", "true_label"]
+    assert len(df) == 200
+    assert df["true_label"].tolist() == _folder_class(df)  # the truth is the folder
+    test = df[df["split"] == "test"]
+    assert len(test) == 40 and (test["label"] == "").all()
+    assert (test.groupby("true_label").size() == 4).all()  # stratified: 4 of each 20
+    train = df[df["split"] == "train"]
+    assert len(train) == 160
+    flipped = train["label"] != train["true_label"]
+    assert int(flipped.sum()) == round(0.2 * 160) == 32
+    assert set(train["label"]) <= {str(c) for c in range(10)}
+    assert_says(out, "32 train labels differ from true_label")
+    validate_manifest(read_manifest(m), file=m, classes=[str(c) for c in range(10)], folds=2)
+    # The same seed gives the same manifest; another seed other noise.
+    ingest("folder", str(digit_folder), *args, "--manifest", str(tmp_path / "m" / "again.csv"))
+    assert (tmp_path / "m" / "again.csv").read_bytes() == m.read_bytes()
+    other = tmp_path / "m" / "other.csv"
+    ingest("folder", str(digit_folder), *args[:-1], "4", "--manifest", str(other))
+    assert not read_raw(other)["label"].equals(df["label"])
+
+
+def test_ingest_folder_noise_without_test_split(digit_folder, tmp_path):
+    m = tmp_path / "m.csv"
+    ingest("folder", str(digit_folder), "--noise", "0.1", "--manifest", str(m))
+    df = read_raw(m)
+    assert list(df.columns) == ["sample_id", "path", "label", "true_label"]  # all train rows
+    assert df["true_label"].tolist() == _folder_class(df)
+    assert int((df["label"] != df["true_label"]).sum()) == 20
+
+
+def test_ingest_folder_test_split_without_noise(digit_folder, tmp_path, assert_says):
+    m = tmp_path / "m.csv"
+    out = ingest("folder", str(digit_folder), "--test-fraction", "0.5", "--manifest", str(m))
+    df = read_raw(m)
+    assert (df["split"] == "test").sum() == 100
+    train = df[df["split"] == "train"]
+    assert train["label"].equals(train["true_label"])
+    assert_says(out, "0 train labels differ from true_label")
+
+
+def test_ingest_folder_noise_over_train_and_val_keeps_the_test_folder(tmp_path):
+    src = tmp_path / "imgs"
+    _digit_folder(src / "train", per_class=6)
+    _digit_folder(src / "val", per_class=2)
+    _digit_folder(src / "test", per_class=1)
+    m = tmp_path / "m.csv"
+    ingest("folder", str(src), "--noise", "0.25", "--noise-kind", "realistic", "--manifest", str(m))
+    df = read_raw(m)
+    assert list(df.columns) == ["sample_id", "path", "label", "split", "origin", "true_label"]
+    train = df[df["split"] == "train"]
+    assert len(train) == 80 and set(train["origin"]) == {"train", "val"}
+    assert int((train["label"] != train["true_label"]).sum()) == 20  # val rows count too
+    test = df[df["split"] == "test"]
+    assert len(test) == 10 and (test["label"] == "").all()
+    assert df["true_label"].tolist() == _folder_class(df)
+    valid_manifest(m)
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "says"),
+    [
+        ("test_folder", ["--test-fraction", "0.2"], "has its own test split"),
+        ("flat", ["--split", "test", "--noise", "0.1"], "--split test makes none"),
+        ("flat", ["--split", "unlabeled", "--test-fraction", "0.2"], "act on train rows"),
+        ("flat", ["--noise-kind", "gaussian"], "noise kind must be one of uniform, pairs"),
+        ("flat", ["--noise", "1"], "noise rate must be in [0, 1), got 1.0"),
+        ("flat", ["--test-fraction", "-0.5"], "--test-fraction must be in [0, 1)"),
+        ("one", ["--noise", "0.5", "--noise-kind", "realistic"], "class 1 has 1"),
+        ("bad", ["--noise", "0.5", "--noise-kind", "toward"], "unreadable image"),
+    ],
+)
+def test_ingest_folder_noise_refusals(tmp_path, write_png, assert_says, setup, args, says):
+    src = tmp_path / "src"
+    if setup == "test_folder":
+        for split in ("train", "test"):
+            for c in ("a", "b"):
+                write_png(src / split / c / "x.png")
+    else:
+        for i in range(4):
+            write_png(src / "0" / f"{i}.png", value=i)
+            if setup != "one" or i == 0:
+                write_png(src / "1" / f"{i}.png", value=50 + i)
+    if setup == "bad":
+        (src / "1" / "broken.png").write_bytes(b"not an image")
+    out = ingest_fails(tmp_path, "folder", str(src), *args, "--manifest", str(tmp_path / "m.csv"))
+    assert_says(out, says)
 
 
 # --- csv ---------------------------------------------------------------------------------
