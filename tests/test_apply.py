@@ -1,8 +1,9 @@
 """``cleaner apply``: a reviewed queue -> the next manifest version and the audit log.
 
 No model is trained here: the manifest, ``queue.csv`` and ``queue.json`` are
-written by hand in the format ``cleaner flag`` writes them, and the real CLI
-is run on them.
+made by hand (``helpers.make_project``, through the queue's own writers; the
+variants a spreadsheet makes of ``queue.csv`` as text), and the real CLI is
+run on them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import io
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_says, write_csv, write_png
+from helpers import (
+    Project,
+    assert_says,
+    queue_frame,
+    rewrite_queue,
+    write_csv,
+    write_queue_json,
+)
+from helpers import make_project as make_queue_project
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cleaner import queue_file
 from cleaner.attributes import AttributeTable, attribute_table
 from cleaner.audit import AUDIT_FIELDS, COMMIT_FIELDS, read_audit_log, replay_audit
 from cleaner.cli import app
 from cleaner.errors import InputError
 from cleaner.manifest import read_manifest, sha256_file
-from cleaner.queue_file import QUEUE_COLUMNS, QueueMeta
+from cleaner.queue_file import QUEUE_COLUMNS, write_queue_csv
 from cleaner.review import Decision, apply_decisions, expand_decisions, parse_decisions
 
 runner = CliRunner()
@@ -113,25 +120,6 @@ EXPECTED_RECORDS = [
 EXPECTED_COUNTS = {"keep": 1, "relabel": 3, "drop": 1, "unsure": 1, "not reviewed": 1}
 
 
-@dataclass(frozen=True)
-class Project:
-    root: Path
-    manifest: Path  # root/data/faces.csv
-    queue: Path  # root/queue/queue.csv (queue.json beside it)
-
-    @property
-    def v2(self) -> Path:
-        return self.manifest.with_name("faces.v2.csv")
-
-    @property
-    def v3(self) -> Path:
-        return self.manifest.with_name("faces.v3.csv")
-
-    @property
-    def log(self) -> Path:
-        return self.manifest.with_name("faces.audit.jsonl")
-
-
 def render(
     rows: Sequence[dict[str, str]],
     columns: Sequence[str] = QUEUE_COLUMNS,
@@ -149,25 +137,16 @@ def render(
     return buf.getvalue()
 
 
+# queue.json's flag settings and time, in every queue.json here.
+META: dict[str, Any] = {"top": 50, "created": "2026-01-02T03:04:05+00:00"}
+
+
 def write_queue_meta(queue_dir: Path, manifest: Path, *, runs: Sequence[str] = (RUN,)) -> Path:
     """queue.json as make_queue writes it, for the manifest version as it is now.
 
     ``runs`` are named relative to the queue's folder, as queue.json stores them.
     """
-    meta = QueueMeta(
-        manifest=manifest,
-        manifest_sha256=sha256_file(manifest),
-        classes=CLASSES,
-        runs=tuple(str(queue_dir / r) for r in runs),
-        group_column="group",
-        method="self_confidence",
-        top=50,
-        created="2026-01-02T03:04:05+00:00",
-    )
-    queue_dir.mkdir(parents=True, exist_ok=True)
-    path = queue_file.queue_meta_path(queue_dir / "queue.csv")
-    queue_file.write_queue_meta(path, meta)
-    return path
+    return write_queue_json(queue_dir / "queue.csv", manifest, classes=CLASSES, runs=runs, **META)
 
 
 def make_project(
@@ -177,13 +156,16 @@ def make_project(
     queue_text: str | None = None,
 ) -> Project:
     """Images, data/faces.csv, and queue/queue.csv + queue.json made from that version."""
-    for i, r in enumerate(MANIFEST_ROWS):
-        write_png(root / "data" / r["path"], value=9 * i)
-    manifest = write_csv(root / "data" / "faces.csv", MANIFEST_ROWS, MANIFEST_COLUMNS)
-    write_queue_meta(root / "queue", manifest)
-    queue = root / "queue" / "queue.csv"
-    queue.write_text(render(queue_rows) if queue_text is None else queue_text, encoding="utf-8")
-    return Project(root, manifest, queue)
+    return make_queue_project(
+        root,
+        MANIFEST_ROWS,
+        queue_rows if queue_text is None else queue_text,
+        classes=CLASSES,
+        manifest="data/faces.csv",
+        columns=MANIFEST_COLUMNS,
+        runs=(RUN,),
+        **META,
+    )
 
 
 def raw_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -314,17 +296,14 @@ def _round_two_queue(folder: Path, v2: Path) -> Path:
     """The reviewed queue of a second round, flagged from ``v2`` by run ``runs/round2``."""
     write_queue_meta(folder, v2, runs=["runs/round2", RUN])
     queue = folder / "queue.csv"
-    queue.write_text(
-        render(
-            [
-                {"rank": "1", "sample_id": "s06", "suggested_label": "b", "decision": "relabel"},
-                {"rank": "2", "sample_id": "s05", "label_quality": "0.5", "decision": "unsure"},
-                {"rank": "3", "sample_id": "s03", "label_quality": "0.9", "decision": "keep"},
-                {"rank": "4", "sample_id": "s01", "label_quality": "", "decision": "drop"},
-                {"rank": "5", "sample_id": "s09", "decision": ""},
-            ]
-        )
-    )
+    rows = [
+        {"rank": "1", "sample_id": "s06", "suggested_label": "b", "decision": "relabel"},
+        {"rank": "2", "sample_id": "s05", "label_quality": "0.5", "decision": "unsure"},
+        {"rank": "3", "sample_id": "s03", "label_quality": "0.9", "decision": "keep"},
+        {"rank": "4", "sample_id": "s01", "label_quality": "", "decision": "drop"},
+        {"rank": "5", "sample_id": "s09", "decision": ""},
+    ]
+    write_queue_csv(queue_frame(rows), queue)
     return queue
 
 
@@ -451,7 +430,7 @@ def test_a_queue_with_nothing_decided_writes_nothing(tmp_path: Path) -> None:
     assert_says(out, "no decision is filled in (7 rows blank): nothing to apply")
     assert not p.v2.exists() and not p.log.exists()
     # The reviewed queue can still be applied afterwards.
-    p.queue.write_text(render(QUEUE_ROWS), encoding="utf-8")
+    rewrite_queue(p.queue, queue_frame(QUEUE_ROWS))
     apply_ok(p.queue)
     assert p.v2.exists()
 
@@ -830,7 +809,7 @@ def test_the_same_apply_again_writes_nothing_and_an_edited_queue_is_refused(
     assert p.log.read_bytes() == log and p.v2.read_bytes() == v2  # nothing written twice
     rows = [dict(r) for r in QUEUE_ROWS]
     rows[1]["new_label"] = "a"  # s02: relabel to a instead of c
-    p.queue.write_text(render(rows))
+    rewrite_queue(p.queue, queue_frame(rows))
     out = apply_refused(tmp_path, p.queue)
     assert_says(
         out,
@@ -1043,7 +1022,7 @@ def manifest_frame(*rows: tuple[str, str, str], **columns: Sequence[str]) -> pd.
 DECISION_COLUMNS = ("sample_id", "decision", "new_label", "suggested_label", "label_quality")
 
 
-def queue_frame(*rows: dict[str, str]) -> pd.DataFrame:
+def decisions_frame(*rows: dict[str, str]) -> pd.DataFrame:
     """Queue rows as read_queue_table gives them: text, the decision columns blank unless
     given, other columns (``issue``) only where a row gives them."""
     columns = list(dict.fromkeys([*DECISION_COLUMNS, *(c for r in rows for c in r)]))
@@ -1053,7 +1032,7 @@ def queue_frame(*rows: dict[str, str]) -> pd.DataFrame:
 def test_library_errors_carry_every_problem() -> None:
     """parse_decisions lists all bad rows; expand_decisions all conflicts."""
     manifest = manifest_frame(("s1", "a", "train"), ("s2", "b", "train"), group=["g", "g"])
-    table = queue_frame(
+    table = decisions_frame(
         {"sample_id": "s1", "decision": "nope"},
         {"sample_id": "zz", "decision": "keep"},
         {"sample_id": "s2", "decision": "relabel", "new_label": "q"},
@@ -1079,7 +1058,7 @@ def _tiny_manifest() -> pd.DataFrame:
 
 
 def test_a_decision_on_a_test_row_is_refused() -> None:
-    table = queue_frame({"sample_id": "t1", "decision": "relabel", "new_label": "a"})
+    table = decisions_frame({"sample_id": "t1", "decision": "relabel", "new_label": "a"})
     with pytest.raises(InputError, match="line 2: sample_id 't1' is a test row"):
         parse_decisions(table, file="q.csv", classes=("a", "b"), manifest=_tiny_manifest())
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TinyProject, invoke
+from helpers import TinyProject, invoke
 
 
 @pytest.fixture

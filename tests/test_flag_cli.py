@@ -8,11 +8,12 @@ import json
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import invoke
+from helpers import FLAG_AUGMENT, ingest_digits, invoke, write_digits_pipeline
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -22,36 +23,19 @@ from cleaner.queue_file import QUEUE_COLUMNS, read_queue_meta
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 
-PIPELINE = """
-[data]
-manifest = "{manifest}"
-image_size = 32
-mean = [0.5]
-std = [0.5]
-cache = true
-{data_extra}
 
-[model]
-name = "test_resnet"
-in_chans = 1
-
-[train]
-folds = 3
-epochs = 6
-batch_size = 64
-lr = 3e-3
-workers = 0
-
-[flag]
-top = {top}
-{flag_extra}
-
-[[augment.train]]
-name = "Affine"
-rotate = [-10, 10]
-translate_percent = [-0.08, 0.08]
-p = 0.7
-"""
+def write_flag_pipeline(
+    directory: Path, manifest: Path, *, top: int, data: Any = None, flag: Any = None
+) -> Path:
+    """``directory/p.toml``: the digits pipeline of the flag tests (6 epochs, cached)."""
+    return write_digits_pipeline(
+        directory,
+        manifest,
+        epochs=6,
+        data={"cache": True, **(data or {})},
+        flag={"top": top, **(flag or {})},
+        augment={"train": FLAG_AUGMENT},
+    )
 
 
 def fails(*args: str) -> str:
@@ -68,20 +52,8 @@ def files_under(root: Path) -> dict[str, int]:
 def noisy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Digits with 10% uniform noise, a 3-fold oof run; returns (manifest, run)."""
     root = tmp_path_factory.mktemp("flag")
-    manifest = root / "digits.csv"
-    invoke(
-        "ingest",
-        "digits",
-        str(root / "images"),
-        "--noise",
-        "0.1",
-        "--seed",
-        "1",
-        "--manifest",
-        str(manifest),
-    )
-    pipeline = root / "p.toml"
-    pipeline.write_text(PIPELINE.format(manifest=manifest, top=300, data_extra="", flag_extra=""))
+    manifest = ingest_digits(root / "digits.csv", "--noise", "0.1", "--seed", "1")
+    pipeline = write_flag_pipeline(root, manifest, top=300)
     invoke("oof", str(pipeline), "--out", str(root / "run"), "--quiet")
     return manifest, root / "run"
 
@@ -196,8 +168,7 @@ def test_decided_samples_are_not_queued_again(noisy_run: tuple[Path, Path]) -> N
 
 def test_group_rows_and_unlabeled_rows(tmp_path: Path) -> None:
     """Groups of 4 same-digit images: flip 3 whole groups, mix one; 30 rows unlabeled."""
-    raw = tmp_path / "raw.csv"
-    invoke("ingest", "digits", str(tmp_path / "images"), "--seed", "2", "--manifest", str(raw))
+    raw = ingest_digits(tmp_path / "raw.csv", "--seed", "2")
     df = pd.read_csv(raw, dtype=str, keep_default_na=False)
     train = df[df["split"] == "train"].sort_values(["true_label", "sample_id"])
     df["group"] = ""
@@ -219,14 +190,8 @@ def test_group_rows_and_unlabeled_rows(tmp_path: Path) -> None:
     df.loc[unl, ["split", "label"]] = ["unlabeled", ""]
     manifest = tmp_path / "people.csv"
     df.to_csv(manifest, index=False)
-    pipeline = tmp_path / "p.toml"
-    pipeline.write_text(
-        PIPELINE.format(
-            manifest=manifest,
-            top=100,
-            data_extra='group = "group"',
-            flag_extra="group_label = true",
-        )
+    pipeline = write_flag_pipeline(
+        tmp_path, manifest, top=100, data={"group": "group"}, flag={"group_label": True}
     )
     invoke("oof", str(pipeline), "--out", str(tmp_path / "run"), "--quiet")
     folds = pd.read_csv(tmp_path / "run" / "folds.csv", dtype=str)
@@ -345,8 +310,7 @@ def test_existing_queue_is_not_overwritten(noisy_run: tuple[Path, Path], tmp_pat
 
 def test_two_runs_are_ensembled(noisy_run: tuple[Path, Path], tmp_path: Path) -> None:
     manifest, run = noisy_run
-    pipeline = tmp_path / "p.toml"
-    pipeline.write_text(PIPELINE.format(manifest=manifest, top=300, data_extra="", flag_extra=""))
+    pipeline = write_flag_pipeline(tmp_path, manifest, top=300)
     invoke("oof", str(pipeline), "--set", "train.seed=7", "--out", str(tmp_path / "run2"), "-q")
     out = invoke("flag", str(run), str(tmp_path / "run2"), "--out", str(tmp_path / "q"), "-q")
     assert "2 run(s)" in out

@@ -1,12 +1,13 @@
-"""The documented file formats, pinned: ``queue.csv``, ``queue.json`` and the audit log.
+"""The documented file formats, pinned: ``queue.csv``, ``queue.json``, the audit log and
+the run folder's ``oof.csv``.
 
 ``tests/data/formats/`` holds one small reference file of each, as ``cleaner
-flag`` and ``cleaner apply`` write them (README, "Files"). Each is (a) read with
-the format's strict reader and its fields checked, and (b) written again from
-the same content through the format's writer, byte for byte: a change to a
-writer that changes the bytes fails here, so the format cannot drift silently.
-The three tell one story: a queue made from ``faces.csv`` (v1), reviewed, and
-applied to give ``faces.v2.csv``.
+oof``, ``cleaner flag`` and ``cleaner apply`` write them (README, "Files"). Each
+is (a) read with the format's readers and its fields checked, and (b) written
+again from the same content through the format's writer, byte for byte: a
+change to a writer that changes the bytes fails here, so the format cannot
+drift silently. The queue, queue.json and audit log tell one story: a queue
+made from ``faces.csv`` (v1), reviewed, and applied to give ``faces.v2.csv``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from helpers import write_csv
 
 from cleaner.attributes import AttributeTable
 from cleaner.audit import (
@@ -31,6 +33,7 @@ from cleaner.audit import (
     read_audit_log,
     replay_audit,
 )
+from cleaner.config import PipelineConfig
 from cleaner.queue_file import (
     QUEUE_COLUMNS,
     QueueMeta,
@@ -40,6 +43,15 @@ from cleaner.queue_file import (
     read_queue_table,
     write_queue_csv,
     write_queue_meta,
+)
+from cleaner.runs import (
+    OOF_COLUMNS,
+    PROB_PREFIX,
+    load_probs,
+    oof_table,
+    read_prob_columns,
+    read_scores,
+    write_table,
 )
 
 FORMATS = Path(__file__).parent / "data" / "formats"
@@ -306,3 +318,81 @@ def test_readme_names_the_audit_fields() -> None:
         for word in re.split(r",\s*", quoted)
     }
     assert set(AUDIT_FIELDS) | {"queue_row", "split", "weight", *COMMIT_FIELDS} <= named
+
+
+# --- the run folder's oof.csv -------------------------------------------------------------
+
+# oof.csv as oof merges the folds: every train row once, in manifest order (the ids are
+# text: leading zeros stay); probabilities to 8 significant digits, in the classes' order.
+OOF_CLASSES = ("cat", "dog", "owl")
+OOF_IDS = ("s01", "007", "s03", "s04", "s05")
+OOF_FOLDS = (0, 1, 2, 0, 1)
+OOF_LABELS = (0, 1, 2, 1, 0)  # class index of the given label
+OOF_PROBS = np.array(
+    [
+        [0.7, 0.2, 0.1],
+        [0.6, 0.3, 0.1],  # 007: given dog, the model says cat
+        [0.05, 0.15, 0.8],
+        [0.123456789, 0.54321, 0.333333211],  # written to 8 digits
+        [0.0, 0.25, 0.75],  # s05: given cat, the model says owl
+    ]
+)
+OOF_PREDS = ("cat", "cat", "owl", "dog", "owl")
+
+
+def test_oof_csv_writes_the_reference_bytes(tmp_path: Path) -> None:
+    table = oof_table(
+        np.array(OOF_IDS, dtype=object),
+        np.array(OOF_FOLDS),
+        np.array(OOF_LABELS),
+        OOF_PROBS,
+        OOF_CLASSES,
+    )
+    write_table(tmp_path / "oof.csv", table)
+    assert (tmp_path / "oof.csv").read_bytes() == (FORMATS / "oof.csv").read_bytes()
+
+
+def test_oof_csv_reads_leniently_and_forgivingly() -> None:
+    """``retrain --reweight``'s reader (every row, by id) and the review page's (a few ids)."""
+    table = pd.read_csv(FORMATS / "oof.csv", dtype=str, keep_default_na=False)
+    assert table["fold"].tolist() == [str(k) for k in OOF_FOLDS]
+    assert table["pred"].tolist() == list(OOF_PREDS)  # the most likely class
+    scores = read_scores(FORMATS / "oof.csv")
+    assert scores.sample_ids.tolist() == list(OOF_IDS)
+    assert scores.labels.tolist() == list(OOF_LABELS)
+    np.testing.assert_allclose(scores.probs, OOF_PROBS, rtol=0, atol=1e-8)
+    probs, warning = read_prob_columns(FORMATS / "oof.csv", OOF_CLASSES, {"007", "s04", "nobody"})
+    assert warning is None
+    assert sorted(probs) == ["007", "s04"]
+    np.testing.assert_allclose(probs["007"], OOF_PROBS[1], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(probs["s04"], OOF_PROBS[3], rtol=0, atol=1e-8)
+
+
+def test_oof_csv_reads_strictly_against_its_manifest(tmp_path: Path) -> None:
+    """``flag --probs``'s reader: the manifest's train rows, their labels, the classes."""
+    manifest = write_csv(
+        tmp_path / "manifest.csv",
+        [
+            *(
+                {"sample_id": sid, "path": f"images/{sid}.png", "label": OOF_CLASSES[k]}
+                for sid, k in zip(OOF_IDS, OOF_LABELS, strict=True)
+            ),
+            {"sample_id": "t01", "path": "images/t01.png", "label": "", "split": "test"},
+        ],
+    )
+    run = load_probs(FORMATS / "oof.csv", manifest, PipelineConfig())
+    assert run.classes == OOF_CLASSES
+    assert run.sample_ids.tolist() == list(OOF_IDS)  # the test row has no probabilities
+    assert run.labels.tolist() == list(OOF_LABELS)
+    np.testing.assert_allclose(run.pred_probs, OOF_PROBS, rtol=0, atol=1e-8)
+
+
+def test_readme_names_the_oof_csv_columns() -> None:
+    row = next(
+        line
+        for line in readme_section("Run folder (`runs/RUN/`)").splitlines()
+        if line.startswith("| `oof.csv`")
+    )
+    assert "`sample_id, fold, label, pred, p:CLASS...`" in row
+    header = (FORMATS / "oof.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header.split(",") == [*OOF_COLUMNS, *(f"{PROB_PREFIX}{c}" for c in OOF_CLASSES)]

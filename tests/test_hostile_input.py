@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TinyProject, flat, invoke, snapshot, write_csv, write_pipeline
+from helpers import TinyProject, flat, invoke, snapshot, write_csv, write_pipeline, write_png
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -81,12 +81,19 @@ class Payload:
         return (open, (str(self.marker), "w"))
 
 
-def test_crafted_checkpoint_is_refused_and_runs_nothing(tiny_project: TinyProject) -> None:
-    p, run = tiny_project, tiny_project.root / "run"
+def _fold_1_trained(p: TinyProject) -> tuple[Path, Path]:
+    """The run folder with fold 1 trained and fold 0 not (its folder made), and the
+    file a payload would create."""
+    run = p.root / "run"
     invoke("oof", str(p.pipeline), "--out", str(run), "--fold", "1", "-q")
-    marker = p.root / "pwned"
+    (run / "fold-0").mkdir(parents=True, exist_ok=True)
+    return run, p.root / "pwned"
+
+
+def test_crafted_checkpoint_is_refused_and_runs_nothing(tiny_project: TinyProject) -> None:
+    p = tiny_project
+    run, marker = _fold_1_trained(p)
     checkpoint = run / "fold-0" / "checkpoint.pt"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"epoch": 1, "model": Payload(marker)}, checkpoint)
     out = refused("oof", str(p.pipeline), "--out", str(run), "--fold", "0", "-q", root=p.root)
     assert not marker.exists(), "the checkpoint's payload ran"
@@ -94,11 +101,9 @@ def test_crafted_checkpoint_is_refused_and_runs_nothing(tiny_project: TinyProjec
 
 
 def test_crafted_fold_output_is_refused_and_runs_nothing(tiny_project: TinyProject) -> None:
-    p, run = tiny_project, tiny_project.root / "run"
-    invoke("oof", str(p.pipeline), "--out", str(run), "--fold", "1", "-q")
-    marker = p.root / "pwned"
+    p = tiny_project
+    run, marker = _fold_1_trained(p)
     fold_out = run / "fold-0" / "oof.npz"
-    fold_out.parent.mkdir(parents=True, exist_ok=True)
     (run / "fold-0" / "metrics.json").write_text("{}")
     payload = np.empty(1, dtype=object)
     payload[0] = Payload(marker)
@@ -264,8 +269,6 @@ def test_a_pipeline_path_that_is_a_folder_is_refused(tiny_project: TinyProject) 
 
 def test_a_last_training_batch_of_one_trains(tmp_path: Path) -> None:
     """7 train rows, 2 folds, batch 3: a fold trains on 3 or 4 rows, 4 = 3 + 1."""
-    from conftest import write_png
-
     rows = [
         {"path": write_png(tmp_path / "images" / f"{c}{i}.png", value=40 * j + 7 * i)
          .relative_to(tmp_path).as_posix(), "label": c}

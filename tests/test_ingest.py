@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import assert_says, write_csv, write_png
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -197,7 +198,7 @@ def test_digits_pairs_noise(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["realistic", "toward"])
-def test_digits_reference_noise(tmp_path, assert_says, kind):
+def test_digits_reference_noise(tmp_path, kind):
     m = tmp_path / "d.csv"
     args = ["--noise", "0.1", "--noise-kind", kind, "--seed", "2", "--manifest", str(m)]
     out = ingest("digits", str(tmp_path / "img"), *args)
@@ -248,7 +249,7 @@ def test_digits_default_manifest(tmp_path, monkeypatch):
     assert df["path"].iloc[0] == "../img/digit-0000.png"
 
 
-def test_refuses_to_overwrite_a_manifest(tmp_path, assert_says):
+def test_refuses_to_overwrite_a_manifest(tmp_path):
     m = tmp_path / "d.csv"
     m.write_text("path,label\nkeep.png,a\n")
     out = ingest_fails(tmp_path, "digits", str(tmp_path / "img"), "--manifest", str(m))
@@ -256,7 +257,7 @@ def test_refuses_to_overwrite_a_manifest(tmp_path, assert_says):
     assert not (tmp_path / "img").exists()
 
 
-def test_refuses_a_non_empty_image_folder(tmp_path, assert_says):
+def test_refuses_a_non_empty_image_folder(tmp_path):
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "mine.png").write_bytes(b"not yours")
     out = ingest_fails(
@@ -274,7 +275,7 @@ def test_refuses_a_non_empty_image_folder(tmp_path, assert_says):
         (["--test-fraction", "1"], "--test-fraction must be in [0, 1), got 1.0"),
     ],
 )
-def test_bad_noise_arguments_write_nothing(tmp_path, assert_says, args, reason):
+def test_bad_noise_arguments_write_nothing(tmp_path, args, reason):
     out = ingest_fails(
         tmp_path, "digits", str(tmp_path / "img"), "--manifest", str(tmp_path / "d.csv"), *args
     )
@@ -286,7 +287,7 @@ def test_bad_noise_arguments_write_nothing(tmp_path, assert_says, args, reason):
 
 
 @pytest.fixture
-def class_folders(tmp_path, write_png) -> Path:
+def class_folders(tmp_path) -> Path:
     src = tmp_path / "src"
     write_png(src / "cat" / "c1.png", value=1)
     write_png(src / "cat" / "c2.jpg", value=2)  # PNG bytes, .jpg name: listed by extension
@@ -324,7 +325,7 @@ def test_ingest_folder_default_manifest(class_folders, tmp_path, monkeypatch):
     assert df["path"].iloc[0] == "../src/cat/c1.png"
 
 
-def test_ingest_folder_without_images(tmp_path, write_png, assert_says):
+def test_ingest_folder_without_images(tmp_path):
     src = tmp_path / "src"
     write_png(src / "top_level.png")
     (src / "cat").mkdir()
@@ -332,23 +333,21 @@ def test_ingest_folder_without_images(tmp_path, write_png, assert_says):
     assert_says(out, f"{src}: no images found in class sub-folders")
 
 
-def test_ingest_folder_not_a_folder(tmp_path, assert_says):
+def test_ingest_folder_not_a_folder(tmp_path):
     out = ingest_fails(
         tmp_path, "folder", str(tmp_path / "nope"), "--manifest", str(tmp_path / "x.csv")
     )
     assert_says(out, f"{tmp_path / 'nope'}: not a folder")
 
 
-def test_ingest_folder_refuses_to_overwrite(class_folders, tmp_path, assert_says):
+def test_ingest_folder_refuses_to_overwrite(class_folders, tmp_path):
     m = tmp_path / "m.csv"
     m.write_text("old")
     out = ingest_fails(tmp_path, "folder", str(class_folders), "--manifest", str(m))
     assert_says(out, f"{m}: already exists")
 
 
-def test_ingest_folder_refuses_images_beside_class_folders(
-    class_folders, tmp_path, write_png, assert_says
-):
+def test_ingest_folder_refuses_images_beside_class_folders(class_folders, tmp_path):
     # An image in no class folder has no label: refused, not silently left out.
     write_png(class_folders / "stray.png", value=5)
     out = ingest_fails(
@@ -371,7 +370,7 @@ def valid_manifest(m: Path) -> pd.DataFrame:
     return df
 
 
-def test_ingest_folder_train_val_test(tmp_path, write_png, assert_says):
+def test_ingest_folder_train_val_test(tmp_path):
     src = tmp_path / "imgs"
     for split in ("train", "val"):
         for c in ("cat", "dog"):
@@ -412,7 +411,7 @@ def test_ingest_folder_train_val_test(tmp_path, write_png, assert_says):
 
 
 @pytest.mark.parametrize("val", ["valid", "Validation", "VAL"])
-def test_ingest_folder_train_valid(tmp_path, write_png, val):
+def test_ingest_folder_train_valid(tmp_path, val):
     src = tmp_path / "imgs"
     write_png(src / "Train" / "cat" / "a.png")
     write_png(src / "Train" / "dog" / "b.png")
@@ -432,7 +431,7 @@ def test_ingest_folder_train_valid(tmp_path, write_png, val):
     valid_manifest(m)
 
 
-def test_ingest_folder_test_images_without_classes(tmp_path, write_png):
+def test_ingest_folder_test_images_without_classes(tmp_path):
     src = tmp_path / "imgs"
     write_png(src / "train" / "cat" / "a.png")
     write_png(src / "train" / "dog" / "b.png")
@@ -447,7 +446,7 @@ def test_ingest_folder_test_images_without_classes(tmp_path, write_png):
     valid_manifest(m)
 
 
-def test_ingest_folder_split_test(class_folders, tmp_path, assert_says):
+def test_ingest_folder_split_test(class_folders, tmp_path):
     m = tmp_path / "m.csv"
     out = ingest("folder", str(class_folders), "--split", "test", "--manifest", str(m))
     df = read_raw(m)
@@ -482,7 +481,7 @@ def test_ingest_folder_split_train_and_unlabeled(class_folders, tmp_path):
     valid_manifest(tmp_path / "b.csv")
 
 
-def test_ingest_folder_split_unlabeled_images_directly(tmp_path, write_png):
+def test_ingest_folder_split_unlabeled_images_directly(tmp_path):
     src = tmp_path / "new"
     write_png(src / "a.png")
     write_png(src / "b.png")
@@ -492,7 +491,7 @@ def test_ingest_folder_split_unlabeled_images_directly(tmp_path, write_png):
     assert (df["split"] == "unlabeled").all()
 
 
-def _tree(root: Path, write_png, files: list[str]) -> Path:
+def _tree(root: Path, files: list[str]) -> Path:
     for f in files:
         write_png(root / f)
     return root
@@ -573,15 +572,15 @@ def _tree(root: Path, write_png, files: list[str]) -> Path:
         (["cat/a.png"], ["--split", "excluded"], ["--split must be one of train, test, unlabeled"]),
     ],
 )
-def test_ingest_folder_ambiguous_layouts(tmp_path, write_png, assert_says, files, args, says):
-    src = _tree(tmp_path / "imgs", write_png, files)
+def test_ingest_folder_ambiguous_layouts(tmp_path, files, args, says):
+    src = _tree(tmp_path / "imgs", files)
     out = ingest_fails(tmp_path, "folder", str(src), *args, "--manifest", str(tmp_path / "m.csv"))
     assert_says(out, *[s.format(src=src) for s in says])
     assert not (tmp_path / "m.csv").exists()
 
 
-def test_ingest_folder_empty_split_folder(tmp_path, write_png, assert_says):
-    src = _tree(tmp_path / "imgs", write_png, ["train/cat/a.png"])
+def test_ingest_folder_empty_split_folder(tmp_path):
+    src = _tree(tmp_path / "imgs", ["train/cat/a.png"])
     (src / "test").mkdir()
     (src / "unlabeled" / "sub").mkdir(parents=True)
     out = ingest_fails(tmp_path, "folder", str(src), "--manifest", str(tmp_path / "m.csv"))
@@ -613,7 +612,7 @@ def _folder_class(df: pd.DataFrame) -> list[str]:
     return [sid.split("/")[-2] for sid in df["sample_id"]]
 
 
-def test_ingest_folder_realistic_noise_and_test_split(digit_folder, tmp_path, assert_says):
+def test_ingest_folder_realistic_noise_and_test_split(digit_folder, tmp_path):
     m = tmp_path / "m" / "digits.csv"
     args = ["--noise-kind", "realistic", "--noise", "0.2", "--test-fraction", "0.2", "--seed", "3"]
     out = ingest("folder", str(digit_folder), *args, "--manifest", str(m))
@@ -648,7 +647,7 @@ def test_ingest_folder_noise_without_test_split(digit_folder, tmp_path):
     assert int((df["label"] != df["true_label"]).sum()) == 20
 
 
-def test_ingest_folder_test_split_without_noise(digit_folder, tmp_path, assert_says):
+def test_ingest_folder_test_split_without_noise(digit_folder, tmp_path):
     m = tmp_path / "m.csv"
     out = ingest("folder", str(digit_folder), "--test-fraction", "0.5", "--manifest", str(m))
     df = read_raw(m)
@@ -689,7 +688,7 @@ def test_ingest_folder_noise_over_train_and_val_keeps_the_test_folder(tmp_path):
         ("bad", ["--noise", "0.5", "--noise-kind", "toward"], "unreadable image"),
     ],
 )
-def test_ingest_folder_noise_refusals(tmp_path, write_png, assert_says, setup, args, says):
+def test_ingest_folder_noise_refusals(tmp_path, setup, args, says):
     src = tmp_path / "src"
     if setup == "test_folder":
         for split in ("train", "test"):
@@ -710,7 +709,7 @@ def test_ingest_folder_noise_refusals(tmp_path, write_png, assert_says, setup, a
 
 
 @pytest.fixture
-def table(tmp_path, write_csv) -> Path:
+def table(tmp_path) -> Path:
     rows = [
         {"file": "imgs/1.png", "cls": "cat", "person": "p1", "quality": "007", "note": "a, b"},
         {"file": "imgs/2.png", "cls": "dog", "person": "p1", "quality": "NA", "note": ""},
@@ -745,7 +744,7 @@ def test_ingest_csv(table, tmp_path):
     assert df["note"].tolist() == ["a, b", "", "ü"]
 
 
-def test_ingest_csv_id_and_split_columns(tmp_path, write_csv):
+def test_ingest_csv_id_and_split_columns(tmp_path):
     t = write_csv(
         tmp_path / "t.csv",
         [
@@ -775,7 +774,7 @@ def test_ingest_csv_id_and_split_columns(tmp_path, write_csv):
     assert df["split"].tolist() == ["train", "test"]
 
 
-def test_ingest_csv_missing_column(table, tmp_path, assert_says):
+def test_ingest_csv_missing_column(table, tmp_path):
     out = ingest_fails(
         tmp_path,
         "csv",
@@ -790,7 +789,7 @@ def test_ingest_csv_missing_column(table, tmp_path, assert_says):
     assert_says(out, f"{table}, line 1: column(s) not found: kind")
 
 
-def test_ingest_csv_refuses_to_overwrite_a_column(tmp_path, write_csv, assert_says):
+def test_ingest_csv_refuses_to_overwrite_a_column(tmp_path):
     t = write_csv(tmp_path / "t.csv", [{"img": "a.png", "y": "cat", "label": "old"}])
     out = ingest_fails(
         tmp_path,
@@ -806,7 +805,7 @@ def test_ingest_csv_refuses_to_overwrite_a_column(tmp_path, write_csv, assert_sa
     assert_says(out, f"{t}, line 1: column(s) label would be overwritten")
 
 
-def test_ingest_csv_table_not_found(tmp_path, assert_says):
+def test_ingest_csv_table_not_found(tmp_path):
     out = ingest_fails(
         tmp_path,
         "csv",
@@ -821,7 +820,7 @@ def test_ingest_csv_table_not_found(tmp_path, assert_says):
     assert_says(out, f"{tmp_path / 'nope.csv'}: table not found")
 
 
-def test_ingest_csv_refuses_to_overwrite(table, tmp_path, assert_says):
+def test_ingest_csv_refuses_to_overwrite(table, tmp_path):
     m = tmp_path / "m.csv"
     m.write_text("old")
     out = ingest_fails(
@@ -896,7 +895,7 @@ def test_ingest_mnist(tiny_idx, tmp_path):
     assert df["path"].iloc[20] == "../img/train-00000.png"
 
 
-def test_ingest_mnist_too_few_images_to_stratify(tmp_path, assert_says):
+def test_ingest_mnist_too_few_images_to_stratify(tmp_path):
     # 10 classes cannot each give a row to a test split of 2 rows.
     d = tmp_path / "idx"
     write_idx(d / "t-images-idx3-ubyte", np.zeros((10, 4, 4)))
@@ -932,7 +931,7 @@ def test_ingest_arrays_one_class_with_noise(tmp_path):
         ("mismatch", "images and labels do not match"),
     ],
 )
-def test_ingest_mnist_bad_idx(tmp_path, assert_says, setup, reason):
+def test_ingest_mnist_bad_idx(tmp_path, setup, reason):
     d = tmp_path / "idx"
     d.mkdir()
     if setup != "no_files":

@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_csv, write_pipeline, write_png
+from helpers import write_csv, write_pipeline, write_png
 
 from cleaner.faults import FAULT_ENV, LOG_ENV
+from cleaner.queue_file import write_queue_csv
 
 SEED = 17
 CLASSES = ("a", "b")
@@ -124,8 +125,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if decision == "relabel":
             other = [c for c in CLASSES if c != queue.at[i, "given_label"]]
             queue.at[i, "new_label"] = other[0]
-    (root / "reviewed").mkdir()
-    queue.to_csv(root / "reviewed" / "queue.csv", index=False)
+    write_queue_csv(queue, root / "reviewed" / "queue.csv")
     shutil.copy(root / "run" / "queue.json", root / "reviewed" / "queue.json")
     return root
 
@@ -133,6 +133,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def copy_of(project: Path, dest: Path) -> Path:
     shutil.copytree(project, dest)
     return dest
+
+
+def killed_then_rerun(project: Path, dest: Path, args: Sequence[str], fault: str) -> Path:
+    """A copy of ``project`` in ``dest`` where ``cleaner ARGS`` was killed at ``fault``,
+    then run again to the end."""
+    root = copy_of(project, dest)
+    killed(cli(root, *args, fault=fault))
+    ok(cli(root, *args))
+    return root
 
 
 # --- oof -------------------------------------------------------------------------------
@@ -158,9 +167,7 @@ def test_oof_killed_then_resumed_equals_an_uninterrupted_run(
     i: int, project: Path, oof_reference: Path, tmp_path: Path
 ) -> None:
     fault = seeded_kills(oof_reference / "points.log", "oof", OOF_KILLS)[i]
-    root = copy_of(project, tmp_path / "p")
-    killed(cli(root, *OOF, fault=fault))
-    ok(cli(root, *OOF))
+    root = killed_then_rerun(project, tmp_path / "p", OOF, fault)
     ref, run = oof_reference / "again", root / "again"
     assert (run / "oof.csv").read_bytes() == (ref / "oof.csv").read_bytes(), fault
     for name in ("folds.csv", "config.toml"):
@@ -241,9 +248,7 @@ def test_retrain_queue_killed_then_rerun_equals_an_uninterrupted_run(
     i: int, project: Path, retrain_reference: Path, tmp_path: Path
 ) -> None:
     fault = seeded_kills(retrain_reference / "points.log", "retrain", RETRAIN_KILLS)[i]
-    root = copy_of(project, tmp_path / "p")
-    killed(cli(root, *RETRAIN, *RETRAIN_OPTIONS, fault=fault))
-    ok(cli(root, *RETRAIN, *RETRAIN_OPTIONS))
+    root = killed_then_rerun(project, tmp_path / "p", (*RETRAIN, *RETRAIN_OPTIONS), fault)
     got, want = _outputs(root), _outputs(retrain_reference)
     assert got.keys() == want.keys(), fault
     for name in want:
@@ -317,8 +322,8 @@ def _review_copy(project: Path, dest: Path) -> Path:
     root = copy_of(project, dest)
     queue = pd.read_csv(root / "reviewed/queue.csv", dtype=str, keep_default_na=False)
     queue[["decision", "new_label"]] = ""
-    (root / "inbox").mkdir()  # beside reviewed/: queue.json's relative paths hold
-    queue.to_csv(root / "inbox" / "queue.csv", index=False)
+    # inbox/ lies beside reviewed/: queue.json's relative paths hold
+    write_queue_csv(queue, root / "inbox" / "queue.csv")
     shutil.copy(root / "reviewed" / "queue.json", root / "inbox" / "queue.json")
     return root
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_says
+from helpers import assert_says
 from test_apply import (
     MANIFEST_ROWS,
     QUEUE_ROWS,

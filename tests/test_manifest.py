@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import snapshot, write_csv
 
 from cleaner.errors import InputError
 from cleaner.manifest import (
@@ -34,7 +35,7 @@ def raw_rows(path: Path) -> list[dict[str, str]]:
 # --- read_manifest ------------------------------------------------------------------------
 
 
-def test_defaults_fill_missing_columns(tmp_path, write_csv):
+def test_defaults_fill_missing_columns(tmp_path):
     m = write_csv(
         tmp_path / "m.csv",
         [{"path": "img/x.png", "label": "cat"}, {"path": "img/y.png", "label": "dog"}],
@@ -47,7 +48,7 @@ def test_defaults_fill_missing_columns(tmp_path, write_csv):
     assert df["label"].tolist() == ["cat", "dog"]
 
 
-def test_defaults_fill_blank_values(tmp_path, write_csv):
+def test_defaults_fill_blank_values(tmp_path):
     rows = [
         {"sample_id": "", "path": "a.png", "label": "x", "split": "", "weight": ""},
         {"sample_id": "id-b", "path": "b.png", "label": "x", "split": " test ", "weight": " "},
@@ -60,7 +61,7 @@ def test_defaults_fill_blank_values(tmp_path, write_csv):
     assert list(df.columns) == ["sample_id", "path", "label", "split", "weight"]
 
 
-def test_values_stay_text(tmp_path, write_csv):
+def test_values_stay_text(tmp_path):
     # A label "07" must not become 7, and "NA" / "null" / "" must not become NaN.
     rows = [
         {"path": "a.png", "label": "07", "note": "NA"},
@@ -87,7 +88,7 @@ EXTRA_VALUES = [
 ]
 
 
-def test_extra_columns_survive_a_rewrite(tmp_path, write_csv):
+def test_extra_columns_survive_a_rewrite(tmp_path):
     rows = [
         {"path": f"{i}.png", "label": "a", "person": f"p{i % 3}", "extra": v}
         for i, v in enumerate(EXTRA_VALUES)
@@ -131,7 +132,7 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize(("missing", "columns"), [("label", ["path"]), ("path", ["label"])])
-def test_missing_required_column(tmp_path, write_csv, missing, columns):
+def test_missing_required_column(tmp_path, missing, columns):
     m = write_csv(tmp_path / "m.csv", [{"path": "a.png", "label": "x"}], columns)
     with pytest.raises(InputError) as e:
         read_manifest(m)
@@ -158,7 +159,7 @@ def test_resolve_paths(tmp_path):
     ]
 
 
-def test_weights_file_replaces_the_weights_it_lists(tmp_path, write_csv):
+def test_weights_file_replaces_the_weights_it_lists(tmp_path):
     df = pd.DataFrame({"sample_id": ["a", "b", "c"], "weight": ["1.0", "2", "1.0"]})
     path = write_csv(
         tmp_path / "w.csv",
@@ -169,7 +170,7 @@ def test_weights_file_replaces_the_weights_it_lists(tmp_path, write_csv):
     assert df["weight"].tolist() == ["1.0", "2", "1.0"]  # the input is not modified
 
 
-def test_weights_file_lists_every_bad_row(tmp_path, write_csv):
+def test_weights_file_lists_every_bad_row(tmp_path):
     df = pd.DataFrame({"sample_id": ["a", "b"], "weight": ["1", "1"]})
     rows = [
         {"sample_id": "a", "weight": "0.5"},
@@ -235,16 +236,14 @@ def test_problems_carry_file_and_line(tiny_project):
 
 
 def test_image_checks_can_be_skipped(tiny_project):
-    rows = [dict(r) for r in tiny_project.rows]
-    rows[0]["path"] = "images/gone.png"
-    tiny_project.rewrite_manifest(rows)
+    tiny_project.set_cells(0, path="images/gone.png")
     df = read_manifest(tiny_project.manifest)
     validate_manifest(df, file=tiny_project.manifest, classes=("a", "b"), check_images=False)
     with pytest.raises(InputError, match="image not found"):
         validate_manifest(df, file=tiny_project.manifest, classes=("a", "b"))
 
 
-def test_images_are_found_relative_to_the_manifest(tiny_project, write_csv, monkeypatch):
+def test_images_are_found_relative_to_the_manifest(tiny_project, monkeypatch):
     # The working directory does not matter: paths are relative to the manifest's folder.
     sub = tiny_project.root / "elsewhere"
     sub.mkdir()
@@ -252,7 +251,7 @@ def test_images_are_found_relative_to_the_manifest(tiny_project, write_csv, monk
     validate_manifest(read_manifest(tiny_project.manifest), file=tiny_project.manifest)
 
 
-def test_without_classes_any_label_is_accepted(tmp_path, write_csv):
+def test_without_classes_any_label_is_accepted(tmp_path):
     m = write_csv(tmp_path / "m.csv", [{"path": "a.png", "label": "anything"}])
     validate_manifest(read_manifest(m), file=m, check_images=False)
 
@@ -331,7 +330,7 @@ def test_write_manifest(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["m.csv"]  # no temporary file left
 
 
-def test_write_manifest_refuses_to_overwrite(tmp_path, snapshot):
+def test_write_manifest_refuses_to_overwrite(tmp_path):
     target = tmp_path / "m.csv"
     target.write_text("path,label\nold.png,a\n")
     before = snapshot(tmp_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import assert_says, invoke, snapshot, write_csv, write_png
+from helpers import assert_says, invoke, snapshot, write_csv, write_png
 from PIL import Image
 from typer.testing import CliRunner
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import invoke
+from helpers import invoke
 
 from cleaner.mask import decompose
 

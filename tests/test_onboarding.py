@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import assert_says, invoke, write_csv, write_pipeline, write_png
+from helpers import assert_says, invoke, write_csv, write_pipeline, write_png
 from typer.testing import CliRunner
 
 from cleaner.cli import WORKFLOW, app

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import invoke
+from helpers import ingest_digits, invoke, write_digits_pipeline
 from typer.testing import CliRunner
 
 from cleaner.cli import app
@@ -22,32 +22,6 @@ from cleaner.embeddings import read_embeddings
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 CLASSES = [str(i) for i in range(10)]
-
-PIPELINE = """
-[data]
-manifest = "{manifest}"
-classes = {classes}
-image_size = 32
-group = "group"
-mean = [0.5]
-std = [0.5]
-
-[model]
-name = "test_resnet"
-in_chans = 1
-
-[train]
-folds = 3
-epochs = {epochs}
-batch_size = 64
-lr = 3e-3
-workers = 0
-
-[[augment.train]]
-name = "Affine"
-rotate = [-10, 10]
-p = 0.5
-"""
 
 
 def _embeddings(run: Path) -> np.ndarray:
@@ -58,18 +32,7 @@ def _embeddings(run: Path) -> np.ndarray:
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Digits with 10% noise, a clean test split, and a group column (writers of 4 images)."""
     root = tmp_path_factory.mktemp("digits")
-    raw = root / "raw.csv"
-    invoke(
-        "ingest",
-        "digits",
-        str(root / "images"),
-        "--noise",
-        "0.1",
-        "--seed",
-        "0",
-        "--manifest",
-        str(raw),
-    )
+    raw = ingest_digits(root / "raw.csv", "--noise", "0.1", "--seed", "0")
     df = pd.read_csv(raw, dtype=str, keep_default_na=False)
     df["group"] = [f"g{i // 4}" for i in range(len(df))]
     df.to_csv(root / "digits.csv", index=False)
@@ -77,8 +40,9 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def write_pipeline(path: Path, manifest: Path, epochs: int = 4) -> Path:
-    path.write_text(PIPELINE.format(manifest=manifest, classes=json.dumps(CLASSES), epochs=epochs))
-    return path
+    """The digits pipeline at ``path``, its classes listed and the writers as groups."""
+    data = {"classes": CLASSES, "group": "group"}
+    return write_digits_pipeline(path.parent, manifest, epochs=epochs, name=path.name, data=data)
 
 
 @pytest.fixture(scope="module")

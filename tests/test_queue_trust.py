@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cleanlab.filter import find_label_issues
-from conftest import flat, invoke, snapshot, write_pipeline
+from helpers import FLAG_AUGMENT, flat, ingest_digits, invoke, snapshot, write_digits_pipeline
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
@@ -38,26 +38,20 @@ def fails(*args: str) -> str:
 
 
 def _digits(root: Path, *extra: str) -> pd.DataFrame:
-    manifest = root / "digits.csv"
-    invoke("ingest", "digits", str(root / "images"), "--manifest", str(manifest), *extra)
+    manifest = ingest_digits(root / "digits.csv", *extra)
     return pd.read_csv(manifest, dtype=str, keep_default_na=False)
 
 
 def _pipeline(root: Path, manifest: Path, epochs: int = 6, image_size: int = 32) -> Path:
-    """The digits pipeline of the flag tests: conftest's, with classes from the manifest."""
-    return write_pipeline(
+    """The digits pipeline of the flag tests, at ``root/p.toml``."""
+    return write_digits_pipeline(
         root,
-        manifest=manifest,
-        name="p.toml",
-        data={"classes": None, "image_size": image_size, "cache": True},
-        train={"folds": 3, "epochs": epochs, "batch_size": 64, "lr": 3e-3},
-        augment={
-            "train": [
-                {"name": "Affine", "rotate": [-10, 10], "translate_percent": [-0.08, 0.08],
-                 "p": 0.7}
-            ]
-        },
-    )  # fmt: skip
+        manifest,
+        epochs=epochs,
+        image_size=image_size,
+        data={"cache": True},
+        augment={"train": FLAG_AUGMENT},
+    )
 
 
 def _copy(src: Path, dest: Path, kind: str) -> None:

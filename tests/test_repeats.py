@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import ingest_digits, invoke, write_digits_pipeline
 from typer.testing import CliRunner
 
 from cleaner.cli import app
@@ -19,52 +20,29 @@ from cleaner.cli import app
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 
-PIPELINE = """
-[data]
-manifest = "{manifest}"
-image_size = 16
-mean = [0.5]
-std = [0.5]
-
-[model]
-name = "test_resnet"
-in_chans = 1
-
-[train]
-folds = 2
-epochs = 1
-batch_size = 64
-workers = 0
-seed = 7
-"""
-
-
-def cli(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result.output
-
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("repeats")
-    manifest = root / "digits.csv"
-    cli("ingest", "digits", str(root / "images"), "--noise", "0.1", "--manifest", str(manifest))
+    manifest = ingest_digits(root / "digits.csv", "--noise", "0.1")
     # 600 rows keep four trainings short; the first rows of every class are in.
     df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     df.iloc[:600].to_csv(manifest, index=False)
-    (root / "p.toml").write_text(PIPELINE.format(manifest=manifest.as_posix()))
+    # The digits pipeline in 2 folds of 1 epoch, seed 7, the default lr, no augmentation.
+    train = {"folds": 2, "seed": 7, "lr": None}
+    augment = {"train": None}
+    write_digits_pipeline(root, manifest, epochs=1, image_size=16, train=train, augment=augment)
     return root
 
 
 def test_repeats_equal_separate_runs_and_resume(project: Path) -> None:
     pipeline, ensemble = str(project / "p.toml"), project / "ensemble"
-    out = cli("oof", pipeline, "--repeats", "2", "--out", str(ensemble), "-q")
+    out = invoke("oof", pipeline, "--repeats", "2", "--out", str(ensemble), "-q")
     assert "ensemble" in out and "repeat-1" in out
     record = json.loads((ensemble / "ensemble.json").read_text())
     assert record == {"members": ["repeat-0", "repeat-1"], "seeds": [7, 8]}
-    cli("oof", pipeline, "--out", str(project / "seed7"), "-q")
-    cli("oof", pipeline, "--set", "train.seed=8", "--out", str(project / "seed8"), "-q")
+    invoke("oof", pipeline, "--out", str(project / "seed7"), "-q")
+    invoke("oof", pipeline, "--set", "train.seed=8", "--out", str(project / "seed8"), "-q")
     for member, alone in (("repeat-0", "seed7"), ("repeat-1", "seed8")):
         assert (ensemble / member / "oof.csv").read_bytes() == (
             project / alone / "oof.csv"
@@ -78,8 +56,8 @@ def test_repeats_equal_separate_runs_and_resume(project: Path) -> None:
 
     # flag on the folder = flag on its members given separately; the queue sits in it.
     # (--force: one epoch on 600 digits is a weak model; the queues must still agree.)
-    cli("flag", str(ensemble), "--top", "30", "--force")
-    cli("flag", str(project / "seed7"), str(project / "seed8"), "--top", "30", "--force")
+    invoke("flag", str(ensemble), "--top", "30", "--force")
+    invoke("flag", str(project / "seed7"), str(project / "seed8"), "--top", "30", "--force")
     assert (ensemble / "queue.csv").read_bytes() == (project / "seed7" / "queue.csv").read_bytes()
     meta = json.loads((ensemble / "queue.json").read_text())
     assert [Path(r).name for r in meta["runs"]] == ["repeat-0", "repeat-1"]
@@ -91,7 +69,7 @@ def test_repeats_equal_separate_runs_and_resume(project: Path) -> None:
         (ensemble / "repeat-1" / name).unlink()
     for name in ("oof.npz", "model.pt", "metrics.json"):
         (ensemble / "repeat-1" / "fold-1" / name).unlink()
-    cli("oof", pipeline, "--repeats", "2", "--out", str(ensemble), "-q")
+    invoke("oof", pipeline, "--repeats", "2", "--out", str(ensemble), "-q")
     assert (ensemble / "repeat-0" / "oof.csv").stat().st_mtime_ns == kept
     assert (ensemble / "repeat-1" / "oof.csv").read_bytes() == before
 
@@ -99,11 +77,11 @@ def test_repeats_equal_separate_runs_and_resume(project: Path) -> None:
 def test_retrain_reads_an_ensemble_folder_as_its_runs(project: Path) -> None:
     ensemble = project / "ensemble"
     if not (ensemble / "repeat-1" / "oof.csv").exists():
-        cli("oof", str(project / "p.toml"), "--repeats", "2", "--out", str(ensemble), "-q")
+        invoke("oof", str(project / "p.toml"), "--repeats", "2", "--out", str(ensemble), "-q")
     runs = [str(ensemble / "repeat-0"), str(ensemble / "repeat-1")]
     for out, given in (("whole", [str(ensemble)]), ("members", runs)):
         args = [a for r in given for a in ("--oof", r)]
-        cli("retrain", str(project / "p.toml"), "--reweight", "quality", *args,
+        invoke("retrain", str(project / "p.toml"), "--reweight", "quality", *args,
             "--force", "--out", str(project / out), "-q")  # fmt: skip
     assert (project / "whole" / "train_weights.csv").read_bytes() == (
         project / "members" / "train_weights.csv"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from cleanlab.filter import find_label_issues
-from conftest import invoke
+from helpers import digits_project, invoke
 from typer.testing import CliRunner
 
 from cleaner.cli import app
@@ -25,35 +26,12 @@ from cleaner.runs import read_ensemble_scores
 
 runner = CliRunner()
 
-PIPELINE = """
-[data]
-manifest = "{manifest}"
-image_size = 32
-mean = [0.5]
-std = [0.5]
-cache = true
-
-[model]
-name = "test_resnet"
-in_chans = 1
-
-[train]
-folds = 3
-epochs = {epochs}
-batch_size = 64
-lr = 3e-3
-workers = 0
-
-[submission]
-id_column = "ImageID"
-label_column = "ans"
-label_format = "index"
-
-[[augment.train]]
-name = "Affine"
-rotate = [-10, 10]
-p = 0.7
-"""
+# The digits pipeline, cached, with a submission in the format of a competition.
+PIPELINE: dict[str, Any] = {
+    "data": {"cache": True},
+    "submission": {"id_column": "ImageID", "label_column": "ans", "label_format": "index"},
+    "augment": {"train": [{"name": "Affine", "rotate": [-10, 10], "p": 0.7}]},
+}
 
 
 # --- the weights and the submission, on hand-made arrays ---------------------------------
@@ -120,26 +98,23 @@ def test_class_balance_weights_by_hand() -> None:
     assert w[labels == 0].sum() == pytest.approx(w[labels == 1].sum())
 
 
-def test_submission_table_formats() -> None:
+@pytest.mark.parametrize(
+    ("label_format", "id_column", "label_column", "labels"),
+    [("name", "id", "y", ["dog", "cat", "dog"]), ("index", "ImageID", "ans", [1, 0, 1])],
+)
+def test_submission_table_formats(
+    label_format: str, id_column: str, label_column: str, labels: list[Any]
+) -> None:
     probs = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
-    by_name = submission_table(
+    table = submission_table(
         ["c", "a", "b"],
         probs,
         ["cat", "dog"],
-        id_column="id",
-        label_column="y",
-        label_format="name",
+        id_column=id_column,
+        label_column=label_column,
+        label_format=label_format,
     )
-    assert by_name.to_dict("list") == {"id": ["c", "a", "b"], "y": ["dog", "cat", "dog"]}
-    by_index = submission_table(
-        ["c", "a", "b"],
-        probs,
-        ["cat", "dog"],
-        id_column="ImageID",
-        label_column="ans",
-        label_format="index",
-    )
-    assert by_index["ans"].tolist() == [1, 0, 1]
+    assert table.to_dict("list") == {id_column: ["c", "a", "b"], label_column: labels}
 
 
 # --- end to end --------------------------------------------------------------------------
@@ -149,20 +124,7 @@ def test_submission_table_formats() -> None:
 def loop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """ingest (10% noise) -> oof -> flag -> simulated review, ready to retrain."""
     root = tmp_path_factory.mktemp("loop")
-    manifest = root / "digits.csv"
-    invoke(
-        "ingest",
-        "digits",
-        str(root / "images"),
-        "--noise",
-        "0.1",
-        "--seed",
-        "3",
-        "--manifest",
-        str(manifest),
-    )
-    pipeline = root / "p.toml"
-    pipeline.write_text(PIPELINE.format(manifest=manifest, epochs=6))
+    manifest, pipeline = digits_project(root, "--noise", "0.1", "--seed", "3", epochs=6, **PIPELINE)
     invoke("oof", str(pipeline), "--out", str(root / "oof"), "-q")
     invoke("flag", str(root / "oof"), "--top", "150", "-q")
     simulate_review(root / "oof" / "queue.csv", manifest)
@@ -375,10 +337,7 @@ def test_folds_mode_measures_the_cleaned_labels(loop: dict[str, Path]) -> None:
     ],
 )
 def test_bad_retrain_options(tmp_path: Path, args: list[str], message: str) -> None:
-    manifest = tmp_path / "digits.csv"
-    invoke("ingest", "digits", str(tmp_path / "images"), "--manifest", str(manifest))
-    pipeline = tmp_path / "p.toml"
-    pipeline.write_text(PIPELINE.format(manifest=manifest, epochs=1))
+    _, pipeline = digits_project(tmp_path, epochs=1, **PIPELINE)
     result = runner.invoke(app, ["retrain", str(pipeline), "--out", str(tmp_path / "r"), *args])
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "r").exists()

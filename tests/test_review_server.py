@@ -19,38 +19,28 @@ import os
 import shutil
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_says, write_csv, write_png
+from helpers import Project, assert_says, edit_queue_json, rewrite_queue, write_csv, write_png
+from helpers import make_project as make_queue_project
 from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.config import PipelineConfig
 from cleaner.errors import InputError
 from cleaner.queue import QUEUE_COLUMNS
 from cleaner.review import read_queue_table
 from cleaner.review_server import ReviewQueue, ReviewServer, render_page, serve
+from cleaner.runs import oof_table
 
 CLASSES = ("cat", "dog", "owl")
 EVIL_ID = "<script>alert(1)</script>&\"'"
 EVIL_NOTE = '<img src=x onerror="document.title=1">'
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-@dataclass(frozen=True)
-class Project:
-    root: Path
-    manifest: Path
-    queue: Path  # root/runs/r1/queue.csv
-    run: Path
-    oof: pd.DataFrame
-    images: dict[str, Path]  # sample_id -> image
 
 
 def _sha(path: Path) -> str:
@@ -66,71 +56,41 @@ def make_project(root: Path, *, extra_column: bool = True) -> Project:
     ids = ["s0", "s1", EVIL_ID, "s3", "s4", "s5", "s6", "s7"]
     labels = ["cat", "dog", "cat", "dog", "owl", "owl", "cat", "dog"]
     groups = ["g1", "g1", "g1", "g2", "g2", "g3", "g3", "g3"]
-    images = {
-        sid: write_png(root / "images" / f"img{i}.png", value=30 * i, size=(24, 16))
-        for i, sid in enumerate(ids)
-    }
-    manifest = write_csv(
-        root / "manifest.csv",
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(len(CLASSES)), size=len(ids))
+    probs[1] = [0.7, 0.2, 0.1]  # s1: the model says cat
+    index = [CLASSES.index(lab) for lab in labels]
+    oof = oof_table(np.array(ids), np.array([0, 1] * 4), np.array(index), probs, CLASSES)
+    rows = [
+        ("s1", "images/img1.png", "g1", "dog", "cat", 0.05, "label", ""),
+        (EVIL_ID, "images/img2.png", "g1", "cat", "dog", 0.1, "label", EVIL_NOTE),
+        ("group:g2", "images/img3.png", "g2", "dog", "owl", 0.2, "group_inconsistent", "mixed"),
+        ("s4", "images/img4.png", "g2", "owl", "cat", 0.3, "outlier", ""),
+        ("s6", "images/img6.png", "g3", "cat", "dog", 0.4, "label", ""),
+    ]
+    columns = ("sample_id", "path", "group", "given_label", "suggested_label",
+               "label_quality", "issue", "note")  # fmt: skip
+    queue = [{"rank": r + 1, **dict(zip(columns, row, strict=True))} for r, row in enumerate(rows)]
+    if extra_column:
+        notes = ["", "look again", "", "", 'has "quotes", and commas']
+        for row, note in zip(queue, notes, strict=True):
+            row["my notes"] = note
+    return make_queue_project(
+        root,
         [
             {"sample_id": s, "path": f"images/img{i}.png", "label": lab, "group": g}
             for i, (s, lab, g) in enumerate(zip(ids, labels, groups, strict=True))
         ],
+        queue,
+        classes=CLASSES,
+        queue_dir="runs/r1",
+        queue_columns=(*QUEUE_COLUMNS, "my notes") if extra_column else QUEUE_COLUMNS,
+        runs=(".",),  # the queue lies in its run's folder
+        oof=oof,
+        image_size=(24, 16),
+        shade=30,
+        top=5,
     )
-    run = root / "runs" / "r1"
-    run.mkdir(parents=True)
-    cfg = PipelineConfig().replace("data", manifest=str(manifest), classes=CLASSES, group="group")
-    (run / "config.toml").write_text(cfg.to_toml())
-    (run / "manifest.sha256").write_text(f"{_sha(manifest)}  {manifest}\n")
-    rng = np.random.default_rng(0)
-    probs = rng.dirichlet(np.ones(len(CLASSES)), size=len(ids))
-    probs[1] = [0.7, 0.2, 0.1]  # s1: the model says cat
-    oof = pd.DataFrame({"sample_id": ids, "fold": [0, 1] * 4, "label": labels})
-    oof["pred"] = [CLASSES[k] for k in probs.argmax(1)]
-    for k, c in enumerate(CLASSES):
-        oof[f"p:{c}"] = probs[:, k]
-    oof.to_csv(run / "oof.csv", index=False)
-    rows = [
-        ("s1", "images/img1.png", "g1", "dog", "cat", "0.05", "label", ""),
-        (EVIL_ID, "images/img2.png", "g1", "cat", "dog", "0.1", "label", EVIL_NOTE),
-        ("group:g2", "images/img3.png", "g2", "dog", "owl", "0.2", "group_inconsistent", "mixed"),
-        ("s4", "images/img4.png", "g2", "owl", "cat", "0.3", "outlier", ""),
-        ("s6", "images/img6.png", "g3", "cat", "dog", "0.4", "label", ""),
-    ]
-    queue = pd.DataFrame(
-        [
-            {
-                "rank": r + 1,
-                "sample_id": sid,
-                "path": path,
-                "group": g,
-                "given_label": given,
-                "suggested_label": sugg,
-                "label_quality": float(q),
-                "issue": issue,
-                "decision": "",
-                "new_label": "",
-                "note": note,
-            }
-            for r, (sid, path, g, given, sugg, q, issue, note) in enumerate(rows)
-        ],
-        columns=list(QUEUE_COLUMNS),
-    )
-    if extra_column:
-        queue["my notes"] = ["", "look again", "", "", 'has "quotes", and commas']
-    queue.to_csv(run / "queue.csv", index=False, float_format="%.6g")
-    meta = {
-        "manifest": str(manifest),
-        "manifest_sha256": _sha(manifest),
-        "runs": [str(run)],
-        "method": "self_confidence",
-        "top": 5,
-        "classes": list(CLASSES),
-        "group_column": "group",
-        "created": "2026-01-01T00:00:00+00:00",
-    }
-    (run / "queue.json").write_text(json.dumps(meta, indent=2))
-    return Project(root, manifest, run / "queue.csv", run, oof, images)
 
 
 @pytest.fixture
@@ -149,9 +109,8 @@ def make_paired_project(root: Path, *, partner: str = "s7") -> Project:
     queue = pd.read_csv(p.queue, dtype=str, keep_default_na=False)
     queue["partner"] = ""
     queue.loc[4, ["issue", "suggested_label", "partner"]] = ["leakage", "", partner]
-    queue.to_csv(p.queue, index=False)
-    meta_path = p.queue.with_name("queue.json")
-    meta_path.write_text(json.dumps(json.loads(meta_path.read_text()) | {"examples": EXAMPLES}))
+    rewrite_queue(p.queue, queue)
+    edit_queue_json(p.queue, examples=EXAMPLES)
     return p
 
 
@@ -385,7 +344,7 @@ def test_a_tampered_queue_path_serves_the_manifests_image(tmp_path: Path) -> Non
     secret = write_png(tmp_path / "elsewhere" / "secret.png", value=200, size=(24, 16))
     queue = pd.read_csv(p.queue, dtype=str, keep_default_na=False)
     queue.loc[0, "path"] = str(secret)
-    queue.to_csv(p.queue, index=False)
+    rewrite_queue(p.queue, queue)
     srv, _ = serve(p.queue, port=0)
     srv.start_background()
     try:
@@ -874,12 +833,9 @@ def with_kind_attribute(project: Project) -> None:
     """Composite labels: queue.json gets an attribute table of ``kind`` (owl: bird, else mammal)."""
     from cleaner.attributes import attribute_table
 
-    meta_path = project.queue.parent / "queue.json"
-    meta = json.loads(meta_path.read_text())
     kinds = {"cat": "mammal", "dog": "mammal", "owl": "bird"}
     table = attribute_table(np.array([0, 1, 2]), {"kind": [kinds[c] for c in CLASSES]}, 3)
-    meta["attributes"] = table.to_json()
-    meta_path.write_text(json.dumps(meta))
+    edit_queue_json(project.queue, attributes=table)
 
 
 def test_an_attribute_suggestion_is_accepted(project: Project) -> None:
@@ -887,7 +843,7 @@ def test_an_attribute_suggestion_is_accepted(project: Project) -> None:
     with_kind_attribute(project)
     q = pd.read_csv(project.queue, dtype=str, keep_default_na=False)
     q.loc[q["sample_id"] == "group:g2", "suggested_label"] = "kind=bird"
-    q.to_csv(project.queue, index=False)
+    rewrite_queue(project.queue, q)
     review = ReviewQueue(project.queue)
     row = int(np.flatnonzero((q["sample_id"] == "group:g2").to_numpy())[0])
     review.decide(row, "relabel", "")
@@ -1010,18 +966,18 @@ def test_an_old_queue_without_partner_or_examples_still_loads(project: Project) 
     assert read_rows(project.queue)[0] == header  # no column appears
 
 
-def _probs_queue(project: Project, *, probs: str | None, sha: str = "") -> None:
-    meta_path = project.queue.with_name("queue.json")
-    meta = json.loads(meta_path.read_text())
-    meta.update(runs=[], probs=probs, probs_sha256=sha, flag={"method": "self_confidence"})
-    meta_path.write_text(json.dumps(meta))
+def _probs_queue(project: Project, *, probs: Path | None, sha: str = "") -> None:
+    """``flag --probs``'s queue.json: no runs, the probability file (or none)."""
+    edit_queue_json(
+        project.queue, runs=(), probs=probs, probs_sha256=sha, flag={"method": "self_confidence"}
+    )
 
 
 def test_probabilities_from_a_probs_file(project: Project) -> None:
     """``flag --probs FILE``: no runs; fold and pred are optional in the file."""
     probs = project.root / "probs.csv"
     project.oof.drop(columns=["fold", "pred"]).to_csv(probs, index=False)
-    _probs_queue(project, probs="../../probs.csv", sha=_sha(probs))
+    _probs_queue(project, probs=probs, sha=_sha(probs))
     q = ReviewQueue(project.queue)
     assert q.meta.runs == () and q.meta.probs == probs
     assert q.warnings == []

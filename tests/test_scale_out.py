@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import assert_says, invoke
+from helpers import assert_says, digits_project, invoke, write_digits_pipeline
 from typer.testing import CliRunner
 
 from cleaner.cli import app
@@ -29,31 +29,6 @@ from cleaner.errors import InputError
 from cleaner.progress import make_progress
 
 pytestmark = pytest.mark.slow
-
-PIPELINE = """
-[data]
-manifest = "{manifest}"
-image_size = 16
-mean = [0.5]
-std = [0.5]
-
-[model]
-name = "test_resnet"
-in_chans = 1
-
-[train]
-folds = 3
-epochs = {epochs}
-batch_size = 64
-lr = 3e-3
-workers = 0
-device = "cpu"
-
-[[augment.train]]
-name = "Affine"
-rotate = [-10, 10]
-p = 0.5
-"""
 
 
 def single_thread_env() -> dict[str, str]:
@@ -73,9 +48,7 @@ def cleaner_oof(*args: str, torchrun: int = 0) -> None:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Digits with 10% noise and a 3-fold, 2-epoch pipeline: ``root/p.toml``."""
     root = tmp_path_factory.mktemp("scale")
-    manifest = root / "digits.csv"
-    invoke("ingest", "digits", str(root / "images"), "--noise", "0.1", "--manifest", str(manifest))
-    (root / "p.toml").write_text(PIPELINE.format(manifest=manifest, epochs=2))
+    digits_project(root, "--noise", "0.1", epochs=2, image_size=16)
     return root
 
 
@@ -265,8 +238,9 @@ def test_torchrun_two_processes_give_the_same_rows(project: Path) -> None:
     the batch (SyncBatchNorm is GPU-only), which moves probabilities a little;
     after 6 epochs on the digits the mean absolute difference is about 0.013.
     """
-    pipeline = project / "p6.toml"
-    pipeline.write_text((project / "p.toml").read_text().replace("epochs = 2", "epochs = 6"))
+    pipeline = write_digits_pipeline(
+        project, project / "digits.csv", epochs=6, image_size=16, name="p6.toml"
+    )
     cleaner_oof(str(pipeline), "--out", str(project / "one"))
     cleaner_oof(str(pipeline), "--out", str(project / "two"), "--fold", "0", torchrun=2)
     cleaner_oof(str(pipeline), "--out", str(project / "two"), torchrun=2)  # folds 1, 2; merge

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import assert_not_says, assert_says, snapshot, write_pipeline
 from typer.testing import CliRunner
 
 from cleaner.cli import app
@@ -21,7 +22,6 @@ from cleaner.errors import MAX_LISTED, InputError, Problem
 @pytest.fixture
 def oof_fails(
     runner: CliRunner,
-    snapshot: Callable[[Path], dict[str, str]],
 ) -> Callable[..., str]:
     """Run ``cleaner oof PIPELINE --out ROOT/runs/r1 ARGS``; check it failed cleanly.
 
@@ -53,7 +53,7 @@ def line(i: int) -> str:
 
 
 @pytest.mark.parametrize("column", ["path", "label"])
-def test_missing_required_column(tiny_project, oof_fails, assert_says, column):
+def test_missing_required_column(tiny_project, oof_fails, column):
     rows = [{k: v for k, v in r.items() if k != column} for r in tiny_project.rows]
     tiny_project.rewrite_manifest(rows)
     out = oof_fails(tiny_project.root, tiny_project.pipeline)
@@ -63,13 +63,13 @@ def test_missing_required_column(tiny_project, oof_fails, assert_says, column):
     )
 
 
-def test_missing_both_required_columns(tiny_project, oof_fails, assert_says):
+def test_missing_both_required_columns(tiny_project, oof_fails):
     tiny_project.rewrite_manifest([{"file": "images/a0.png", "cls": "a"}])
     out = oof_fails(tiny_project.root, tiny_project.pipeline)
     assert_says(out, f"{tiny_project.manifest}, line 1: missing required column(s): path, label")
 
 
-def test_duplicate_sample_id(tiny_project, oof_fails, assert_not_says, assert_says):
+def test_duplicate_sample_id(tiny_project, oof_fails):
     rows = [dict(r, sample_id=f"id{i}") for i, r in enumerate(tiny_project.rows)]
     rows[4]["sample_id"] = "id1"
     tiny_project.rewrite_manifest(rows)
@@ -80,7 +80,7 @@ def test_duplicate_sample_id(tiny_project, oof_fails, assert_not_says, assert_sa
     assert_not_says(out, "line 3: duplicate")  # the first occurrence is not itself an error
 
 
-def test_duplicate_default_sample_id(tiny_project, oof_fails, assert_says):
+def test_duplicate_default_sample_id(tiny_project, oof_fails):
     # Without a sample_id column the id is the path: one image listed twice is a duplicate.
     rows = [*tiny_project.rows, dict(tiny_project.rows[0])]
     tiny_project.rewrite_manifest(rows)
@@ -88,10 +88,8 @@ def test_duplicate_default_sample_id(tiny_project, oof_fails, assert_says):
     assert_says(out, line(6), "duplicate sample_id 'images/a0.png' (first on line 2)")
 
 
-def test_missing_image_file(tiny_project, oof_fails, assert_says):
-    rows = [dict(r) for r in tiny_project.rows]
-    rows[2]["path"] = "images/gone.png"
-    tiny_project.rewrite_manifest(rows)
+def test_missing_image_file(tiny_project, oof_fails):
+    tiny_project.set_cells(2, path="images/gone.png")
     out = oof_fails(tiny_project.root, tiny_project.pipeline)
     assert_says(out, line(2), f"image not found: {tiny_project.root / 'images' / 'gone.png'}")
 
@@ -104,27 +102,23 @@ def test_missing_image_file(tiny_project, oof_fails, assert_says):
         pytest.param(None, id="truncated"),
     ],
 )
-def test_unreadable_image(tiny_project, oof_fails, assert_says, content):
+def test_unreadable_image(tiny_project, oof_fails, content):
     bad = tiny_project.root / "images" / "bad.png"
     if content is None:  # a real PNG cut off half way
         content = tiny_project.images[0].read_bytes()[:40]
     bad.write_bytes(content)
-    rows = [dict(r) for r in tiny_project.rows]
-    rows[3]["path"] = "images/bad.png"
-    tiny_project.rewrite_manifest(rows)
+    tiny_project.set_cells(3, path="images/bad.png")
     out = oof_fails(tiny_project.root, tiny_project.pipeline)
     assert_says(out, line(3), f"unreadable image {bad}")
 
 
-def test_unknown_label(tiny_project, oof_fails, assert_says):
-    rows = [dict(r) for r in tiny_project.rows]
-    rows[1]["label"] = "c"
-    tiny_project.rewrite_manifest(rows)
+def test_unknown_label(tiny_project, oof_fails):
+    tiny_project.set_cells(1, label="c")
     out = oof_fails(tiny_project.root, tiny_project.pipeline)
     assert_says(out, line(1), "label 'c' is not one of the pipeline's classes")
 
 
-def test_unknown_label_on_test_row(tiny_project, oof_fails, assert_says):
+def test_unknown_label_on_test_row(tiny_project, oof_fails):
     # A test row may have no label, but a label it has must be a known class.
     rows = [*tiny_project.rows, {"path": "images/a0.png", "label": "zebra", "sample_id": "t0"}]
     rows = [dict(r, split="train") for r in rows]
@@ -135,16 +129,14 @@ def test_unknown_label_on_test_row(tiny_project, oof_fails, assert_says):
 
 
 @pytest.mark.parametrize("label", ["", "   "])
-def test_empty_label_on_train_row(tiny_project, oof_fails, assert_says, label):
-    rows = [dict(r) for r in tiny_project.rows]
-    rows[5]["label"] = label
-    tiny_project.rewrite_manifest(rows)
+def test_empty_label_on_train_row(tiny_project, oof_fails, label):
+    tiny_project.set_cells(5, label=label)
     out = oof_fails(tiny_project.root, tiny_project.pipeline)
     assert_says(out, line(5), "empty label on a train row")
 
 
 @pytest.mark.parametrize("weight", ["heavy", "nan", "1,5"])
-def test_non_numeric_weight(tiny_project, oof_fails, assert_says, weight):
+def test_non_numeric_weight(tiny_project, oof_fails, weight):
     rows = [dict(r, weight="1") for r in tiny_project.rows]
     rows[0]["weight"] = weight
     tiny_project.rewrite_manifest(rows)
@@ -152,7 +144,7 @@ def test_non_numeric_weight(tiny_project, oof_fails, assert_says, weight):
     assert_says(out, line(0), f"weight '{weight}' is not a finite number")
 
 
-def test_negative_weight(tiny_project, oof_fails, assert_not_says, assert_says):
+def test_negative_weight(tiny_project, oof_fails):
     rows = [dict(r, weight="0.5") for r in tiny_project.rows]
     rows[4]["weight"] = "-0.5"
     tiny_project.rewrite_manifest(rows)
@@ -161,7 +153,7 @@ def test_negative_weight(tiny_project, oof_fails, assert_not_says, assert_says):
     assert_not_says(out, "line 2:")  # the other weights are fine
 
 
-def test_unknown_split(tiny_project, oof_fails, assert_says):
+def test_unknown_split(tiny_project, oof_fails):
     rows = [dict(r, split="train") for r in tiny_project.rows]
     rows[3]["split"] = "validation"
     tiny_project.rewrite_manifest(rows)
@@ -171,9 +163,7 @@ def test_unknown_split(tiny_project, oof_fails, assert_says):
     )
 
 
-def test_class_with_fewer_train_rows_than_folds(
-    tiny_project, oof_fails, assert_not_says, assert_says
-):
+def test_class_with_fewer_train_rows_than_folds(tiny_project, oof_fails):
     # Two of the three "b" rows become test rows: "b" keeps one train row for 2 folds.
     rows = [dict(r, split="train") for r in tiny_project.rows]
     rows[4]["split"] = rows[5]["split"] = "test"
@@ -183,18 +173,13 @@ def test_class_with_fewer_train_rows_than_folds(
     assert_not_says(out, "class 'a'")
 
 
-def test_class_without_train_rows(tiny_project, oof_fails, assert_says, write_pipeline):
-    pipeline = write_pipeline(
-        tiny_project.root,
-        manifest=tiny_project.manifest,
-        name="p3.toml",
-        data={"classes": ["a", "b", "c"]},
-    )
+def test_class_without_train_rows(tiny_project, oof_fails):
+    pipeline = tiny_project.pipeline_with(data={"classes": ["a", "b", "c"]})
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(out, "class 'c' has 0 train row(s), fewer than 2 folds")
 
 
-def test_folds_override_applies_to_class_check(tiny_project, oof_fails, assert_says):
+def test_folds_override_applies_to_class_check(tiny_project, oof_fails):
     # Three rows per class are enough for 2 folds (the file) but not for 4 (--set).
     out = oof_fails(tiny_project.root, tiny_project.pipeline, "--set", "train.folds=4")
     assert_says(
@@ -204,32 +189,28 @@ def test_folds_override_applies_to_class_check(tiny_project, oof_fails, assert_s
     )
 
 
-def test_group_column_missing(tiny_project, oof_fails, assert_says, write_pipeline):
-    pipeline = write_pipeline(
-        tiny_project.root, manifest=tiny_project.manifest, name="p3.toml", data={"group": "person"}
-    )
+def test_group_column_missing(tiny_project, oof_fails):
+    pipeline = tiny_project.pipeline_with(data={"group": "person"})
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(out, f"{tiny_project.manifest}, line 1: group column 'person' not found")
 
 
-def test_empty_group_on_train_row(tiny_project, oof_fails, assert_says, write_pipeline):
+def test_empty_group_on_train_row(tiny_project, oof_fails):
     rows = [dict(r, person=f"p{i}") for i, r in enumerate(tiny_project.rows)]
     rows[2]["person"] = ""
     tiny_project.rewrite_manifest(rows)
-    pipeline = write_pipeline(
-        tiny_project.root, manifest=tiny_project.manifest, name="p3.toml", data={"group": "person"}
-    )
+    pipeline = tiny_project.pipeline_with(data={"group": "person"})
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(out, line(2), "empty 'person' on a train row")
 
 
-def test_manifest_not_found(tiny_project, oof_fails, assert_says, write_pipeline):
+def test_manifest_not_found(tiny_project, oof_fails):
     pipeline = write_pipeline(tiny_project.root, manifest="nowhere.csv", name="p3.toml")
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(out, f"{tiny_project.root / 'nowhere.csv'}: manifest not found")
 
 
-def test_empty_manifest_file(tiny_project, oof_fails, assert_says):
+def test_empty_manifest_file(tiny_project, oof_fails):
     tiny_project.manifest.write_text("")
     out = oof_fails(tiny_project.root, tiny_project.pipeline)
     assert_says(out, f"{tiny_project.manifest}: not a readable CSV")
@@ -238,7 +219,7 @@ def test_empty_manifest_file(tiny_project, oof_fails, assert_says):
 # --- every problem at once ----------------------------------------------------------------
 
 
-def test_two_bad_rows_are_listed_in_one_error(tiny_project, oof_fails, assert_says):
+def test_two_bad_rows_are_listed_in_one_error(tiny_project, oof_fails):
     rows = [dict(r, weight="1") for r in tiny_project.rows]
     rows[1]["path"] = "images/gone.png"  # an image problem
     rows[4]["weight"] = "lots"  # a value problem
@@ -248,7 +229,7 @@ def test_two_bad_rows_are_listed_in_one_error(tiny_project, oof_fails, assert_sa
     assert out.count("error:") == 1
 
 
-def test_every_kind_of_problem_is_reported_together(tiny_project, oof_fails, assert_says):
+def test_every_kind_of_problem_is_reported_together(tiny_project, oof_fails):
     (tiny_project.root / "images" / "bad.png").write_bytes(b"garbage")
     rows = [
         dict(r, sample_id=f"id{i}", weight="1", split="train")
@@ -274,7 +255,7 @@ def test_every_kind_of_problem_is_reported_together(tiny_project, oof_fails, ass
     assert out.count("error:") == 1
 
 
-def test_long_lists_are_cut(tiny_project, oof_fails, assert_not_says, assert_says):
+def test_long_lists_are_cut(tiny_project, oof_fails):
     n_bad = MAX_LISTED + 5
     rows = [dict(r) for r in tiny_project.rows]
     rows += [{"path": f"images/gone{i}.png", "label": "a"} for i in range(n_bad)]
@@ -284,34 +265,26 @@ def test_long_lists_are_cut(tiny_project, oof_fails, assert_not_says, assert_say
     assert_not_says(out, f"line {6 + MAX_LISTED + 2}:")
 
 
-def test_images_are_checked_before_folds(
-    tiny_project, oof_fails, assert_not_says, assert_says, write_pipeline
-):
+def test_images_are_checked_before_folds(tiny_project, oof_fails):
     # One group cannot fill two folds, but the missing image is what gets reported:
     # the manifest is checked as a whole before any split is made.
     rows = [dict(r, person="same") for r in tiny_project.rows]
     rows[0]["path"] = "images/gone.png"
     tiny_project.rewrite_manifest(rows)
-    pipeline = write_pipeline(
-        tiny_project.root, manifest=tiny_project.manifest, name="p3.toml", data={"group": "person"}
-    )
+    pipeline = tiny_project.pipeline_with(data={"group": "person"})
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(out, line(0), "image not found")
     assert_not_says(out, "groups cannot fill")
 
 
-def test_progress_bar_does_not_hide_the_error(tiny_project, oof_fails, assert_says):
-    rows = [dict(r) for r in tiny_project.rows]
-    rows[1]["path"] = "images/gone.png"
-    tiny_project.rewrite_manifest(rows)
+def test_progress_bar_does_not_hide_the_error(tiny_project, oof_fails):
+    tiny_project.set_cells(1, path="images/gone.png")
     out = oof_fails(tiny_project.root, tiny_project.pipeline, quiet=False)
     assert_says(out, line(1), "image not found")
 
 
-def test_default_run_folder_is_not_made(tiny_project, runner, monkeypatch, snapshot):
-    rows = [dict(r) for r in tiny_project.rows]
-    rows[1]["label"] = "c"
-    tiny_project.rewrite_manifest(rows)
+def test_default_run_folder_is_not_made(tiny_project, runner, monkeypatch):
+    tiny_project.set_cells(1, label="c")
     monkeypatch.chdir(tiny_project.root)
     before = snapshot(tiny_project.root)
     result = runner.invoke(app, ["oof", "pipeline.toml", "--quiet"])
@@ -323,31 +296,27 @@ def test_default_run_folder_is_not_made(tiny_project, runner, monkeypatch, snaps
 # --- pipeline problems --------------------------------------------------------------------
 
 
-def test_missing_pipeline_file(tiny_project, oof_fails, assert_says):
+def test_missing_pipeline_file(tiny_project, oof_fails):
     missing = tiny_project.root / "nope.toml"
     out = oof_fails(tiny_project.root, missing)
     assert_says(out, f"{missing}: pipeline file not found")
 
 
-def test_pipeline_not_toml(tiny_project, oof_fails, assert_says):
+def test_pipeline_not_toml(tiny_project, oof_fails):
     bad = tiny_project.root / "bad.toml"
     bad.write_text("[train]\nepochs = = 3\n")
     out = oof_fails(tiny_project.root, bad)
     assert_says(out, f"{bad}: not valid TOML", "line 2")
 
 
-def test_unknown_section(tiny_project, oof_fails, assert_says, write_pipeline):
-    pipeline = write_pipeline(
-        tiny_project.root, manifest=tiny_project.manifest, name="p3.toml", trainer={"epochs": 3}
-    )
+def test_unknown_section(tiny_project, oof_fails):
+    pipeline = tiny_project.pipeline_with(trainer={"epochs": 3})
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(out, f"{pipeline}: unknown section", "known: data, model, train, augment")
 
 
-def test_unknown_key(tiny_project, oof_fails, assert_says, write_pipeline):
-    pipeline = write_pipeline(
-        tiny_project.root, manifest=tiny_project.manifest, name="p3.toml", train={"epoch": 3}
-    )
+def test_unknown_key(tiny_project, oof_fails):
+    pipeline = tiny_project.pipeline_with(train={"epoch": 3})
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(out, f"{pipeline}: unknown key train.epoch; known: folds, epochs,")
 
@@ -363,34 +332,20 @@ def test_unknown_key(tiny_project, oof_fails, assert_says, write_pipeline):
         ("model", "name", 18, "model.name: expected str, got 18"),
     ],
 )
-def test_wrong_type(
-    tiny_project, oof_fails, assert_says, write_pipeline, section, key, value, reason
-):
-    pipeline = write_pipeline(
-        tiny_project.root, manifest=tiny_project.manifest, name="p3.toml", **{section: {key: value}}
-    )
+def test_wrong_type(tiny_project, oof_fails, section, key, value, reason):
+    pipeline = tiny_project.pipeline_with(**{section: {key: value}})
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(out, f"{pipeline}: {reason}")
 
 
-def test_bad_choice(tiny_project, oof_fails, assert_says, write_pipeline):
-    pipeline = write_pipeline(
-        tiny_project.root,
-        manifest=tiny_project.manifest,
-        name="p3.toml",
-        train={"optimizer": "adam2"},
-    )
+def test_bad_choice(tiny_project, oof_fails):
+    pipeline = tiny_project.pipeline_with(train={"optimizer": "adam2"})
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(out, f"{pipeline}: train.optimizer = 'adam2'; choose one of adamw, sgd")
 
 
-def test_bad_values_are_reported_together(tiny_project, oof_fails, assert_says, write_pipeline):
-    pipeline = write_pipeline(
-        tiny_project.root,
-        manifest=tiny_project.manifest,
-        name="p3.toml",
-        train={"optimizer": "adam2", "folds": 1, "loss": "hinge"},
-    )
+def test_bad_values_are_reported_together(tiny_project, oof_fails):
+    pipeline = tiny_project.pipeline_with(train={"optimizer": "adam2", "folds": 1, "loss": "hinge"})
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(
         out,
@@ -400,20 +355,13 @@ def test_bad_values_are_reported_together(tiny_project, oof_fails, assert_says, 
     )
 
 
-def test_unknown_key_and_wrong_type_are_reported_together(
-    tiny_project, oof_fails, assert_says, write_pipeline
-):
-    pipeline = write_pipeline(
-        tiny_project.root,
-        manifest=tiny_project.manifest,
-        name="p3.toml",
-        train={"epoch": 3, "batch_size": "big"},
-    )
+def test_unknown_key_and_wrong_type_are_reported_together(tiny_project, oof_fails):
+    pipeline = tiny_project.pipeline_with(train={"epoch": 3, "batch_size": "big"})
     out = oof_fails(tiny_project.root, pipeline)
     assert_says(out, "unknown key train.epoch", "train.batch_size: expected int, got 'big'")
 
 
-def test_manifest_not_set(tiny_project, oof_fails, assert_says, write_pipeline):
+def test_manifest_not_set(tiny_project, oof_fails):
     pipeline = tiny_project.root / "p3.toml"
     pipeline.write_text('[model]\nname = "test_resnet"\n')
     out = oof_fails(tiny_project.root, pipeline)
@@ -429,30 +377,21 @@ def test_manifest_not_set(tiny_project, oof_fails, assert_says, write_pipeline):
         ("train.batch_size=0", "train.batch_size must be at least 1"),
     ],
 )
-def test_set_override_is_checked(tiny_project, oof_fails, assert_says, override, reason):
+def test_set_override_is_checked(tiny_project, oof_fails, override, reason):
     out = oof_fails(tiny_project.root, tiny_project.pipeline, "--set", override)
     assert_says(out, f"{tiny_project.pipeline}: {reason}")
 
 
 @pytest.mark.parametrize("override", ["train.epochs", "epochs=3", "train.=3"])
-def test_malformed_set(tiny_project, oof_fails, assert_says, override):
+def test_malformed_set(tiny_project, oof_fails, override):
     out = oof_fails(tiny_project.root, tiny_project.pipeline, "--set", override)
     assert_says(out, f"--set '{override}': expected section.key=value")
 
 
-def test_set_override_wins_over_the_file(
-    tiny_project, oof_fails, assert_not_says, assert_says, write_pipeline
-):
+def test_set_override_wins_over_the_file(tiny_project, oof_fails):
     # The file's bad value is replaced by a good one, so only the manifest problem remains.
-    pipeline = write_pipeline(
-        tiny_project.root,
-        manifest=tiny_project.manifest,
-        name="p3.toml",
-        train={"optimizer": "adam2"},
-    )
-    rows = [dict(r) for r in tiny_project.rows]
-    rows[0]["label"] = "c"
-    tiny_project.rewrite_manifest(rows)
+    pipeline = tiny_project.pipeline_with(train={"optimizer": "adam2"})
+    tiny_project.set_cells(0, label="c")
     out = oof_fails(tiny_project.root, pipeline, "--set", "train.optimizer=sgd")
     assert_not_says(out, "adam2")
     assert_says(out, line(0), "label 'c' is not one of the pipeline's classes")
@@ -462,20 +401,16 @@ def test_set_override_wins_over_the_file(
 
 
 @pytest.mark.parametrize("label", ["[bold]c", "[/x]"])
-def test_brackets_in_a_message_are_printed(tiny_project, runner, assert_says, label):
-    rows = [dict(r) for r in tiny_project.rows]
-    rows[0]["label"] = label
-    tiny_project.rewrite_manifest(rows)
+def test_brackets_in_a_message_are_printed(tiny_project, runner, label):
+    tiny_project.set_cells(0, label=label)
     argv = ["oof", str(tiny_project.pipeline), "--out", str(tiny_project.root / "r"), "-q"]
     result = runner.invoke(app, argv)
     assert result.exit_code == 2, result.exception
     assert_says(result.output, line(0), f"label '{label}' is not one of")
 
 
-def test_unknown_section_is_named(tiny_project, runner, assert_says, write_pipeline):
-    pipeline = write_pipeline(
-        tiny_project.root, manifest=tiny_project.manifest, name="p3.toml", trainer={"epochs": 3}
-    )
+def test_unknown_section_is_named(tiny_project, runner):
+    pipeline = tiny_project.pipeline_with(trainer={"epochs": 3})
     result = runner.invoke(app, ["oof", str(pipeline), "--out", str(tiny_project.root / "r")])
     assert result.exit_code == 2
     assert_says(result.output, "unknown section [trainer]")
