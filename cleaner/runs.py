@@ -172,9 +172,8 @@ def read_manifest_record(run_dir: Path) -> tuple[str, Path]:
     return sha.strip(), Path(stored)
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """Read and check a run folder made by ``cleaner oof``."""
-    run_dir = Path(run_dir)
+def _require_finished(run_dir: Path) -> None:
+    """Refuse what is not a finished run folder: missing, an ensemble, unfinished."""
     oof_csv = run_dir / "oof.csv"
     if not run_dir.is_dir():
         raise InputError([Problem(str(run_dir), "run folder not found")])
@@ -198,6 +197,13 @@ def load_run(run_dir: str | Path) -> Run:
                 )
             ]
         )
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read and check a run folder made by ``cleaner oof``."""
+    run_dir = Path(run_dir)
+    _require_finished(run_dir)
+    oof_csv = run_dir / "oof.csv"
     cfg = build_config(
         tomllib.loads((run_dir / "config.toml").read_text()), file=str(run_dir / "config.toml")
     )

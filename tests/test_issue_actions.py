@@ -8,7 +8,7 @@ test_review_server.py); here it is called on small tables made in the test.
 from __future__ import annotations
 
 import pytest
-from test_apply import manifest_frame, queue_frame
+from test_apply import decisions_frame, manifest_frame
 
 from cleaner.errors import InputError
 from cleaner.issue_kinds import actions_text, allowed_decisions, has_suggestion, refusal
@@ -20,7 +20,7 @@ MANIFEST = manifest_frame(("s1", "a", "train"), ("t1", "", "test"))
 
 def parse(issue: str, decision: str, new_label: str = "", suggested: str = "b") -> list:
     """One queue row about s1 (an older queue's suggested_label filled in), parsed."""
-    table = queue_frame(
+    table = decisions_frame(
         {
             "sample_id": "s1",
             "decision": decision,
@@ -76,7 +76,7 @@ def test_decisions_that_fit_are_taken(
 
 
 def test_a_table_without_an_issue_column_takes_every_decision() -> None:
-    table = queue_frame({"sample_id": "s1", "decision": "relabel", "suggested_label": "b"})
+    table = decisions_frame({"sample_id": "s1", "decision": "relabel", "suggested_label": "b"})
     assert "issue" not in table.columns
     (d,) = parse_decisions(table, file="q.csv", classes=CLASSES, manifest=MANIFEST)[0]
     assert d.new_label == "b"

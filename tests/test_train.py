@@ -157,23 +157,28 @@ def test_folds_keep_groups_together_and_stratify() -> None:
         make_folds(labels[:10], n_splits=5, seed=0, groups=groups[:10])
 
 
-def test_select_macro_f1_keeps_the_best_epoch(tmp_path) -> None:
-    cfg = TrainConfig(epochs=4, batch_size=32, lr=3e-2, workers=0, select="macro_f1")
-    torch.manual_seed(0)
-    model = create_model(ModelConfig(name="test_resnet", in_chans=1), 10)
-    val = digits_dataset(128, train=False)
+def _fit_digits(model, val: ImageDataset, cfg: TrainConfig, checkpoint):  # type: ignore[no-untyped-def]
+    """``fit`` on 256 digits with seed 1 on the CPU, validated on ``val``."""
     with Progress(disable=True) as progress:
-        result = fit(
+        return fit(
             model,
             digits_dataset(256),
             val,
             cfg,
             classes=CLASSES,
-            checkpoint=tmp_path / "c.pt",
+            checkpoint=checkpoint,
             seed=1,
             device=torch.device("cpu"),
             progress=progress,
         )
+
+
+def test_select_macro_f1_keeps_the_best_epoch(tmp_path) -> None:
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=3e-2, workers=0, select="macro_f1")
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(name="test_resnet", in_chans=1), 10)
+    val = digits_dataset(128, train=False)
+    result = _fit_digits(model, val, cfg, tmp_path / "c.pt")
     scores = [h["val_macro_f1"] for h in result.history]
     assert result.selected_epoch == int(np.argmax(scores)) + 1
     probs, _ = predict(model, val, batch_size=64, workers=0, device=torch.device("cpu"))
@@ -181,18 +186,7 @@ def test_select_macro_f1_keeps_the_best_epoch(tmp_path) -> None:
     # resumed after the last epoch, the same epoch is kept
     torch.manual_seed(0)
     again = create_model(ModelConfig(name="test_resnet", in_chans=1), 10)
-    with Progress(disable=True) as progress:
-        resumed = fit(
-            again,
-            digits_dataset(256),
-            val,
-            cfg,
-            classes=CLASSES,
-            checkpoint=tmp_path / "c.pt",
-            seed=1,
-            device=torch.device("cpu"),
-            progress=progress,
-        )
+    resumed = _fit_digits(again, val, cfg, tmp_path / "c.pt")
     assert resumed.selected_epoch == result.selected_epoch
     for a, b in zip(again.state_dict().values(), model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
