@@ -59,13 +59,23 @@ def _progress(show: bool) -> Iterator[Progress]:
 
 
 def ingest_digits(
-    images_dir: str | Path, manifest: str | Path, *, noise: float = 0.1, seed: int = 0
+    images_dir: str | Path,
+    manifest: str | Path,
+    *,
+    noise: float = 0.1,
+    noise_kind: str = "uniform",
+    seed: int = 0,
+    test_fraction: float = 0.2,
 ) -> Path:
     """scikit-learn's digits as PNGs and a manifest with ``noise`` of the train labels
-    flipped (``cleaner ingest digits``); the truth stays in ``true_label``."""
+    flipped (``cleaner ingest digits``; ``noise_kind`` one of
+    :data:`cleaner.noise.NOISE_KINDS`); the truth stays in ``true_label``."""
     images, labels = load_digits_arrays()
     ids = [f"digit-{i:04d}" for i in range(len(labels))]
-    return ingest_arrays(images, labels, ids, images_dir, manifest, noise=noise, seed=seed)
+    return ingest_arrays(
+        images, labels, ids, images_dir, manifest, noise=noise, noise_kind=noise_kind,
+        seed=seed, test_fraction=test_fraction,
+    )  # fmt: skip
 
 
 def init(manifest: str | Path, out: str | Path, *, gpu: bool | None = None) -> Path:

@@ -201,6 +201,20 @@ def test_find_label_issues_takes_arrays_and_checks_they_line_up(tmp_path: Path) 
         cl.find_label_issues(manifest, probs, classes=["a", "b"], labels=np.zeros(8, int))
 
 
+def test_api_ingest_digits_takes_the_commands_noise_options(tmp_path: Path) -> None:
+    import cleaner.api as cl
+
+    manifest = cl.ingest_digits(
+        tmp_path / "images", tmp_path / "d.csv", noise=0.1, noise_kind="pairs", test_fraction=0
+    )
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    assert set(df["split"]) == {"train"}  # no test rows held out
+    wrong = df[df["label"] != df["true_label"]]
+    assert len(wrong) == round(0.1 * len(df))
+    # pairs: every flipped digit moved to the next class
+    assert ((wrong["true_label"].astype(int) + 1) % 10 == wrong["label"].astype(int)).all()
+
+
 # --- honest, visual reports --------------------------------------------------------------
 
 

@@ -1,0 +1,528 @@
+"""Natural photos: label-error detection, cleaning gain and the trainer features, on CIFAR-10.
+
+Run in parts, each resumable: a finished measurement is kept under ``--work``
+(default ``benchmarks/.work/photos``) and not run again; an interrupted ``oof``
+or ``retrain`` goes on from its finished folds. Each part rewrites its own
+BENCHMARKS.md section from every measurement finished so far.
+
+- ``python -m benchmarks.bench_photos detect [--kinds K ...] [--rates R ...] [--seeds N]``
+- ``python -m benchmarks.bench_photos clean [--seeds N]``
+- ``python -m benchmarks.bench_photos ablate``
+
+Data: the 10,000 photos of ``../shared/data/cifar10/train`` through ``cleaner
+ingest folder --test-fraction 0.2 --seed S``: 8,000 train rows (noisy) and
+2,000 clean test rows, a new stratified split for every seed. Noise on the
+train rows: ``uniform``, ``realistic`` (``ingest --noise-kind``, see
+:mod:`cleaner.noise`), and ``lookalike``, defined here: a row of a class in
+``LOOKALIKE`` goes to its look-alike (cat <-> dog, automobile <-> truck, deer
+<-> horse, airplane <-> ship, bird -> airplane), the rows drawn uniformly among
+those classes (frog is never flipped). Seed ``S`` seeds the split, the noise
+and the training (``train.seed = 42 + S``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np
+import pandas as pd
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.bench_flag_mnist import reference_probs, scores
+from benchmarks.bench_oof_mnist import synthetic_images_per_s
+from benchmarks.bench_retrain_mnist import accept_label_issues
+from benchmarks.common import ROOT, oof_run, write_section
+from cleaner.atomic import atomic_path
+from cleaner.config import load_config
+from cleaner.demo import simulate_review
+from cleaner.flag import label_quality
+from cleaner.ingest import ingest_folder
+from cleaner.progress import make_progress
+from cleaner.queue import make_queue
+from cleaner.retrain import RetrainOptions, run_retrain
+from cleaner.review import apply_queue
+from cleaner.runs import load_run
+
+PIPELINE = ROOT / "pipelines" / "photos.toml"
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
+WORK = ROOT / "benchmarks" / ".work" / "photos"
+TEST_FRACTION = 0.2
+LOOKALIKE = {
+    "cat": "dog", "dog": "cat", "automobile": "truck", "truck": "automobile",
+    "deer": "horse", "horse": "deer", "airplane": "ship", "ship": "airplane",
+    "bird": "airplane",
+}  # fmt: skip
+KINDS = ("uniform", "lookalike", "realistic")
+REVIEWED = 0.10  # the simulated reviewer answers the first 10% of the train rows
+ROBUST_LOSSES = {"ce": [], "gce": ['train.loss="gce"'], "sce": ['train.loss="sce"']}
+
+
+def ablation_variants() -> dict[str, list[str]]:
+    """The shipped pipeline, then each trainer feature switched: off where it is on."""
+    train = load_config(PIPELINE).train
+    mixup, ema = (
+        ("off", 0.0) if train.mixup else ("on (0.2)", 0.2),
+        (("off", 0.0) if train.ema else ("on (0.99)", 0.99)),
+    )
+    return {
+        "as shipped": [],
+        f"mixup {mixup[0]}": [f"train.mixup={mixup[1]}"],
+        f"EMA {ema[0]}": [f"train.ema={ema[1]}"],
+        f"TTA {'off' if train.tta else 'on'}": [f"train.tta={str(not train.tta).lower()}"],
+    }
+
+
+def tag(kind: str, rate: float, seed: int) -> str:
+    return f"{kind}{round(rate * 100)}-s{seed}"
+
+
+def seed_overrides(seed: int) -> list[str]:
+    return [f"train.seed={42 + seed}"]
+
+
+def lookalike_noise(labels: np.ndarray, *, rate: float, seed: int) -> np.ndarray:
+    """``round(rate * N)`` labels of ``LOOKALIKE`` classes moved to their look-alike."""
+    rng = np.random.default_rng(seed)
+    eligible = np.flatnonzero(np.isin(labels, list(LOOKALIKE)))
+    chosen = rng.choice(eligible, size=round(rate * len(labels)), replace=False)
+    noisy = labels.astype(object).copy()
+    noisy[chosen] = [LOOKALIKE[c] for c in labels[chosen]]
+    return noisy.astype(str)
+
+
+def make_data(work: Path, kind: str, rate: float, seed: int) -> Path:
+    """The benchmark's manifest for one kind, rate and seed (made once, then reused)."""
+    folder = work / "data" / tag(kind, rate, seed)
+    manifest = folder / "cifar10.csv"
+    if manifest.exists():
+        return manifest
+    folder.mkdir(parents=True, exist_ok=True)
+    planted = kind != "lookalike"
+    draft = folder / "draft.csv"
+    draft.unlink(missing_ok=True)
+    with make_progress(quiet=True) as progress:
+        ingest_folder(
+            CIFAR, draft, noise=rate if planted else 0.0, noise_kind=kind if planted else "uniform",
+            seed=seed, test_fraction=TEST_FRACTION, progress=progress,
+        )  # fmt: skip
+    df = pd.read_csv(draft, dtype=str, keep_default_na=False)
+    if not planted:
+        train = (df["split"] == "train").to_numpy()
+        df.loc[train, "label"] = lookalike_noise(
+            df.loc[train, "true_label"].to_numpy(), rate=rate, seed=seed
+        )
+    with atomic_path(manifest) as tmp:
+        df.to_csv(tmp, index=False)
+    draft.unlink()
+    return manifest
+
+
+def train_pixels(manifest: Path) -> np.ndarray:
+    """The train rows' photos as flat pixels in [0, 1]: the reference recipe's input."""
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    paths = df.loc[df["split"] == "train", "path"]
+    images = [np.asarray(Image.open(manifest.parent / p).convert("RGB")) for p in paths]
+    return np.stack(images).reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The measurement stored at ``path``, computed and stored when it is not there."""
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def timed_oof(manifest: Path, overrides: Sequence[str], out: Path) -> tuple[Path, float, float]:
+    """``oof`` on ``manifest``: its run folder, wall seconds and mean training images/s."""
+    t0 = time.perf_counter()
+    with make_progress() as progress:
+        result = oof_run(
+            PIPELINE, [f'data.manifest="{manifest}"', *overrides], out=out, progress=progress
+        )
+    wall = time.perf_counter() - t0
+    folds = result.metrics["folds"] if result.metrics else []
+    rate = float(np.mean([f["train_images_per_s"] for f in folds])) if folds else float("nan")
+    return result.run_dir, wall, rate
+
+
+def detection(run_dir: Path, manifest: Path) -> dict[str, Any]:
+    """The queue's order and the label quality of a finished run, scored against the truth."""
+    run = load_run(run_dir)
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
+    classes = list(run.cfg.data.classes)
+    true = pd.Index(classes).get_indexer(df.loc[run.sample_ids, "true_label"])
+    is_error = run.labels != true
+    queue_csv = run_dir / "queue.csv"
+    if not queue_csv.exists():
+        make_queue([run_dir], top=len(run.labels))
+    queue = pd.read_csv(queue_csv, dtype=str, keep_default_na=False)
+    order = pd.Index(run.sample_ids).get_indexer(queue["sample_id"])
+    out = scores(is_error, order[order >= 0], label_quality(run.labels, run.pred_probs))
+    out["flagged_label"] = int((queue["issue"] == "label").sum())
+    out["oof_accuracy_vs_true"] = float((run.pred_probs.argmax(1) == true).mean())
+    out["errors"] = int(is_error.sum())
+    return out
+
+
+def reference_detection(manifest: Path, run_dir: Path) -> dict[str, Any]:
+    """cleanlab's reference recipe on the same rows: 5-fold logistic regression on pixels."""
+    run = load_run(run_dir)
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
+    true = pd.Index(run.cfg.data.classes).get_indexer(df.loc[run.sample_ids, "true_label"])
+    probs = reference_probs(train_pixels(manifest), run.labels)
+    order = find_label_issues(run.labels, probs, return_indices_ranked_by="self_confidence")
+    out = scores(run.labels != true, np.asarray(order), get_label_quality_scores(run.labels, probs))
+    out["flagged_label"] = len(order)
+    return out
+
+
+def detect_one(work: Path, kind: str, rate: float, seed: int, synthetic: float) -> dict:
+    manifest = make_data(work, kind, rate, seed)
+    out = work / "runs" / tag(kind, rate, seed)
+
+    def compute() -> dict[str, Any]:
+        run_dir, wall, rate_ = timed_oof(manifest, seed_overrides(seed), out)
+        return {
+            "kind": kind, "rate": rate, "seed": seed, "oof_seconds": wall,
+            "train_images_per_s": rate_, "synthetic_images_per_s": synthetic,
+            "cleaner": detection(run_dir, manifest),
+            "reference": reference_detection(manifest, run_dir),
+        }  # fmt: skip
+
+    return cached(work / "results" / f"detect-{tag(kind, rate, seed)}.json", compute)
+
+
+def spread(values: Sequence[float], fmt: str = ".3f") -> str:
+    """``mean`` of one value, ``mean [min, max]`` of several."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{np.mean(values):{fmt}} [{min(values):{fmt}}, {max(values):{fmt}}]"
+
+
+def detect_section(work: Path, console: Console) -> None:
+    results = [json.loads(p.read_text()) for p in sorted(work.glob("results/detect-*.json"))]
+    cols = [
+        "noise", "rate", "seeds", "errors", "P@k cleaner", "P@k ref", "AUROC cleaner",
+        "AUROC ref", "AP cleaner", "AP ref", "flagged (label) / errors", "oof acc vs true",
+        "oof time", "train img/s : synthetic",
+    ]  # fmt: skip
+    table = Table(title="label-error detection on CIFAR-10 (8,000 train photos)")
+    for c in cols:
+        table.add_column(c, justify="right")
+    lines = []
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["kind"], r["rate"]), []).append(r)
+    for (kind, rate), rs in sorted(groups.items(), key=lambda g: (KINDS.index(g[0][0]), -g[0][1])):
+        ours = {m: [r["cleaner"][m] for r in rs] for m in ("p_at_k", "auroc", "ap")}
+        ref = {m: [r["reference"][m] for r in rs] for m in ("p_at_k", "auroc", "ap")}
+        flagged = np.mean([r["cleaner"]["flagged_label"] / r["cleaner"]["errors"] for r in rs])
+        cells = [
+            kind, f"{rate:.0%}", ",".join(str(r["seed"]) for r in rs),
+            str(rs[0]["cleaner"]["errors"]),
+            spread(ours["p_at_k"]), spread(ref["p_at_k"]), spread(ours["auroc"]),
+            spread(ref["auroc"]), spread(ours["ap"]), spread(ref["ap"]), f"{flagged:.2f}",
+            spread([r["cleaner"]["oof_accuracy_vs_true"] for r in rs]),
+            spread([r["oof_seconds"] / 60 for r in rs], ".1f") + " min",
+            f"{np.mean([r['train_images_per_s'] for r in rs]):,.0f} : "
+            f"{np.mean([r['synthetic_images_per_s'] for r in rs]):,.0f}",
+        ]  # fmt: skip
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    console.print(table)
+    body = [
+        "## `cleaner flag` on natural photos: CIFAR-10, uniform, look-alike and realistic noise",
+        "",
+        "`python -m benchmarks.bench_photos detect`: `oof` with `pipelines/photos.toml`, then",
+        "`flag`, on 8,000 train photos of `../shared/data/cifar10` (2,000 more held out as",
+        "clean test rows), scored against the planted flips. k = flipped labels, so P@k = R@k;",
+        "AUROC and AP rank all train rows by label quality (self-confidence). `ref` is",
+        "cleanlab's reference recipe on the same rows in the same run: 5-fold logistic",
+        "regression on the pixels, `find_label_issues` ranked by self-confidence. Several",
+        "seeds: mean [min, max]. `flagged (label) / errors`: queue rows with issue `label`",
+        "over the true number of wrong labels (1.00 = the estimate is right). `oof time`: the",
+        "whole command on 2 idle cores; `train img/s : synthetic`: training images/s inside",
+        "`oof` beside the same model's steps on random tensors, measured in the same run.",
+        "Noise: `uniform` and `realistic` as `cleaner ingest folder --noise-kind`;",
+        "`lookalike` is this benchmark's class mapping (cat <-> dog, automobile <-> truck,",
+        "deer <-> horse, airplane <-> ship, bird -> airplane; rows drawn uniformly among those",
+        "classes). Targets at 20% realistic, mean of 3 seeds: AUROC >= 0.90, P@k >= 0.70.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+        *lines,
+    ]
+    write_section("photos-detect", "\n".join(body))
+
+
+def absolute_copy(manifest: Path, folder: Path) -> Path:
+    """The manifest in its own folder with absolute image paths: its own version line."""
+    copy = folder / manifest.name
+    if not copy.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        df["path"] = [os.path.abspath(manifest.parent / p) for p in df["path"]]
+        with atomic_path(copy) as tmp:
+            df.to_csv(tmp, index=False)
+    return copy
+
+
+def reviewed_version(run_dir: Path, manifest: Path, folder: Path, workflow: str) -> Path:
+    """Queue -> decisions -> ``apply`` on a copy of the manifest; returns the new version."""
+    copy = absolute_copy(manifest, folder)
+    version = copy.with_name(f"{copy.stem}.v2.csv")
+    if version.exists():
+        return version
+    train_rows = int((pd.read_csv(copy, dtype=str)["split"] == "train").sum())
+    top = round(REVIEWED * train_rows) if workflow == "review" else train_rows
+    queue = folder / "queue.csv"
+    if not queue.exists():
+        make_queue(
+            probs=run_dir / "oof.csv", manifest=copy, embeddings=run_dir / "embeddings.npz",
+            out=folder, top=top,
+        )  # fmt: skip
+        if workflow == "review":
+            simulate_review(queue, copy)  # the truth on every queued row: relabel or keep
+        else:
+            accept_label_issues(queue)  # every suggestion taken, unseen
+    applied = apply_queue(queue, reviewer=f"benchmark-{workflow}")
+    assert applied.new_manifest is not None
+    return Path(applied.new_manifest)
+
+
+def retrain_test(
+    manifest: Path, out: Path, seed: int, *, reweight: str = "none", oof_run: Path | None = None,
+    baselines: bool = False, extra: Sequence[str] = (),
+) -> dict[str, Any]:  # fmt: skip
+    """``retrain`` (full mode) and its test metrics."""
+    done = out / "metrics.json"
+    if not done.exists():
+        options = RetrainOptions(
+            manifest=manifest, reweight=reweight, out=out, baselines=baselines,
+            oof_runs=(oof_run,) if oof_run else (),
+        )  # fmt: skip
+        cfg = load_config(PIPELINE, [*seed_overrides(seed), *extra])
+        with make_progress() as progress:
+            run_retrain(cfg, options, progress=progress)
+    return json.loads(done.read_text())["test"]
+
+
+def clean_one(work: Path, seed: int) -> dict[str, Any]:
+    kind, rate = "realistic", 0.2
+    manifest = make_data(work, kind, rate, seed)
+    run_dir = work / "runs" / tag(kind, rate, seed)
+    detect_one(work, kind, rate, seed, synthetic=float("nan"))  # the oof it reads
+    base = work / "clean" / tag(kind, rate, seed)
+
+    def compute() -> dict[str, Any]:
+        accept = reviewed_version(run_dir, manifest, base / "accept", "accept")
+        review = reviewed_version(run_dir, manifest, base / "review", "review")
+        first = retrain_test(accept, base / "retrain-accept", seed, baselines=True)
+        return {
+            "seed": seed,
+            "noisy": first["noisy"], "true": first["true"], "accept": first["cleaned"],
+            "prune": retrain_test(
+                manifest, base / "retrain-prune", seed, reweight="prune", oof_run=run_dir
+            )["cleaned"],
+            "review": retrain_test(review, base / "retrain-review", seed)["cleaned"],
+            "wrong_after": {
+                w: wrong_labels(v) for w, v in (("noisy", manifest), ("accept", accept),
+                                                ("review", review))
+            },
+        }  # fmt: skip
+
+    return cached(work / "results" / f"clean-{tag(kind, rate, seed)}.json", compute)
+
+
+def wrong_labels(manifest: Path) -> int:
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    train = df["split"] == "train"
+    return int((df.loc[train, "label"] != df.loc[train, "true_label"]).sum())
+
+
+def recovered(noisy: list[float], cleaned: list[float], true: list[float]) -> str:
+    """Gap recovered of the means, ± the paired standard error over seeds."""
+    gap = np.mean(true) - np.mean(noisy)
+    if gap <= 0:
+        return "-"
+    diff = np.asarray(cleaned) - np.asarray(noisy)
+    text = f"{diff.mean() / gap:.2f}"
+    if len(diff) > 1:
+        text += f" ± {diff.std(ddof=1) / np.sqrt(len(diff)) / gap:.2f}"
+    return text
+
+
+def clean_section(work: Path, console: Console) -> None:
+    results = [json.loads(p.read_text()) for p in sorted(work.glob("results/clean-*.json"))]
+    if not results:
+        return
+    cols = ["model trained on", "wrong train labels", "test accuracy", "test macro F1",
+            "gap recovered (accuracy)", "one seed's 95% interval (accuracy)"]  # fmt: skip
+    table = Table(title=f"cleaning gain on CIFAR-10, 20% realistic noise ({len(results)} seeds)")
+    for c in cols:
+        table.add_column(c, justify="right")
+    acc = {
+        k: [r[k]["accuracy"] for r in results]
+        for k in ("noisy", "accept", "prune", "review", "true")
+    }
+    names = {
+        "noisy": "noisy labels", "accept": "queue's suggestions accepted unseen",
+        "prune": "`--reweight prune`, no review",
+        "review": f"simulated reviewer, first {REVIEWED:.0%} of train rows", "true": "true labels",
+    }  # fmt: skip
+    lines = []
+    for key, name in names.items():
+        wrong = [r["wrong_after"].get(key, r["wrong_after"]["noisy"]) for r in results]
+        first = results[0][key]
+        ci = first.get("accuracy_ci")
+        cells = [
+            name,
+            "0" if key == "true" else spread([float(w) for w in wrong], ".0f"),
+            spread(acc[key], ".4f"),
+            spread([r[key]["macro_f1"] for r in results], ".4f"),
+            "-" if key in ("noisy", "true") else recovered(acc["noisy"], acc[key], acc["true"]),
+            f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-",
+        ]
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    console.print(table)
+    body = [
+        "## Cleaning gain on natural photos: CIFAR-10, 20% realistic noise",
+        "",
+        "`python -m benchmarks.bench_photos clean`: the `detect` run of each seed, then three",
+        "workflows, each retrained (`retrain`, full mode, `pipelines/photos.toml`) and scored",
+        "on the 2,000 clean test photos beside models trained on the noisy and the true",
+        "labels: the queue's suggestions accepted on every `label` row, unseen; no review,",
+        "`--reweight prune` (the flagged rows get weight 0); and a simulated reviewer who",
+        f"answers right (relabel to the true class, or keep) on the first {REVIEWED:.0%} of the",
+        "train rows in queue order (800 rows). A real reviewer errs on exactly the ambiguous",
+        "photos this noise puts first, so this is an upper bound for that budget. Several",
+        "seeds (split, noise and training): mean [min, max]; gap recovered is",
+        "`(cleaned - noisy) / (true - noisy)` of the means ± the paired standard error; the",
+        "interval is the paired bootstrap over the first seed's test rows (`retrain`'s own).",
+        "Target: gap recovered >= 0.6 with the simulated reviewer.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+        *lines,
+    ]
+    write_section("photos-clean", "\n".join(body))
+
+
+def ablate_all(work: Path) -> None:
+    kind, rate, seed = "realistic", 0.2, 0
+    manifest = make_data(work, kind, rate, seed)
+    for name, extra in ablation_variants().items():
+        slug = "".join(c if c.isalnum() else "-" for c in name)
+
+        def compute(extra: list[str] = extra, slug: str = slug) -> dict[str, Any]:
+            if not extra:  # the shipped pipeline: the detection benchmark's run
+                shipped = detect_one(work, kind, rate, seed, synthetic=float("nan"))
+                return {"oof_seconds": shipped["oof_seconds"], **shipped["cleaner"]}
+            out = work / "runs" / f"ablate-{slug}-{tag(kind, rate, seed)}"
+            run_dir, wall, _ = timed_oof(manifest, [*seed_overrides(seed), *extra], out)
+            return {"oof_seconds": wall, **detection(run_dir, manifest)}
+
+        cached(work / "results" / f"ablate-{slug}.json", compute)
+    for loss, extra in ROBUST_LOSSES.items():
+
+        def final(extra: list[str] = extra, loss: str = loss) -> dict[str, Any]:
+            out = work / "ablate-loss" / loss
+            return retrain_test(manifest, out, seed, extra=extra)["cleaned"]
+
+        cached(work / "results" / f"ablate-loss-{loss}.json", final)
+
+
+def ablate_section(work: Path, console: Console) -> None:
+    rows = []
+    for name in ablation_variants():
+        slug = "".join(c if c.isalnum() else "-" for c in name)
+        path = work / "results" / f"ablate-{slug}.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            rows.append([f"oof, {name}", f"{r['p_at_k']:.3f}", f"{r['auroc']:.4f}",
+                         f"{r['ap']:.3f}", f"{r['oof_accuracy_vs_true']:.4f}", "-",
+                         f"{r['oof_seconds'] / 60:.1f} min"])  # fmt: skip
+    for loss in ROBUST_LOSSES:
+        path = work / "results" / f"ablate-loss-{loss}.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            ci = r.get("accuracy_ci") or [float("nan")] * 2
+            rows.append([f"final model on the noisy labels, loss {loss}", "-", "-", "-", "-",
+                         f"{r['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]", "-"])  # fmt: skip
+    cols = ["variant", "P@k", "AUROC", "AP", "oof acc vs true", "test accuracy [95%]", "time"]
+    table = Table(title="trainer features on CIFAR-10, 20% realistic noise, seed 0")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    body = [
+        "## Trainer features under label noise: CIFAR-10, 20% realistic noise",
+        "",
+        "`python -m benchmarks.bench_photos ablate`: `pipelines/photos.toml` as shipped and with",
+        "one feature switched at a time (off where it is on: mixup, EMA of the weights, flip TTA",
+        "of the out-of-fold predictions), same data and seed (0), scored as in the detection",
+        "table;",
+        "then the final model (`retrain` on the noisy labels, full mode) with cross-entropy,",
+        "generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018; q = 0.7) and symmetric",
+        "cross-entropy (Wang et al., ICCV 2019; alpha 0.1, beta 1), test accuracy on the 2,000",
+        "clean photos with the paired bootstrap interval over them.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+        *["| " + " | ".join(r) + " |" for r in rows],
+    ]
+    write_section("photos-ablate", "\n".join(body))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("part", choices=("detect", "clean", "ablate"))
+    parser.add_argument("--kinds", nargs="*", default=["realistic", "uniform", "lookalike"])
+    parser.add_argument("--rates", nargs="*", type=float, default=[0.2, 0.1])
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (at 20%%)")
+    parser.add_argument("--work", type=Path, default=WORK)
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = parser.parse_args()
+    console = Console()
+    work = args.work.resolve()
+    if args.part == "detect":
+        manifest = make_data(work, args.kinds[0], args.rates[0], 0)
+        synthetic = synthetic_images_per_s(PIPELINE, [f'data.manifest="{manifest}"'], 10.0)
+        for rate in args.rates:
+            # 3 seeds at 20%, one at 10% (the issue's plan); --seeds caps both.
+            for seed in range(args.seeds if rate >= 0.2 else 1):
+                for kind in args.kinds:
+                    console.print(json.dumps(detect_one(work, kind, rate, seed, synthetic)))
+                    if not args.no_write:
+                        detect_section(work, console)
+    elif args.part == "clean":
+        for seed in range(args.seeds):
+            console.print(json.dumps(clean_one(work, seed)))
+            if not args.no_write:
+                clean_section(work, console)
+    else:
+        ablate_all(work)
+        if not args.no_write:
+            ablate_section(work, console)
+
+
+if __name__ == "__main__":
+    main()
