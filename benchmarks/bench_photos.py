@@ -516,7 +516,10 @@ def main() -> None:
     work = args.work.resolve()
     if args.part == "detect":
         manifest = make_data(work, args.kinds[0], args.rates[0], 0)
-        synthetic = synthetic_images_per_s(PIPELINE, [f'data.manifest="{manifest}"'], 10.0)
+        # The model's steps on random tensors; its classes are the manifest's.
+        classes = sorted(p.name for p in CIFAR.iterdir() if p.is_dir())
+        shape = [f'data.manifest="{manifest}"', f"data.classes={json.dumps(classes)}"]
+        synthetic = synthetic_images_per_s(PIPELINE, shape, 10.0)
         for rate in args.rates:
             # 3 seeds at 20%, one at 10% (the issue's plan); --seeds caps both.
             for seed in range(args.seeds if rate >= 0.2 else 1):

@@ -16,6 +16,8 @@ Run folder: ``config.toml``, ``manifest.sha256``, ``train_weights.csv``,
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -260,7 +262,7 @@ class RetrainOptions:
     mode: str = "full"  # one of MODES
     oof_runs: tuple[Path, ...] = ()  # the runs --reweight quality|prune reads (an ensemble)
     probs: Path | None = None  # or probabilities made elsewhere, in the oof.csv layout
-    tta: bool = False
+    tta: bool = False  # mirror TTA of the test rows; on too with the pipeline's train.tta
     out: Path | None = None  # default runs/NAME-retrain-HASH
     reviewer: str = ""  # the audit log's name when the queue is applied
     backend: str = "local"  # --mode folds: one of oof.BACKENDS
@@ -400,6 +402,9 @@ def run_retrain(
     when ``options.out`` is not given and ``source`` names the pipeline in errors.
     """
     options.check()
+    if cfg.train.tta and not options.tta:
+        # The pipeline's train.tta predicts the test rows with the mirror too.
+        options = dataclasses.replace(options, tta=True)
     cfg, runs = _applied(cfg, options)
     data = load_pipeline_data(cfg, progress=progress, source=source)
     weights, weight_rule = _train_weights(data, options.reweight, runs, force=options.force)

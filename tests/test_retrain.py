@@ -307,7 +307,8 @@ def test_folds_mode_measures_the_cleaned_labels(loop: dict[str, Path]) -> None:
         "class",
         "--set",
         "train.epochs=2",
-        "--tta",
+        "--set",
+        "train.tta=true",  # the pipeline's TTA predicts the test rows with the mirror too
         "--out",
         str(root / "folds"),
         "-q",
