@@ -1,9 +1,11 @@
 """Natural photos: label-error detection, cleaning gain and the trainer features, on CIFAR-10.
 
-Run in parts, each resumable: a finished measurement is kept under ``--work``
-(default ``benchmarks/.work/photos``) and not run again; an interrupted ``oof``
-or ``retrain`` goes on from its finished folds. Each part rewrites its own
-BENCHMARKS.md section from every measurement finished so far.
+Run in parts, each resumable: a finished measurement is kept (as JSON in
+``benchmarks/results/photos``, committed) and not run again; an interrupted
+``oof`` or ``retrain`` goes on from its finished folds under ``--work``
+(default ``benchmarks/.work/photos``, not committed: data and run folders).
+Each part rewrites its own BENCHMARKS.md section from every measurement
+finished so far.
 
 - ``python -m benchmarks.bench_photos detect [--kinds K ...] [--rates R ...] [--seeds N]``
 - ``python -m benchmarks.bench_photos clean [--seeds N]``
@@ -57,7 +59,8 @@ from cleaner.runs import load_run
 
 PIPELINE = ROOT / "pipelines" / "photos.toml"
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
-WORK = ROOT / "benchmarks" / ".work" / "photos"
+WORK = ROOT / "benchmarks" / ".work" / "photos"  # data and run folders (not committed)
+RESULTS = ROOT / "benchmarks" / "results" / "photos"  # finished measurements (committed)
 TEST_FRACTION = 0.2
 LOOKALIKE = {
     "cat": "dog", "dog": "cat", "automobile": "truck", "truck": "automobile",
@@ -82,6 +85,12 @@ def ablation_variants() -> dict[str, list[str]]:
         f"EMA {ema[0]}": [f"train.ema={ema[1]}"],
         f"TTA {'off' if train.tta else 'on'}": [f"train.tta={str(not train.tta).lower()}"],
     }
+
+
+def results_of(work: Path) -> Path:
+    """Where finished measurements are kept: committed with the default ``--work``, so
+    that a fresh checkout skips them; inside any other ``--work``."""
+    return RESULTS if work == WORK.resolve() else work / "results"
 
 
 def tag(kind: str, rate: float, seed: int) -> str:
@@ -205,7 +214,7 @@ def detect_one(work: Path, kind: str, rate: float, seed: int, synthetic: float) 
             "reference": reference_detection(manifest, run_dir),
         }  # fmt: skip
 
-    return cached(work / "results" / f"detect-{tag(kind, rate, seed)}.json", compute)
+    return cached(results_of(work) / f"detect-{tag(kind, rate, seed)}.json", compute)
 
 
 def spread(values: Sequence[float], fmt: str = ".3f") -> str:
@@ -216,7 +225,7 @@ def spread(values: Sequence[float], fmt: str = ".3f") -> str:
 
 
 def detect_section(work: Path, console: Console) -> None:
-    results = [json.loads(p.read_text()) for p in sorted(work.glob("results/detect-*.json"))]
+    results = [json.loads(p.read_text()) for p in sorted(results_of(work).glob("detect-*.json"))]
     cols = [
         "noise", "rate", "seeds", "errors", "P@k cleaner", "P@k ref", "AUROC cleaner",
         "AUROC ref", "AP cleaner", "AP ref", "flagged (label) / errors", "oof acc vs true",
@@ -328,6 +337,8 @@ def clean_one(work: Path, seed: int) -> dict[str, Any]:
     manifest = make_data(work, kind, rate, seed)
     run_dir = work / "runs" / tag(kind, rate, seed)
     detect_one(work, kind, rate, seed, synthetic=float("nan"))  # the oof it reads
+    if not (run_dir / "oof.csv").exists():  # measured in another checkout: train it again
+        timed_oof(manifest, seed_overrides(seed), run_dir)
     base = work / "clean" / tag(kind, rate, seed)
 
     def compute() -> dict[str, Any]:
@@ -347,7 +358,7 @@ def clean_one(work: Path, seed: int) -> dict[str, Any]:
             },
         }  # fmt: skip
 
-    return cached(work / "results" / f"clean-{tag(kind, rate, seed)}.json", compute)
+    return cached(results_of(work) / f"clean-{tag(kind, rate, seed)}.json", compute)
 
 
 def wrong_labels(manifest: Path) -> int:
@@ -369,7 +380,7 @@ def recovered(noisy: list[float], cleaned: list[float], true: list[float]) -> st
 
 
 def clean_section(work: Path, console: Console) -> None:
-    results = [json.loads(p.read_text()) for p in sorted(work.glob("results/clean-*.json"))]
+    results = [json.loads(p.read_text()) for p in sorted(results_of(work).glob("clean-*.json"))]
     if not results:
         return
     cols = ["model trained on", "wrong train labels", "test accuracy", "test macro F1",
@@ -447,28 +458,28 @@ def ablate_all(work: Path) -> None:
                 **detection(run_dir, manifest),
             }
 
-        cached(work / "results" / f"ablate-{slug}.json", compute)
+        cached(results_of(work) / f"ablate-{slug}.json", compute)
     for loss, extra in ROBUST_LOSSES.items():
 
         def final(extra: list[str] = extra, loss: str = loss) -> dict[str, Any]:
             out = work / "ablate-loss" / loss
             return retrain_test(manifest, out, seed, extra=extra)["cleaned"]
 
-        cached(work / "results" / f"ablate-loss-{loss}.json", final)
+        cached(results_of(work) / f"ablate-loss-{loss}.json", final)
 
 
 def ablate_section(work: Path, console: Console) -> None:
     rows = []
     for name in ablation_variants():
         slug = "".join(c if c.isalnum() else "-" for c in name)
-        path = work / "results" / f"ablate-{slug}.json"
+        path = results_of(work) / f"ablate-{slug}.json"
         if path.exists():
             r = json.loads(path.read_text())
             speed = f"{r['oof_seconds'] / 60:.1f} min, {r['train_images_per_s']:,.0f}/s"
             figures = [f"{r['p_at_k']:.3f}", f"{r['auroc']:.4f}", f"{r['ap']:.3f}"]
             rows.append([f"oof, {name}", *figures, f"{r['oof_accuracy_vs_true']:.4f}", "-", speed])
     for loss in ROBUST_LOSSES:
-        path = work / "results" / f"ablate-loss-{loss}.json"
+        path = results_of(work) / f"ablate-loss-{loss}.json"
         if path.exists():
             r = json.loads(path.read_text())
             ci = r.get("accuracy_ci") or [float("nan")] * 2

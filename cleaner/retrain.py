@@ -17,7 +17,6 @@ Run folder: ``config.toml``, ``manifest.sha256``, ``train_weights.csv``,
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
