@@ -336,11 +336,11 @@ def clean_one(work: Path, seed: int) -> dict[str, Any]:
     kind, rate = "realistic", 0.2
     manifest = make_data(work, kind, rate, seed)
     run_dir = work / "runs" / tag(kind, rate, seed)
-    if not (run_dir / "oof.csv").exists():  # the detect run it reads: trained here if missing
-        timed_oof(manifest, seed_overrides(seed), run_dir)
     base = work / "clean" / tag(kind, rate, seed)
 
     def compute() -> dict[str, Any]:
+        if not (run_dir / "oof.csv").exists():  # the detect run it reads: trained if missing
+            timed_oof(manifest, seed_overrides(seed), run_dir)
         accept = reviewed_version(run_dir, manifest, base / "accept", "accept")
         review = reviewed_version(run_dir, manifest, base / "review", "review")
         first = retrain_test(accept, base / "retrain-accept", seed, baselines=True)
