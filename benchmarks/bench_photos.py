@@ -9,7 +9,7 @@ finished so far.
 
 - ``python -m benchmarks.bench_photos detect [--kinds K ...] [--rates R ...] [--seeds N]``
 - ``python -m benchmarks.bench_photos clean [--seeds N]``
-- ``python -m benchmarks.bench_photos ablate``
+- ``python -m benchmarks.bench_photos ablate [--only mixup-off EMA-off TTA-off loss-gce ...]``
 
 Data: the 10,000 photos of ``../shared/data/cifar10/train`` through ``cleaner
 ingest folder --test-fraction 0.2 --seed S``: 8,000 train rows (noisy) and
@@ -435,11 +435,19 @@ def clean_section(work: Path, console: Console) -> None:
     write_section("photos-clean", "\n".join(body))
 
 
-def ablate_all(work: Path) -> None:
+def slug_of(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name)
+
+
+def ablate_all(work: Path, only: Sequence[str] = ()) -> None:
+    """Every ablation measurement not yet kept; ``only``: just those slugs (``mixup-off``,
+    ``loss-gce``, ...), so that the part can be run a piece at a time."""
     kind, rate, seed = "realistic", 0.2, 0
     manifest = make_data(work, kind, rate, seed)
     for name, extra in ablation_variants().items():
-        slug = "".join(c if c.isalnum() else "-" for c in name)
+        slug = slug_of(name)
+        if only and slug not in only:
+            continue
 
         def compute(extra: list[str] = extra, slug: str = slug) -> dict[str, Any]:
             if not extra:  # the shipped pipeline: the detection benchmark's run
@@ -459,6 +467,8 @@ def ablate_all(work: Path) -> None:
 
         cached(results_of(work) / f"ablate-{slug}.json", compute)
     for loss, extra in ROBUST_LOSSES.items():
+        if only and f"loss-{loss}" not in only:
+            continue
 
         def final(extra: list[str] = extra, loss: str = loss) -> dict[str, Any]:
             out = work / "ablate-loss" / loss
@@ -470,7 +480,7 @@ def ablate_all(work: Path) -> None:
 def ablate_section(work: Path, console: Console) -> None:
     rows = []
     for name in ablation_variants():
-        slug = "".join(c if c.isalnum() else "-" for c in name)
+        slug = slug_of(name)
         path = results_of(work) / f"ablate-{slug}.json"
         if path.exists():
             r = json.loads(path.read_text())
@@ -519,6 +529,7 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="*", default=["realistic", "uniform", "lookalike"])
     parser.add_argument("--rates", nargs="*", type=float, default=[0.2, 0.1])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (at 20%%)")
+    parser.add_argument("--only", nargs="*", default=[], help="ablate: just these slugs")
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
@@ -543,7 +554,7 @@ def main() -> None:
             if not args.no_write:
                 clean_section(work, console)
     else:
-        ablate_all(work)
+        ablate_all(work, args.only)
         if not args.no_write:
             ablate_section(work, console)
 
