@@ -533,6 +533,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
+    known = [*map(slug_of, ablation_variants()), *(f"loss-{loss}" for loss in ROBUST_LOSSES)]
+    if unknown := sorted(set(args.only) - set(known)):
+        # A typo would otherwise run nothing and say nothing.
+        parser.error(f"--only: unknown {', '.join(unknown)}; known: {', '.join(known)}")
     console = Console()
     work = args.work.resolve()
     if args.part == "detect":
