@@ -451,15 +451,42 @@ def apply_overrides(
     return build_config(raw, file=file)
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> PipelineConfig:
-    """Read a pipeline TOML file and apply ``section.key=value`` overrides."""
+# The pipelines that ship inside the package (a checkout's pipelines/ links here).
+SHIPPED = Path(__file__).resolve().parent / "pipelines"
+
+
+def shipped_pipelines() -> list[str]:
+    """Names of the pipelines an installed cleaner has, e.g. ``photos``."""
+    return sorted(p.stem for p in SHIPPED.glob("*.toml"))
+
+
+def resolve_pipeline(path: str | Path) -> Path:
+    """``path`` itself, or for a bare name with no file of that name (``photos``, as
+    timm takes a model name) the shipped pipeline: an installed cleaner has no
+    ``pipelines/`` folder to point at. A local file of that name wins (a folder of
+    that name, the user's photos say, cannot be a pipeline and does not). A name with a
+    suffix or a folder part is always a path, so a typo in a local file name is never
+    answered with a shipped file."""
     path = Path(path)
+    if not path.is_file() and path.name == str(path) and not path.suffix:
+        shipped = SHIPPED / f"{path.name}.toml"
+        if shipped.is_file():
+            return shipped
+    return path
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> PipelineConfig:
+    """Read a pipeline TOML file (or a shipped one by name, see :func:`resolve_pipeline`)
+    and apply ``section.key=value`` overrides."""
+    path = resolve_pipeline(path)
     if path.is_dir():
         raise InputError([Problem(str(path), "is a folder, not a pipeline file")])
     try:
         raw: dict[str, Any] = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
-        raise InputError([Problem(str(path), "pipeline file not found")]) from None
+        shipped = ", ".join(shipped_pipelines())
+        reason = f"pipeline file not found (shipped, by name: {shipped})"
+        raise InputError([Problem(str(path), reason)]) from None
     except UnicodeDecodeError:
         raise InputError([not_utf8(path, "pipeline")]) from None
     except tomllib.TOMLDecodeError as e:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from cleaner.atomic import atomic_path
-from cleaner.config import load_config
+from cleaner.config import SHIPPED, load_config
 from cleaner.ingest import ingest_arrays, load_digits_arrays
 from cleaner.manifest import next_version_path
 from cleaner.oof import run_oof
@@ -25,8 +25,8 @@ from cleaner.queue import GROUP_PREFIX, make_queue
 from cleaner.retrain import RetrainOptions, RetrainResult, run_retrain
 from cleaner.review import apply_queue
 
-# Package data (the checkout's pipelines/ links here), so an installed cleaner has it.
-PIPELINE = Path(__file__).resolve().parent / "pipelines" / "digits.toml"
+# Package data, so an installed cleaner has it.
+PIPELINE = SHIPPED / "digits.toml"
 
 
 @dataclass(frozen=True)

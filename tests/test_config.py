@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from pathlib import Path
 
 import pytest
 
 from cleaner.config import (
     CHOICES,
+    SHIPPED,
     AugmentConfig,
     DataConfig,
     PipelineConfig,
@@ -16,6 +18,8 @@ from cleaner.config import (
     build_config,
     load_config,
     parse_override,
+    resolve_pipeline,
+    shipped_pipelines,
 )
 from cleaner.errors import InputError
 
@@ -232,6 +236,39 @@ def test_bad_override(tmp_path, override, reason):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="pipeline file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_missing_file_names_the_shipped_pipelines(tmp_path):
+    with pytest.raises(InputError, match=r"shipped, by name: .*photos"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_shipped_pipeline_by_name(tmp_path, monkeypatch):
+    # An installed cleaner has no pipelines/ folder beside the user's data.
+    monkeypatch.chdir(tmp_path)
+    assert {"digits", "photos", "photos-gpu"} <= set(shipped_pipelines())
+    assert resolve_pipeline("photos") == SHIPPED / "photos.toml"
+    assert load_config("photos", ["train.epochs=2"]).train.epochs == 2
+    assert load_config("photos") == load_config(SHIPPED / "photos.toml")
+
+
+def test_a_local_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").write_text("[train]\nepochs = 3\n")
+    assert resolve_pipeline("photos") == Path("photos")
+    assert load_config("photos").train.epochs == 3
+    (tmp_path / "photos").unlink()
+    (tmp_path / "photos").mkdir()  # the user's images, say: never a pipeline
+    assert resolve_pipeline("photos") == SHIPPED / "photos.toml"
+
+
+@pytest.mark.parametrize("name", ["photos.toml", "pipelines/photos", "nope"])
+def test_only_a_bare_name_means_a_shipped_pipeline(tmp_path, monkeypatch, name):
+    # A name with a suffix or a folder is a path: a typo is an error, not a shipped file.
+    monkeypatch.chdir(tmp_path)
+    assert resolve_pipeline(name) == Path(name)
+    with pytest.raises(InputError, match="pipeline file not found"):
+        load_config(name)
 
 
 def test_not_toml(tmp_path):

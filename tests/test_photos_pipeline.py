@@ -9,6 +9,7 @@ the way hub weights are, and its normalisation is the backbone's own.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,10 @@ PER_CLASS = 5  # 5 folds need 5 photos of every class
 
 
 @pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
-def test_photos_pipeline_trains_one_epoch_on_shared_photos(tmp_path: Path) -> None:
+def test_photos_pipeline_trains_one_epoch_on_shared_photos(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no pipelines/ here: the shipped one is reached by name
     src = tmp_path / "photos"
     classes = sorted(p.name for p in CIFAR.iterdir() if p.is_dir())
     for name in classes:
@@ -37,7 +41,7 @@ def test_photos_pipeline_trains_one_epoch_on_shared_photos(tmp_path: Path) -> No
     invoke("ingest", "folder", str(src), "--manifest", str(manifest))
     run = tmp_path / "run"
     invoke(
-        "oof", str(ROOT / "pipelines" / "photos.toml"),
+        "oof", "photos",
         "--set", f'data.manifest="{manifest}"', "--set", "train.epochs=1",
         "--out", str(run), "-q",
     )  # fmt: skip
@@ -47,7 +51,10 @@ def test_photos_pipeline_trains_one_epoch_on_shared_photos(tmp_path: Path) -> No
     columns = [f"p:{c}" for c in classes]
     assert [c for c in oof.columns if c.startswith("p:")] == columns
     assert (oof[columns].sum(axis=1) - 1).abs().max() < 1e-3
-    assert load_config(run / "config.toml").data.classes == tuple(classes)
+    config = load_config(run / "config.toml")
+    assert config.data.classes == tuple(classes)
+    shipped = load_config(ROOT / "pipelines" / "photos.toml").train
+    assert config.train == dataclasses.replace(shipped, epochs=1)
 
 
 def test_photos_gpu_pipeline_loads_its_backbone_from_a_local_file(tmp_path: Path) -> None:
