@@ -290,7 +290,8 @@ def _applied(cfg: PipelineConfig, options: RetrainOptions) -> tuple[PipelineConf
     """
     manifest, oof_runs = options.manifest, list(options.oof_runs)
     if options.queue is not None:
-        from cleaner.review import apply_queue, read_queue_meta
+        from cleaner.queue_file import read_queue_meta
+        from cleaner.review import apply_queue
 
         meta = read_queue_meta(options.queue)
         applied = apply_queue(options.queue, reviewer=options.reviewer, reuse_applied=True)
