@@ -45,6 +45,16 @@ def metric_intervals(
     return out
 
 
+def difference_interval(
+    y_true: np.ndarray, base: np.ndarray, other: np.ndarray
+) -> tuple[float, float]:
+    """Interval of ``accuracy(other) - accuracy(base)`` on the same test rows (paired), the
+    figure that says whether one model beats another, where two overlapping intervals of
+    their accuracies cannot."""
+    ok_base, ok_other = (y_true == base), (y_true == other)
+    return _interval(lambda b, o: float(o.mean() - b.mean()), (ok_base, ok_other))
+
+
 def gap_intervals(
     y_true: np.ndarray, noisy: np.ndarray, cleaned: np.ndarray, true: np.ndarray
 ) -> dict[str, tuple[float, float]]:
