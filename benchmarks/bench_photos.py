@@ -9,6 +9,7 @@ finished so far.
 
 - ``python -m benchmarks.bench_photos detect [--kinds K ...] [--rates R ...] [--seeds N]``
 - ``python -m benchmarks.bench_photos clean [--seeds N]``
+- ``python -m benchmarks.bench_photos rank`` (no training: the detection runs' rankings)
 - ``python -m benchmarks.bench_photos ablate [--only mixup-off EMA-off TTA-off loss-gce ...]``
 
 Data: the 10,000 photos of ``../shared/data/cifar10/train`` through ``cleaner
@@ -49,7 +50,7 @@ from benchmarks.common import ROOT, oof_run, write_section
 from cleaner.atomic import atomic_path
 from cleaner.config import load_config
 from cleaner.demo import simulate_review
-from cleaner.flag import label_quality
+from cleaner.flag import RANK_METHODS, label_quality
 from cleaner.ingest import ingest_folder
 from cleaner.intervals import difference_interval
 from cleaner.progress import make_progress
@@ -279,6 +280,62 @@ def detect_section(work: Path, console: Console) -> None:
         *lines,
     ]
     write_section("photos-detect", "\n".join(body))
+
+
+def rank_one(run_dir: Path, manifest: Path) -> dict[str, Any]:
+    """AUROC, AP and P@k of each of cleanlab's label-quality scores on one finished run."""
+    run = load_run(run_dir)
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
+    true = pd.Index(run.cfg.data.classes).get_indexer(df.loc[run.sample_ids, "true_label"])
+    is_error = run.labels != true
+    out = {}
+    for method in RANK_METHODS:
+        quality = label_quality(run.labels, run.pred_probs, method=method)
+        out[method] = scores(is_error, np.argsort(quality, kind="stable"), quality)
+    return out
+
+
+def rank_section(work: Path, console: Console) -> None:
+    """Each ranking method on every detection run whose run folder is still on disk."""
+    for path in sorted(results_of(work).glob("detect-*.json")):
+        t = path.stem.removeprefix("detect-")
+        run_dir, manifest = work / "runs" / t, work / "data" / t / "cifar10.csv"
+        if (run_dir / "oof.csv").exists() and manifest.exists():
+            cached(
+                results_of(work) / f"rank-{t}.json", lambda r=run_dir, m=manifest: rank_one(r, m)
+            )
+    groups: dict[str, list[dict]] = {}
+    for path in sorted(results_of(work).glob("rank-*.json")):
+        groups.setdefault(path.stem.removeprefix("rank-").split("-s")[0], []).append(
+            json.loads(path.read_text())
+        )
+    cols = ["noise", "runs", *(f"{m} AUROC / P@k" for m in RANK_METHODS)]
+    table = Table(title="ranking methods on the detection runs (CIFAR-10)")
+    for c in cols:
+        table.add_column(c, justify="right")
+    lines = []
+    for name, rs in sorted(groups.items()):
+        cells = [name, str(len(rs))] + [
+            f"{spread([r[m]['auroc'] for r in rs])} / {spread([r[m]['p_at_k'] for r in rs])}"
+            for m in RANK_METHODS
+        ]
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    console.print(table)
+    body = [
+        "## Ranking methods on natural photos: which label-quality score to sort by",
+        "",
+        "`python -m benchmarks.bench_photos rank`: no training; on the out-of-fold",
+        "probabilities of the detection runs above whose run folders are on disk, every row",
+        "ranked by each of cleanlab's label-quality scores (`cleaner flag --method`), scored",
+        "against the planted flips as in the detection table (AUROC over all train rows; P@k",
+        "of the score's own order, k = flipped labels). Several runs: mean [min, max].",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+        *lines,
+    ]
+    write_section("photos-rank", "\n".join(body))
 
 
 def absolute_copy(manifest: Path, folder: Path) -> Path:
@@ -583,7 +640,7 @@ def ablate_section(work: Path, console: Console) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("part", choices=("detect", "clean", "ablate"))
+    parser.add_argument("part", choices=("detect", "clean", "ablate", "rank"))
     parser.add_argument("--kinds", nargs="*", default=["realistic", "uniform", "lookalike"])
     parser.add_argument("--rates", nargs="*", type=float, default=[0.2, 0.1])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (at 20%%)")
@@ -615,6 +672,8 @@ def main() -> None:
             console.print(json.dumps(clean_one(work, seed)))
             if not args.no_write:
                 clean_section(work, console)
+    elif args.part == "rank":
+        rank_section(work, console)
     else:
         ablate_all(work, args.only)
         if not args.no_write:
