@@ -30,6 +30,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -301,9 +302,7 @@ def rank_section(work: Path, console: Console) -> None:
         t = path.stem.removeprefix("detect-")
         run_dir, manifest = work / "runs" / t, work / "data" / t / "cifar10.csv"
         if (run_dir / "oof.csv").exists() and manifest.exists():
-            cached(
-                results_of(work) / f"rank-{t}.json", lambda r=run_dir, m=manifest: rank_one(r, m)
-            )
+            cached(results_of(work) / f"rank-{t}.json", partial(rank_one, run_dir, manifest))
     groups: dict[str, list[dict]] = {}
     for path in sorted(results_of(work).glob("rank-*.json")):
         groups.setdefault(path.stem.removeprefix("rank-").split("-s")[0], []).append(
