@@ -27,9 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.common import ROOT, oof_run, write_section
+from cleaner.issue_kinds import GROUP_PREFIX
 from cleaner.mask import ingest_mask
 from cleaner.progress import make_progress
-from cleaner.queue import GROUP_PREFIX, build_queue
+from cleaner.queue import build_queue
 from cleaner.runs import load_run
 from cleaner.synth import synth_mask
 

@@ -18,10 +18,11 @@ from rich.progress import Progress
 from cleaner.atomic import atomic_path
 from cleaner.config import SHIPPED, load_config
 from cleaner.ingest import ingest_arrays, load_digits_arrays
+from cleaner.issue_kinds import GROUP_PREFIX
 from cleaner.manifest import next_version_path
 from cleaner.oof import run_oof
 from cleaner.pipeline import load_pipeline_data
-from cleaner.queue import GROUP_PREFIX, make_queue
+from cleaner.queue import make_queue
 from cleaner.retrain import RetrainOptions, RetrainResult, run_retrain
 from cleaner.review import apply_queue
 
