@@ -42,12 +42,11 @@ from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from PIL import Image
 from rich.console import Console
-from rich.table import Table
 
 from benchmarks.bench_flag_mnist import reference_probs, scores
 from benchmarks.bench_oof_mnist import synthetic_images_per_s
 from benchmarks.bench_retrain_mnist import accept_label_issues
-from benchmarks.common import ROOT, oof_run, write_section
+from benchmarks.common import ROOT, oof_run, result_table, write_section
 from cleaner.atomic import atomic_path
 from cleaner.config import load_config
 from cleaner.demo import simulate_review
@@ -58,7 +57,7 @@ from cleaner.progress import make_progress
 from cleaner.queue import make_queue
 from cleaner.retrain import RetrainOptions, run_retrain
 from cleaner.review import apply_queue
-from cleaner.runs import load_run
+from cleaner.runs import Run, load_run
 
 PIPELINE = ROOT / "pipelines" / "photos.toml"
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
@@ -173,12 +172,16 @@ def timed_oof(manifest: Path, overrides: Sequence[str], out: Path) -> tuple[Path
     return result.run_dir, wall, rate
 
 
-def detection(run_dir: Path, manifest: Path) -> dict[str, Any]:
-    """The queue's order and the label quality of a finished run, scored against the truth."""
+def with_truth(run_dir: Path, manifest: Path) -> tuple[Run, np.ndarray]:
+    """A finished run and its train rows' true labels (class indices) from the manifest."""
     run = load_run(run_dir)
     df = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
-    classes = list(run.cfg.data.classes)
-    true = pd.Index(classes).get_indexer(df.loc[run.sample_ids, "true_label"])
+    return run, pd.Index(run.cfg.data.classes).get_indexer(df.loc[run.sample_ids, "true_label"])
+
+
+def detection(run_dir: Path, manifest: Path) -> dict[str, Any]:
+    """The queue's order and the label quality of a finished run, scored against the truth."""
+    run, true = with_truth(run_dir, manifest)
     is_error = run.labels != true
     queue_csv = run_dir / "queue.csv"
     if not queue_csv.exists():
@@ -194,9 +197,7 @@ def detection(run_dir: Path, manifest: Path) -> dict[str, Any]:
 
 def reference_detection(manifest: Path, run_dir: Path) -> dict[str, Any]:
     """cleanlab's reference recipe on the same rows: 5-fold logistic regression on pixels."""
-    run = load_run(run_dir)
-    df = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
-    true = pd.Index(run.cfg.data.classes).get_indexer(df.loc[run.sample_ids, "true_label"])
+    run, true = with_truth(run_dir, manifest)
     probs = reference_probs(train_pixels(manifest), run.labels)
     order = find_label_issues(run.labels, probs, return_indices_ranked_by="self_confidence")
     out = scores(run.labels != true, np.asarray(order), get_label_quality_scores(run.labels, probs))
@@ -234,10 +235,7 @@ def detect_section(work: Path, console: Console) -> None:
         "AUROC ref", "AP cleaner", "AP ref", "flagged (label) / errors", "oof acc vs true",
         "oof time", "train img/s : synthetic",
     ]  # fmt: skip
-    table = Table(title="label-error detection on CIFAR-10 (8,000 train photos)")
-    for c in cols:
-        table.add_column(c, justify="right")
-    lines = []
+    rows = []
     groups: dict[tuple[str, float], list[dict]] = {}
     for r in results:
         groups.setdefault((r["kind"], r["rate"]), []).append(r)
@@ -255,8 +253,10 @@ def detect_section(work: Path, console: Console) -> None:
             f"{np.mean([r['train_images_per_s'] for r in rs]):,.0f} : "
             f"{np.mean([r['synthetic_images_per_s'] for r in rs]):,.0f}",
         ]  # fmt: skip
-        table.add_row(*cells)
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    table, lines = result_table(
+        "label-error detection on CIFAR-10 (8,000 train photos)", cols, rows
+    )
     console.print(table)
     body = [
         "## `cleaner flag` on natural photos: CIFAR-10, uniform, look-alike and realistic noise",
@@ -276,8 +276,6 @@ def detect_section(work: Path, console: Console) -> None:
         "deer <-> horse, airplane <-> ship, bird -> airplane; rows drawn uniformly among those",
         "classes). Targets at 20% realistic, mean of 3 seeds: AUROC >= 0.90, P@k >= 0.70.",
         "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
         *lines,
     ]
     write_section("photos-detect", "\n".join(body))
@@ -285,9 +283,7 @@ def detect_section(work: Path, console: Console) -> None:
 
 def rank_one(run_dir: Path, manifest: Path) -> dict[str, Any]:
     """AUROC, AP and P@k of each of cleanlab's label-quality scores on one finished run."""
-    run = load_run(run_dir)
-    df = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
-    true = pd.Index(run.cfg.data.classes).get_indexer(df.loc[run.sample_ids, "true_label"])
+    run, true = with_truth(run_dir, manifest)
     is_error = run.labels != true
     out = {}
     for method in RANK_METHODS:
@@ -309,17 +305,15 @@ def rank_section(work: Path, console: Console) -> None:
             json.loads(path.read_text())
         )
     cols = ["noise", "runs", *(f"{m} AUROC / P@k" for m in RANK_METHODS)]
-    table = Table(title="ranking methods on the detection runs (CIFAR-10)")
-    for c in cols:
-        table.add_column(c, justify="right")
-    lines = []
-    for name, rs in sorted(groups.items()):
-        cells = [name, str(len(rs))] + [
+    rows = [
+        [name, str(len(rs))]
+        + [
             f"{spread([r[m]['auroc'] for r in rs])} / {spread([r[m]['p_at_k'] for r in rs])}"
             for m in RANK_METHODS
         ]
-        table.add_row(*cells)
-        lines.append("| " + " | ".join(cells) + " |")
+        for name, rs in sorted(groups.items())
+    ]
+    table, lines = result_table("ranking methods on the detection runs (CIFAR-10)", cols, rows)
     console.print(table)
     body = [
         "## Ranking methods on natural photos: which label-quality score to sort by",
@@ -330,8 +324,6 @@ def rank_section(work: Path, console: Console) -> None:
         "against the planted flips as in the detection table (AUROC over all train rows; P@k",
         "of the score's own order, k = flipped labels). Several runs: mean [min, max].",
         "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
         *lines,
     ]
     write_section("photos-rank", "\n".join(body))
@@ -441,9 +433,6 @@ def clean_section(work: Path, console: Console) -> None:
         return
     cols = ["model trained on", "wrong train labels", "test accuracy", "test macro F1",
             "gap recovered (accuracy)", "one seed's 95% interval (accuracy)"]  # fmt: skip
-    table = Table(title=f"cleaning gain on CIFAR-10, 20% realistic noise ({len(results)} seeds)")
-    for c in cols:
-        table.add_column(c, justify="right")
     acc = {
         k: [r[k]["accuracy"] for r in results]
         for k in ("noisy", "accept", "prune", "review", "true")
@@ -453,7 +442,7 @@ def clean_section(work: Path, console: Console) -> None:
         "prune": "`--reweight prune`, no review",
         "review": f"simulated reviewer, first {REVIEWED:.0%} of train rows", "true": "true labels",
     }  # fmt: skip
-    lines = []
+    rows = []
     for key, name in names.items():
         wrong = [r["wrong_after"].get(key, r["wrong_after"]["noisy"]) for r in results]
         first = results[0][key]
@@ -466,8 +455,9 @@ def clean_section(work: Path, console: Console) -> None:
             "-" if key in ("noisy", "true") else recovered(acc["noisy"], acc[key], acc["true"]),
             f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-",
         ]
-        table.add_row(*cells)
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    title = f"cleaning gain on CIFAR-10, 20% realistic noise ({len(results)} seeds)"
+    table, lines = result_table(title, cols, rows)
     console.print(table)
     body = [
         "## Cleaning gain on natural photos: CIFAR-10, 20% realistic noise",
@@ -485,8 +475,6 @@ def clean_section(work: Path, console: Console) -> None:
         "interval is the paired bootstrap over the first seed's test rows (`retrain`'s own).",
         "Target: gap recovered >= 0.6 with the simulated reviewer.",
         "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
         *lines,
     ]
     write_section("photos-clean", "\n".join(body))
@@ -608,11 +596,9 @@ def ablate_section(work: Path, console: Console) -> None:
         "minus ce [95%]", "oof time, train img/s",
     ]  # fmt: skip
     speeds, yardstick = host_speeds(work), seed_yardstick(work)
-    table = Table(title="trainer features on CIFAR-10, 20% realistic noise, seed 0")
-    for c in cols:
-        table.add_column(c, justify="right")
-    for r in rows:
-        table.add_row(*r)
+    table, lines = result_table(
+        "trainer features on CIFAR-10, 20% realistic noise, seed 0", cols, rows
+    )
     console.print(table)
     body = [
         "## Trainer features under label noise: CIFAR-10, 20% realistic noise",
@@ -630,9 +616,7 @@ def ablate_section(work: Path, console: Console) -> None:
         f"({speeds}), so only the quality columns compare.",
         *(["", yardstick] if yardstick else []),
         "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
-        *["| " + " | ".join(r) + " |" for r in rows],
+        *lines,
     ]
     write_section("photos-ablate", "\n".join(body))
 

@@ -69,6 +69,20 @@ def measure_table(title: str, rows: list[tuple[str, str]]) -> tuple[Table, list[
     return table, lines
 
 
+def result_table(
+    title: str, cols: Sequence[str], rows: Sequence[Sequence[str]]
+) -> tuple[Table, list[str]]:
+    """A table of ``cols`` (numbers right-aligned): for the console (rich) and as markdown
+    lines, header first."""
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return table, [*lines, *("| " + " | ".join(row) + " |" for row in rows)]
+
+
 def oof_run(
     pipeline: Path, overrides: Sequence[str], *, out: Path, progress: Progress, **options: Any
 ) -> OofResult:
