@@ -28,12 +28,11 @@ import pandas as pd
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from rich.console import Console
-from rich.table import Table
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
-from benchmarks.common import MNIST_DIR, ROOT, oof_run, write_section
+from benchmarks.common import MNIST_DIR, ROOT, oof_run, result_table, write_section
 from cleaner.flag import label_quality
 from cleaner.ingest import ingest_arrays, load_mnist_arrays
 from cleaner.noise import flip_toward_confusion, inject_noise
@@ -128,7 +127,6 @@ def main() -> None:
                 }
                 results.append(row)
                 console.print(json.dumps(row))
-    table = Table(title="label-error detection on MNIST (10,000 digits)")
     cols = [
         "noise",
         "rate",
@@ -141,25 +139,24 @@ def main() -> None:
         "AP ref",
         "queue rows",
     ]
-    for c in cols:
-        table.add_column(c, justify="right")
-    lines = []
+    rows = []
     for r in results:
         c, f = r["cleaner"], r["reference"]
-        cells = [
-            r["kind"],
-            f"{r['rate']:.0%}",
-            str(r["errors"]),
-            f"{c['p_at_k']:.3f}",
-            f"{f['p_at_k']:.3f}",
-            f"{c['auroc']:.4f}",
-            f"{f['auroc']:.4f}",
-            f"{c['ap']:.3f}",
-            f"{f['ap']:.3f}",
-            str(c["queue"]),
-        ]
-        table.add_row(*cells)
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(
+            [
+                r["kind"],
+                f"{r['rate']:.0%}",
+                str(r["errors"]),
+                f"{c['p_at_k']:.3f}",
+                f"{f['p_at_k']:.3f}",
+                f"{c['auroc']:.4f}",
+                f"{f['auroc']:.4f}",
+                f"{c['ap']:.3f}",
+                f"{f['ap']:.3f}",
+                str(c["queue"]),
+            ]
+        )
+    table, lines = result_table("label-error detection on MNIST (10,000 digits)", cols, rows)
     console.print(table)
     if not args.no_write:
         body = "\n".join(
@@ -177,8 +174,6 @@ def main() -> None:
                 "self-confidence. `queue rows`: rows `flag` queued when asked for all of them.",
                 "Targets at 10%: AUROC >= 0.99 and P@k >= 0.9 for every kind.",
                 "",
-                "| " + " | ".join(cols) + " |",
-                "|" + "---|" * len(cols),
                 *lines,
             ]
         )

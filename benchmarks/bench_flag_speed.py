@@ -30,9 +30,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
-from benchmarks.common import ROOT, write_section
+from benchmarks.common import ROOT, result_table, write_section
 from cleaner.atomic import write_text
 from cleaner.config import PipelineConfig
 from cleaner.manifest import sha256_file
@@ -182,26 +181,23 @@ def main() -> None:
         "flag / bare",
         "peak memory of cleaner flag",
     ]
-    table = Table(title="cleaner flag speed against the bare cleanlab call")
-    for c in cols:
-        table.add_column(c, justify="right")
-    lines = []
+    cells = []
     for r in rows:
-        cells = [
-            f"{r['n']:,} x {K}",
-            f"{r['bare_s']:.2f} s",
-            f"{r['core_s']:.2f} s",
-            f"{r['core_s'] / r['bare_s']:.2f}",
-            f"{r['command_s']:.2f} s",
-            f"{r['command_s'] / r['bare_s']:.2f}",
-            f"{r['command_gib']:.2f} GiB",
-        ]
-        table.add_row(*cells)
-        lines.append("| " + " | ".join(cells) + " |")
+        cells.append(
+            [
+                f"{r['n']:,} x {K}",
+                f"{r['bare_s']:.2f} s",
+                f"{r['core_s']:.2f} s",
+                f"{r['core_s'] / r['bare_s']:.2f}",
+                f"{r['command_s']:.2f} s",
+                f"{r['command_s'] / r['bare_s']:.2f}",
+                f"{r['command_gib']:.2f} GiB",
+            ]
+        )
+    table, lines = result_table("cleaner flag speed against the bare cleanlab call", cols, cells)
     console.print(table)
     if not args.no_write:
-        table_md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols), *lines]
-        write_section("flag-speed", ABOUT + "\n" + "\n".join(table_md))
+        write_section("flag-speed", ABOUT + "\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ finished so far.
 - ``python -m benchmarks.bench_photos detect [--kinds K ...] [--rates R ...] [--seeds N]``
 - ``python -m benchmarks.bench_photos clean [--seeds N]``
 - ``python -m benchmarks.bench_photos rank`` (no training: the detection runs' rankings)
-- ``python -m benchmarks.bench_photos ablate [--only mixup-off EMA-off TTA-off loss-gce ...]``
+- ``python -m benchmarks.bench_photos ablate [--seeds N] [--only mixup-off tta-paired ...]``
+  (``tta-paired``: no training, TTA off and on with the detection runs' fold models)
 
 Data: the 10,000 photos of ``../shared/data/cifar10/train`` through ``cleaner
 ingest folder --test-fraction 0.2 --seed S``: 8,000 train rows (noisy) and
@@ -38,6 +39,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import numpy as np
 import pandas as pd
+import torch
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from PIL import Image
@@ -53,11 +55,13 @@ from cleaner.demo import simulate_review
 from cleaner.flag import RANK_METHODS, label_quality
 from cleaner.ingest import ingest_folder
 from cleaner.intervals import difference_interval
+from cleaner.pipeline import load_pipeline_data, model_and_normalize, predict_outputs
 from cleaner.progress import make_progress
 from cleaner.queue import make_queue
 from cleaner.retrain import RetrainOptions, run_retrain
 from cleaner.review import apply_queue
 from cleaner.runs import Run, load_run
+from cleaner.train import resolve_device
 
 PIPELINE = ROOT / "pipelines" / "photos.toml"
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
@@ -71,6 +75,7 @@ LOOKALIKE = {
 }  # fmt: skip
 KINDS = ("uniform", "lookalike", "realistic")
 REVIEWED = 0.10  # the simulated reviewer answers the first 10% of the train rows
+TTA_PAIRED = "tta-paired"  # ablate --only: TTA off and on with the detection runs' models
 ROBUST_LOSSES = {"ce": [], "gce": ['train.loss="gce"'], "sce": ['train.loss="sce"']}
 
 
@@ -292,6 +297,57 @@ def rank_one(run_dir: Path, manifest: Path) -> dict[str, Any]:
     return out
 
 
+def tta_one(run_dir: Path, manifest: Path) -> dict[str, Any]:
+    """Flip TTA off and on with the same trained fold models: each fold's held-out rows
+    predicted again from its ``model.pt`` both ways. Training does not depend on
+    ``train.tta``, so the pair differs in TTA alone (no seed-to-seed noise in it); the run
+    must have been trained with it on, and "on" has to reproduce its saved probabilities."""
+    run, true = with_truth(run_dir, manifest)
+    cfg = run.cfg
+    if not cfg.train.tta:
+        raise ValueError(f"{run_dir}: trained with train.tta off")
+    with make_progress() as progress:
+        data = load_pipeline_data(cfg, progress=progress, source=run_dir / "config.toml")
+    position = pd.Index(data.df["sample_id"])
+    order = pd.Index(run.sample_ids)
+    probs = {tta: np.zeros_like(run.pred_probs) for tta in (False, True)}
+    for k in range(cfg.train.folds):
+        held_out = np.load(run_dir / f"fold-{k}" / "oof.npz")["sample_id"]
+        model, norm = model_and_normalize(cfg, 0)
+        model.load_state_dict(torch.load(run_dir / f"fold-{k}" / "model.pt", weights_only=True))
+        model.to(resolve_device(cfg.train.device))
+        rows = position.get_indexer(held_out)
+        for tta in probs:
+            probs[tta][order.get_indexer(held_out)] = predict_outputs(
+                model, norm, cfg, data.df, data.root, rows, tta=tta
+            )[0]
+    reproduced = float(np.abs(probs[True] - run.pred_probs).max())
+    if reproduced > 1e-3:
+        raise RuntimeError(f"{run_dir}: TTA on is {reproduced:.2g} from the saved oof")
+    is_error = run.labels != true
+    out: dict[str, Any] = {"max_abs_from_saved": reproduced}
+    for tta, p in probs.items():
+        quality = label_quality(run.labels, p)
+        figures = scores(is_error, np.argsort(quality, kind="stable"), quality)
+        out["on" if tta else "off"] = {
+            **figures,
+            "oof_accuracy_vs_true": float((p.argmax(1) == true).mean()),
+        }
+    return out
+
+
+def tta_pairs(work: Path) -> list[dict[str, Any]]:
+    """``tta_one`` of every 20% realistic detection run still on disk, kept like the rest."""
+    out = []
+    for path in sorted(results_of(work).glob("detect-realistic20-s*.json")):
+        t = path.stem.removeprefix("detect-")
+        run_dir, manifest = work / "runs" / t, work / "data" / t / "cifar10.csv"
+        kept = results_of(work) / f"tta-{t}.json"
+        if kept.exists() or ((run_dir / "fold-0" / "model.pt").exists() and manifest.exists()):
+            out.append({"seed": t, **cached(kept, partial(tta_one, run_dir, manifest))})
+    return out
+
+
 def rank_section(work: Path, console: Console) -> None:
     """Each ranking method on every detection run whose run folder is still on disk."""
     for path in sorted(results_of(work).glob("detect-*.json")):
@@ -484,33 +540,43 @@ def slug_of(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name)
 
 
-def ablate_all(work: Path, only: Sequence[str] = ()) -> None:
+def ablate_all(work: Path, only: Sequence[str] = (), seeds: int = 3) -> None:
     """Every ablation measurement not yet kept; ``only``: just those slugs (``mixup-off``,
-    ``loss-gce``, ...), so that the part can be run a piece at a time."""
-    kind, rate, seed = "realistic", 0.2, 0
-    manifest = make_data(work, kind, rate, seed)
-    for name, extra in ablation_variants().items():
-        slug = slug_of(name)
-        if only and slug not in only:
-            continue
+    ``loss-gce``, ...), so that the part can be run a piece at a time. The ``oof``
+    switches run on seeds 0..``seeds``-1 (each seed its own data, as in the detection
+    benchmark, whose runs are the shipped rows); the final-model losses on seed 0."""
+    kind, rate = "realistic", 0.2
+    for seed in range(seeds):
+        manifest = make_data(work, kind, rate, seed)
+        for name, extra in ablation_variants().items():
+            slug = slug_of(name)
+            if only and slug not in only and extra:  # the shipped rows: every switch's pair
+                continue
 
-        def compute(extra: list[str] = extra, slug: str = slug) -> dict[str, Any]:
-            if not extra:  # the shipped pipeline: the detection benchmark's run
-                shipped = detect_one(work, kind, rate, seed, synthetic=float("nan"))
+            def compute(
+                extra: list[str] = extra,
+                slug: str = slug,
+                seed: int = seed,
+                manifest: Path = manifest,
+            ) -> dict[str, Any]:
+                if not extra:  # the shipped pipeline: the detection benchmark's run
+                    shipped = detect_one(work, kind, rate, seed, synthetic=float("nan"))
+                    return {
+                        "oof_seconds": shipped["oof_seconds"],
+                        "train_images_per_s": shipped["train_images_per_s"],
+                        **shipped["cleaner"],
+                    }
+                out = work / "runs" / f"ablate-{slug}-{tag(kind, rate, seed)}"
+                run_dir, wall, speed = timed_oof(manifest, [*seed_overrides(seed), *extra], out)
                 return {
-                    "oof_seconds": shipped["oof_seconds"],
-                    "train_images_per_s": shipped["train_images_per_s"],
-                    **shipped["cleaner"],
+                    "oof_seconds": wall,
+                    "train_images_per_s": speed,
+                    **detection(run_dir, manifest),
                 }
-            out = work / "runs" / f"ablate-{slug}-{tag(kind, rate, seed)}"
-            run_dir, wall, speed = timed_oof(manifest, [*seed_overrides(seed), *extra], out)
-            return {
-                "oof_seconds": wall,
-                "train_images_per_s": speed,
-                **detection(run_dir, manifest),
-            }
 
-        cached(results_of(work) / f"ablate-{slug}.json", compute)
+            cached(results_of(work) / f"ablate-{slug}-s{seed}.json", compute)
+    seed = 0
+    manifest = make_data(work, kind, rate, seed)
     for loss, extra in ROBUST_LOSSES.items():
         if only and f"loss-{loss}" not in only:
             continue
@@ -520,6 +586,8 @@ def ablate_all(work: Path, only: Sequence[str] = ()) -> None:
             return retrain_test(manifest, out, seed, extra=extra)["cleaned"]
 
         cached(results_of(work) / f"ablate-loss-{loss}.json", final)
+    if not only or TTA_PAIRED in only:
+        tta_pairs(work)
     if not only or any(o.startswith("loss-") for o in only):
         losses = {loss: work / "ablate-loss" / loss / "predictions.csv" for loss in ROBUST_LOSSES}
         if all(p.exists() for p in losses.values()):
@@ -568,18 +636,33 @@ def host_speeds(work: Path) -> str:
     return f"{min(rates):,.0f}-{max(rates):,.0f} train img/s" if rates else "-"
 
 
+def ablation_results(work: Path, slug: str) -> dict[int, dict[str, Any]]:
+    """The kept ``oof`` ablation results of one variant, by seed."""
+    paths = results_of(work).glob(f"ablate-{slug}-s*.json")
+    found = {int(p.stem.rsplit("-s", 1)[1]): json.loads(p.read_text()) for p in paths}
+    return dict(sorted(found.items()))
+
+
 def ablate_section(work: Path, console: Console) -> None:
     rows = []
-    for name in ablation_variants():
-        slug = slug_of(name)
-        path = results_of(work) / f"ablate-{slug}.json"
-        if path.exists():
-            r = json.loads(path.read_text())
-            speed = f"{r['oof_seconds'] / 60:.1f} min, {r['train_images_per_s']:,.0f}/s"
-            figures = [f"{r['p_at_k']:.3f}", f"{r['auroc']:.4f}", f"{r['ap']:.3f}"]
-            rows.append(
-                [f"oof, {name}", *figures, f"{r['oof_accuracy_vs_true']:.4f}", "-", "-", speed]
-            )
+    kept = {name: ablation_results(work, slug_of(name)) for name in ablation_variants()}
+    shipped = kept.pop("as shipped")
+    for name, rs in [("as shipped", shipped), *kept.items()]:
+        if not rs:
+            continue
+        both = sorted(set(rs) & set(shipped))
+        minus = "-" if name == "as shipped" or not both else (
+            "P@k " + spread([rs[i]["p_at_k"] - shipped[i]["p_at_k"] for i in both], "+.3f")
+            + ", AUROC " + spread([rs[i]["auroc"] - shipped[i]["auroc"] for i in both], "+.4f")
+        )  # fmt: skip
+        col = {m: [r[m] for r in rs.values()] for m in next(iter(rs.values()))}
+        rows.append([
+            f"oof, {name}", ",".join(map(str, rs)), spread(col["p_at_k"]),
+            spread(col["auroc"], ".4f"), spread(col["ap"]),
+            spread(col["oof_accuracy_vs_true"], ".4f"), "-", minus,
+            spread([t / 60 for t in col["oof_seconds"]], ".1f") + " min, "
+            + f"{np.mean(col['train_images_per_s']):,.0f}/s",
+        ])  # fmt: skip
     diffs_path = results_of(work) / "ablate-loss-differences.json"
     diffs = json.loads(diffs_path.read_text()) if diffs_path.exists() else {}
     for loss in ROBUST_LOSSES:
@@ -589,24 +672,25 @@ def ablate_section(work: Path, console: Console) -> None:
             ci = r.get("accuracy_ci") or [float("nan")] * 2
             d = diffs.get(loss)
             diff = f"{d['difference']:+.4f} [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]" if d else "-"
-            rows.append([f"final model on the noisy labels, loss {loss}", "-", "-", "-", "-",
-                         f"{r['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]", diff, "-"])  # fmt: skip
+            rows.append([f"final model on the noisy labels, loss {loss}", "0", "-", "-", "-",
+                         "-", f"{r['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]", diff,
+                         "-"])  # fmt: skip
     cols = [
-        "variant", "P@k", "AUROC", "AP", "oof acc vs true", "test accuracy [95%]",
-        "minus ce [95%]", "oof time, train img/s",
+        "variant", "seeds", "P@k", "AUROC", "AP", "oof acc vs true", "test accuracy [95%]",
+        "minus as shipped (oof) / ce [95%] (loss)", "oof time, train img/s",
     ]  # fmt: skip
     speeds, yardstick = host_speeds(work), seed_yardstick(work)
-    table, lines = result_table(
-        "trainer features on CIFAR-10, 20% realistic noise, seed 0", cols, rows
-    )
+    table, lines = result_table("trainer features on CIFAR-10, 20% realistic noise", cols, rows)
     console.print(table)
     body = [
         "## Trainer features under label noise: CIFAR-10, 20% realistic noise",
         "",
         "`python -m benchmarks.bench_photos ablate`: `pipelines/photos.toml` as shipped and with",
         "one feature switched at a time (off where it is on: mixup, EMA of the weights, flip TTA",
-        "of the out-of-fold predictions), same data and seed (0), scored as in the detection",
-        "table;",
+        "of the out-of-fold predictions), scored as in the detection table, on the seeds",
+        "listed (each seed its own split, noise and initialisation, the same for every",
+        "variant; several: mean [min, max]); `minus as shipped`: the per-seed difference from",
+        "the shipped pipeline on the same seed (`ablate --seeds N`);",
         "then the final model (`retrain` on the noisy labels, full mode) with cross-entropy,",
         "generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018; q = 0.7) and symmetric",
         "cross-entropy (Wang et al., ICCV 2019; alpha 0.1, beta 1), test accuracy on the 2,000",
@@ -617,8 +701,38 @@ def ablate_section(work: Path, console: Console) -> None:
         *(["", yardstick] if yardstick else []),
         "",
         *lines,
+        *tta_paired_lines(work, console),
     ]
     write_section("photos-ablate", "\n".join(body))
+
+
+def tta_paired_lines(work: Path, console: Console) -> list[str]:
+    """The paired TTA table of the kept ``tta-*.json`` (none: no lines)."""
+    kept = sorted(results_of(work).glob("tta-realistic20-s*.json"))
+    pairs = {p.stem.removeprefix("tta-realistic20-"): json.loads(p.read_text()) for p in kept}
+    if not pairs:
+        return []
+    metrics = ("p_at_k", "auroc", "ap", "oof_accuracy_vs_true")
+    cols = ["seed", *(f"{m} {s}" for m in ("P@k", "AUROC", "AP", "oof acc") for s in ("off", "on"))]
+    rows = [
+        [seed, *(f"{r[s][m]:.4f}" for m in metrics for s in ("off", "on"))]
+        for seed, r in pairs.items()
+    ]
+    diffs = {m: [r["on"][m] - r["off"][m] for r in pairs.values()] for m in metrics}
+    rows.append(["on - off", *(x for m in metrics for x in ("", spread(diffs[m], "+.4f")))])
+    table, lines = result_table("flip TTA, same fold models, 20% realistic", cols, rows)
+    console.print(table)
+    return [
+        "",
+        "Flip TTA paired (`ablate --only tta-paired`, no training): the detection runs' own",
+        "fold models (20% realistic, the seeds whose run folders are on disk) predict their",
+        "held-out rows again without and with the mirror; TTA on reproduces the saved",
+        "out-of-fold probabilities (max abs difference "
+        + f"{max(r['max_abs_from_saved'] for r in pairs.values()):.1g}), so the pair differs",
+        "in TTA alone. Rows ranked by label quality (self-confidence, no queue grouping).",
+        "",
+        *lines,
+    ]
 
 
 def main() -> None:
@@ -631,7 +745,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
-    known = [*map(slug_of, ablation_variants()), *(f"loss-{loss}" for loss in ROBUST_LOSSES)]
+    known = [
+        *map(slug_of, ablation_variants()),
+        TTA_PAIRED,
+        *(f"loss-{loss}" for loss in ROBUST_LOSSES),
+    ]
     if unknown := sorted(set(args.only) - set(known)):
         # A typo would otherwise run nothing and say nothing.
         parser.error(f"--only: unknown {', '.join(unknown)}; known: {', '.join(known)}")
@@ -658,7 +776,7 @@ def main() -> None:
     elif args.part == "rank":
         rank_section(work, console)
     else:
-        ablate_all(work, args.only)
+        ablate_all(work, args.only, args.seeds)
         if not args.no_write:
             ablate_section(work, console)
 

@@ -44,9 +44,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
-from benchmarks.common import MNIST_DIR, ROOT, oof_run, write_section
+from benchmarks.common import MNIST_DIR, ROOT, oof_run, result_table, write_section
 from cleaner.atomic import atomic_path
 from cleaner.config import load_config
 from cleaner.ingest import ingest_arrays, load_mnist_arrays
@@ -235,30 +234,28 @@ def main() -> None:
         "no review, --reweight prune: acc, gap",
         "reviewer who knows: acc, gap",
     ]
-    table = Table(
-        title=f"cleaning gain on MNIST (8,000 train, 2,000 clean test, {args.seeds} seeds)"
-    )
-    for c in cols:
-        table.add_column(c, justify="right")
-    lines = []
+    cells = []
     for r in rows:
         a = r["accuracy"]
-        cells = [
-            f"{r['rate']:.0%}",
-            f"{r['wrong_before']} -> {r['wrong_after']}",
-            f"{r['missed']} / {r['wrong_fix']} / {r['introduced']}",
-            str(r["accepted"]),
-            mean_sd(a["noisy"]),
-            mean_sd(a["cleaned"]),
-            mean_sd(a["quality"]),
-            mean_sd(a["true"]),
-            recovered(a["noisy"], a["cleaned"], a["true"]),
-            recovered(a["noisy"], a["quality"], a["true"]),
-            f"{np.mean(a['prune']):.4f}, {recovered(a['noisy'], a['prune'], a['true'])}",
-            f"{np.mean(a['oracle']):.4f}, {recovered(a['noisy'], a['oracle'], a['true'])}",
-        ]
-        table.add_row(*cells)
-        lines.append("| " + " | ".join(cells) + " |")
+        cells.append(
+            [
+                f"{r['rate']:.0%}",
+                f"{r['wrong_before']} -> {r['wrong_after']}",
+                f"{r['missed']} / {r['wrong_fix']} / {r['introduced']}",
+                str(r["accepted"]),
+                mean_sd(a["noisy"]),
+                mean_sd(a["cleaned"]),
+                mean_sd(a["quality"]),
+                mean_sd(a["true"]),
+                recovered(a["noisy"], a["cleaned"], a["true"]),
+                recovered(a["noisy"], a["quality"], a["true"]),
+                f"{np.mean(a['prune']):.4f}, {recovered(a['noisy'], a['prune'], a['true'])}",
+                f"{np.mean(a['oracle']):.4f}, {recovered(a['noisy'], a['oracle'], a['true'])}",
+            ]
+        )
+    table, lines = result_table(
+        f"cleaning gain on MNIST (8,000 train, 2,000 clean test, {args.seeds} seeds)", cols, cells
+    )
     console.print(table)
     if not args.no_write:
         about = (__doc__ or "").split("\n\n", 2)[2].strip()
@@ -282,8 +279,6 @@ def main() -> None:
                 f"`{command}`: {about}",
                 "Target: gap recovered >= 0.7 at 20% noise.",
                 "",
-                "| " + " | ".join(cols) + " |",
-                "|" + "---|" * len(cols),
                 *lines,
             ]
         )
