@@ -138,6 +138,8 @@ def make_run(work: Path, labels: np.ndarray, probs: np.ndarray) -> None:
     write_text(run / "config.toml", cfg.to_toml())
     write_text(run / "manifest.sha256", f"{sha256_file(manifest)}  m.csv\n")
     folds = np.arange(len(labels)) % 5
+    # load_run checks oof.csv against the run's fold assignment, as oof writes it.
+    pd.DataFrame({"sample_id": ids, "fold": folds}).to_csv(run / "folds.csv", index=False)
     oof_table(ids, folds, labels, probs, classes).to_csv(
         run / "oof.csv", index=False, float_format="%.8g"
     )
