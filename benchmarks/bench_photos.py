@@ -39,7 +39,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import numpy as np
 import pandas as pd
-import torch
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from PIL import Image
@@ -55,13 +54,12 @@ from cleaner.demo import simulate_review
 from cleaner.flag import RANK_METHODS, label_quality
 from cleaner.ingest import ingest_folder
 from cleaner.intervals import difference_interval
-from cleaner.pipeline import load_pipeline_data, model_and_normalize, predict_outputs
+from cleaner.pipeline import load_fold_model, load_pipeline_data, predict_outputs
 from cleaner.progress import make_progress
 from cleaner.queue import make_queue
 from cleaner.retrain import RetrainOptions, run_retrain
 from cleaner.review import apply_queue
 from cleaner.runs import Run, load_run
-from cleaner.train import resolve_device
 
 PIPELINE = ROOT / "pipelines" / "photos.toml"
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
@@ -313,9 +311,7 @@ def tta_one(run_dir: Path, manifest: Path) -> dict[str, Any]:
     probs = {tta: np.zeros_like(run.pred_probs) for tta in (False, True)}
     for k in range(cfg.train.folds):
         held_out = np.load(run_dir / f"fold-{k}" / "oof.npz")["sample_id"]
-        model, norm = model_and_normalize(cfg, 0)
-        model.load_state_dict(torch.load(run_dir / f"fold-{k}" / "model.pt", weights_only=True))
-        model.to(resolve_device(cfg.train.device))
+        model, norm = load_fold_model(cfg, run_dir / f"fold-{k}")
         rows = position.get_indexer(held_out)
         for tta in probs:
             probs[tta][order.get_indexer(held_out)] = predict_outputs(
@@ -336,16 +332,14 @@ def tta_one(run_dir: Path, manifest: Path) -> dict[str, Any]:
     return out
 
 
-def tta_pairs(work: Path) -> list[dict[str, Any]]:
+def tta_pairs(work: Path) -> None:
     """``tta_one`` of every 20% realistic detection run still on disk, kept like the rest."""
-    out = []
     for path in sorted(results_of(work).glob("detect-realistic20-s*.json")):
         t = path.stem.removeprefix("detect-")
         run_dir, manifest = work / "runs" / t, work / "data" / t / "cifar10.csv"
         kept = results_of(work) / f"tta-{t}.json"
         if kept.exists() or ((run_dir / "fold-0" / "model.pt").exists() and manifest.exists()):
-            out.append({"seed": t, **cached(kept, partial(tta_one, run_dir, manifest))})
-    return out
+            cached(kept, partial(tta_one, run_dir, manifest))
 
 
 def rank_section(work: Path, console: Console) -> None:

@@ -221,6 +221,13 @@ def model_and_normalize(cfg: PipelineConfig, seed: int) -> tuple[torch.nn.Module
     return model, Normalize(*default_mean_std(model, cfg.model.in_chans))
 
 
+def load_fold_model(cfg: PipelineConfig, fold_dir: Path) -> tuple[torch.nn.Module, Normalize]:
+    """The model ``oof`` kept in ``fold_dir/model.pt``, on the pipeline's device."""
+    model, norm = model_and_normalize(cfg, 0)
+    model.load_state_dict(torch.load(fold_dir / "model.pt", weights_only=True))
+    return model.to(resolve_device(cfg.train.device)), norm
+
+
 def predict_outputs(
     model: torch.nn.Module,
     normalize: Normalize,

@@ -39,6 +39,7 @@ from cleaner.metrics import classification_metrics
 from cleaner.oof import BACKENDS, run_oof
 from cleaner.pipeline import (
     PipelineData,
+    load_fold_model,
     load_pipeline_data,
     make_dataset,
     model_and_normalize,
@@ -185,9 +186,7 @@ def _fold_models_predict(
     cfg = data.cfg
     probs = []
     for k in range(cfg.train.folds):
-        model, norm = model_and_normalize(cfg, 0)
-        model.load_state_dict(torch.load(cv_dir / f"fold-{k}" / "model.pt", weights_only=True))
-        model.to(resolve_device(cfg.train.device))
+        model, norm = load_fold_model(cfg, cv_dir / f"fold-{k}")
         probs.append(_predict(model, norm, data, rows, tta=tta))
     return np.mean(probs, axis=0)
 
