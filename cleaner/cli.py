@@ -320,7 +320,8 @@ def _print_oof(metrics: dict[str, Any], run_dir: Path) -> None:
             str(m["n"]),
             f"{m['accuracy']:.4f}",
             f"{m['macro_f1']:.4f}",
-            f"{m['train_images_per_s']:,.0f}",
+            # A probe (train.mode) fits a head, no network: no training images per second.
+            f"{m['train_images_per_s']:,.0f}" if "train_images_per_s" in m else "probe",
             f"{m['seconds']:.1f}",
         )
     o = metrics["overall"]

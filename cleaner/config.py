@@ -56,16 +56,24 @@ class ModelConfig:
     weights: str = ""  # local weights file (works offline); implies pretrained loading
     in_chans: int = 3  # 1 reads images as grayscale, 3 as RGB
     drop_rate: float = 0.0  # dropout before the classifier
+    # The model's own arguments, passed to timm.create_model (timm's --model-kwargs), e.g.
+    # {widths = [32, 128, 128], whiten = false} for an airbench net (cleaner.smallnets).
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     folds: int = 5  # K of K-fold cross-validation
+    # finetune: train the whole model per fold. probe: the pretrained backbone (model.pretrained
+    # or model.weights) as it is, one forward pass over every row, then a logistic-regression
+    # head per fold on its features (cleaner.probe); the keys below about training then unused.
+    mode: str = "finetune"
+    probe_c: float = 1.0  # probe: inverse L2 strength of the logistic regression (sklearn's C)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 0.05
-    optimizer: str = "adamw"  # adamw | sgd
+    optimizer: str = "adamw"  # adamw | sgd (timm's: Nesterov momentum, as small-photo recipes use)
     momentum: float = 0.9  # sgd only
     scheduler: str = "cosine"  # cosine (with warmup) | step | plateau | onecycle | constant
     warmup_epochs: float = 1.0  # cosine: linear warmup length
@@ -88,6 +96,18 @@ class TrainConfig:
     ema: float = 0.0  # decay of an EMA of the weights (timm's ModelEmaV3); 0 is off
     ema_warmup: bool = False  # ramp the decay up over the first steps (timm's warmup)
     tta: bool = False  # out-of-fold and unlabeled probabilities: mean with the mirrored image
+    # With tta: also mean with the image shifted by this many pixels both ways
+    # (reflect-padded), at half the weight, as airbench's flip + translate TTA; 0 is off.
+    tta_translate: int = 0
+    # Wrap the optimizer in timm's Lookahead (Zhang et al. 2019: slow weights pulled
+    # towards the fast ones every 6 steps), the weight averaging of airbench's recipe.
+    lookahead: bool = False
+    # At this fraction of the epochs, the training rows that cleanlab finds mislabeled on
+    # the model's own predictions of them get weight 0 for the rest of the fit: the
+    # small-loss selection of Co-teaching (Han et al. 2018), with confident learning's
+    # per-class thresholds instead of a known noise rate. Held-out rows are never looked
+    # at, so out-of-fold stays out-of-fold. 0 is off.
+    prune_at: float = 0.0
     grad_accum: int = 1  # micro-batches per optimizer step
     amp: bool = True  # mixed precision; used on CUDA only
     channels_last: bool = True  # memory format on CUDA only
@@ -180,13 +200,14 @@ LATER_KEYS: frozenset[str] = frozenset(
     f"train.{k}"
     for k in (
         "gce_q", "sce_alpha", "sce_beta", "mixup", "cutmix", "mix_prob", "mix_switch_prob",
-        "ema", "ema_warmup", "tta",
+        "ema", "ema_warmup", "tta", "tta_translate", "lookahead", "prune_at", "mode", "probe_c",
     )
-)  # fmt: skip
+) | {"model.kwargs"}  # fmt: skip
 _DEFAULTS: dict[str, Any] = PipelineConfig().to_dict()
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.damaged_images": ("error", "warn"),
+    "train.mode": ("finetune", "probe"),
     "train.optimizer": ("adamw", "sgd"),
     "train.scheduler": ("cosine", "step", "plateau", "onecycle", "constant"),
     "train.loss": ("ce", "focal", "gce", "sce"),
@@ -223,6 +244,9 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.workers": (0, None, True, False),
     "train.seed": (0, 2**32 - 1, True, True),
     "train.eval_batch_size": (0, None, True, False),
+    "train.tta_translate": (0, 16, True, True),
+    "train.prune_at": (0, 1, True, False),
+    "train.probe_c": (0, None, False, False),
     "flag.boundary_margin": (0, None, True, False),
 }
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -408,6 +432,15 @@ def _check_values(cfg: PipelineConfig, file: str) -> None:
     if cfg.train.folds < 2:
         problems.append(Problem(file, "train.folds must be at least 2 for out-of-fold predictions"))
     problems.extend(_train_problems(cfg.train, file))
+    if cfg.train.mode == "probe" and not (cfg.model.pretrained or cfg.model.weights):
+        problems.append(
+            Problem(
+                file,
+                "train.mode = 'probe' fits heads on a pretrained backbone's features, but "
+                f"{cfg.model.name} would have random weights: set model.pretrained = true "
+                "(timm's hub) or model.weights = FILE, or use train.mode = 'finetune'",
+            )
+        )
     if any(s < 1 for s in cfg.data.hw):
         problems.append(Problem(file, "data.image_size must be positive"))
     if len(cfg.data.mean) != len(cfg.data.std):

@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from rich.progress import Progress
 
 from cleaner.atomic import atomic_path, write_text
 from cleaner.data import ImageDataset, Normalize, decode_all, seed_for
 from cleaner.distributed import SINGLE, Dist
+from cleaner.embed import embed_run
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import resolve_paths
 from cleaner.metrics import classification_metrics
 from cleaner.pipeline import make_dataset, model_and_normalize, predict_outputs
+from cleaner.probe import fit_head, head_probs, set_head
 from cleaner.run_folder import RunPlan
 from cleaner.train import (
     FitResult,
@@ -81,6 +84,7 @@ def _fold_predictions(
         amp=cfg.amp,
         channels_last=uses_channels_last(cfg, device),
         tta=cfg.tta,
+        translate=cfg.tta_translate if cfg.tta else 0,
         dist=dist,
     )
 
@@ -184,11 +188,53 @@ def load_fold_outputs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ) from None
 
 
+def probe_folds(plan: RunPlan, todo: list[int], *, progress: Progress, dist: Dist = SINGLE) -> None:
+    """``train.mode = "probe"``: each fold of ``todo`` gets a logistic-regression head on
+    the pretrained backbone's features of the other folds' rows (:mod:`cleaner.probe`).
+
+    Every row is embedded once, before any head (``embeddings.npz``, the one
+    feature space the queue uses too); a fold's ``model.pt`` is the backbone
+    with its head, whose softmax gives the fold's probabilities.
+    """
+    emb = embed_run(plan, progress=progress, dist=dist)
+    train_x = emb.embeddings[emb.split == "train"]
+    unlabeled_x = emb.embeddings[emb.split == "unlabeled"]
+    weights = pd.to_numeric(plan.df["weight"]).to_numpy(np.float64)[plan.train_rows]
+    cfg = plan.cfg
+    for k in todo:
+        t0 = time.perf_counter()
+        plan.fold_dir(k).mkdir(parents=True, exist_ok=True)
+        fit_rows, own = plan.folds != k, plan.folds == k
+        w, b = fit_head(
+            train_x[fit_rows],
+            plan.labels[fit_rows],
+            weights[fit_rows],
+            n_classes=len(plan.classes),
+            c=cfg.train.probe_c,
+        )
+        model, _ = model_and_normalize(cfg, seed_for(cfg.train.seed, k))
+        set_head(model, w, b)
+        outputs = {"probs": head_probs(train_x[own], w, b), "embeddings": train_x[own]}
+        if len(unlabeled_x):
+            outputs["unlabeled"] = head_probs(unlabeled_x, w, b)
+        metrics = classification_metrics(plan.labels[own], outputs["probs"].argmax(1), plan.classes)
+        metrics.update(
+            fold=k, n_train=int(fit_rows.sum()), mode="probe", seconds=time.perf_counter() - t0
+        )
+        if dist.main:
+            _save_fold(plan, k, model, outputs, metrics)
+        dist.barrier()
+
+
 def train_folds(
     plan: RunPlan, folds: Iterable[int], *, progress: Progress, dist: Dist = SINGLE
 ) -> list[int]:
     """Train each of ``folds`` that is not done yet, in this process; return those trained."""
     todo = [k for k in folds if not plan.fold_done(k)]
+    if plan.cfg.train.mode == "probe":
+        if todo:
+            probe_folds(plan, todo, progress=progress, dist=dist)
+        return todo
     cache = None
     if todo and plan.cfg.data.cache:
         paths = resolve_paths(plan.df.iloc[plan.train_rows], plan.root)

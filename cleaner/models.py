@@ -1,4 +1,8 @@
-"""Models by name through timm's factory, plus embedding extraction."""
+"""Models by name through timm's factory, plus embedding extraction.
+
+Importing this module registers the small-photo networks of
+:mod:`cleaner.smallnets` in timm's registry, so ``model.name`` reaches them too.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import timm
 import torch
 from torch import nn
 
+from cleaner import smallnets  # noqa: F401  (registers the small-photo models with timm)
 from cleaner.config import ModelConfig
 from cleaner.errors import InputError
 
@@ -21,6 +26,8 @@ def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
         "num_classes": num_classes,
         "in_chans": cfg.in_chans,
         "drop_rate": cfg.drop_rate,
+        # The model's own arguments (timm's --model-kwargs), e.g. widths or whiten.
+        **cfg.kwargs,
     }
     if cfg.weights:
         weights = Path(cfg.weights)
@@ -51,3 +58,19 @@ def logits_and_embeddings(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
     emb = model.forward_head(feats, pre_logits=True)  # type: ignore[operator]
     logits = model.forward_head(feats)  # type: ignore[operator]
     return logits, emb
+
+
+def needs_data_init(model: nn.Module) -> bool:
+    """Whether ``model`` waits for :func:`init_from_data` (an airbench whitening stem, say)."""
+    return bool(getattr(model, "data_init_pending", False))
+
+
+@torch.no_grad()
+def init_from_data(model: nn.Module, images: torch.Tensor) -> None:
+    """Hand ``images`` (N, C, H, W), normalised as in training, to a model that waits for data.
+
+    Only ever the training rows of the fit at hand: a fold's held-out rows
+    must not shape its model, not even through first-layer statistics.
+    """
+    if needs_data_init(model):
+        model.init_from_data(images)  # type: ignore[operator]

@@ -117,6 +117,11 @@ def run_oof(
     dist = context()
     if backend == "ray" and dist.active:
         raise InputError("--backend ray runs folds as Ray tasks; do not start it under torchrun")
+    if backend == "ray" and data.cfg.train.mode == "probe":
+        raise InputError(
+            "train.mode = 'probe' is one forward pass and K logistic regressions: "
+            "run it with --backend local"
+        )
     plan = plan_run(data, name=name, out=out, fold=fold)
     k_folds = plan.cfg.train.folds
     wanted = [fold] if fold is not None else list(range(k_folds))
@@ -189,7 +194,8 @@ def run_repeats(
                 progress=progress,
                 backend=backend,
                 ray_options=ray_options,
-                embed=r == 0,
+                # A probe's heads need the features: every repeat embeds (the same rows).
+                embed=r == 0 or data.cfg.train.mode == "probe",
             )
         )
         progress.advance(task)

@@ -258,5 +258,6 @@ def predict_outputs(
         amp=cfg.train.amp,
         channels_last=uses_channels_last(cfg.train, device),
         tta=tta,
+        translate=cfg.train.tta_translate if tta else 0,
         dist=dist,
     )

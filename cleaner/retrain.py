@@ -45,6 +45,7 @@ from cleaner.pipeline import (
     model_and_normalize,
     predict_outputs,
 )
+from cleaner.probe import fit_head, set_head
 from cleaner.report import render_report, write_figures
 from cleaner.run_folder import init_records, run_key
 from cleaner.runs import (
@@ -140,6 +141,15 @@ def _fit_full(
     seed = seed_for(cfg.train.seed, 1000)
     model, norm = model_and_normalize(cfg, seed)
     root = data.manifest_path.parent
+    if cfg.train.mode == "probe":  # the backbone as it is, a head on its features
+        features = predict_outputs(model, norm, cfg, data.df, root, rows)[1]
+        head = fit_head(
+            features, labels, weights, n_classes=len(cfg.data.classes), c=cfg.train.probe_c
+        )
+        set_head(model, *head)
+        with atomic_path(out_dir / "model.pt", overwrite=True) as tmp:
+            torch.save(model.state_dict(), tmp)
+        return model, norm
     cache = None
     if cfg.data.cache:
         cache = decode_all(resolve_paths(data.df.iloc[rows], root), cfg.model.in_chans)

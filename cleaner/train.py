@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from cleaner.distributed import (
 from cleaner.errors import InputError, Problem
 from cleaner.losses import build_loss
 from cleaner.metrics import classification_metrics
-from cleaner.models import logits_and_embeddings
+from cleaner.models import init_from_data, logits_and_embeddings, needs_data_init
 
 
 def resolve_device(name: str, d: Dist = SINGLE) -> torch.device:
@@ -79,11 +80,23 @@ def device_problem(name: str) -> str | None:
     return None
 
 
+# Set to 1, the CPU takes the GPU's code paths too (bfloat16 autocast, channels_last), so
+# that benchmarks/gpu_check.py --dry-run exercises them on a machine without a GPU. Slower,
+# and the results differ from a plain CPU run: never for real work.
+GPU_PATHS_ON_CPU = "CLEANER_GPU_PATHS_ON_CPU"
+
+
+def _gpu_paths_on_cpu(device: torch.device) -> bool:
+    return device.type == "cpu" and os.environ.get(GPU_PATHS_ON_CPU) == "1"
+
+
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
     # Mixed precision pays off on GPUs only; on the CPU it is slower and changes results.
     if amp and device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast(device_type="cuda", dtype=dtype)
+    if amp and _gpu_paths_on_cpu(device):
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -144,13 +157,16 @@ def predict(
     amp: bool = False,
     channels_last: bool = False,
     tta: bool = False,
+    translate: int = 0,
     dist: Dist = SINGLE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (N, K) and penultimate embeddings (N, D), in dataset order.
 
-    ``tta`` averages the probabilities of each image and its horizontal mirror
-    (the embeddings stay those of the image as it is). Under torchrun each
-    process predicts its shard and every process gets all N rows back.
+    ``tta`` averages the probabilities of each image and its horizontal mirror;
+    ``translate`` (pixels) then weighs that half against the mean of the image
+    shifted both ways (see :func:`tta_probs`). The embeddings stay those of the
+    image as it is. Under torchrun each process predicts its shard and every
+    process gets all N rows back.
     """
     model.eval()
     # Fewer rows than processes: every process predicts them all (no empty shards).
@@ -165,15 +181,46 @@ def predict(
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
             logits, emb = logits_and_embeddings(model, x)
-            p = torch.softmax(logits.float(), dim=1)
-            if tta:
-                p = (p + torch.softmax(model(x.flip(-1)).float(), dim=1)) / 2
+            p = tta_probs(model, x, torch.softmax(logits.float(), dim=1), tta, translate)
         probs.append(p.cpu())
         embs.append(emb.float().flatten(1).cpu())
     p_all, e_all = torch.cat(probs).numpy(), torch.cat(embs).numpy()
     if sharded:
         p_all, e_all = gather_rows(len(dataset), positions, p_all, e_all)
     return p_all, e_all
+
+
+def _flip_mean(
+    model: nn.Module, x: torch.Tensor, p: torch.Tensor | None, flip: bool
+) -> torch.Tensor:
+    if p is None:
+        p = torch.softmax(model(x).float(), dim=1)
+    return (p + torch.softmax(model(x.flip(-1)).float(), dim=1)) / 2 if flip else p
+
+
+def shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
+    """``x`` (B, C, H, W) moved by ``pixels`` down and right (negative: up and left), the
+    uncovered border filled by reflection, as training's pad-and-crop translation."""
+    t = abs(pixels)
+    padded = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")
+    start = 0 if pixels > 0 else 2 * t
+    return padded[..., start : start + x.shape[-2], start : start + x.shape[-1]]
+
+
+def tta_probs(
+    model: nn.Module, x: torch.Tensor, p: torch.Tensor, flip: bool, translate: int
+) -> torch.Tensor:
+    """Test-time augmentation of the probabilities ``p`` (B, K) of the batch ``x``.
+
+    ``flip``: mean with the mirrored images. ``translate``: half that, half the
+    mean over the images shifted by ``translate`` pixels both ways (each
+    flip-averaged too): airbench's ``tta_level = 2``.
+    """
+    p = _flip_mean(model, x, p, flip)
+    if translate:
+        moved = [_flip_mean(model, shift(x, s), None, flip) for s in (translate, -translate)]
+        p = 0.5 * p + 0.25 * (moved[0] + moved[1])
+    return p
 
 
 # Seed stream of mixup's draws, apart from torch's (1) and the loader workers' (0, 1, ...).
@@ -247,6 +294,21 @@ class BatchMixer:
         )
 
 
+# Seed stream of the images a data-dependent initialisation sees.
+_INIT_STREAM = 1 << 21
+DATA_INIT_IMAGES = 5000  # airbench whitens from 5,000 training images
+
+
+def data_init_images(train_ds: ImageDataset, seed: int) -> torch.Tensor:
+    """Up to :data:`DATA_INIT_IMAGES` of the fit's own training images (N, C, H, W),
+    normalised, as its first batches see them (augmented with a fixed seed): what a
+    model's data-dependent first layer is computed from. Deterministic for ``seed``."""
+    g = torch.Generator().manual_seed(seed_for(seed, _INIT_STREAM))
+    rows = torch.randperm(len(train_ds), generator=g)[:DATA_INIT_IMAGES].tolist()
+    images = torch.stack([train_ds[(i, _INIT_STREAM)][0] for i in rows])
+    return train_ds.normalize(images)
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     # The rolling checkpoint belongs to this fit alone, so replacing it is safe.
     with atomic_path(path, overwrite=True) as tmp:
@@ -296,7 +358,7 @@ def eval_batch_size(cfg: TrainConfig) -> int:
 
 def uses_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
     """``train.channels_last`` applies on GPUs only (on the CPU it is slower)."""
-    return cfg.channels_last and device.type == "cuda"
+    return cfg.channels_last and (device.type == "cuda" or _gpu_paths_on_cpu(device))
 
 
 @dataclass
@@ -316,6 +378,7 @@ class _Training:
     steps_per_epoch: int  # optimizer steps
     mixer: BatchMixer | None  # train.mixup / train.cutmix
     ema: ModelEmaV3 | None  # train.ema: follows ``model`` (not the DDP wrapper)
+    keep: torch.Tensor  # (N,) 1 for training rows in use, 0 for those train.prune_at dropped
 
     @property
     def eval_model(self) -> nn.Module:
@@ -340,8 +403,9 @@ def _setup(
         model.to(memory_format=torch.channels_last)
     opt_args: dict[str, Any] = {"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}
     # timm's factory leaves biases and norm weights out of weight decay.
+    opt = f"lookahead_{cfg.optimizer}" if cfg.lookahead else cfg.optimizer
     optimizer = create_optimizer_v2(
-        model, opt=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_args
+        model, opt=opt, lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_args
     )
     sampler: EpochSampler | ShardedEpochSampler = (
         ShardedEpochSampler(len(train_ds), seed=seed, d=dist)
@@ -372,6 +436,7 @@ def _setup(
         mixer=BatchMixer(cfg, num_classes, seed) if cfg.mixup > 0 or cfg.cutmix > 0 else None,
         # A copy of the model as it is now: on the device, in its memory format, not wrapped.
         ema=ModelEmaV3(model, decay=cfg.ema, use_warmup=cfg.ema_warmup) if cfg.ema > 0 else None,
+        keep=torch.ones(len(train_ds), device=device),
     )
 
 
@@ -387,6 +452,8 @@ def _resume(t: _Training, checkpoint: Path, result: FitResult) -> tuple[int, dic
             reason = "has no EMA weights (train.ema); delete it to start over"
             raise InputError([Problem(str(checkpoint), reason)])
         t.ema.module.load_state_dict(state["ema"])
+    if "keep" in state:  # older checkpoints predate train.prune_at
+        t.keep = state["keep"].to(t.device)
     result.history = state["history"]
     return int(state["epoch"]), state.get("best")
 
@@ -417,10 +484,10 @@ def _train_epoch(
     t.net.train()
     running, seen = 0.0, 0
     t.optimizer.zero_grad(set_to_none=True)
-    for i, (x, y, w, _) in enumerate(t.loader):
+    for i, (x, y, w, idx) in enumerate(t.loader):
         x = train_ds.normalize(x.to(t.device, non_blocking=True))
         y = y.to(t.device, non_blocking=True)
-        w = w.to(t.device, dtype=torch.float32, non_blocking=True)
+        w = w.to(t.device, dtype=torch.float32, non_blocking=True) * t.keep[idx.to(t.device)]
         target = y
         if t.mixer is not None:
             x, target, w = t.mixer(x, y, w)
@@ -439,6 +506,56 @@ def _train_epoch(
         seen += len(y)
         advance(len(y))
     return running / max(1, seen), seen
+
+
+def prune_epoch(cfg: TrainConfig) -> int:
+    """The epoch (0-based) before which ``train.prune_at`` drops rows; at least 1."""
+    return max(1, round(cfg.prune_at * cfg.epochs))
+
+
+class _FixedEpoch(torch.utils.data.Dataset):
+    """A training dataset read in order with the augmentation of one fixed pseudo-epoch:
+    the same images however the fit got here (resumed or not)."""
+
+    def __init__(self, ds: ImageDataset, epoch: int):
+        self.ds, self.epoch, self.normalize = ds, epoch, ds.normalize
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, float, int]:
+        return self.ds[(i, self.epoch)]
+
+
+def prune_mask(t: _Training, train_ds: ImageDataset, cfg: TrainConfig, dist: Dist) -> torch.Tensor:
+    """(N,) 0 for the training rows cleanlab flags on the model's predictions of them, else 1.
+
+    cleanlab's ``find_label_issues`` (confident learning, per-class
+    thresholds) on the probabilities the evaluated model (the EMA with
+    ``train.ema``) gives the training rows now, before it has memorised their
+    wrong labels. Fewer than two classes, or a class with too few rows for
+    cleanlab, drops nothing.
+    """
+    from cleanlab.filter import find_label_issues
+
+    probs, _ = predict(
+        t.eval_model,
+        _FixedEpoch(train_ds, _INIT_STREAM + 1),  # type: ignore[arg-type]
+        batch_size=eval_batch_size(cfg),
+        workers=cfg.workers,
+        device=t.device,
+        amp=cfg.amp,
+        channels_last=t.channels_last,
+        tta=cfg.tta,
+        dist=dist,
+    )
+    keep = torch.ones(len(train_ds))
+    labels = train_ds.labels
+    if len(np.unique(labels)) < 2 or np.bincount(labels).min() < 2:
+        return keep
+    issues = find_label_issues(labels, probs, n_jobs=1)
+    keep[torch.from_numpy(issues)] = 0.0
+    return keep
 
 
 def _optimizer_step(t: _Training, cfg: TrainConfig, *, step: int) -> None:
@@ -471,6 +588,7 @@ def _evaluate(
         amp=cfg.amp,
         channels_last=t.channels_last,
         tta=cfg.tta,
+        translate=cfg.tta_translate if cfg.tta else 0,
         dist=dist,
     )
     labels = val_ds.labels
@@ -515,6 +633,7 @@ def _checkpoint_state(
         "scaler": t.scaler.state_dict(),
         "history": result.history,
         "best": _best_to_tensors(best),
+        "keep": t.keep.cpu(),
     }
     if t.ema is not None:
         state["ema"] = t.ema.module.state_dict()
@@ -565,6 +684,8 @@ def fit(
     train one model with DistributedDataParallel; only rank 0 writes the
     checkpoint.
     """
+    if not checkpoint.exists() and needs_data_init(model):
+        init_from_data(model, data_init_images(train_ds, seed))
     t = _setup(model, train_ds, cfg, num_classes=len(classes), seed=seed, device=device, dist=dist)
     result = FitResult()
     start_epoch = 0
@@ -586,6 +707,8 @@ def fit(
     for epoch in range(start_epoch, cfg.epochs):
         _start_epoch(t, epoch, seed)
         t0 = time.perf_counter()
+        if cfg.prune_at > 0 and epoch == prune_epoch(cfg):
+            t.keep = prune_mask(t, train_ds, cfg, dist).to(t.device)
 
         loss, seen = _train_epoch(t, train_ds, cfg, epoch=epoch, desc=desc, advance=advance)
         result.train_seconds += time.perf_counter() - t0
@@ -594,6 +717,7 @@ def fit(
             "epoch": epoch + 1,
             "train_loss": loss,
             "lr": t.optimizer.param_groups[0]["lr"],
+            "train_rows_used": int(t.keep.sum().item()),
         }
         if val_ds is not None and len(val_ds):
             scores, probs, emb = _evaluate(t, val_ds, cfg, classes, dist)
