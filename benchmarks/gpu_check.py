@@ -12,7 +12,7 @@ channels_last forced on by ``CLEANER_GPU_PATHS_ON_CPU=1``; small sizes; prints o
     .venv/bin/python -m benchmarks.gpu_check --dry-run
 
 Each check runs the real CLI in a subprocess and checks its ``oof.csv`` (every
-row once, probabilities summing to 1, accuracy above chance). Training speed is
+row once, probabilities summing to 1). Training speed is
 the folds' own images/s (``fold-K/metrics.json``) against the same model's
 training steps on synthetic tensors of the batch's shape, with the same
 autocast and memory format, measured in the same run: 1.0 means the data path

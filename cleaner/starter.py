@@ -8,9 +8,12 @@ What is chosen, and on what:
   multiple of 16 and kept within 32..224 on the CPU; the backbone's own input
   size with a GPU;
 - model: with a GPU, a pretrained ImageNet backbone (timm downloads its weights
-  on first use); on the CPU, timm's ``test_resnet``, the model of the shipped CPU
-  pipelines (``digits.toml``, ``mnist.toml``), which trains 5 folds on 10,000
-  small images in minutes on 2 cores;
+  on first use); on the CPU, for colour photos up to 96 px, the model, training
+  and flip-and-shift augmentation of the shipped ``photos.toml`` (an airbench
+  net built for small photos, :mod:`cleaner.smallnets`), the shifts scaled to
+  the image size; for other images on the CPU, timm's ``test_resnet``, the
+  model of the shipped ``digits.toml`` and ``mnist.toml``, which trains 5 folds
+  on 10,000 small images in minutes on 2 cores;
 - normalisation: the backbone's pretrained statistics when pretrained, else
   the mean and standard deviation of the sampled images;
 - folds: 5, fewer when a class has fewer train rows; ``data.group`` when the
@@ -37,6 +40,15 @@ from cleaner.manifest import read_manifest, resolve_paths
 SAMPLE = 200  # images opened to choose size, channels and normalisation
 GPU_MODEL = "convnext_tiny.fb_in22k_ft_in1k"  # strong ImageNet-22k features, 28M parameters
 CPU_MODEL = "test_resnet"
+# Colour photos up to this median shorter side get the shipped small-photo recipe on the
+# CPU (photos.toml, measured at 32 px; its net keeps the resolution in its stem, and
+# beyond about 96 px a CPU epoch of it gets slow).
+SMALL_PHOTO_SIDE = 96
+# What the small-photo recipe takes from photos.toml: model and training, not data.
+SMALL_PHOTO_TRAIN = (
+    "epochs", "batch_size", "optimizer", "momentum", "lr", "weight_decay", "scheduler",
+    "label_smoothing", "prune_at", "ema", "tta", "tta_translate",
+)  # fmt: skip
 CACHE_BYTES = 2 << 30  # decoded images kept in memory below this total
 
 
@@ -105,6 +117,7 @@ def starter_pipeline(manifest: str | Path, *, gpu: bool) -> str:
         data["group"] = "group"
     model: dict[str, object]
     train_cfg: dict[str, object] = {"folds": folds}
+    augment: list[dict[str, object]] = []
     if gpu:
         data["image_size"] = 224
         model = {"name": GPU_MODEL, "pretrained": True, "in_chans": in_chans}
@@ -117,7 +130,31 @@ def starter_pipeline(manifest: str | Path, *, gpu: bool) -> str:
         model = {"name": CPU_MODEL, "in_chans": in_chans}
         train_cfg |= {"epochs": 12, "batch_size": 64, "lr": 3e-3,
                       "workers": 0 if data["cache"] else 2}  # fmt: skip
-    return _render(manifest, data, model, train_cfg, stats, gpu=gpu, smallest=smallest)
+        if not stats.gray and size <= SMALL_PHOTO_SIDE:
+            model, recipe, augment = small_photo_recipe(size)
+            train_cfg |= recipe | {"workers": train_cfg["workers"]}
+    return _render(
+        manifest, data, model, train_cfg, stats, gpu=gpu, smallest=smallest, augment=augment
+    )
+
+
+def small_photo_recipe(
+    size: int,
+) -> tuple[dict[str, object], dict[str, object], list[dict[str, object]]]:
+    """Model, training keys and augmentation of the shipped ``photos.toml`` for photos of
+    ``size`` px: a flip and a shift of up to 1/8 of the side (reflect-padded, cropped back)."""
+    from cleaner.config import SHIPPED, load_config
+
+    cfg = load_config(SHIPPED / "photos.toml")
+    model = {"name": cfg.model.name, "in_chans": 3}
+    train = {k: getattr(cfg.train, k) for k in SMALL_PHOTO_TRAIN}
+    pad = size + 2 * max(1, size // 16)
+    augment: list[dict[str, object]] = [
+        {"name": "HorizontalFlip", "p": 0.5},
+        {"name": "PadIfNeeded", "min_height": pad, "min_width": pad, "border_mode": 4},
+        {"name": "RandomCrop", "height": size, "width": size},
+    ]
+    return model, train, augment
 
 
 def _value(v: object) -> str:
@@ -140,6 +177,7 @@ def _render(
     *,
     gpu: bool,
     smallest: int,
+    augment: list[dict[str, object]],
 ) -> str:
     """The TOML with comments saying what each choice rests on and what to change."""
     where = "a GPU" if gpu else "the CPU only"
@@ -164,6 +202,11 @@ def _render(
             f"# {GPU_MODEL}: timm downloads its weights on first use; offline, set",
             "# model.weights to a local file instead. Any timm model name works.",
         ]
+    elif augment:
+        lines += [
+            f"# {model['name']}: a net built for small photos (cleaner.smallnets), with the",
+            "# training of the shipped photos.toml (its comments give the measurements).",
+        ]
     else:
         lines += [
             f"# {CPU_MODEL}: small enough for the CPU, as in the shipped CPU pipelines. With a",
@@ -176,6 +219,13 @@ def _render(
         "# epochs: raise it when the out-of-fold accuracy is still climbing (`cleaner oof`",
         "# prints it per fold); `cleaner flag` refuses a model no better than chance.",
         "",
+    ]
+    if augment:
+        lines.append("# Photos: mirrored, and shifted by up to 1/16 of the side each way.")
+        for step in augment:
+            lines += ["[[augment.train]]", *(f"{k} = {_value(v)}" for k, v in step.items())]
+        return "\n".join([*lines, ""])
+    lines += [
         "# Augmentation: none by default. Add albumentations transforms that keep the label,",
         "# e.g. a horizontal flip for photos (not for digits or text):",
         "# [[augment.train]]",

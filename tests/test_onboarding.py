@@ -159,6 +159,11 @@ def test_init_from_a_folder_ingests_it_first(
     cfg = load_config("pipelines/photos.toml")
     assert cfg.data.classes == ("cat", "dog") and cfg.model.in_chans == 3
     assert cfg.data.image_size == 32 and cfg.train.folds == 3
+    # Small colour photos on the CPU: the shipped photos recipe, its shifts scaled to 32 px.
+    shipped = load_config("photos")
+    assert cfg.model.name == shipped.model.name and cfg.train.lr == shipped.train.lr
+    assert [t["name"] for t in cfg.augment.train] == ["HorizontalFlip", "PadIfNeeded", "RandomCrop"]
+    assert cfg.augment.train[1]["min_height"] == 36
 
 
 def test_init_never_replaces_a_pipeline(tmp_path: Path) -> None:

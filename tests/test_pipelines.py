@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import timm
 
+import cleaner.models  # noqa: F401  (registers cleaner's small-photo models with timm)
 from cleaner.config import load_config
 from cleaner.data import build_transform
 

@@ -1,0 +1,28 @@
+"""The GPU check script's dry run: the GPU code paths (bfloat16 autocast, channels_last,
+Ray folds, torchrun DDP) on the CPU, end to end through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_passes(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "benchmarks.gpu_check", "--dry-run", "--images", "100"]
+    done = subprocess.run(
+        [*cmd, "--work", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    for name in ("AMP + channels_last", "random weights", "--backend ray", "torchrun DDP"):
+        assert name in done.stdout, done.stdout
+    for i in range(4):
+        assert (tmp_path / f"run-{i}" / "oof.csv").exists()
