@@ -97,7 +97,7 @@ def load_pipeline_data(
     if not cfg.data.manifest:
         raise InputError([Problem(str(source), "data.manifest is not set")])
     manifest_path = Path(cfg.data.manifest)
-    df = read_manifest(manifest_path)
+    df = read_manifest(manifest_path, check=False)  # validate_manifest lists every bad row
     if cfg.data.weights:
         df = apply_weights_file(df, cfg.data.weights)
     cfg = resolve_classes(cfg, df)
@@ -113,6 +113,7 @@ def load_pipeline_data(
         check_images=cfg.data.check_images,
         in_chans=cfg.model.in_chans,
         damaged_images=cfg.data.damaged_images,
+        max_pixels=cfg.data.max_image_pixels,
         on_image=lambda: progress.advance(task),
     )
     for warning in warnings:
@@ -148,7 +149,7 @@ def preflight(cfg: PipelineConfig, first_image: Path) -> None:
         blank = "a blank {}x{} image".format(*cfg.data.hw)
         problems.extend(transform_problems(cfg.augment, image, blank))
     else:  # the transforms see the images as they are: try the first one
-        image = load_image(first_image, cfg.model.in_chans)
+        image = load_image(first_image, cfg.model.in_chans, max_pixels=cfg.data.max_image_pixels)
         problems.extend(transform_problems(cfg.augment, image, f"the first image ({first_image})"))
     if cfg.data.mean:
         try:
@@ -209,6 +210,7 @@ def make_dataset(
         in_chans=cfg.model.in_chans,
         seed=seed,
         images=cache,
+        max_pixels=cfg.data.max_image_pixels,
     )
 
 

@@ -85,7 +85,7 @@ def _read_queue_file(path: Path) -> tuple[bytes, str]:
     try:
         return data, data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InputError([not_utf8(path, "queue as CSV UTF-8")]) from None
+        raise InputError([not_utf8(path, "queue", save_as="CSV UTF-8")]) from None
 
 
 def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:

@@ -142,7 +142,11 @@ def _fit_full(
     root = data.manifest_path.parent
     cache = None
     if cfg.data.cache:
-        cache = decode_all(resolve_paths(data.df.iloc[rows], root), cfg.model.in_chans)
+        cache = decode_all(
+            resolve_paths(data.df.iloc[rows], root),
+            cfg.model.in_chans,
+            max_pixels=cfg.data.max_image_pixels,
+        )
     ds = make_dataset(
         cfg,
         data.df,
