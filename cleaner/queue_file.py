@@ -315,6 +315,12 @@ def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
         return _queue_meta(path, json.loads(path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as e:
         reason = f"not valid JSON: {e.msg} (line {e.lineno})"
+    except RecursionError:  # thousands of nested brackets: malformed, not a crash
+        reason = "not valid JSON: nested too deeply"
+    except UnicodeDecodeError:
+        raise InputError([not_utf8(path, "queue.json")]) from None
+    except ValueError as e:  # an integer of thousands of digits: Python's int limit
+        reason = f"not a queue.json written by cleaner flag ({e})"
     except KeyError as e:
         reason = f"missing key {e.args[0]!r}"
     except (TypeError, AttributeError):

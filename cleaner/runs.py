@@ -442,6 +442,11 @@ def scored_run(
     from cleaner.flag import bad_probability_rows  # cleanlab loads only where ranking does
 
     classes = cfg.data.classes
+    group = cfg.data.group
+    if group and group not in df.columns:
+        raise InputError(
+            [Problem(str(manifest), f"data.group: column {group!r} not found in the manifest", 1)]
+        )
     where = at or (lambda i: (file, line_of(i)))
     problems = [
         Problem(where(i)[0], reason, where(i)[1]) for i, reason in bad_probability_rows(pred_probs)

@@ -1,0 +1,332 @@
+"""The hostile-input probe of issue #31 as tests: every case it found, and a fuzz pass.
+
+Each case asserts the documented exit code (2 for bad input, 0 where the input
+is now accepted), the message (file, line or key and the reason), and, where the
+command must refuse, a project left byte for byte as it was. The issue's items:
+
+- 2, one id rule: ids that differ only by surrounding spaces or Unicode
+  normalisation are one id to every reader (:func:`cleaner.manifest.id_key`);
+- 5, ingest stays inside its folder (symbolic links);
+- 6, a pixel limit checked before decoding (``data.max_image_pixels``);
+- 7, tracebacks and silent acceptance of its points 7-9, one by one;
+- 8, a fuzz pass over the reader of each file format: any bytes give a parsed
+  result or one :class:`InputError`, never another exception.
+
+The concurrency cases of the issue (items 1, 3 and 4) live in ``test_concurrency.py``
+and ``test_complete_runs.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import unicodedata
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import (
+    TinyProject,
+    assert_says,
+    flat,
+    invoke,
+    make_project,
+    snapshot,
+    write_csv,
+    write_pipeline,
+    write_png,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_apply import CLASSES, QUEUE_ROWS, apply_ok, jsonl
+from test_apply import make_project as make_apply_project
+from test_hostile_input import refused
+from typer.testing import CliRunner
+
+from cleaner.cli import app
+from cleaner.errors import InputError
+
+# --- a project scored outside cleaner: a manifest and a probability file -----------------
+
+PROBS_CLASSES = ("a", "b")
+
+
+def scored_project(
+    root: Path,
+    ids: Sequence[str] | None = None,
+    *,
+    classes: Sequence[str] = PROBS_CLASSES,
+    n: int = 40,
+) -> tuple[Path, Path]:
+    """``root/manifest.csv`` of ``n`` real tiny PNGs (labels alternating over ``classes``)
+    and ``root/probs.csv`` in the ``oof.csv`` layout, confident and right on 90% of rows
+    (the trust gate passes). Returns both paths."""
+    ids = list(ids) if ids is not None else [f"s{i:03d}" for i in range(n)]
+    rows, table = [], []
+    for i, sid in enumerate(ids):
+        label = classes[i % len(classes)]
+        path = f"images/{i:03d}.png"
+        write_png(root / path, value=7 * i)
+        rows.append({"sample_id": sid, "path": path, "label": label})
+        right = i % 10 != 3
+        p = np.full(len(classes), 0.05 / max(len(classes) - 1, 1))
+        p[classes.index(label) if right else (classes.index(label) + 1) % len(classes)] = 0.95
+        table.append(
+            {"sample_id": sid, "label": label, **{f"p:{c}": v for c, v in zip(classes, p)}}
+        )
+    manifest = write_csv(root / "manifest.csv", rows)
+    probs = root / "probs.csv"
+    pd.DataFrame(table).to_csv(probs, index=False)
+    return manifest, probs
+
+
+def flag_probs(manifest: Path, probs: Path, *extra: str) -> list[str]:
+    """The arguments of ``cleaner flag --probs`` into ``manifest``'s folder / q."""
+    out = manifest.parent / "q"
+    return [
+        "flag",
+        "--probs",
+        str(probs),
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "-q",
+        *extra,
+    ]
+
+
+def probs_refused(root: Path, manifest: Path, probs: Path, *extra: str) -> str:
+    """``flag --probs`` refused: exit 2, nothing changed under ``root``, no queue folder."""
+    out = refused(*flag_probs(manifest, probs, *extra), root=root)
+    assert not (root / "q").exists()
+    return out
+
+
+# --- item 2: one id rule ---------------------------------------------------------------
+
+
+def test_flag_probs_refuses_a_manifest_with_ids_that_differ_by_spaces(tmp_path: Path) -> None:
+    ids = [f"digit-{i:04d}" for i in range(40)]
+    ids[5] = "digit-0003 "  # the reported case: digit-0351 beside digit-0351
+    manifest, probs = scored_project(tmp_path, ids)
+    out = probs_refused(tmp_path, manifest, probs)
+    assert flat(f"{manifest}, line 7: sample_id 'digit-0003 ' differs from 'digit-0003'") in out
+    assert "onlybyspaces" in out
+
+
+def test_ids_equal_after_unicode_normalisation_collide(tmp_path: Path) -> None:
+    composed = unicodedata.normalize("NFC", "café")
+    ids = [f"s{i:03d}" for i in range(40)]
+    ids[1], ids[2] = composed, unicodedata.normalize("NFD", composed)
+    manifest, probs = scored_project(tmp_path, ids)
+    out = probs_refused(tmp_path, manifest, probs)
+    assert "line4" in out and "onlybyUnicodenormalisationorspaces" in out
+
+
+def test_a_probability_row_with_a_padded_id_is_the_manifests_row(tmp_path: Path) -> None:
+    manifest, probs = scored_project(tmp_path)
+    table = pd.read_csv(probs, dtype={"sample_id": str})
+    table.loc[3, "sample_id"] = " s003 "
+    table.to_csv(probs, index=False)
+    invoke(*flag_probs(manifest, probs))
+    queue = pd.read_csv(tmp_path / "q" / "queue.csv", dtype=str, keep_default_na=False)
+    assert "s003" in set(queue["sample_id"])  # the wrong row, named as the manifest names it
+
+
+def test_apply_and_review_find_the_row_by_the_id_rule(tmp_path: Path) -> None:
+    """Queue ids in another Unicode form (NFD, as macOS writes names) or trimmed by a
+    spreadsheet edit the manifest's row, and the review page shows its image."""
+    from cleaner.review_server import ReviewQueue
+
+    cafe = unicodedata.normalize("NFC", "café")
+    manifest_rows = [
+        {"sample_id": sid, "path": f"images/{k}.png", "label": label}
+        for k, (sid, label) in enumerate([(cafe, "a"), ("x1 ", "a"), ("x2", "b"), ("x3", "b")])
+    ]
+    queue = [
+        {"rank": "1", "sample_id": unicodedata.normalize("NFD", cafe), "given_label": "a",
+         "suggested_label": "b", "issue": "label", "decision": "relabel"},
+        {"rank": "2", "sample_id": "x1", "given_label": "a", "suggested_label": "b",
+         "issue": "label", "decision": "drop"},
+    ]  # fmt: skip
+    p = make_project(tmp_path, manifest_rows, queue, classes=PROBS_CLASSES)
+    review = ReviewQueue(p.queue)
+    assert [review.row(i)["has_image"] for i in range(2)] == [True, True]
+    apply_ok(p.queue)
+    v2 = pd.read_csv(p.v2, dtype=str, keep_default_na=False).set_index("sample_id")
+    assert v2.loc[cafe, "label"] == "b" and v2.loc["x1 ", "split"] == "excluded"
+    assert v2.loc["x2", "label"] == "b" and v2.loc["x3", "split"] == "train"  # untouched
+
+
+def test_the_id_rule_is_one_function() -> None:
+    from cleaner.manifest import id_key, id_matcher, id_problems
+
+    nfd = unicodedata.normalize("NFD", "é")
+    assert id_key(f" {nfd}\t") == id_key("é") == "é"
+    problems = id_problems(["a", "b", "a", " b", "é", nfd], "m.csv")
+    assert [p.row for p in problems] == [4, 5, 7]
+    assert "duplicate sample_id 'a' (first on line 2)" in problems[0].reason
+    match = id_matcher(["a", "é"])
+    assert match(" a ") == "a" and match(nfd) == "é" and match("b") is None
+
+
+def test_a_label_studio_task_finds_its_queue_row_by_the_id_rule(tmp_path: Path) -> None:
+    from test_labelstudio import label_studio_annotates, undecided_project, write_json
+
+    from cleaner.labelstudio import export_tasks
+
+    p = undecided_project(tmp_path)
+    tasks = label_studio_annotates(export_tasks(p.queue)[0], {"s02": "a", "s03": "drop"})
+    for task in tasks:
+        task["data"]["sample_id"] = f" {task['data']['sample_id']}\t"  # as a tool may pad it
+    export = write_json(tmp_path / "export.json", tasks)
+    invoke("import", "labelstudio", str(export), str(p.queue))
+    queue = pd.read_csv(p.queue, dtype=str, keep_default_na=False).set_index("sample_id")
+    assert queue.loc["s02", "decision"] == "relabel" and queue.loc["s02", "new_label"] == "a"
+    assert queue.loc["s03", "decision"] == "drop"
+
+
+# --- item 7: one clear error, exit 2, nothing written -----------------------------------
+
+
+def test_flag_probs_with_an_empty_file(tmp_path: Path) -> None:
+    manifest, probs = scored_project(tmp_path)
+    probs.write_bytes(b"")
+    out = probs_refused(tmp_path, manifest, probs)
+    assert flat(f"{probs}, line 1: empty file") in out
+
+
+def test_flag_probs_with_a_latin1_file(tmp_path: Path) -> None:
+    manifest, probs = scored_project(tmp_path)
+    probs.write_bytes(probs.read_bytes().replace(b"s004", b"s\xe904"))
+    out = probs_refused(tmp_path, manifest, probs)
+    assert flat(f"{probs}, line 6: not UTF-8 text") in out
+
+
+def test_flag_probs_with_a_repeated_probability_column(tmp_path: Path) -> None:
+    """pandas read a second ``p:0`` as a class named ``0.1``."""
+    manifest, probs = scored_project(tmp_path)
+    probs.write_text(probs.read_text().replace("p:b", "p:a", 1))
+    out = probs_refused(tmp_path, manifest, probs)
+    assert flat(f"{probs}, line 1: column(s) 'p:a' appear more than once") in out
+
+
+def test_flag_probs_with_a_duplicate_id_manifest(tmp_path: Path) -> None:
+    ids = [f"s{i:03d}" for i in range(40)]
+    ids[9] = "s001"
+    manifest, probs = scored_project(tmp_path, ids)
+    out = probs_refused(tmp_path, manifest, probs)
+    assert flat(f"{manifest}, line 11: duplicate sample_id 's001' (first on line 3)") in out
+
+
+def test_flag_probs_with_a_group_column_the_manifest_lacks(tmp_path: Path) -> None:
+    manifest, probs = scored_project(tmp_path)
+    out = probs_refused(tmp_path, manifest, probs, "--set", "data.group=nonexistent_col")
+    assert "nonexistent_col" in out and "notfound" in out
+
+
+def test_class_names_with_math_syntax_are_drawn_as_written(tmp_path: Path) -> None:
+    classes = (r"$\undefinedcmd{x}$", "a$b")
+    manifest, probs = scored_project(tmp_path, classes=classes)
+    invoke(*flag_probs(manifest, probs))
+    assert (tmp_path / "q" / "queue.csv").exists() and (
+        tmp_path / "q" / "noise_matrix.png"
+    ).exists()
+
+
+def test_a_one_class_manifest_is_refused_before_training(tiny_project: TinyProject) -> None:
+    tiny_project.rewrite_manifest([dict(r, label="a") for r in tiny_project.rows])
+    pipeline = tiny_project.pipeline_with(data={"classes": None})
+    run = tiny_project.root / "run"
+    out = refused("oof", str(pipeline), "--out", str(run), "-q", root=tiny_project.root)
+    assert not run.exists() and "onlyoneclass" in out
+
+
+def test_a_manifest_without_rows_is_refused(tiny_project: TinyProject) -> None:
+    tiny_project.manifest.write_text("sample_id,path,label\n")
+    pipeline = tiny_project.pipeline_with(data={"classes": []})
+    run = tiny_project.root / "run"
+    out = refused("oof", str(pipeline), "--out", str(run), "-q", root=tiny_project.root)
+    assert not run.exists() and "notrainrows" in out
+
+
+def test_a_pipeline_nested_thousands_deep(tiny_project: TinyProject) -> None:
+    deep = tiny_project.root / "deep.toml"
+    deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    out = refused("oof", str(deep), "-q", root=tiny_project.root)
+    assert flat(f"{deep}: not valid TOML: nested too deeply") in out
+    out = refused("oof", str(tiny_project.pipeline), "--set", "train.epochs=" + "[" * 5000,
+                  root=tiny_project.root)  # fmt: skip
+    assert "nestedtoodeeply" in out
+
+
+def test_a_pipeline_with_a_byte_order_mark_is_read(tiny_project: TinyProject) -> None:
+    from cleaner.config import load_config
+
+    bom = tiny_project.root / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + tiny_project.pipeline.read_bytes())
+    assert load_config(bom) == load_config(tiny_project.pipeline)
+
+
+@pytest.mark.parametrize("size", ["1000000", "[224, 100000]"])
+def test_an_image_size_past_the_bound(tiny_project: TinyProject, size: str) -> None:
+    run = tiny_project.root / "run"
+    out = refused("oof", str(tiny_project.pipeline), "--out", str(run), "--set",
+                  f"data.image_size={size}", root=tiny_project.root)  # fmt: skip
+    assert "data.image_size" in out and "atmost4096pixelsaside" in out and not run.exists()
+
+
+def test_a_deeply_nested_queue_json(tmp_path: Path) -> None:
+    p = make_apply_project(tmp_path)
+    meta = p.queue.with_name("queue.json")
+    meta.write_text("[" * 100_000 + "]" * 100_000)
+    out = refused("apply", str(p.queue), root=tmp_path)
+    assert flat(f"{meta}: not valid JSON: nested too deeply") in out
+
+
+def test_a_label_studio_queue_row_of_ten_thousand_digits(tmp_path: Path) -> None:
+    from test_labelstudio import undecided_project
+
+    p = undecided_project(tmp_path)
+    export = tmp_path / "export.json"
+    export.write_text(
+        '[{"id": 1, "data": {"sample_id": "s02", "queue_row": ' + "9" * 10_000 + "}, "
+        '"annotations": []}]'
+    )
+    out = refused("import", "labelstudio", str(export), str(p.queue), root=tmp_path)
+    assert flat(f"{export}: not a Label Studio export") in out and "digits" in out
+
+
+def test_an_all_keep_queue_applied_twice_logs_once(tmp_path: Path) -> None:
+    rows = [dict(r, decision="keep" if r["decision"] else "") for r in QUEUE_ROWS]
+    p = make_apply_project(tmp_path, rows)
+    apply_ok(p.queue)
+    lines = p.log.read_text(encoding="utf-8")
+    before = snapshot(tmp_path)
+    out = apply_ok(p.queue)
+    assert "alreadyapplied" in flat(out)
+    assert p.log.read_text(encoding="utf-8") == lines and snapshot(tmp_path) == before
+
+
+def test_apply_refuses_an_audit_log_that_flag_refuses(tmp_path: Path) -> None:
+    from cleaner.audit import read_audit_log
+
+    p = make_apply_project(tmp_path)
+    p.log.write_text('{"sample_id": "s01", "action": "keep"}\nthis is no JSON\n')
+    with pytest.raises(InputError) as flagged:
+        read_audit_log(p.log)  # what flag reads, to leave decided rows out
+    out = refused("apply", str(p.queue), root=tmp_path)
+    assert flat(str(flagged.value)) in out and flat(f"{p.log}, line 2: not valid JSON") in out
+
+
+def test_the_utf8_hint_says_it_once(tmp_path: Path) -> None:
+    p = make_apply_project(tmp_path)
+    p.queue.write_bytes(p.queue.read_bytes().replace(b"s02", b"s\xe42"))
+    out = refused("apply", str(p.queue), root=tmp_path)
+    assert "savethequeueasCSVUTF-8" in out and "asUTF-8asUTF-8" not in out
