@@ -18,37 +18,26 @@ and ``test_complete_runs.py``.
 
 from __future__ import annotations
 
-import json
-import os
-import struct
 import unicodedata
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import (
     TinyProject,
-    assert_says,
     flat,
     invoke,
     make_project,
     snapshot,
     write_csv,
-    write_pipeline,
     write_png,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_apply import CLASSES, QUEUE_ROWS, apply_ok, jsonl
+from test_apply import QUEUE_ROWS, apply_ok
 from test_apply import make_project as make_apply_project
 from test_hostile_input import refused
-from typer.testing import CliRunner
 
-from cleaner.cli import app
 from cleaner.errors import InputError
 
 # --- a project scored outside cleaner: a manifest and a probability file -----------------
@@ -77,7 +66,11 @@ def scored_project(
         p = np.full(len(classes), 0.05 / max(len(classes) - 1, 1))
         p[classes.index(label) if right else (classes.index(label) + 1) % len(classes)] = 0.95
         table.append(
-            {"sample_id": sid, "label": label, **{f"p:{c}": v for c, v in zip(classes, p)}}
+            {
+                "sample_id": sid,
+                "label": label,
+                **{f"p:{c}": v for c, v in zip(classes, p, strict=True)},
+            }
         )
     manifest = write_csv(root / "manifest.csv", rows)
     probs = root / "probs.csv"
