@@ -18,9 +18,12 @@ and ``test_complete_runs.py``.
 
 from __future__ import annotations
 
+import struct
 import unicodedata
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -323,3 +326,242 @@ def test_the_utf8_hint_says_it_once(tmp_path: Path) -> None:
     p.queue.write_bytes(p.queue.read_bytes().replace(b"s02", b"s\xe42"))
     out = refused("apply", str(p.queue), root=tmp_path)
     assert "savethequeueasCSVUTF-8" in out and "asUTF-8asUTF-8" not in out
+
+
+def test_flag_on_a_run_whose_oof_csv_is_latin1(tmp_path: Path) -> None:
+    from helpers import write_run
+
+    manifest, probs = scored_project(tmp_path)
+    table = pd.read_csv(probs, dtype={"sample_id": str})
+    table.insert(1, "fold", np.arange(len(table)) % 2)
+    table.insert(3, "pred", np.where(table["p:a"] > 0.5, "a", "b"))
+    run = tmp_path / "run"
+    write_run(run, manifest, table, classes=PROBS_CLASSES, group_column="")
+    table[["sample_id", "fold"]].to_csv(run / "folds.csv", index=False)
+    invoke("flag", str(run), "--out", str(tmp_path / "ok"), "-q")  # the run as written
+    oof = run / "oof.csv"
+    oof.write_bytes(oof.read_bytes().replace(b"s007", b"s\xf607"))
+    out = refused("flag", str(run), "--out", str(tmp_path / "q"), "-q", root=tmp_path)
+    assert flat(f"{oof}, line 9: not UTF-8 text (byte b'\\xf6'); save the CSV as UTF-8") in out
+
+
+# --- the API validates as the CLI does -------------------------------------------------
+
+
+@pytest.fixture
+def scored(tmp_path: Path) -> dict[str, Any]:
+    manifest, probs = scored_project(tmp_path)
+    table = pd.read_csv(probs, dtype={"sample_id": str})
+    return {
+        "manifest": manifest,
+        "pred_probs": table[["p:a", "p:b"]].to_numpy(),
+        "sample_ids": table["sample_id"].tolist(),
+    }
+
+
+def api_refused(scored: dict[str, Any], **changes: Any) -> str:
+    from cleaner.api import find_label_issues
+
+    args = {**scored, **changes}
+    with pytest.raises(InputError) as e:
+        find_label_issues(args.pop("manifest"), args.pop("pred_probs"), classes=PROBS_CLASSES,
+                          **args)  # fmt: skip
+    return str(e.value)
+
+
+def test_the_api_ranks_what_the_cli_ranks(scored: dict[str, Any]) -> None:
+    from cleaner.api import find_label_issues
+
+    queue = find_label_issues(
+        scored["manifest"], scored["pred_probs"], classes=PROBS_CLASSES,
+        sample_ids=scored["sample_ids"], top=5,
+    )  # fmt: skip
+    assert len(queue) == 4 and set(queue["sample_id"]) == {"s003", "s013", "s023", "s033"}
+
+
+def test_the_api_refuses_a_nan_row(scored: dict[str, Any]) -> None:
+    probs = scored["pred_probs"].copy()
+    probs[4] = np.nan
+    message = api_refused(scored, pred_probs=probs)
+    assert message == "find_label_issues: row 4: probability is NaN or infinite"
+
+
+def test_the_api_refuses_a_repeated_sample_id(scored: dict[str, Any]) -> None:
+    ids = list(scored["sample_ids"])
+    ids[7] = " s006"  # the id rule: s006 twice, and s007 never scored
+    message = api_refused(scored, sample_ids=ids)
+    assert "row 7: sample_id 's006' appears twice" in message
+    assert "1 train rows" in message and "'s007'" in message
+
+
+@pytest.mark.parametrize(("top", "says"), [(-5, "--top must be at least 1, got -5"), (0, "got 0")])
+def test_the_api_refuses_a_queue_length_below_one(
+    scored: dict[str, Any], top: int, says: str
+) -> None:
+    assert says in api_refused(scored, top=top)
+
+
+def test_the_api_refuses_a_manifest_frame_with_colliding_ids(scored: dict[str, Any]) -> None:
+    from cleaner.manifest import read_manifest
+
+    df = read_manifest(scored["manifest"])
+    df.loc[5, "sample_id"] = "s004\u00a0"  # a no-break space a spreadsheet left
+    assert "line 7: sample_id 's004\\xa0' differs from 's004'" in api_refused(scored, manifest=df)
+
+
+# --- item 5: ingest stays inside its folder ----------------------------------------------
+
+
+def class_folder(root: Path) -> Path:
+    """``root/src/{a,b}/`` with two tiny PNGs each, and ``root/outside/o0.png`` beside it."""
+    for c in ("a", "b"):
+        for i in range(2):
+            write_png(root / "src" / c / f"{c}{i}.png", value=40 * i)
+    write_png(root / "outside" / "o0.png")
+    return root / "src"
+
+
+def ingest(src: Path, manifest: Path, *extra: str) -> list[str]:
+    return ["ingest", "folder", str(src), "--manifest", str(manifest), *extra]
+
+
+def test_ingest_refuses_a_link_to_a_file_outside_the_folder(tmp_path: Path) -> None:
+    src = class_folder(tmp_path)
+    (src / "a" / "passwd.png").symlink_to("/etc/passwd")
+    (src / "b" / "o.png").symlink_to(tmp_path / "outside" / "o0.png")
+    out = refused(*ingest(src, tmp_path / "m.csv"), root=tmp_path)
+    assert flat(f"{src / 'a' / 'passwd.png'}: is a symbolic link to /etc/passwd, outside") in out
+    assert flat(f"{src / 'b' / 'o.png'}: is a symbolic link to") in out
+    assert "--follow-links" in out
+
+
+def test_ingest_refuses_a_linked_folder_outside_once(tmp_path: Path) -> None:
+    src = class_folder(tmp_path)
+    for i in range(1, 4):
+        write_png(tmp_path / "outside" / f"o{i}.png")
+    (src / "c").symlink_to(tmp_path / "outside", target_is_directory=True)
+    out = refused(*ingest(src, tmp_path / "m.csv"), root=tmp_path)
+    assert out.count("isasymboliclink") == 1 and flat(f"{src / 'c'}: is a symbolic link") in out
+
+
+def test_ingest_follows_links_out_only_when_asked(tmp_path: Path) -> None:
+    src = class_folder(tmp_path)
+    (src / "b" / "o.png").symlink_to(tmp_path / "outside" / "o0.png")
+    manifest = tmp_path / "m.csv"
+    invoke(*ingest(src, manifest, "--follow-links"))
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    assert "b/o.png" in set(df["sample_id"]) and not any(df["sample_id"].str.startswith(".."))
+
+
+def test_ingest_takes_each_file_once(tmp_path: Path) -> None:
+    src = class_folder(tmp_path)
+    (src / "b" / "again.png").symlink_to(src / "a" / "a0.png")  # a link inside: the same image
+    out = refused(*ingest(src, tmp_path / "m.csv", "--follow-links"), root=tmp_path)
+    assert flat(f"{src / 'b' / 'again.png'}: is the same file as {src / 'a' / 'a0.png'}") in out
+
+
+def test_links_inside_the_folder_are_followed(tmp_path: Path) -> None:
+    src = class_folder(tmp_path)
+    (src / "c").mkdir()
+    (src / "c" / "c0.png").symlink_to(tmp_path / "src" / "a" / "a0.png")
+    (src / "a" / "a0.png").rename(src / "a0.png.keep")  # only the link reaches the file now
+    (src / "c" / "c0.png").unlink()
+    (src / "c" / "c0.png").symlink_to(src / "a0.png.keep")
+    manifest = tmp_path / "m.csv"
+    invoke(*ingest(src, manifest))
+    assert "c/c0.png" in set(pd.read_csv(manifest, dtype=str)["sample_id"])
+
+
+# --- item 6: images above the pixel limit are refused before decoding --------------------
+
+
+def bomb_png(path: Path, width: int, height: int) -> Path:
+    """A PNG header of ``width`` x ``height`` 8-bit grey pixels and the first rows' data:
+    what a decompression bomb shows before it is decoded (a few hundred bytes here)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width + 1) * 4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_a_decompression_bomb_is_refused_at_oof(tiny_project: TinyProject) -> None:
+    bomb_png(tiny_project.images[2], 30000, 30000)
+    run = tiny_project.root / "run"
+    out = refused(
+        "oof", str(tiny_project.pipeline), "--out", str(run), "-q", root=tiny_project.root
+    )
+    assert not run.exists()
+    # Past twice its limit Pillow gives only the pixel count, before reading further.
+    assert flat(f"line 4: image {tiny_project.images[2]} is 900,000,000 pixels, more than") in out
+    assert "data.max_image_pixels=89,478,485" in out
+
+
+def test_the_pixel_limit_is_a_pipeline_key(tiny_project: TinyProject) -> None:
+    run = tiny_project.root / "run"
+    out = refused("oof", str(tiny_project.pipeline), "--out", str(run), "-q", "--set",
+                  "data.max_image_pixels=255", root=tiny_project.root)  # fmt: skip
+    assert "is16x16,morethandata.max_image_pixels=255" in out and not run.exists()
+    invoke("oof", str(tiny_project.pipeline), "--out", str(run), "-q", "--set",
+           "data.max_image_pixels=256")  # fmt: skip
+    assert (run / "oof.csv").exists()
+
+
+def test_every_decoder_checks_the_header_first(tmp_path: Path) -> None:
+    from cleaner.gallery import thumbnail_data_uri
+    from cleaner.images import decode_image, too_large
+
+    bomb = bomb_png(tmp_path / "bomb.png", 10000, 10000)
+    with pytest.raises(InputError, match=f"image {bomb} is 10000x10000, more than"):
+        decode_image(bomb, 3)
+    assert too_large(bomb, 100_000_000) is None  # a raised limit lets it through
+    huge = bomb_png(tmp_path / "huge.png", 20000, 20000)
+    assert "is 400,000,000 pixels" in str(too_large(huge, 100_000_000))
+    assert thumbnail_data_uri(bomb) is None  # the gallery shows a placeholder
+    small = write_png(tmp_path / "small.png")
+    with pytest.raises(InputError, match="is 16x16, more than data.max_image_pixels = 100"):
+        decode_image(small, 1, max_pixels=100)
+
+
+def test_realistic_noise_refuses_a_bomb_and_a_damaged_jpeg(tmp_path: Path) -> None:
+    from test_hostile_input import _jpeg
+
+    src = class_folder(tmp_path)
+    write_png(src / "a" / "a2.png")
+    write_png(src / "b" / "b2.png")
+    cut = src / "b" / "cut.jpg"
+    data = _jpeg(cut)
+    cut.write_bytes(data[: len(data) // 3])
+    bomb_png(src / "a" / "bomb.png", 30000, 30000)
+    out = refused(*ingest(src, tmp_path / "m.csv", "--noise", "0.2", "--noise-kind",
+                          "realistic"), root=tmp_path)  # fmt: skip
+    assert flat(f"{cut}: damaged JPEG (Premature end of JPEG file)") in out
+    assert flat(f"{src / 'a' / 'bomb.png'} is 900,000,000 pixels") in out
+
+
+# --- a killed ingest digits ----------------------------------------------------------------
+
+
+def test_ingest_digits_finishes_what_a_killed_run_left(tmp_path: Path) -> None:
+    manifest = tmp_path / "digits.csv"
+    args = ["ingest", "digits", str(tmp_path / "images"), "--manifest", str(manifest)]
+    invoke(*args)
+    first = manifest.read_bytes()
+    manifest.unlink()  # killed after the images were in place, before the manifest
+    invoke(*args)
+    assert manifest.read_bytes() == first
+    manifest.unlink()
+    (tmp_path / "images" / "digit-0007.png").write_bytes(b"another file")
+    out = refused(*args, root=tmp_path)
+    assert flat(f"{tmp_path / 'images' / 'digit-0007.png'}: differs from the image") in out
+    (tmp_path / "images" / "digit-0007.png").unlink()
+    write_png(tmp_path / "images" / "mine.png")
+    out = refused(*args, root=tmp_path)
+    assert "imagefolderexistsandholdsotherfiles" in out
