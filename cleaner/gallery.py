@@ -21,10 +21,10 @@ which keeps a gallery of thousands of cards responsive.
 from __future__ import annotations
 
 import base64
-import warnings
 import html
 import io
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path

@@ -519,15 +519,17 @@ def test_every_decoder_checks_the_header_first(tmp_path: Path) -> None:
     from cleaner.images import decode_image, too_large
 
     bomb = bomb_png(tmp_path / "bomb.png", 10000, 10000)
-    with pytest.raises(InputError, match=f"image {bomb} is 10000x10000, more than"):
+    with pytest.raises(InputError) as e:
         decode_image(bomb, 3)
+    assert f"image {bomb} is 10000x10000, more than" in str(e.value)
     assert too_large(bomb, 100_000_000) is None  # a raised limit lets it through
     huge = bomb_png(tmp_path / "huge.png", 20000, 20000)
     assert "is 400,000,000 pixels" in str(too_large(huge, 100_000_000))
     assert thumbnail_data_uri(bomb) is None  # the gallery shows a placeholder
     small = write_png(tmp_path / "small.png")
-    with pytest.raises(InputError, match="is 16x16, more than data.max_image_pixels = 100"):
+    with pytest.raises(InputError) as e:
         decode_image(small, 1, max_pixels=100)
+    assert "is 16x16, more than data.max_image_pixels = 100" in str(e.value)
 
 
 def test_realistic_noise_refuses_a_bomb_and_a_damaged_jpeg(tmp_path: Path) -> None:
