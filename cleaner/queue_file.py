@@ -153,7 +153,10 @@ class QueueText:
         data, text = _read_queue_file(path)
         first = text.split("\n", 1)[0]
         delimiter = sniff_delimiter(first)
-        records = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+        try:
+            records = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+        except csv.Error as e:
+            raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
         if not records:
             raise InputError([Problem(str(path), "empty file", 1)])
         return cls(

@@ -99,9 +99,9 @@ def _prob_table(
     """The leading columns of a probability table, and its probabilities (N, K), checked."""
     header = read_header(path)
     try:
-        table = pd.read_csv(
-            path, dtype={c: str for c in ("sample_id", "label", "pred")}, keep_default_na=False
-        )
+        # As text: numbers are parsed below, where a cell too large for a float is NaN
+        # (refused) rather than an OverflowError.
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except UnicodeDecodeError:
         raise InputError([not_utf8(path)]) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
@@ -509,16 +509,19 @@ def read_scores(run_or_file: Path) -> Scores:
     oof_csv = path if path.is_file() else path / "oof.csv"
     if not oof_csv.exists():
         raise InputError([Problem(str(path), "no oof.csv: not a finished oof run")])
-    read_header(oof_csv)  # refuses a file that is not UTF-8 or repeats a column
-    table = pd.read_csv(
-        oof_csv, dtype={"sample_id": str, "label": str, "pred": str}, keep_default_na=False
-    )
-    cols = [c for c in table.columns if c.startswith(PROB_PREFIX)]
+    header = read_header(oof_csv)  # refuses a file that is not UTF-8 or repeats a column
+    cols = [c for c in header if c.startswith(PROB_PREFIX)]
+    if "sample_id" not in header or "label" not in header or not cols:
+        raise InputError(
+            [Problem(str(oof_csv), "expected the columns sample_id, label and p:CLASS...", 1)]
+        )
     classes = [c[len(PROB_PREFIX) :] for c in cols]
+    # _prob_table's reading and checks (probability vectors), for the columns read here.
+    table, probs = _prob_table(oof_csv, tuple(classes), tuple(c for c in header if c not in cols))
     return Scores(
         sample_ids=table["sample_id"].to_numpy(),
         labels=pd.Index(classes).get_indexer(pd.Index(table["label"])),
-        probs=table[cols].to_numpy(np.float64),
+        probs=probs,
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 import unicodedata
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,11 @@ from helpers import (
     make_project,
     snapshot,
     write_csv,
+    write_pipeline,
     write_png,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_apply import QUEUE_ROWS, apply_ok
 from test_apply import make_project as make_apply_project
 from test_hostile_input import refused
@@ -567,3 +570,245 @@ def test_ingest_digits_finishes_what_a_killed_run_left(tmp_path: Path) -> None:
     write_png(tmp_path / "images" / "mine.png")
     out = refused(*args, root=tmp_path)
     assert "imagefolderexistsandholdsotherfiles" in out
+
+
+# --- the review server hands its token only to a request that has it -------------------
+
+
+def test_the_review_page_needs_the_token_of_the_printed_url(tmp_path: Path) -> None:
+    from test_review_server import make_project as make_review_project
+    from test_review_server import request
+
+    from cleaner.review_server import serve
+
+    srv, url = serve(make_review_project(tmp_path).queue, port=0)
+    srv.start_background()
+    try:
+        token = srv.token.encode()
+        for path in ("/", "/?token=wrong", "/img/0", "/api/queue"):
+            status, _, body = request(srv, "GET", path, token=False)
+            assert status == 403 and token not in body, path
+        assert url == f"http://127.0.0.1:{srv.port}/?token={srv.token}"
+        status, headers, page = request(
+            srv, "GET", url.removeprefix(f"http://127.0.0.1:{srv.port}"), token=False
+        )
+        assert status == 200 and token in page
+        cookie = headers["set-cookie"]
+        assert cookie.startswith(f"cleaner-review-{srv.port}={srv.token};")
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        # The page's images and a reload carry the cookie; another port's cookie is no key.
+        jar = {"Cookie": cookie.split(";", 1)[0]}
+        assert request(srv, "GET", "/img/0", headers=jar, token=False)[0] == 200
+        assert request(srv, "GET", "/", headers=jar, token=False)[0] == 200
+        other = {"Cookie": f"cleaner-review-{srv.port + 1}={srv.token}"}
+        assert request(srv, "GET", "/img/0", headers=other, token=False)[0] == 403
+    finally:
+        srv.stop()
+
+
+# --- item 8: a fuzz pass over the reader of each file format ------------------------------
+#
+# Any bytes, and a valid file mutated at random, must give a parsed result or one
+# InputError: never another exception. Cheap on purpose: no training, no images decoded.
+
+# Bytes that readers trip on: delimiters, quotes, line ends, a BOM, non-UTF-8, NUL, numbers
+# out of range, deep nesting, very long integers.
+TOKENS = [
+    b",", b";", b"\t", b'"', b"\n", b"\r\n", b"\r", b"\xef\xbb\xbf", b"\xff", b"\xe9", b"\x00",
+    b" ", b"NaN", b"inf", b"-1", b"1e309", b"0", b"[", b"]", b"{", b"}", b"[[[[[[[[", b"=",
+    b'"""', b"p:a", b"sample_id", b"decision", b"keep", b"relabel", b"group:", b"\\",
+    b"[" * 3000, b"{" * 3000, b"9" * 5000, "é".encode(), unicodedata.normalize("NFD", "é").encode(),
+]  # fmt: skip
+
+
+@st.composite
+def mutated(draw: st.DrawFn, valid: bytes) -> bytes:
+    """``valid`` with a few random edits: bytes or tokens inserted, slices cut or repeated."""
+    data = bytearray(valid)
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data)))
+        kind = draw(st.sampled_from(["token", "bytes", "cut", "repeat", "truncate"]))
+        if kind == "token":
+            data[at:at] = draw(st.sampled_from(TOKENS))
+        elif kind == "bytes":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif kind == "cut":
+            del data[at : at + draw(st.integers(1, 40))]
+        elif kind == "repeat":
+            data[at:at] = data[at : at + draw(st.integers(1, 80))]
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+def any_bytes(valid: bytes) -> st.SearchStrategy[bytes]:
+    return st.one_of(st.binary(max_size=300), mutated(valid))
+
+
+FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def parsed_or_refused(read: Callable[[], Any]) -> None:
+    try:
+        read()
+    except InputError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def fuzz_root(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A scored manifest, a run folder of it, a queue of it, as valid files to mutate."""
+    from helpers import write_run
+
+    root = tmp_path_factory.mktemp("fuzz")
+    manifest, probs = scored_project(root, n=12)
+    table = pd.read_csv(probs, dtype={"sample_id": str})
+    table.insert(1, "fold", np.arange(len(table)) % 2)
+    table.insert(3, "pred", np.where(table["p:a"] > 0.5, "a", "b"))
+    run = root / "run"
+    write_run(run, manifest, table, classes=PROBS_CLASSES, group_column="")
+    table[["sample_id", "fold"]].to_csv(run / "folds.csv", index=False)
+    queue = make_apply_project(root / "apply").queue
+    apply_ok(queue)  # a real audit log
+    pipeline = write_pipeline(root, manifest=manifest, train={"folds": 3}, flag={"top": 7})
+    return {
+        "root": root, "manifest": manifest, "probs": probs, "run": run, "queue": queue,
+        "pipeline": pipeline, "export": Path(__file__).parent / "data" / "labelstudio_export.json",
+        "log": queue.parents[1] / "data" / "faces.audit.jsonl",
+    }  # fmt: skip
+
+
+def _fuzzed(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_fuzz_manifest(fuzz_root: dict[str, Any]) -> None:
+    from cleaner.manifest import read_manifest, validate_manifest
+
+    path = fuzz_root["root"] / "fuzz-manifest.csv"
+
+    @FUZZ
+    @given(any_bytes(fuzz_root["manifest"].read_bytes()))
+    def check(data: bytes) -> None:
+        _fuzzed(path, data)
+        parsed_or_refused(lambda: validate_manifest(
+            read_manifest(path, check=False), file=path, classes=PROBS_CLASSES, folds=2,
+            group="group", check_images=False,
+        ))  # fmt: skip
+        parsed_or_refused(lambda: read_manifest(path))
+
+    check()
+
+
+def test_fuzz_probabilities_file(fuzz_root: dict[str, Any]) -> None:
+    from cleaner.config import PipelineConfig
+    from cleaner.runs import load_probs
+
+    path = fuzz_root["root"] / "fuzz-probs.csv"
+
+    @FUZZ
+    @given(any_bytes(fuzz_root["probs"].read_bytes()))
+    def check(data: bytes) -> None:
+        _fuzzed(path, data)
+        parsed_or_refused(lambda: load_probs(path, fuzz_root["manifest"], PipelineConfig()))
+
+    check()
+
+
+def test_fuzz_oof_csv(fuzz_root: dict[str, Any]) -> None:
+    from cleaner.runs import load_run, read_scores
+
+    oof = fuzz_root["run"] / "oof.csv"
+    valid = oof.read_bytes()
+
+    @FUZZ
+    @given(any_bytes(valid))
+    def check(data: bytes) -> None:
+        _fuzzed(oof, data)
+        parsed_or_refused(lambda: load_run(fuzz_root["run"]))
+        parsed_or_refused(lambda: read_scores(fuzz_root["run"]))
+
+    try:
+        check()
+    finally:
+        oof.write_bytes(valid)
+
+
+def test_fuzz_queue_csv(fuzz_root: dict[str, Any]) -> None:
+    from cleaner.queue_file import QueueText
+    from cleaner.review import check_queue
+
+    queue = fuzz_root["queue"]
+    valid = queue.read_bytes()
+
+    @FUZZ
+    @given(any_bytes(valid))
+    def check(data: bytes) -> None:
+        _fuzzed(queue, data)
+        parsed_or_refused(lambda: check_queue(queue))
+        parsed_or_refused(lambda: QueueText.read(queue))
+
+    try:
+        check()
+    finally:
+        queue.write_bytes(valid)
+
+
+def test_fuzz_queue_json(fuzz_root: dict[str, Any]) -> None:
+    from cleaner.queue_file import queue_meta_path, read_queue_meta
+
+    meta = queue_meta_path(fuzz_root["queue"])
+    valid = meta.read_bytes()
+
+    @FUZZ
+    @given(any_bytes(valid))
+    def check(data: bytes) -> None:
+        _fuzzed(meta, data)
+        parsed_or_refused(lambda: read_queue_meta(fuzz_root["queue"]))
+
+    try:
+        check()
+    finally:
+        meta.write_bytes(valid)
+
+
+def test_fuzz_audit_log(fuzz_root: dict[str, Any]) -> None:
+    from cleaner.audit import read_audit_log
+
+    path = fuzz_root["root"] / "fuzz.audit.jsonl"
+
+    @FUZZ
+    @given(any_bytes(fuzz_root["log"].read_bytes()))
+    def check(data: bytes) -> None:
+        parsed_or_refused(lambda: read_audit_log(_fuzzed(path, data)))
+
+    check()
+
+
+def test_fuzz_label_studio_export(fuzz_root: dict[str, Any]) -> None:
+    from cleaner.labelstudio import read_export
+
+    path = fuzz_root["root"] / "fuzz-export.json"
+
+    @FUZZ
+    @given(any_bytes(fuzz_root["export"].read_bytes()))
+    def check(data: bytes) -> None:
+        parsed_or_refused(lambda: read_export(_fuzzed(path, data)))
+
+    check()
+
+
+def test_fuzz_pipeline_toml(fuzz_root: dict[str, Any]) -> None:
+    from cleaner.config import load_config
+
+    path = fuzz_root["root"] / "fuzz.toml"
+
+    @FUZZ
+    @given(any_bytes(fuzz_root["pipeline"].read_bytes()))
+    def check(data: bytes) -> None:
+        parsed_or_refused(lambda: load_config(_fuzzed(path, data)))
+
+    check()
