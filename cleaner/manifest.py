@@ -197,6 +197,25 @@ def id_matcher(ids: Iterable[str]) -> Callable[[str], str | None]:
     return match
 
 
+def check_classes(df: pd.DataFrame, classes: Sequence[str], file: str | Path) -> None:
+    """Refuse a manifest without train rows, or with fewer than 2 ``classes``: there is
+    nothing to cross-validate or rank, and no other class a label could be confused
+    with. Checked before any training (``oof``) or ranking (``flag --probs``, the API)."""
+    if not (df["split"] == "train").any():
+        raise InputError([Problem(str(file), "no train rows: nothing to train or clean")])
+    if len(classes) < 2:
+        only = f" ({classes[0]!r})" if classes else ""
+        raise InputError(
+            [
+                Problem(
+                    str(file),
+                    f"only one class{only}: finding wrong labels needs at least 2 classes "
+                    "(data.classes, or the train rows' labels)",
+                )
+            ]
+        )
+
+
 def _split_and_weight_problems(df: pd.DataFrame, file: str) -> list[Problem]:
     """Unknown splits, and weights that are not finite numbers in ``[0, MAX_WEIGHT]``."""
     problems = [

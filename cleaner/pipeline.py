@@ -26,6 +26,7 @@ from cleaner.errors import InputError, Problem
 from cleaner.images import load_image
 from cleaner.manifest import (
     apply_weights_file,
+    check_classes,
     read_manifest,
     resolve_paths,
     sha256_file,
@@ -48,24 +49,6 @@ def resolve_classes(cfg: PipelineConfig, df: pd.DataFrame) -> PipelineConfig:
         return cfg
     labels = df.loc[df["split"] == "train", "label"].str.strip()
     return cfg.replace("data", classes=tuple(sorted(set(labels) - {""})))
-
-
-def _check_classes(cfg: PipelineConfig, df: pd.DataFrame, manifest: Path) -> None:
-    """Refuse, before any training, a manifest without train rows or with one class only:
-    there is nothing to cross-validate, and no other class a label could be confused with."""
-    if not (df["split"] == "train").any():
-        raise InputError([Problem(str(manifest), "no train rows: nothing to train or clean")])
-    if len(cfg.data.classes) < 2:
-        only = f" ({cfg.data.classes[0]!r})" if cfg.data.classes else ""
-        raise InputError(
-            [
-                Problem(
-                    str(manifest),
-                    f"only one class{only}: finding wrong labels needs at least 2 classes "
-                    "(data.classes, or the train rows' labels)",
-                )
-            ]
-        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +102,7 @@ def load_pipeline_data(
     if cfg.data.weights:
         df = apply_weights_file(df, cfg.data.weights)
     cfg = resolve_classes(cfg, df)
-    _check_classes(cfg, df, manifest_path)
+    check_classes(df, cfg.data.classes, manifest_path)
     task = progress.add_task(
         "checking images", total=len(df), unit="img", visible=cfg.data.check_images
     )

@@ -37,7 +37,14 @@ from cleaner.atomic import atomic_path
 from cleaner.config import PipelineConfig, build_config
 from cleaner.embeddings import EMBEDDINGS_FILE, Embeddings, read_embeddings
 from cleaner.errors import InputError, Problem, not_utf8
-from cleaner.manifest import id_matcher, line_of, read_manifest, sha256_file
+from cleaner.manifest import (
+    check_classes,
+    check_ids,
+    id_matcher,
+    line_of,
+    read_manifest,
+    sha256_file,
+)
 
 OOF_COLUMNS = ("sample_id", "fold", "label", "pred")
 ENSEMBLE_FILE = "ensemble.json"  # an ensemble folder's list of member runs (oof --repeats)
@@ -442,6 +449,7 @@ def scored_run(
     from cleaner.flag import bad_probability_rows  # cleanlab loads only where ranking does
 
     classes = cfg.data.classes
+    check_classes(df, classes, manifest)
     group = cfg.data.group
     if group and group not in df.columns:
         raise InputError(
@@ -518,6 +526,7 @@ def read_scores(run_or_file: Path) -> Scores:
     classes = [c[len(PROB_PREFIX) :] for c in cols]
     # _prob_table's reading and checks (probability vectors), for the columns read here.
     table, probs = _prob_table(oof_csv, tuple(classes), tuple(c for c in header if c not in cols))
+    check_ids(table["sample_id"], str(oof_csv))  # rows are matched by id: one row per id
     return Scores(
         sample_ids=table["sample_id"].to_numpy(),
         labels=pd.Index(classes).get_indexer(pd.Index(table["label"])),

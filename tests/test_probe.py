@@ -256,6 +256,23 @@ def test_a_manifest_without_rows_is_refused(tiny_project: TinyProject) -> None:
     assert not run.exists() and "notrainrows" in out
 
 
+@pytest.mark.parametrize(
+    ("manifest_text", "probs_text", "says"),
+    [
+        ("sample_id,path,label\n", "sample_id,label,p:a,p:b\n", "notrainrows"),
+        ("sample_id,path,label\nx,x.png,a\ny,y.png,a\n", "sample_id,label,p:a\nx,a,1\ny,a,1\n",
+         "onlyoneclass('a')"),
+    ],
+)  # fmt: skip
+def test_flag_probs_without_rows_or_with_one_class(
+    tmp_path: Path, manifest_text: str, probs_text: str, says: str
+) -> None:
+    manifest, probs = tmp_path / "m.csv", tmp_path / "p.csv"
+    manifest.write_text(manifest_text)
+    probs.write_text(probs_text)
+    assert says in probs_refused(tmp_path, manifest, probs, "--force")
+
+
 def test_a_pipeline_nested_thousands_deep(tiny_project: TinyProject) -> None:
     deep = tiny_project.root / "deep.toml"
     deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
