@@ -689,7 +689,13 @@ def ingest_arrays(
     found = {p.name for p in images_dir.iterdir()} if images_dir.is_dir() else set()
     if found and found != set(names):
         raise InputError(
-            [Problem(str(images_dir), "image folder exists and holds other files; choose another")]
+            [
+                Problem(
+                    str(images_dir),
+                    "image folder exists and is not empty (it holds files this ingest does "
+                    "not write); choose another",
+                )
+            ]
         )
     classes = np.unique(labels)
     # Validate the noise arguments before anything is written.

@@ -587,7 +587,7 @@ def test_ingest_digits_finishes_what_a_killed_run_left(tmp_path: Path) -> None:
     (tmp_path / "images" / "digit-0007.png").unlink()
     write_png(tmp_path / "images" / "mine.png")
     out = refused(*args, root=tmp_path)
-    assert "imagefolderexistsandholdsotherfiles" in out
+    assert "imagefolderexistsandisnotempty(itholdsfilesthisingestdoesnotwrite)" in out
 
 
 # --- the review server hands its token only to a request that has it -------------------
