@@ -266,9 +266,10 @@ def _split_layout(src: Path) -> dict[str, Path]:
 
 
 def _folder_rows(
-    src: Path, manifest: Path, split: str | None
+    src: Path, manifest: Path, split: str | None, follow_links: bool
 ) -> tuple[list[dict[str, str]], list[str], dict[str, Path]]:
-    """The rows of ``src``, the manifest's columns, and its split folders (``{}`` if none)."""
+    """The rows of ``src``, the manifest's columns, and its split folders (``{}`` if none);
+    images behind links are refused as :func:`_link_problems` says."""
     layout = _split_layout(src)
     problems: list[Problem] = []
     if not layout:
@@ -294,6 +295,9 @@ def _folder_rows(
                 train = list(dict.fromkeys(r["label"] for r in found))
             rows += [r | {"origin": kind} for r in found]
         columns = ["sample_id", "path", "label", "split", "origin"]
+    if not problems:
+        images = [Path(os.path.abspath(manifest.parent / r["path"])) for r in rows]
+        problems = _link_problems(images, src, follow_links)
     if problems:
         raise InputError(problems)
     return rows, columns, layout
@@ -463,12 +467,7 @@ def ingest_folder(
         )
     manifest = Path(manifest) if manifest else default_manifest(src.resolve().name)
     _refuse_existing(manifest)
-    rows, columns, layout = _folder_rows(src, manifest, split)
-    problems = _link_problems(
-        [Path(os.path.abspath(manifest.parent / r["path"])) for r in rows], src, follow_links
-    )
-    if problems:
-        raise InputError(problems)
+    rows, columns, layout = _folder_rows(src, manifest, split, follow_links)
     if plant:
         if test_fraction > 0 and "test" in layout:
             raise InputError(
@@ -663,6 +662,38 @@ def _plant_noise(
     return classes[noisy]
 
 
+def _write_pngs(images: np.ndarray, names: Sequence[str], images_dir: Path, *, reuse: bool) -> None:
+    """``images`` (N, H, W) as PNGs ``names`` in ``images_dir``, all at once (a folder
+    renamed into place). ``reuse``: the folder holds these names already, the images of an
+    earlier run killed before it wrote its manifest; the same bytes are taken as they are
+    (the run then finishes), other ones are refused."""
+    images_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{images_dir.name}.", dir=images_dir.parent))
+    os.chmod(tmp_dir, default_mode(folder=True))  # mkdtemp makes it 0700
+    try:
+        for name, img in zip(names, images, strict=True):
+            Image.fromarray(img).save(tmp_dir / name)
+        if reuse:
+            other = [n for n in names if not filecmp.cmp(tmp_dir / n, images_dir / n, False)]
+            if other:
+                raise InputError(
+                    [
+                        Problem(
+                            str(images_dir / other[0]),
+                            f"differs from the image this ingest writes ({len(other)} file(s) "
+                            "do): the folder is not from an earlier run of the same command",
+                        )
+                    ]
+                )
+        else:
+            if images_dir.exists():
+                images_dir.rmdir()  # empty, checked by the caller
+            os.replace(tmp_dir, images_dir)
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+
+
 def ingest_arrays(
     images: np.ndarray,
     labels: np.ndarray,
@@ -712,33 +743,7 @@ def ingest_arrays(
         images=lambda: images[train],
     )
 
-    images_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{images_dir.name}.", dir=images_dir.parent))
-    os.chmod(tmp_dir, default_mode(folder=True))  # mkdtemp makes it 0700
-    try:
-        for name, img in zip(names, images, strict=True):
-            Image.fromarray(img).save(tmp_dir / name)
-        if found:
-            # The images of an earlier run killed before it wrote its manifest: the same
-            # bytes are taken as they are and the run finishes; other ones are refused.
-            other = [n for n in names if not filecmp.cmp(tmp_dir / n, images_dir / n, False)]
-            if other:
-                raise InputError(
-                    [
-                        Problem(
-                            str(images_dir / other[0]),
-                            f"differs from the image this ingest writes ({len(other)} file(s) "
-                            "do): the folder is not from an earlier run of the same command",
-                        )
-                    ]
-                )
-        else:
-            if images_dir.exists():
-                images_dir.rmdir()  # empty, checked above
-            os.replace(tmp_dir, images_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir)
+    _write_pngs(images, names, images_dir, reuse=bool(found))
     df = pd.DataFrame(
         {
             "sample_id": list(sample_ids),

@@ -164,10 +164,10 @@ def id_problems(ids: Sequence[str] | pd.Series, file: str) -> list[Problem]:
     seen: dict[str, int] = {}
     # Vectorised first: only the rows whose key repeats are looked at one by one.
     for i in _rows(keys.duplicated(keep=False)):
-        first = seen.setdefault(keys.iat[i], i)
+        first = seen.setdefault(str(keys.iat[i]), i)
         if first == i:
             continue
-        raw, other = values.iat[i], values.iat[first]
+        raw, other = str(values.iat[i]), str(values.iat[first])
         if other == raw:
             reason = f"duplicate sample_id {raw!r} (first on line {line_of(first)})"
         else:

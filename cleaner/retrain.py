@@ -227,7 +227,7 @@ def _train_weights(
         known = run.labels >= 0
         check_trust(run.labels[known], run.probs[known], force=force, source=named)
         match = id_matcher(ids)  # the id rule: a probability file's padded id is the row's
-        position = pd.Index([match(s) or s for s in run.sample_ids]).get_indexer(ids)
+        position = pd.Index([match(s) or s for s in run.sample_ids]).get_indexer(pd.Index(ids))
         found = position >= 0
         decided = decided_in_manifest(data.df, audit_log_path(data.manifest_path))
         reviewed = np.isin(ids, list(decided))
