@@ -322,26 +322,32 @@ def _link_problems(images: Sequence[Path], src: Path, follow_links: bool) -> lis
     for image in images:
         real = image.resolve()
         if not follow_links and not real.is_relative_to(real_top):
-            link = _first_link(image, top) or image
+            out = _first_link(image, top) or image
             problems.setdefault(
-                str(link),
+                str(out),
                 Problem(
-                    str(link),
-                    f"is a symbolic link to {link.resolve()}, outside {src}: refused; "
+                    str(out),
+                    f"is a symbolic link to {out.resolve()}, outside {src}: refused; "
                     "pass --follow-links to ingest files outside the folder",
                 ),
             )
             continue
         seen = first_path.setdefault(real, image)
-        if seen != image:
-            problems.setdefault(
-                str(image),
-                Problem(
-                    str(image),
-                    f"is the same file as {seen} (through a symbolic link): each image is "
-                    "ingested once; remove the link or the copy",
-                ),
+        if seen == image:
+            continue
+        link = _first_link(image, top)
+        if link is not None and link != image:  # a linked folder: one problem for all of it
+            reason = (
+                f"is a symbolic link to {link.resolve()}, whose images are ingested already "
+                f"(e.g. {image} is {seen}): each image is ingested once; remove the link"
             )
+            problems.setdefault(str(link), Problem(str(link), reason))
+        else:
+            reason = (
+                f"is the same file as {seen} (through a symbolic link): each image is "
+                "ingested once; remove the link or the copy"
+            )
+            problems.setdefault(str(image), Problem(str(image), reason))
     return list(problems.values())
 
 

@@ -481,6 +481,14 @@ def test_ingest_takes_each_file_once(tmp_path: Path) -> None:
     assert flat(f"{src / 'b' / 'again.png'}: is the same file as {src / 'a' / 'a0.png'}") in out
 
 
+def test_a_folder_linked_twice_is_named_once(tmp_path: Path) -> None:
+    src = class_folder(tmp_path)
+    (src / "loop").symlink_to(".", target_is_directory=True)  # the folder inside itself
+    out = refused(*ingest(src, tmp_path / "m.csv"), root=tmp_path)
+    assert out.count("isasymboliclink") == 1
+    assert flat(f"{src / 'loop'}: is a symbolic link to {src.resolve()}, whose images") in out
+
+
 def test_links_inside_the_folder_are_followed(tmp_path: Path) -> None:
     src = class_folder(tmp_path)
     (src / "c").mkdir()
