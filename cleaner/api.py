@@ -20,6 +20,7 @@ out-of-fold probabilities.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -29,9 +30,9 @@ from rich.progress import Progress
 
 from cleaner.config import PipelineConfig
 from cleaner.embeddings import Embeddings
-from cleaner.errors import InputError, Problem
+from cleaner.errors import InputError
 from cleaner.ingest import ingest_arrays, ingest_folder, load_digits_arrays
-from cleaner.manifest import read_manifest, sha256_file
+from cleaner.manifest import check_ids, id_matcher, read_manifest
 from cleaner.progress import make_progress
 from cleaner.review import ApplySummary, apply_queue
 from cleaner.runs import Run, load_run
@@ -129,7 +130,18 @@ def find_label_issues(
     the arrays line up). The same ranking as ``cleaner flag --probs``; nothing is
     written and no decided rows are left out.
     """
-    df = read_manifest(manifest) if not isinstance(manifest, pd.DataFrame) else manifest
+    from cleaner.queue import check_settings
+    from cleaner.runs import scored_run
+
+    if isinstance(manifest, pd.DataFrame):
+        df, path = manifest, Path("manifest.csv")
+        check_ids(df["sample_id"], "manifest")  # read_manifest's check, for a frame
+    else:
+        df, path = read_manifest(manifest), Path(manifest)
+    check_settings(top, method)
+    classes = tuple(str(c) for c in classes)
+    if len(set(classes)) != len(classes):
+        raise InputError("classes has duplicates")
     train = df[df["split"] == "train"]
     ids = np.asarray(train["sample_id"] if sample_ids is None else sample_ids, dtype=object)
     pred_probs = np.asarray(pred_probs, dtype=np.float64)
@@ -138,34 +150,39 @@ def find_label_issues(
             f"pred_probs has shape {pred_probs.shape}; expected ({len(ids)}, {len(classes)}): "
             "one row per train row, one column per class"
         )
-    given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
-    index = {c: i for i, c in enumerate(classes)}
-    problems = [f"{sid!r} is not a train row of the manifest" for sid in ids if sid not in given]
-    problems += [f"label {given[s]!r} of {s!r} is not in classes" for s in ids
-                 if s in given and given[s] not in index]  # fmt: skip
-    if problems:
-        raise InputError([Problem("find_label_issues", p) for p in problems])
-    manifest_labels = np.array([index[given[s]] for s in ids], dtype=np.int64)
-    if labels is not None and not np.array_equal(np.asarray(labels), manifest_labels):
-        raise InputError("labels differ from the manifest's labels for the same rows")
-    path = Path(manifest) if not isinstance(manifest, pd.DataFrame) else Path("manifest.csv")
-    cfg = PipelineConfig().replace("data", classes=tuple(classes), group=group)
-    run = Run(
-        run_dir=Path("."),
+    if labels is None:  # the manifest's own: the check is then that every row is a train row
+        match = id_matcher(train["sample_id"])
+        given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
+        names = [given.get(match(str(s)) or "", "") for s in ids]
+    else:
+        names = _class_names(labels, classes, len(ids))
+    cfg = PipelineConfig().replace("data", classes=classes, group=group)
+    run = scored_run(
+        df,
+        ids,
+        names,
+        pred_probs,
         cfg=cfg.replace("flag", top=top, method=method),
-        manifest_path=path,
-        manifest_sha=sha256_file(path) if path.is_file() else "",
-        sample_ids=ids,
-        labels=manifest_labels,
-        pred_probs=pred_probs,
-        embeddings=embeddings,
-        unlabeled_ids=np.array([], dtype=object),
-        unlabeled_probs=np.zeros((0, len(classes))),
+        manifest=path,
+        file="pred_probs",
+        at=lambda i: (f"find_label_issues: row {i}", None),
     )
+    run = dataclasses.replace(run, run_dir=Path("."), embeddings=embeddings)
     from cleaner.queue import build_queue
 
     queue, _ = build_queue(df, [run], top=top, method=method, decided=set())
     return queue
+
+
+def _class_names(labels: np.ndarray, classes: Sequence[str], n: int) -> list[str]:
+    """``labels`` (N,) class indices as class names; refused unless N indices into ``classes``."""
+    array = np.asarray(labels)
+    if array.shape != (n,) or not np.issubdtype(array.dtype, np.integer):
+        raise InputError(f"labels must be {n} class indices, got an array of shape {array.shape}")
+    outside = np.flatnonzero((array < 0) | (array >= len(classes)))
+    if len(outside):
+        raise InputError(f"labels[{outside[0]}] = {array[outside[0]]} is not a class index")
+    return [classes[int(k)] for k in array]
 
 
 def flag(

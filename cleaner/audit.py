@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from cleaner.atomic import atomic_path, write_text
-from cleaner.errors import InputError, Problem
+from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.faults import fault_point
 from cleaner.manifest import sha256_file
 
@@ -175,13 +175,23 @@ def read_audit_log(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records, problems = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError([not_utf8(path, "audit log")]) from None
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             problems.append(Problem(str(path), f"not valid JSON: {e.msg}", n))
+            continue
+        except RecursionError:  # thousands of nested brackets: malformed, not a crash
+            problems.append(Problem(str(path), "not valid JSON: nested too deeply", n))
+            continue
+        except ValueError as e:  # an integer of thousands of digits: Python's int limit
+            problems.append(Problem(str(path), f"not a record: {e}", n))
             continue
         if not isinstance(record, dict) or "sample_id" not in record or "action" not in record:
             problems.append(Problem(str(path), "a record needs sample_id and action", n))

@@ -196,6 +196,11 @@ def ingest_folder(
     noise_kind: str = KindOpt,
     seed: int = SeedOpt,
     test_fraction: float = FolderTestOpt,
+    follow_links: bool = typer.Option(
+        False,
+        "--follow-links",
+        help="Also ingest images that symbolic links reach outside SRC_DIR (refused by default).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """SRC_DIR/<class>/<image>, or split folders above them: SRC_DIR/{train,val,test,unlabeled}/."""
@@ -204,7 +209,12 @@ def ingest_folder(
     noisy = _Noise(noise, noise_kind, seed, test_fraction)
     with make_progress(quiet=quiet) as progress:
         out = ingest_lib.ingest_folder(
-            src_dir, manifest, split=split, progress=progress, **noisy.options()
+            src_dir,
+            manifest,
+            split=split,
+            follow_links=follow_links,
+            progress=progress,
+            **noisy.options(),
         )
     _print_manifest(out)
 

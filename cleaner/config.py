@@ -26,6 +26,12 @@ import tomli_w
 
 from cleaner.errors import InputError, Problem, not_utf8
 
+# Pillow's default ``Image.MAX_IMAGE_PIXELS`` (about 89 Mpx, 1 GiB of 24-bit RGB / 3):
+# generous for photos (a 50 Mpx camera), far below what fills memory.
+MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+# The model input side: larger would allocate gigabytes per batch (1,000,000 asked for 931 GiB).
+MAX_IMAGE_SIDE = 4096
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -40,6 +46,9 @@ class DataConfig:
     # A JPEG cut short or with corrupt data decodes as partly grey: error | warn (train on it)
     damaged_images: str = "error"
     weights: str = ""  # CSV of sample_id, weight replacing the manifest's weights of those rows
+    # Images with more pixels are refused before they are decoded (a decompression bomb:
+    # a 1 MB PNG of 30000x30000 decodes to 2.7 GB). Pillow's own default limit.
+    max_image_pixels: int = MAX_IMAGE_PIXELS
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -202,7 +211,7 @@ LATER_KEYS: frozenset[str] = frozenset(
         "gce_q", "sce_alpha", "sce_beta", "mixup", "cutmix", "mix_prob", "mix_switch_prob",
         "ema", "ema_warmup", "tta", "tta_translate", "lookahead", "prune_at", "mode", "probe_c",
     )
-) | {"model.kwargs"}  # fmt: skip
+) | {"model.kwargs", "data.max_image_pixels"}  # fmt: skip
 _DEFAULTS: dict[str, Any] = PipelineConfig().to_dict()
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -221,6 +230,7 @@ POSITIVE = ("train.folds", "train.epochs", "train.batch_size", "train.grad_accum
 # What torch, timm and the schedulers accept, checked here so that a bad value
 # is one clear error before any file is written, not a traceback mid-training.
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "data.max_image_pixels": (1, None, True, False),
     "model.in_chans": (1, None, True, False),
     "model.drop_rate": (0, 1, True, False),
     "train.lr": (0, None, False, False),
@@ -284,6 +294,8 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:  # thousands of nested brackets: no value a key takes
+        raise InputError(f"--set {key.strip()}: the value is nested too deeply") from None
     if hint is str and not isinstance(value, str):
         value = raw
     elif hint is float and isinstance(value, str):
@@ -443,6 +455,14 @@ def _check_values(cfg: PipelineConfig, file: str) -> None:
         )
     if any(s < 1 for s in cfg.data.hw):
         problems.append(Problem(file, "data.image_size must be positive"))
+    elif any(s > MAX_IMAGE_SIDE for s in cfg.data.hw):
+        problems.append(
+            Problem(
+                file,
+                f"data.image_size = {cfg.data.image_size!r}: at most {MAX_IMAGE_SIDE} pixels a "
+                "side (a larger model input needs gigabytes per image)",
+            )
+        )
     if len(cfg.data.mean) != len(cfg.data.std):
         problems.append(Problem(file, "data.mean and data.std must have the same length"))
     if len(set(cfg.data.classes)) != len(cfg.data.classes):
@@ -515,7 +535,8 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> PipelineConf
     if path.is_dir():
         raise InputError([Problem(str(path), "is a folder, not a pipeline file")])
     try:
-        raw: dict[str, Any] = tomllib.loads(path.read_bytes().decode("utf-8"))
+        # A byte-order mark (Notepad's "UTF-8 with BOM") is not TOML, but says only "UTF-8".
+        raw: dict[str, Any] = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
         shipped = ", ".join(shipped_pipelines())
         reason = f"pipeline file not found (shipped, by name: {shipped})"
@@ -524,6 +545,8 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> PipelineConf
         raise InputError([not_utf8(path, "pipeline")]) from None
     except tomllib.TOMLDecodeError as e:
         raise InputError([Problem(str(path), f"not valid TOML: {e}")]) from None
+    except RecursionError:  # thousands of nested tables or arrays: malformed, not a crash
+        raise InputError([Problem(str(path), "not valid TOML: nested too deeply")]) from None
     for text in overrides:
         section, key, value = parse_override(text)
         raw.setdefault(section, {})

@@ -21,7 +21,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from cleaner.config import AugmentConfig
+from cleaner.config import MAX_IMAGE_PIXELS, AugmentConfig
 from cleaner.errors import InputError
 from cleaner.images import load_image
 
@@ -155,6 +155,7 @@ class ImageDataset(Dataset):
         in_chans: int,
         seed: int = 0,
         images: list[np.ndarray] | None = None,
+        max_pixels: int = MAX_IMAGE_PIXELS,
     ):
         self.paths = [str(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -164,6 +165,7 @@ class ImageDataset(Dataset):
         self.in_chans = in_chans
         self.seed = seed
         self.images = images  # decoded in advance (data.cache)
+        self.max_pixels = max_pixels  # data.max_image_pixels: larger images are refused
         self._epoch: int | None = None
 
     def __len__(self) -> int:
@@ -180,17 +182,27 @@ class ImageDataset(Dataset):
         else:
             i = item
         img = (
-            self.images[i] if self.images is not None else load_image(self.paths[i], self.in_chans)
+            self.images[i]
+            if self.images is not None
+            else load_image(self.paths[i], self.in_chans, max_pixels=self.max_pixels)
         )
         x = self.transform(image=img)["image"]
         return x, int(self.labels[i]), float(self.weights[i]), i
 
 
-def decode_all(paths: Sequence[str | Path], in_chans: int, advance: Any = None) -> list[np.ndarray]:
-    """Decode every image once (for ``data.cache``); ``advance()`` is called per image."""
+def decode_all(
+    paths: Sequence[str | Path],
+    in_chans: int,
+    advance: Any = None,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> list[np.ndarray]:
+    """Decode every image once (for ``data.cache``); ``advance()`` is called per image.
+
+    An image of more than ``max_pixels`` pixels is refused before it is decoded."""
     out = []
     for p in paths:
-        out.append(load_image(p, in_chans))
+        out.append(load_image(p, in_chans, max_pixels=max_pixels))
         if advance is not None:
             advance()
     return out

@@ -58,7 +58,11 @@ def embed_run(plan: RunPlan, *, progress: Progress, dist: Dist = SINGLE) -> Embe
     else:
         cache = None
         if cfg.data.cache:
-            cache = decode_all(resolve_paths(df.iloc[plan.train_rows], root), cfg.model.in_chans)
+            cache = decode_all(
+                resolve_paths(df.iloc[plan.train_rows], root),
+                cfg.model.in_chans,
+                max_pixels=cfg.data.max_image_pixels,
+            )
         ds = make_dataset(
             cfg, df, root, plan.train_rows, plan.labels, train=True, normalize=norm, seed=seed,
             cache=cache,

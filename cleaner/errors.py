@@ -63,17 +63,20 @@ class FoldsFailed(RuntimeError):
         )
 
 
-def not_utf8(path: str | Path, what: str = "CSV") -> Problem:
+def not_utf8(path: str | Path, what: str = "CSV", *, save_as: str = "UTF-8") -> Problem:
     """The problem of a text file that is not UTF-8, naming the line of its first bad byte.
 
-    The file is decoded again here: a reader's own error (pandas') counts
-    bytes from the start of its buffer, not of the file.
+    The hint reads "save the WHAT as SAVE_AS" (``save_as="CSV UTF-8"``: the
+    spreadsheet's name for the format). The file is decoded again here: a
+    reader's own error (pandas') counts bytes from the start of its buffer,
+    not of the file.
     """
     data = Path(path).read_bytes()
+    hint = f"save the {what} as {save_as}"
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         bad = data[e.start : e.start + 1]
-        return Problem(str(path), f"not UTF-8 text (byte {bad!r}); save the {what} as UTF-8", line)
-    return Problem(str(path), f"not UTF-8 text; save the {what} as UTF-8")
+        return Problem(str(path), f"not UTF-8 text (byte {bad!r}); {hint}", line)
+    return Problem(str(path), f"not UTF-8 text; {hint}")

@@ -19,6 +19,12 @@ import numpy as np
 from cleaner.atomic import atomic_path
 
 
+def plain(texts: Sequence[str]) -> list[str]:
+    """User text (class names) drawn as written: ``$`` escaped, so matplotlib never reads
+    ``$\\undefinedcmd{x}$`` as math (which raised instead of drawing the figure)."""
+    return [str(t).replace("$", r"\$") for t in texts]
+
+
 def _size(k: int) -> float:
     return min(max(4.0, 0.45 * k + 2.0), 16.0)
 
@@ -37,8 +43,8 @@ def noise_matrix_png(
     fig, ax = plt.subplots(figsize=(_size(k), _size(k) * 0.9))
     share = matrix / max(matrix.sum(), 1e-12)
     image = ax.imshow(share, cmap="viridis")
-    ax.set_xticks(range(k), labels=list(classes), rotation=90 if k > 8 else 0)
-    ax.set_yticks(range(k), labels=list(classes))
+    ax.set_xticks(range(k), labels=plain(classes), rotation=90 if k > 8 else 0)
+    ax.set_yticks(range(k), labels=plain(classes))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -64,8 +70,8 @@ def per_class_f1_png(
     x = np.arange(k)
     for m, name in enumerate(models):
         ax.bar(x + (m - (len(models) - 1) / 2) * width, [f1[name].get(c, 0.0) for c in classes],
-               width, label=name)  # fmt: skip
-    ax.set_xticks(x, labels=list(classes), rotation=90 if k > 12 else 0)
+               width, label=plain([name])[0])  # fmt: skip
+    ax.set_xticks(x, labels=plain(classes), rotation=90 if k > 12 else 0)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("F1 on the test rows")
     ax.set_title(title)

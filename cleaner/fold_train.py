@@ -239,7 +239,12 @@ def train_folds(
     if todo and plan.cfg.data.cache:
         paths = resolve_paths(plan.df.iloc[plan.train_rows], plan.root)
         task = progress.add_task("decoding images", total=len(paths), unit="img")
-        cache = decode_all(paths, plan.cfg.model.in_chans, lambda: progress.advance(task))
+        cache = decode_all(
+            paths,
+            plan.cfg.model.in_chans,
+            lambda: progress.advance(task),
+            max_pixels=plan.cfg.data.max_image_pixels,
+        )
         progress.remove_task(task)
     for k in todo:
         train_fold(plan, k, progress=progress, cache=cache, dist=dist)

@@ -24,6 +24,7 @@ import base64
 import html
 import io
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from PIL import Image, ImageOps
 
 from cleaner import web
 from cleaner.atomic import write_text
+from cleaner.config import MAX_IMAGE_PIXELS
 from cleaner.issue_kinds import actions_text, has_suggestion
 
 # Images smaller than this on their longest side (8x8 digits, 28x28 MNIST)
@@ -113,7 +115,12 @@ def thumbnail_data_uri(path: str | Path, *, size: int = 128) -> str | None:
     if size < 1:
         raise ValueError(f"thumbnail size must be at least 1 pixel, got {size}")
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():  # Pillow warns about a bomb it opens: ours is refused
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened:
+            if opened.width * opened.height > MAX_IMAGE_PIXELS:
+                return None  # a decompression bomb: its header is all that is read
             opened.seek(0)  # first frame of an animation
             # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: a 12-megapixel
             # photo then costs a fraction of the time and memory of a full decode.

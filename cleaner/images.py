@@ -8,16 +8,27 @@ through simplejpeg with ``strict=True``, which turns exactly those warnings
 into errors: such a file is a problem with its manifest line, not a silent
 grey training image. Images that are not 8-bit (float TIFFs, say) are
 converted, and the check says so.
+
+Size comes before decoding: an image's width and height are read from its
+header (Pillow's lazy ``Image.open`` decodes no pixels), and one with more
+than ``data.max_image_pixels`` pixels is refused naming the file, whichever
+decoder would have read it: a 1 MB PNG can hold 30000x30000 pixels (2.7 GB
+decoded). A file Pillow cannot identify (a format only OpenCV reads) is left
+to OpenCV's own limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, 2^30 by default).
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import simplejpeg
+from PIL import Image, UnidentifiedImageError
 
+from cleaner.config import MAX_IMAGE_PIXELS
 from cleaner.errors import InputError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -57,12 +68,47 @@ def _channels(img: np.ndarray, in_chans: int) -> np.ndarray:
     return img
 
 
-def decode_image(path: str | Path, in_chans: int) -> tuple[np.ndarray, str | None]:
+def header_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` from the image's header, decoding no pixel; None when Pillow
+    cannot identify the file (OpenCV may still read it)."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb check warns (and past twice its limit raises) on open:
+            # ours below names the file and the configured limit instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except Image.DecompressionBombError as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        return (int(found[1]), 1) if found else (2**31, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def too_large(path: str | Path, max_pixels: int) -> str | None:
+    """Why ``path`` is refused for its size (more than ``max_pixels`` pixels), or None."""
+    size = header_size(path)
+    if size is None or size[0] * size[1] <= max_pixels:
+        return None
+    shown = f"{size[0]}x{size[1]}" if size[1] > 1 else f"{size[0]:,} pixels"
+    return (
+        f"image {path} is {shown}, more than data.max_image_pixels = {max_pixels:,}: "
+        "refused before decoding (raise the limit if the image is real)"
+    )
+
+
+def decode_image(
+    path: str | Path, in_chans: int, *, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[np.ndarray, str | None]:
     """Decode one image as uint8 (H, W, in_chans), and what was converted (or None).
 
     Grayscale for ``in_chans == 1``, else RGB. OpenCV's 8-bit decoding comes
-    first; a file it can read only as it is (a float32 TIFF) is converted.
+    first; a file it can read only as it is (a float32 TIFF) is converted. An
+    image of more than ``max_pixels`` pixels is refused before decoding.
     """
+    large = too_large(path, max_pixels)
+    if large is not None:
+        raise InputError(large)
     flag = cv2.IMREAD_GRAYSCALE if in_chans == 1 else cv2.IMREAD_COLOR
     img = cv2.imread(str(path), flag)
     note = None
@@ -78,9 +124,11 @@ def decode_image(path: str | Path, in_chans: int) -> tuple[np.ndarray, str | Non
     return _channels(img, in_chans), note
 
 
-def load_image(path: str | Path, in_chans: int) -> np.ndarray:
+def load_image(
+    path: str | Path, in_chans: int, *, max_pixels: int = MAX_IMAGE_PIXELS
+) -> np.ndarray:
     """Decode one image as uint8 (H, W, C): grayscale for ``in_chans == 1``, else RGB."""
-    return decode_image(path, in_chans)[0]
+    return decode_image(path, in_chans, max_pixels=max_pixels)[0]
 
 
 def damaged_jpeg(path: Path) -> str | None:
@@ -103,13 +151,19 @@ def damaged_jpeg(path: Path) -> str | None:
     return None
 
 
-def check_image(path: Path, in_chans: int) -> tuple[str | None, str | None, str | None]:
-    """``(unreadable, damaged, converted)``: why training cannot read ``path``, why its data
-    is damaged (a JPEG cut short or corrupt, which training would read as grey), and what
-    decoding converts; each None when it does not apply.
+def check_image(
+    path: Path, in_chans: int, *, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[str | None, str | None, str | None]:
+    """``(unreadable, damaged, converted)``: why training cannot read ``path`` (missing,
+    undecodable, or more than ``max_pixels`` pixels), why its data is damaged (a JPEG cut
+    short or corrupt, which training would read as grey), and what decoding converts;
+    each None when it does not apply.
     """
     if not path.is_file():
         return f"image not found: {path}", None, None
+    large = too_large(path, max_pixels)
+    if large is not None:
+        return large, None, None
     try:
         _, note = decode_image(path, in_chans)
     except InputError:

@@ -10,6 +10,7 @@ truth in a ``true_label`` column, and hold out a clean ``test`` split.
 
 from __future__ import annotations
 
+import filecmp
 import gzip
 import os
 import shutil
@@ -25,8 +26,9 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from cleaner.atomic import default_mode
+from cleaner.config import MAX_IMAGE_PIXELS
 from cleaner.errors import InputError, Problem
-from cleaner.manifest import line_of, read_text_csv, trim_collisions, write_manifest
+from cleaner.manifest import id_problems, read_text_csv, write_manifest
 from cleaner.noise import (
     REFERENCE_KINDS,
     REFERENCE_SIZE,
@@ -264,9 +266,10 @@ def _split_layout(src: Path) -> dict[str, Path]:
 
 
 def _folder_rows(
-    src: Path, manifest: Path, split: str | None
+    src: Path, manifest: Path, split: str | None, follow_links: bool
 ) -> tuple[list[dict[str, str]], list[str], dict[str, Path]]:
-    """The rows of ``src``, the manifest's columns, and its split folders (``{}`` if none)."""
+    """The rows of ``src``, the manifest's columns, and its split folders (``{}`` if none);
+    images behind links are refused as :func:`_link_problems` says."""
     layout = _split_layout(src)
     problems: list[Problem] = []
     if not layout:
@@ -292,9 +295,60 @@ def _folder_rows(
                 train = list(dict.fromkeys(r["label"] for r in found))
             rows += [r | {"origin": kind} for r in found]
         columns = ["sample_id", "path", "label", "split", "origin"]
+    if not problems:
+        images = [Path(os.path.abspath(manifest.parent / r["path"])) for r in rows]
+        problems = _link_problems(images, src, follow_links)
     if problems:
         raise InputError(problems)
     return rows, columns, layout
+
+
+def _first_link(path: Path, top: Path) -> Path | None:
+    """The first symbolic link on the way from ``top`` down to ``path`` (itself included)."""
+    here = top
+    for part in path.relative_to(top).parts:
+        here = here / part
+        if here.is_symlink():
+            return here
+    return None
+
+
+def _link_problems(images: Sequence[Path], src: Path, follow_links: bool) -> list[Problem]:
+    """Images (absolute, as found under ``src``) reached through a link out of the folder
+    (unless ``follow_links``), and files reached twice; one problem per link."""
+    top, real_top = Path(os.path.abspath(src)), src.resolve()
+    first_path: dict[Path, Path] = {}
+    problems: dict[str, Problem] = {}
+    for image in images:
+        real = image.resolve()
+        if not follow_links and not real.is_relative_to(real_top):
+            out = _first_link(image, top) or image
+            problems.setdefault(
+                str(out),
+                Problem(
+                    str(out),
+                    f"is a symbolic link to {out.resolve()}, outside {src}: refused; "
+                    "pass --follow-links to ingest files outside the folder",
+                ),
+            )
+            continue
+        seen = first_path.setdefault(real, image)
+        if seen == image:
+            continue
+        link = _first_link(image, top)
+        if link is not None and link != image:  # a linked folder: one problem for all of it
+            reason = (
+                f"is a symbolic link to {link.resolve()}, whose images are ingested already "
+                f"(e.g. {image} is {seen}): each image is ingested once; remove the link"
+            )
+            problems.setdefault(str(link), Problem(str(link), reason))
+        else:
+            reason = (
+                f"is the same file as {seen} (through a symbolic link): each image is "
+                "ingested once; remove the link or the copy"
+            )
+            problems.setdefault(str(image), Problem(str(image), reason))
+    return list(problems.values())
 
 
 @dataclass(frozen=True)
@@ -306,9 +360,24 @@ class _NoiseArgs:
 
 
 def _decode_small(paths: Sequence[Path], progress: Progress | None) -> np.ndarray:
-    """The images at ``paths`` decoded as training does (RGB), shrunk for the reference model."""
-    from cleaner.images import load_image
+    """The images at ``paths`` decoded as training does (RGB), shrunk for the reference model.
 
+    A damaged JPEG (cut short, corrupt data: OpenCV fills the rest with grey) or an
+    image above the pixel limit is refused, as ``oof`` would refuse it, before any
+    is decoded.
+    """
+    from cleaner.images import damaged_jpeg, load_image, too_large
+
+    problems = []
+    for path in paths:
+        reason = too_large(path, MAX_IMAGE_PIXELS)
+        damage = damaged_jpeg(path) if reason is None else None
+        if damage is not None:
+            reason = f"damaged JPEG ({damage}): the reference model would learn from grey pixels"
+        if reason is not None:
+            problems.append(Problem(str(path), reason))
+    if problems:
+        raise InputError(problems)
     out = np.empty((len(paths), REFERENCE_SIZE, REFERENCE_SIZE, 3), dtype=np.uint8)
     task = None
     if progress is not None:
@@ -360,6 +429,7 @@ def ingest_folder(
     noise_kind: str = "uniform",
     seed: int = 0,
     test_fraction: float = 0.0,
+    follow_links: bool = False,
     progress: Progress | None = None,
 ) -> Path:
     """Manifest of ``SRC_DIR/<class>/<image>``, or of split folders above the class folders.
@@ -377,6 +447,10 @@ def ingest_folder(
     ``SRC_DIR/<class>/<image>`` and the manifest has no ``split`` column.
     Hidden files and folders are skipped. An ambiguous layout raises
     :class:`InputError` naming what was found, before anything is written.
+
+    Symbolic links are followed only to files inside ``SRC_DIR`` (the real
+    folder); a link out of it is refused unless ``follow_links``. Each file is
+    ingested once: one reached by two paths (a link beside its target) is refused.
 
     ``test_fraction``, ``noise``, ``noise_kind`` and ``seed`` mean what they
     mean for :func:`ingest_arrays`, over the train rows (val rows included):
@@ -399,7 +473,7 @@ def ingest_folder(
         )
     manifest = Path(manifest) if manifest else default_manifest(src.resolve().name)
     _refuse_existing(manifest)
-    rows, columns, layout = _folder_rows(src, manifest, split)
+    rows, columns, layout = _folder_rows(src, manifest, split, follow_links)
     if plant:
         if test_fraction > 0 and "test" in layout:
             raise InputError(
@@ -418,9 +492,10 @@ def ingest_folder(
         columns.append("true_label")
     df = pd.DataFrame(rows, columns=columns).fillna("")
     # Ids name the image inside SRC_DIR ("train/cat/1.jpg"): stable wherever the manifest
-    # is written, unlike its path, which is relative to the manifest's folder.
+    # is written, unlike its path, which is relative to the manifest's folder. As found
+    # (a link's own name), so an id never leads out of the folder.
     df["sample_id"] = [
-        Path(os.path.relpath((manifest.parent / p).resolve(), src.resolve())).as_posix()
+        Path(os.path.relpath(os.path.abspath(manifest.parent / p), os.path.abspath(src))).as_posix()
         for p in df["path"]
     ]
     return write_manifest(df, manifest)
@@ -475,11 +550,7 @@ def ingest_csv(
         df.insert(0, "sample_id", df["path"])
     # Ids are the manifest's keys: refuse repeats now, not at the first oof.
     ids = df["sample_id"].where(df["sample_id"] != "", df["path"])
-    problems = [
-        Problem(str(table), f"sample_id {ids.iat[int(i)]!r} repeats", line_of(int(i)))
-        for i in np.flatnonzero(ids.duplicated().to_numpy())
-    ]
-    problems += trim_collisions(ids, str(table))
+    problems = id_problems(ids, str(table))
     if problems:
         raise InputError(problems)
     return write_manifest(df, manifest)
@@ -597,6 +668,38 @@ def _plant_noise(
     return classes[noisy]
 
 
+def _write_pngs(images: np.ndarray, names: Sequence[str], images_dir: Path, *, reuse: bool) -> None:
+    """``images`` (N, H, W) as PNGs ``names`` in ``images_dir``, all at once (a folder
+    renamed into place). ``reuse``: the folder holds these names already, the images of an
+    earlier run killed before it wrote its manifest; the same bytes are taken as they are
+    (the run then finishes), other ones are refused."""
+    images_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{images_dir.name}.", dir=images_dir.parent))
+    os.chmod(tmp_dir, default_mode(folder=True))  # mkdtemp makes it 0700
+    try:
+        for name, img in zip(names, images, strict=True):
+            Image.fromarray(img).save(tmp_dir / name)
+        if reuse:
+            other = [n for n in names if not filecmp.cmp(tmp_dir / n, images_dir / n, False)]
+            if other:
+                raise InputError(
+                    [
+                        Problem(
+                            str(images_dir / other[0]),
+                            f"differs from the image this ingest writes ({len(other)} file(s) "
+                            "do): the folder is not from an earlier run of the same command",
+                        )
+                    ]
+                )
+        else:
+            if images_dir.exists():
+                images_dir.rmdir()  # empty, checked by the caller
+            os.replace(tmp_dir, images_dir)
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+
+
 def ingest_arrays(
     images: np.ndarray,
     labels: np.ndarray,
@@ -619,8 +722,18 @@ def ingest_arrays(
     """
     images_dir, manifest = Path(images_dir), Path(manifest)
     _refuse_existing(manifest)
-    if images_dir.exists() and any(images_dir.iterdir()):
-        raise InputError([Problem(str(images_dir), "image folder exists and is not empty")])
+    names = [f"{sid}.png" for sid in sample_ids]
+    found = {p.name for p in images_dir.iterdir()} if images_dir.is_dir() else set()
+    if found and found != set(names):
+        raise InputError(
+            [
+                Problem(
+                    str(images_dir),
+                    "image folder exists and is not empty (it holds files this ingest does "
+                    "not write); choose another",
+                )
+            ]
+        )
     classes = np.unique(labels)
     # Validate the noise arguments before anything is written.
     _check_noise_args(noise, noise_kind, test_fraction, len(classes))
@@ -636,18 +749,7 @@ def ingest_arrays(
         images=lambda: images[train],
     )
 
-    images_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{images_dir.name}.", dir=images_dir.parent))
-    os.chmod(tmp_dir, default_mode(folder=True))  # mkdtemp makes it 0700
-    try:
-        for sid, img in zip(sample_ids, images, strict=True):
-            Image.fromarray(img).save(tmp_dir / f"{sid}.png")
-        if images_dir.exists():
-            images_dir.rmdir()  # empty, checked above
-        os.replace(tmp_dir, images_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir)
+    _write_pngs(images, names, images_dir, reuse=bool(found))
     df = pd.DataFrame(
         {
             "sample_id": list(sample_ids),

@@ -433,7 +433,7 @@ def parse_export(tasks: Any, *, file: str) -> list[TaskChoice]:
             if why is not None:
                 problems.append(Problem(file, f"{name} (sample_id {str(sid)!r}): {why}"))
                 continue
-        out.append(TaskChoice(name, str(sid).strip(), queue_row, choice))
+        out.append(TaskChoice(name, str(sid), queue_row, choice))
     if problems:
         raise InputError(problems)
     return out
@@ -447,7 +447,7 @@ def read_export(export_json: str | Path) -> list[TaskChoice]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise InputError([not_utf8(path, "export as JSON")]) from None
+        raise InputError([not_utf8(path, "export", save_as="JSON (UTF-8)")]) from None
     try:
         tasks = json.loads(text)
     except json.JSONDecodeError as e:
@@ -456,6 +456,8 @@ def read_export(export_json: str | Path) -> list[TaskChoice]:
         ) from None
     except RecursionError:  # thousands of nested brackets: malformed, not a crash
         raise InputError([Problem(str(path), "not valid JSON: nested too deeply")]) from None
+    except ValueError as e:  # an integer of thousands of digits: Python's int limit
+        raise InputError([Problem(str(path), f"not a Label Studio export: {e}")]) from None
     return parse_export(tasks, file=str(path))
 
 
@@ -504,13 +506,15 @@ def _rows_of(
 ) -> tuple[list[int], list[Problem]]:
     """The queue row (0-based) of each task, by sample_id (and queue_row where one id
     has several rows), and the tasks that match none."""
+    from cleaner.manifest import id_key
+
     by_id: dict[str, list[int]] = {}
     for i, sid in enumerate(table["sample_id"]):
-        by_id.setdefault(str(sid).strip(), []).append(i)
+        by_id.setdefault(id_key(str(sid)), []).append(i)  # the id rule of every reader
     ranks = [str(r).strip() for r in table["rank"]] if "rank" in table.columns else None
     rows, problems = [], []
     for t in choices:
-        found = by_id.get(t.sample_id, [])
+        found = by_id.get(id_key(t.sample_id), [])
         if len(found) > 1:
             found = [
                 i

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cleaner.atomic import atomic_path
+from cleaner.config import MAX_IMAGE_PIXELS
 from cleaner.errors import InputError, Problem, not_utf8
 
 REQUIRED = ("path", "label")
@@ -48,12 +50,14 @@ def read_text_csv(path: str | Path) -> pd.DataFrame:
         raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
+def read_manifest(path: str | Path, *, check: bool = True) -> pd.DataFrame:
     """Read a manifest as text, with ``sample_id``, ``split`` and ``weight`` filled in.
 
     Missing ``sample_id`` defaults to the path, a missing or blank ``split`` to
-    ``train`` and a missing or blank ``weight`` to ``1.0``. Values are not
-    validated here: see :func:`validate_manifest`.
+    ``train`` and a missing or blank ``weight`` to ``1.0``. Ids that repeat
+    under the id rule (:func:`id_key`) are refused here, since every step looks
+    rows up by id; ``check=False`` leaves them to :func:`validate_manifest`,
+    which lists them with every other bad row. Other values are not validated here.
     """
     path = Path(path)
     if not path.is_file():
@@ -73,6 +77,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     if "weight" not in df.columns:
         df["weight"] = "1.0"
     df["weight"] = df["weight"].where(df["weight"].str.strip() != "", "1.0")
+    if check:
+        check_ids(df["sample_id"], str(path))
     return df
 
 
@@ -91,18 +97,14 @@ def apply_weights_file(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     missing = [c for c in ("sample_id", "weight") if c not in table.columns]
     if missing:
         raise InputError([Problem(file, f"missing column(s): {', '.join(missing)}", row=1)])
-    problems: list[Problem] = []
-    known = set(df["sample_id"])
-    for i in _rows(~table["sample_id"].isin(known)):
-        problems.append(
-            Problem(
-                file, f"sample_id {table['sample_id'].iat[i]!r} is not in the manifest", line_of(i)
-            )
-        )
-    for i in _rows(table["sample_id"].duplicated()):
-        problems.append(
-            Problem(file, f"sample_id {table['sample_id'].iat[i]!r} repeats", line_of(i))
-        )
+    match = id_matcher(df["sample_id"])
+    found = [match(sid) for sid in table["sample_id"]]
+    problems = [
+        Problem(file, f"sample_id {table['sample_id'].iat[i]!r} is not in the manifest", line_of(i))
+        for i, sid in enumerate(found)
+        if sid is None
+    ]
+    problems += id_problems(table["sample_id"], file)
     values = pd.to_numeric(table["weight"].str.strip(), errors="coerce")
     for i in _rows(values.isna() | ~np.isfinite(values) | (values < 0)):
         problems.append(
@@ -114,7 +116,7 @@ def apply_weights_file(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
         )
     if problems:
         raise InputError(problems)
-    new = dict(zip(table["sample_id"], table["weight"].str.strip(), strict=True))
+    new = dict(zip(found, table["weight"].str.strip(), strict=True))
     out = df.copy()
     listed = out["sample_id"].isin(new)
     out.loc[listed, "weight"] = out.loc[listed, "sample_id"].map(new)
@@ -132,62 +134,103 @@ def _rows(mask: pd.Series | np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(np.asarray(mask))]
 
 
-def trim_collisions(ids: pd.Series, file: str) -> list[Problem]:
-    """Ids that differ only by surrounding spaces, naming both lines.
+def id_key(sample_id: str) -> str:
+    """The id rule: what a ``sample_id`` is compared by, in every file that names one.
 
-    Ids are stored and compared exactly, but a spreadsheet trims cells: two such
-    ids could not be told apart in an edited queue.
+    Surrounding whitespace and the Unicode normal form do not count: a
+    spreadsheet trims cells, and macOS writes file names decomposed (NFD) where
+    Linux keeps what it is given. Two ids with the same key are one id to
+    every reader (manifest, probabilities, queue, Label Studio export), so a
+    file holding both is refused rather than matched by guesswork.
     """
-    trimmed = ids.str.strip()
-    seen: dict[str, int] = {}
+    return unicodedata.normalize("NFC", sample_id).strip()
+
+
+def id_problems(ids: Sequence[str] | pd.Series, file: str) -> list[Problem]:
+    """Every id that repeats under :func:`id_key`, naming its line and the first one's.
+
+    An exact repeat is a duplicate; ids equal only after trimming or Unicode
+    normalisation collide, since no edited file (a queue from a spreadsheet)
+    could tell them apart.
+    """
+    if isinstance(ids, pd.Series):
+        values = ids.reset_index(drop=True).astype(str)
+    else:
+        values = pd.Series([str(v) for v in ids], dtype=object)
+    keys = id_keys(values)
+    if pd.Index(keys).is_unique:  # the common case, at hash speed for a million ids
+        return []
     problems = []
-    for i, (raw, key) in enumerate(zip(ids, trimmed, strict=True)):
-        if key in seen and ids.iat[seen[key]] != raw:
-            problems.append(
-                Problem(
-                    file,
-                    f"sample_id {raw!r} differs from {ids.iat[seen[key]]!r} (line "
-                    f"{line_of(seen[key])}) only by spaces; make them distinct",
-                    line_of(i),
-                )
+    seen: dict[str, int] = {}
+    # Vectorised first: only the rows whose key repeats are looked at one by one.
+    for i in _rows(keys.duplicated(keep=False)):
+        first = seen.setdefault(str(keys.iat[i]), i)
+        if first == i:
+            continue
+        raw, other = str(values.iat[i]), str(values.iat[first])
+        if other == raw:
+            reason = f"duplicate sample_id {raw!r} (first on line {line_of(first)})"
+        else:
+            how = "spaces" if other.strip() == raw.strip() else "Unicode normalisation or spaces"
+            reason = (
+                f"sample_id {raw!r} differs from {other!r} (line {line_of(first)}) only by "
+                f"{how}; make them distinct"
             )
-        seen.setdefault(key, i)
+        problems.append(Problem(file, reason, line_of(i)))
     return problems
 
 
-def id_matcher(ids: Iterable[str]) -> Callable[[str], str | None]:
-    """Match an id from a person-edited file (a queue) to a manifest id.
+def id_keys(ids: pd.Series) -> pd.Series:
+    """:func:`id_key` of every id (text), fast for a million: ASCII ids are only trimmed."""
+    keys = ids.astype(str).str.strip()
+    if "".join(keys).isascii():  # one pass in C: ASCII text has one normal form
+        return keys
+    wide = ~keys.map(str.isascii).astype(bool)
+    keys[wide] = keys[wide].map(id_key)
+    return keys
 
-    Exactly first; else after trimming spaces, only when exactly one manifest
-    id trims to the same text (a spreadsheet may have added or removed them).
+
+def check_ids(ids: Sequence[str] | pd.Series, file: str) -> None:
+    """Raise :class:`InputError` for ids that repeat under :func:`id_key` (:func:`id_problems`)."""
+    problems = id_problems(ids, file)
+    if problems:
+        raise InputError(problems)
+
+
+def id_matcher(ids: Iterable[str]) -> Callable[[str], str | None]:
+    """Match an id from another file (a queue, an export) to one of ``ids`` by :func:`id_key`.
+
+    ``ids`` are a manifest's, which :func:`check_ids` keeps free of collisions;
+    an id whose key several of them share matches none (no guess).
     """
-    exact = set(ids)
-    trimmed: dict[str, list[str]] = {}
-    for sid in exact:
-        trimmed.setdefault(sid.strip(), []).append(sid)
+    by_key: dict[str, list[str]] = {}
+    for sid in dict.fromkeys(ids):
+        by_key.setdefault(id_key(sid), []).append(sid)
 
     def match(raw: str) -> str | None:
-        if raw in exact:
-            return raw
-        found = trimmed.get(raw.strip(), [])
+        found = by_key.get(id_key(str(raw)), [])
         return found[0] if len(found) == 1 else None
 
     return match
 
 
-def _id_problems(df: pd.DataFrame, file: str) -> list[Problem]:
-    """Repeated ``sample_id`` values (naming the first line) and ids equal after trimming."""
-    problems = []
-    for i in _rows(df["sample_id"].duplicated(keep="first")):
-        first = int(np.flatnonzero((df["sample_id"] == df["sample_id"].iat[i]).to_numpy())[0])
-        problems.append(
-            Problem(
-                file,
-                f"duplicate sample_id {df['sample_id'].iat[i]!r} (first on line {line_of(first)})",
-                line_of(i),
-            )
+def check_classes(df: pd.DataFrame, classes: Sequence[str], file: str | Path) -> None:
+    """Refuse a manifest without train rows, or with fewer than 2 ``classes``: there is
+    nothing to cross-validate or rank, and no other class a label could be confused
+    with. Checked before any training (``oof``) or ranking (``flag --probs``, the API)."""
+    if not (df["split"] == "train").any():
+        raise InputError([Problem(str(file), "no train rows: nothing to train or clean")])
+    if len(classes) < 2:
+        only = f" ({classes[0]!r})" if classes else ""
+        raise InputError(
+            [
+                Problem(
+                    str(file),
+                    f"only one class{only}: finding wrong labels needs at least 2 classes "
+                    "(data.classes, or the train rows' labels)",
+                )
+            ]
         )
-    return problems + trim_collisions(df["sample_id"], file)
 
 
 def _split_and_weight_problems(df: pd.DataFrame, file: str) -> list[Problem]:
@@ -269,6 +312,7 @@ def validate_manifest(
     check_images: bool = True,
     in_chans: int = 3,
     damaged_images: str = "error",
+    max_pixels: int = MAX_IMAGE_PIXELS,
     on_image: Callable[[], None] | None = None,
 ) -> list[str]:
     """Raise :class:`InputError` listing every bad row of a manifest; return its warnings.
@@ -276,16 +320,17 @@ def validate_manifest(
     Checks: duplicate ``sample_id``, unknown ``split``, non-numeric or negative
     ``weight``, empty labels on train rows, labels not in ``classes``, a missing
     ``group`` column or value, missing or unreadable images (``check_images``,
-    decoded as training does with ``in_chans``; damaged JPEG data is a problem,
+    decoded as training does with ``in_chans``, refused unread above ``max_pixels``
+    pixels; damaged JPEG data is a problem,
     or a warning when ``damaged_images`` is ``"warn"``), and classes with fewer
     train rows than ``folds``. Warnings say which images were converted.
     """
     file = str(file)
-    problems = _id_problems(df, file) + _split_and_weight_problems(df, file)
+    problems = id_problems(df["sample_id"], file) + _split_and_weight_problems(df, file)
     problems += _label_problems(df, file, classes, group)
     warnings: list[str] = []
     if check_images:
-        found, warnings = _check_images(df, Path(file).parent, file, in_chans, on_image)
+        found, warnings = _check_images(df, Path(file).parent, file, in_chans, max_pixels, on_image)
         if damaged_images == "warn":
             warnings = [str(p) for p in found if p.reason.startswith("damaged")] + warnings
             found = [p for p in found if not p.reason.startswith("damaged")]
@@ -302,6 +347,7 @@ def _check_images(
     root: Path,
     file: str,
     in_chans: int,
+    max_pixels: int,
     on_image: Callable[[], None] | None,
 ) -> tuple[list[Problem], list[str]]:
     """Problems of the images training would read, and one warning per kind of conversion."""
@@ -314,7 +360,7 @@ def _check_images(
     with ThreadPoolExecutor(max_workers=8) as pool:
         from cleaner.images import check_image  # OpenCV only where images are checked
 
-        checks = pool.map(lambda path: check_image(path, in_chans), paths)
+        checks = pool.map(lambda path: check_image(path, in_chans, max_pixels=max_pixels), paths)
         for i, (unreadable, damaged, note) in zip(rows, checks, strict=True):
             if on_image is not None:
                 on_image()

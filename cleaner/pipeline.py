@@ -26,6 +26,7 @@ from cleaner.errors import InputError, Problem
 from cleaner.images import load_image
 from cleaner.manifest import (
     apply_weights_file,
+    check_classes,
     read_manifest,
     resolve_paths,
     sha256_file,
@@ -97,10 +98,11 @@ def load_pipeline_data(
     if not cfg.data.manifest:
         raise InputError([Problem(str(source), "data.manifest is not set")])
     manifest_path = Path(cfg.data.manifest)
-    df = read_manifest(manifest_path)
+    df = read_manifest(manifest_path, check=False)  # validate_manifest lists every bad row
     if cfg.data.weights:
         df = apply_weights_file(df, cfg.data.weights)
     cfg = resolve_classes(cfg, df)
+    check_classes(df, cfg.data.classes, manifest_path)
     task = progress.add_task(
         "checking images", total=len(df), unit="img", visible=cfg.data.check_images
     )
@@ -113,6 +115,7 @@ def load_pipeline_data(
         check_images=cfg.data.check_images,
         in_chans=cfg.model.in_chans,
         damaged_images=cfg.data.damaged_images,
+        max_pixels=cfg.data.max_image_pixels,
         on_image=lambda: progress.advance(task),
     )
     for warning in warnings:
@@ -148,7 +151,7 @@ def preflight(cfg: PipelineConfig, first_image: Path) -> None:
         blank = "a blank {}x{} image".format(*cfg.data.hw)
         problems.extend(transform_problems(cfg.augment, image, blank))
     else:  # the transforms see the images as they are: try the first one
-        image = load_image(first_image, cfg.model.in_chans)
+        image = load_image(first_image, cfg.model.in_chans, max_pixels=cfg.data.max_image_pixels)
         problems.extend(transform_problems(cfg.augment, image, f"the first image ({first_image})"))
     if cfg.data.mean:
         try:
@@ -209,6 +212,7 @@ def make_dataset(
         in_chans=cfg.model.in_chans,
         seed=seed,
         images=cache,
+        max_pixels=cfg.data.max_image_pixels,
     )
 
 

@@ -701,11 +701,16 @@ def _settings(run: Run, *, top: int | None, method: str | None) -> tuple[int, st
     """--top and --method, or the run's ``flag.top`` and ``flag.method``; checked."""
     top = top if top is not None else run.cfg.flag.top
     method = method or run.cfg.flag.method
-    if top < 1:
+    check_settings(top, method)
+    return top, method
+
+
+def check_settings(top: int, method: str) -> None:
+    """Refuse a queue length below 1 and an unknown ranking method (CLI and API alike)."""
+    if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
         raise InputError(f"--top must be at least 1, got {top}")
     if method not in flag.RANK_METHODS:
         raise InputError(f"--method {method!r}: choose one of {', '.join(flag.RANK_METHODS)}")
-    return top, method
 
 
 @dataclass(frozen=True)

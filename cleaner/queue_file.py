@@ -85,7 +85,7 @@ def _read_queue_file(path: Path) -> tuple[bytes, str]:
     try:
         return data, data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InputError([not_utf8(path, "queue as CSV UTF-8")]) from None
+        raise InputError([not_utf8(path, "queue", save_as="CSV UTF-8")]) from None
 
 
 def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
@@ -153,7 +153,10 @@ class QueueText:
         data, text = _read_queue_file(path)
         first = text.split("\n", 1)[0]
         delimiter = sniff_delimiter(first)
-        records = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+        try:
+            records = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+        except csv.Error as e:
+            raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
         if not records:
             raise InputError([Problem(str(path), "empty file", 1)])
         return cls(
@@ -315,6 +318,12 @@ def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
         return _queue_meta(path, json.loads(path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as e:
         reason = f"not valid JSON: {e.msg} (line {e.lineno})"
+    except RecursionError:  # thousands of nested brackets: malformed, not a crash
+        reason = "not valid JSON: nested too deeply"
+    except UnicodeDecodeError:
+        raise InputError([not_utf8(path, "queue.json")]) from None
+    except ValueError as e:  # an integer of thousands of digits: Python's int limit
+        reason = f"not a queue.json written by cleaner flag ({e})"
     except KeyError as e:
         reason = f"missing key {e.args[0]!r}"
     except (TypeError, AttributeError):

@@ -34,7 +34,13 @@ from cleaner.audit import decided_in_manifest
 from cleaner.config import PipelineConfig
 from cleaner.data import Normalize, decode_all, seed_for
 from cleaner.errors import InputError, Problem
-from cleaner.manifest import audit_log_path, read_manifest, resolve_paths, split_version
+from cleaner.manifest import (
+    audit_log_path,
+    id_matcher,
+    read_manifest,
+    resolve_paths,
+    split_version,
+)
 from cleaner.metrics import classification_metrics
 from cleaner.oof import BACKENDS, run_oof
 from cleaner.pipeline import (
@@ -152,7 +158,11 @@ def _fit_full(
         return model, norm
     cache = None
     if cfg.data.cache:
-        cache = decode_all(resolve_paths(data.df.iloc[rows], root), cfg.model.in_chans)
+        cache = decode_all(
+            resolve_paths(data.df.iloc[rows], root),
+            cfg.model.in_chans,
+            max_pixels=cfg.data.max_image_pixels,
+        )
     ds = make_dataset(
         cfg,
         data.df,
@@ -226,7 +236,8 @@ def _train_weights(
         # The same gate as `flag`: weights from a model no better than chance are noise.
         known = run.labels >= 0
         check_trust(run.labels[known], run.probs[known], force=force, source=named)
-        position = pd.Index(run.sample_ids).get_indexer(ids)
+        match = id_matcher(ids)  # the id rule: a probability file's padded id is the row's
+        position = pd.Index([match(s) or s for s in run.sample_ids]).get_indexer(pd.Index(ids))
         found = position >= 0
         decided = decided_in_manifest(data.df, audit_log_path(data.manifest_path))
         reviewed = np.isin(ids, list(decided))

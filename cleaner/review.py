@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from cleaner.attributes import SPEC_SEP, SPECS_SEP, AttributeTable
-from cleaner.audit import ACTIONS, append_records, audit_record
+from cleaner.audit import ACTIONS, append_records, audit_record, read_audit_log
 from cleaner.audit import replay_audit as replay_audit  # re-exported: apply_decisions' inverse
 from cleaner.errors import InputError, Problem
 from cleaner.issue_kinds import GROUP_PREFIX, refusal
@@ -404,6 +404,8 @@ def apply_queue(
     _check_unsure_factor(unsure_factor)
     checked = check_queue(queue_csv)
     meta, manifest, file = checked.meta, checked.manifest, str(queue_csv)
+    log = audit_log_path(meta.manifest)
+    logged = read_audit_log(log)  # the check flag makes: a damaged log is refused, not extended
     if not checked.decisions:
         raise InputError(
             [
@@ -435,6 +437,9 @@ def apply_queue(
         else (meta.manifest, meta.manifest_sha256)
     )
     summary = _apply_summary(checked, records, version, wrote_version=changed)
+    if not changed and _already_logged(records, logged, version.name, version_sha):
+        # The same keeps applied again: the log holds them for this version already.
+        return dataclasses.replace(summary, already_applied=True)
     if changed and target.exists():
         if reuse_applied and target.read_bytes() == data:
             # This queue made this version before (a retrain killed after the apply):
@@ -450,13 +455,36 @@ def apply_queue(
             ]
         )
     append_records(
-        audit_log_path(meta.manifest),
+        log,
         records,
         version=version,
         version_sha256=version_sha,
         version_data=data if changed else None,
     )
     return summary
+
+
+# What makes two audit records the same decision (``reviewer`` and ``time`` do not).
+_DECISION_FIELDS = ("sample_id", "action", "old_label", "new_label", "queue_row", "split", "weight")
+
+
+def _already_logged(
+    records: Sequence[Mapping[str, Any]],
+    logged: Sequence[Mapping[str, Any]],
+    version: str,
+    version_sha256: str,
+) -> bool:
+    """Whether every record is in the log already, as a decision on the same version."""
+
+    def key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(str(r.get(f, "")) for f in _DECISION_FIELDS)
+
+    done = {
+        key(r)
+        for r in logged
+        if r.get("version") == version and r.get("version_sha256") == version_sha256
+    }
+    return bool(records) and all(key(r) in done for r in records)
 
 
 def _check_unsure_factor(unsure_factor: float) -> None:

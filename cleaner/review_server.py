@@ -23,9 +23,12 @@ Images are served by queue row number
 (``/img/<row>``), never by a path from the request, so only images the queue
 names can be read. A near duplicate's or leakage row's partner (``/partner/<row>``)
 and the classes' example images (``/example/<class>/<k>``, from queue.json) are
-the manifest's image of that sample id, never a path from the queue. The API
-needs a per-server token from the page in a custom header, which other web
-pages cannot send. The page itself holds no queue
+the manifest's image of that sample id, never a path from the queue. Every
+route needs a per-server token, as Jupyter does it: the printed URL carries it
+(``/?token=...``), the page answers only a request that has it (another local
+user cannot read it by asking) and sets it as a cookie (HttpOnly,
+SameSite=Strict) for its images; the API takes it in a custom header,
+which other web pages cannot send. The page itself holds no queue
 data: the script fetches it as JSON and builds the DOM with ``textContent``,
 and a Content-Security-Policy admits only the page's own script and style
 (by hash) and same-origin images and requests.
@@ -38,6 +41,7 @@ the one page this server sends.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import errno
 import hashlib
@@ -55,9 +59,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 import pandas as pd
@@ -134,7 +140,9 @@ def _read_raw(path: Path) -> tuple[bytes, str, CsvFormat]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InputError([not_utf8(path, "queue as CSV UTF-8 from the spreadsheet")]) from None
+        raise InputError(
+            [not_utf8(path, "queue", save_as="CSV UTF-8 from the spreadsheet")]
+        ) from None
     first = text.split("\n", 1)[0]
     fmt = CsvFormat(
         delimiter=sniff_delimiter(first),
@@ -281,7 +289,9 @@ def _row_infos(
     group_of = {
         s: members.get(s[len(GROUP_PREFIX) :], []) for s in ids if s.startswith(GROUP_PREFIX)
     }
-    wanted = {s for s in ids if not s.startswith(GROUP_PREFIX)}.union(*group_of.values())
+    # The manifest's id of each sample row, by the id rule (a spreadsheet trims cells).
+    own = {s: match(s) or s for s in ids if not s.startswith(GROUP_PREFIX)}
+    wanted = set(own.values()).union(*group_of.values())
     probs, n_runs, warnings = _run_probs(meta, wanted)
     origin = "out-of-fold" if meta.runs else f"from {meta.probs.name}" if meta.probs else ""
     columns = {c: table[c].tolist() for c in table.columns}
@@ -289,7 +299,7 @@ def _row_infos(
     for i, sid in enumerate(ids):
         cell = {c: _text(values[i]) for c, values in columns.items()}  # missing ones: blank
         mine = group_of.get(sid)  # None for a sample's row
-        p, source = _row_probs(sid, mine, probs, n_runs, origin)
+        p, source = _row_probs(own.get(sid, sid), mine, probs, n_runs, origin)
         issue = cell.get("issue", "")
         partner = cell.get("partner", "")  # older queues have no such column
         infos.append(
@@ -310,7 +320,7 @@ def _row_infos(
                 top=() if p is None else _top(p),
                 probs_from=source,
                 partner=partner,
-                partner_image=by_id.get(partner) if partner else None,
+                partner_image=by_id.get(match(partner) or "") if partner else None,
             )
         )
     return infos, warnings
@@ -674,12 +684,19 @@ class ReviewServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}/"
+        """The page's address with the token: the one way in (Jupyter's way)."""
+        return f"http://{HOST}:{self.port}/?token={self.token}"
 
     @property
     def allowed_urls(self) -> list[str]:
         """The page's address through each ``--allow-host`` (a tunnel, a port forward)."""
-        return [f"http://{h}/" for h in self.allowed]
+        return [f"http://{h}/?token={self.token}" for h in self.allowed]
+
+    @property
+    def cookie(self) -> str:
+        """The cookie that carries the token after the page was opened with it; named
+        after the port, since cookies are shared by every port of a host."""
+        return f"cleaner-review-{self.port}"
 
     def start_background(self) -> threading.Thread:
         """Serve from a daemon thread; stop with :meth:`stop`."""
@@ -744,29 +761,61 @@ class _Handler(BaseHTTPRequestHandler):
         self._text(HTTPStatus.FORBIDDEN, "forbidden: unexpected Host header")
         return False
 
+    def _sent_tokens(self) -> list[str]:
+        """The tokens the request carries: the API's header, the page's cookie (images,
+        reloads) and, for the page, the ``?token=`` of the printed URL."""
+        sent = [self.headers.get(_TOKEN_HEADER, "")]
+        cookies = SimpleCookie()
+        with contextlib.suppress(CookieError):
+            cookies.load(self.headers.get("Cookie", ""))
+        if self.server.cookie in cookies:
+            sent.append(cookies[self.server.cookie].value)
+        return sent
+
+    def _has_token(self, *extra: str) -> bool:
+        want = self.server.token.encode()
+        return any(hmac.compare_digest(t.encode(), want) for t in (*self._sent_tokens(), *extra))
+
     def _token_ok(self) -> bool:
-        sent = self.headers.get(_TOKEN_HEADER, "")
-        if hmac.compare_digest(sent.encode(), self.server.token.encode()):
+        if self._has_token():
             return True
         self._json(HTTPStatus.FORBIDDEN, {"error": "missing or wrong token: reload the page"})
         return False
+
+    def _page(self, query: str) -> None:
+        """The page, only to a request that has the token: it holds the token, which
+        any local process could otherwise read by asking (a shared GPU machine)."""
+        given = parse_qs(query).get("token", [""])[0]
+        if not self._has_token(given):
+            self._text(
+                HTTPStatus.FORBIDDEN,
+                "forbidden: open the address `cleaner review` printed; it carries the token",
+            )
+            return
+        cookie = f"{self.server.cookie}={self.server.token}; Path=/; HttpOnly; SameSite=Strict"
+        headers = {"Content-Security-Policy": CSP, "Cache-Control": "no-store"}
+        self._send(
+            HTTPStatus.OK,
+            self.server.page,
+            "text/html; charset=utf-8",
+            headers | {"Set-Cookie": cookie},
+        )
 
     def do_GET(self) -> None:
         if not self._host_ok():
             return
         # The raw path, never unquoted or normalised: only the exact routes
         # below exist, so "..", "%2F" and absolute paths match nothing.
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == "/":
-            self._send(
-                HTTPStatus.OK,
-                self.server.page,
-                "text/html; charset=utf-8",
-                {"Content-Security-Policy": CSP, "Cache-Control": "no-store"},
-            )
+            self._page(query)
+        elif path == "/favicon.ico":
+            # Browsers ask on their own; a 404 would be a console error on every load.
+            self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
+        elif not self._token_ok():  # images too: they are the queue's data
+            return
         elif path == "/api/queue":
-            if self._token_ok():
-                self._json(HTTPStatus.OK, self.server.queue.snapshot())
+            self._json(HTTPStatus.OK, self.server.queue.snapshot())
         elif (m := _IMG_ROUTE.fullmatch(path)) is not None:
             i = int(m.group(1))
             self._image(f"img-{i}", lambda: self.server.queue.image(i))
@@ -776,9 +825,6 @@ class _Handler(BaseHTTPRequestHandler):
         elif (m := _EXAMPLE_ROUTE.fullmatch(path)) is not None:
             c, k = int(m.group(1)), int(m.group(2))
             self._image(f"example-{c}-{k}", lambda: self.server.queue.example_image(c, k))
-        elif path == "/favicon.ico":
-            # Browsers ask on their own; a 404 would be a console error on every load.
-            self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
         else:
             self._text(HTTPStatus.NOT_FOUND, "not found")
 

@@ -21,11 +21,12 @@ One home for the format, with a reader for each use:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,15 @@ import pandas as pd
 from cleaner.atomic import atomic_path
 from cleaner.config import PipelineConfig, build_config
 from cleaner.embeddings import EMBEDDINGS_FILE, Embeddings, read_embeddings
-from cleaner.errors import InputError, Problem
-from cleaner.manifest import line_of, read_manifest, sha256_file
+from cleaner.errors import InputError, Problem, not_utf8
+from cleaner.manifest import (
+    check_classes,
+    check_ids,
+    id_matcher,
+    line_of,
+    read_manifest,
+    sha256_file,
+)
 
 OOF_COLUMNS = ("sample_id", "fold", "label", "pred")
 ENSEMBLE_FILE = "ensemble.json"  # an ensemble folder's list of member runs (oof --repeats)
@@ -96,12 +104,17 @@ def _prob_table(
     path: Path, classes: tuple[str, ...], first: tuple[str, ...]
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The leading columns of a probability table, and its probabilities (N, K), checked."""
+    header = read_header(path)
     try:
-        table = pd.read_csv(
-            path, dtype={c: str for c in ("sample_id", "label", "pred")}, keep_default_na=False
-        )
+        # As text: numbers are parsed below, where a cell too large for a float is NaN
+        # (refused) rather than an OverflowError.
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        raise InputError([not_utf8(path)]) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
+    if len(table.columns) != len(header):
+        raise InputError([Problem(str(path), "rows have more cells than the header", 1)])
     expected = [*first, *(f"{PROB_PREFIX}{c}" for c in classes)]
     if list(table.columns) != expected:
         raise InputError(
@@ -120,6 +133,25 @@ def _prob_table(
     if bad:
         raise InputError([Problem(str(path), reason, line_of(i)) for i, reason in bad])
     return table[list(first)], probs
+
+
+def read_header(path: Path) -> list[str]:
+    """The column names of a probability table as written, refused when empty, not UTF-8,
+    or holding a name twice (pandas would quietly rename the second ``p:0`` to ``p:0.1``)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f), None)
+    except UnicodeDecodeError:
+        raise InputError([not_utf8(path)]) from None
+    except csv.Error as e:
+        raise InputError([Problem(str(path), f"not a readable CSV: {e}", 1)]) from None
+    if not header:
+        raise InputError([Problem(str(path), "empty file: no header line", 1)])
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        names = ", ".join(map(repr, twice))
+        raise InputError([Problem(str(path), f"column(s) {names} appear more than once", 1)])
+    return header
 
 
 def _folds_problems(table: pd.DataFrame, folds_csv: Path, path: Path) -> list[Problem]:
@@ -299,32 +331,31 @@ def checked_embeddings(
 
 
 def _manifest_problems(
-    table: pd.DataFrame, given: dict[str, str], path: Path, manifest: Path
+    table: pd.DataFrame,
+    given: dict[str, str],
+    path: Path | str,
+    manifest: Path,
+    at: Callable[[int], tuple[str, int | None]] | None = None,
 ) -> list[Problem]:
     """Rows of a probability table that are not the manifest's train rows with their labels:
     an id twice, an id that is not a train row, a label that is not the manifest's, rows
-    missing.
+    missing. ``at(i)`` names row ``i`` as (file, line); default ``path`` and its line.
     """
-    problems = []
+    where = at or (lambda i: (str(path), line_of(i)))
+
+    def problem(i: int, reason: str) -> Problem:
+        file, line = where(i)
+        return Problem(file, reason, line)
+
     ids = table["sample_id"].to_numpy()
     dup = table["sample_id"].duplicated().to_numpy()
-    problems += [
-        Problem(str(path), f"sample_id {ids[i]!r} appears twice", line_of(int(i)))
-        for i in np.flatnonzero(dup)
-    ]
+    problems = [problem(int(i), f"sample_id {ids[i]!r} appears twice") for i in np.flatnonzero(dup)]
     for i, (sid, label) in enumerate(zip(ids, table["label"], strict=True)):
         if sid not in given:
-            problems.append(
-                Problem(str(path), f"sample_id {sid!r} is not a train row of {manifest}",
-                        line_of(i))
-            )  # fmt: skip
+            problems.append(problem(i, f"sample_id {sid!r} is not a train row of {manifest}"))
         elif given[sid] != label:
             problems.append(
-                Problem(
-                    str(path),
-                    f"label {label!r} of {sid!r} is not the manifest's {given[sid]!r}",
-                    line_of(i),
-                )
+                problem(i, f"label {label!r} of {sid!r} is not the manifest's {given[sid]!r}")
             )
     missing = sorted(set(given) - set(ids))
     if missing:
@@ -349,15 +380,16 @@ def load_probs(
 
     ``probs_csv`` has the ``oof.csv`` layout (``sample_id, [fold,] label, [pred,]
     p:CLASS...``); its ``p:`` columns give the classes and their order. Every
-    train row of the manifest must appear once, with the manifest's label.
-    ``cfg`` supplies ``flag.*`` and ``data.group``; ``data.classes`` is filled in.
+    train row of the manifest must appear once, with the manifest's label
+    (:func:`scored_run`'s checks). ``cfg`` supplies ``flag.*`` and ``data.group``;
+    ``data.classes`` is filled in.
     """
     probs_csv, manifest = Path(probs_csv), Path(manifest)
     if not probs_csv.is_file():
         raise InputError([Problem(str(probs_csv), "probability file not found")])
     if not manifest.is_file():
         raise InputError([Problem(str(manifest), "manifest not found")])
-    header = pd.read_csv(probs_csv, nrows=0).columns.tolist()
+    header = read_header(probs_csv)
     classes = tuple(c[len(PROB_PREFIX) :] for c in header if c.startswith(PROB_PREFIX))
     first = tuple(c for c in header if not c.startswith(PROB_PREFIX))
     allowed = [c for c in OOF_COLUMNS if c in first]
@@ -375,36 +407,86 @@ def load_probs(
     cfg = cfg.replace("data", manifest=str(manifest), classes=classes)
     table, pred_probs = _prob_table(probs_csv, classes, first)
     df = read_manifest(manifest)
-    ids = table["sample_id"].to_numpy()
-    train = df[df["split"] == "train"]
-    given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
-    problems = _manifest_problems(table, given, probs_csv, manifest)
-    unknown = sorted(set(given.values()) - set(classes))
-    if unknown:
-        problems.append(
-            Problem(str(probs_csv), "no p: column for class(es) " + ", ".join(map(repr, unknown)))
-        )
-    if problems:
-        raise InputError(problems)
-    # Manifest order, as a run folder's oof.csv has it.
-    order = pd.Index(ids).get_indexer(train["sample_id"])
-    index = {c: i for i, c in enumerate(classes)}
+    run = scored_run(
+        df,
+        table["sample_id"].to_numpy(),
+        table["label"].to_numpy(),
+        pred_probs,
+        cfg=cfg,
+        manifest=manifest,
+        file=str(probs_csv),
+    )
     emb = None
     if embeddings is not None:
         split_of = pd.Series(df["split"].to_numpy(), index=df["sample_id"].to_numpy())
-        emb = checked_embeddings(Path(embeddings), ids, split_of)
+        emb = checked_embeddings(Path(embeddings), run.sample_ids, split_of)
+    return dataclasses.replace(run, run_dir=probs_csv.parent, embeddings=emb, probs_file=probs_csv)
+
+
+def scored_run(
+    df: pd.DataFrame,
+    sample_ids: Sequence[str] | np.ndarray,
+    labels: Sequence[str] | np.ndarray,
+    pred_probs: np.ndarray,
+    *,
+    cfg: PipelineConfig,
+    manifest: Path,
+    file: str,
+    at: Callable[[int], tuple[str, int | None]] | None = None,
+) -> Run:
+    """Probabilities made outside ``cleaner`` as a :class:`Run`, checked: the one validator
+    of ``flag --probs`` and of :func:`cleaner.api.find_label_issues`.
+
+    ``sample_ids`` (N,) name the rows of ``pred_probs`` (N, K) by the id rule
+    (:func:`cleaner.manifest.id_key`), ``labels`` (N,) their given class names,
+    ``cfg.data.classes`` the K columns. Refused, every problem listed: rows that
+    are not probability vectors (NaN, negative, not summing to 1), an id twice or
+    not a train row of ``df``, a label that is not the manifest's, train rows
+    without probabilities, a manifest label with no column. ``at(i)`` names row
+    ``i`` as (file, line); default ``file`` and its line. Rows come back in
+    manifest order, as a run folder's ``oof.csv`` has them.
+    """
+    from cleaner.flag import bad_probability_rows  # cleanlab loads only where ranking does
+
+    classes = cfg.data.classes
+    check_classes(df, classes, manifest)
+    group = cfg.data.group
+    if group and group not in df.columns:
+        raise InputError(
+            [Problem(str(manifest), f"data.group: column {group!r} not found in the manifest", 1)]
+        )
+    where = at or (lambda i: (file, line_of(i)))
+    problems = [
+        Problem(where(i)[0], reason, where(i)[1]) for i, reason in bad_probability_rows(pred_probs)
+    ]
+    # The id rule of every reader: an id written with other spaces or Unicode form is the
+    # manifest's; two rows that reach one id are then "appears twice".
+    match = id_matcher(df["sample_id"])
+    ids = np.array([match(str(s)) or str(s) for s in sample_ids], dtype=object)
+    table = pd.DataFrame({"sample_id": ids, "label": np.asarray(labels, dtype=object)})
+    train = df[df["split"] == "train"]
+    given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
+    problems += _manifest_problems(table, given, file, manifest, at)
+    unknown = sorted(set(given.values()) - set(classes))
+    if unknown:
+        problems.append(
+            Problem(file, "no p: column for class(es) " + ", ".join(map(repr, unknown)))
+        )
+    if problems:
+        raise InputError(problems)
+    order = pd.Index(ids).get_indexer(train["sample_id"])  # manifest order
+    index = {c: i for i, c in enumerate(classes)}
     return Run(
-        run_dir=probs_csv.parent,
+        run_dir=manifest.parent,
         cfg=cfg,
         manifest_path=manifest,
-        manifest_sha=sha256_file(manifest),
+        manifest_sha=sha256_file(manifest) if manifest.is_file() else "",
         sample_ids=ids[order],
         labels=table["label"].map(index).to_numpy(np.int64)[order],
-        pred_probs=pred_probs[order],
-        embeddings=emb,
+        pred_probs=np.asarray(pred_probs, dtype=np.float64)[order],
+        embeddings=None,
         unlabeled_ids=np.array([], dtype=object),
         unlabeled_probs=np.zeros((0, len(classes))),
-        probs_file=probs_csv,
     )
 
 
@@ -435,15 +517,20 @@ def read_scores(run_or_file: Path) -> Scores:
     oof_csv = path if path.is_file() else path / "oof.csv"
     if not oof_csv.exists():
         raise InputError([Problem(str(path), "no oof.csv: not a finished oof run")])
-    table = pd.read_csv(
-        oof_csv, dtype={"sample_id": str, "label": str, "pred": str}, keep_default_na=False
-    )
-    cols = [c for c in table.columns if c.startswith(PROB_PREFIX)]
+    header = read_header(oof_csv)  # refuses a file that is not UTF-8 or repeats a column
+    cols = [c for c in header if c.startswith(PROB_PREFIX)]
+    if "sample_id" not in header or "label" not in header or not cols:
+        raise InputError(
+            [Problem(str(oof_csv), "expected the columns sample_id, label and p:CLASS...", 1)]
+        )
     classes = [c[len(PROB_PREFIX) :] for c in cols]
+    # _prob_table's reading and checks (probability vectors), for the columns read here.
+    table, probs = _prob_table(oof_csv, tuple(classes), tuple(c for c in header if c not in cols))
+    check_ids(table["sample_id"], str(oof_csv))  # rows are matched by id: one row per id
     return Scores(
         sample_ids=table["sample_id"].to_numpy(),
         labels=pd.Index(classes).get_indexer(pd.Index(table["label"])),
-        probs=table[cols].to_numpy(np.float64),
+        probs=probs,
     )
 
 

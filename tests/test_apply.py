@@ -1156,10 +1156,10 @@ def test_a_queue_id_with_spaces_matches_the_one_manifest_id(tmp_path: Path) -> N
 
 
 def test_manifest_ids_that_differ_only_by_spaces_are_refused() -> None:
-    from cleaner.manifest import id_matcher, trim_collisions
+    from cleaner.manifest import id_matcher, id_problems
 
     ids = pd.Series(["a", "b ", "a ", "c"])
-    problems = trim_collisions(ids, "m.csv")
+    problems = id_problems(ids, "m.csv")
     assert len(problems) == 1 and problems[0].row == 4 and "line 2" in problems[0].reason
     match = id_matcher(["a", "b ", "c"])
     assert match("a") == "a" and match("b") == "b " and match(" c ") == "c"

@@ -522,7 +522,7 @@ def test_duplicate_ids_at_ingest_csv_are_refused(tmp_path: Path) -> None:
         "ingest", "csv", str(table), "--path-col", "file", "--label-col", "y", "--id-col", "id",
         "--manifest", str(tmp_path / "m.csv"), root=tmp_path,
     )  # fmt: skip
-    assert flat(f"{table},line3:sample_id'x1'repeats") in out
+    assert flat(f"{table},line3:duplicatesample_id'x1'(firstonline2)") in out
 
 
 def test_a_latin1_manifest_names_the_line(tiny_project: TinyProject) -> None:

@@ -290,8 +290,9 @@ class Review:
             assert line or self.proc.poll() is None, self.proc.stderr.read()  # type: ignore[union-attr]
         found = re.search(r"http://[^\s]+", line)
         assert found
-        self.url = found.group(0).rstrip("/")
-        page = urllib.request.urlopen(self.url + "/", timeout=30).read().decode()
+        # The printed address carries the token (http://127.0.0.1:PORT/?token=...).
+        self.url = found.group(0).split("/?", 1)[0]
+        page = urllib.request.urlopen(found.group(0), timeout=30).read().decode()
         token = re.search(r'name="review-token" content="([^"]+)"', page)
         assert token
         self.token = token.group(1)

@@ -183,7 +183,7 @@ def test_weights_file_lists_every_bad_row(tmp_path):
         apply_weights_file(df, path)
     assert str(e.value).splitlines() == [
         f"{path}, line 3: sample_id 'zz' is not in the manifest",
-        f"{path}, line 4: sample_id 'a' repeats",
+        f"{path}, line 4: duplicate sample_id 'a' (first on line 2)",
         f"{path}, line 5: weight '-1' is not a number >= 0",
     ]
     with pytest.raises(InputError, match="missing column"):

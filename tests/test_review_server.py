@@ -317,7 +317,7 @@ def test_bad_decisions_change_nothing(
 
 
 def test_image_route_serves_the_rows_image(server: ReviewServer, project: Project) -> None:
-    status, headers, data = request(server, "GET", "/img/0", token=False)
+    status, headers, data = request(server, "GET", "/img/0")
     assert status == 200 and headers["content-type"] == "image/png"
     with Image.open(io.BytesIO(data)) as im:
         shown = np.asarray(im)
@@ -327,9 +327,7 @@ def test_image_route_serves_the_rows_image(server: ReviewServer, project: Projec
     factor = shown.shape[1] // original.shape[1]
     assert factor > 1 and shown.shape[:2] == (16 * factor, 24 * factor)
     assert np.array_equal(shown[::factor, ::factor], original)
-    status, _, _ = request(
-        server, "GET", "/img/0", headers={"If-None-Match": headers["etag"]}, token=False
-    )
+    status, _, _ = request(server, "GET", "/img/0", headers={"If-None-Match": headers["etag"]})
     assert status == 304
 
 
@@ -348,7 +346,7 @@ def test_a_tampered_queue_path_serves_the_manifests_image(tmp_path: Path) -> Non
     srv, _ = serve(p.queue, port=0)
     srv.start_background()
     try:
-        status, _, data = request(srv, "GET", "/img/0", token=False)
+        status, _, data = request(srv, "GET", "/img/0")
     finally:
         srv.stop()
     assert status == 200
@@ -416,7 +414,7 @@ def test_only_queue_images_are_served(server: ReviewServer, project: Project, pa
 
 
 def test_markup_in_values_is_only_ever_json(server: ReviewServer) -> None:
-    status, headers, page = request(server, "GET", "/", token=False)
+    status, headers, page = request(server, "GET", "/")
     assert status == 200 and headers["content-type"].startswith("text/html")
     csp = headers["content-security-policy"]
     assert "default-src 'none'" in csp and "script-src 'sha256-" in csp
@@ -434,7 +432,7 @@ def test_markup_in_values_is_only_ever_json(server: ReviewServer) -> None:
     rows = json.loads(data)["rows"]
     assert rows[1]["sample_id"] == EVIL_ID and rows[1]["note"] == EVIL_NOTE
 
-    status, headers, data = request(server, "GET", "/img/..%2F<script>", token=False)
+    status, headers, data = request(server, "GET", "/img/..%2F<script>")
     assert status == 404 and headers["content-type"].startswith("text/plain")
 
 
@@ -443,7 +441,7 @@ def test_the_page_inlines_its_package_files_pinned_by_hash(server: ReviewServer)
     admits exactly them (the browser tests fail if it does not)."""
     from importlib.resources import files
 
-    _, headers, page = request(server, "GET", "/", token=False)
+    _, headers, page = request(server, "GET", "/")
     text = page.decode()
     script = text.split("<script>", 1)[1].split("</script>", 1)[0]
     style = text.split("<style>", 1)[1].split("</style>", 1)[0]
@@ -475,7 +473,7 @@ def test_api_needs_the_token_the_host_and_json(server: ReviewServer, project: Pr
 
 def test_listens_on_loopback_only(server: ReviewServer) -> None:
     assert server.server_address[0] == "127.0.0.1"
-    assert server.url == f"http://127.0.0.1:{server.port}/"
+    assert server.url == f"http://127.0.0.1:{server.port}/?token={server.token}"
 
 
 # --- behind an SSH tunnel: --allow-host -----------------------------------------------------
@@ -496,9 +494,9 @@ def test_allow_host_admits_that_host_and_still_needs_the_token(
     srv.start_background()
     try:
         assert srv.server_address[0] == "127.0.0.1"  # the bind is unchanged
-        assert url == f"http://127.0.0.1:{srv.port}/"
-        assert srv.allowed_urls == ["http://localhost:9000/"]
-        status, _, page = request(srv, "GET", "/", headers=TUNNEL, token=False)
+        assert url == f"http://127.0.0.1:{srv.port}/?token={srv.token}"
+        assert srv.allowed_urls == [f"http://localhost:9000/?token={srv.token}"]
+        status, _, page = request(srv, "GET", "/", headers=TUNNEL)
         assert status == 200 and srv.token.encode() in page
         assert request(srv, "GET", "/api/queue", headers=TUNNEL)[0] == 200
         assert request(srv, "GET", "/img/0", headers=TUNNEL)[0] == 200
@@ -877,7 +875,7 @@ def test_an_attribute_relabel_is_no_warning_and_apply_takes_it(project: Project)
 
 
 def served_image(srv: ReviewServer, path: str) -> np.ndarray:
-    status, headers, data = request(srv, "GET", path, token=False)
+    status, headers, data = request(srv, "GET", path)
     assert status == 200 and headers["content-type"] == "image/png", (path, status)
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im)
