@@ -52,6 +52,7 @@ from cleaner.errors import InputError, Problem
 from cleaner.losses import build_loss
 from cleaner.metrics import classification_metrics
 from cleaner.models import init_from_data, logits_and_embeddings, needs_data_init
+from cleaner.tta import tta_probs
 
 
 def resolve_device(name: str, d: Dist = SINGLE) -> torch.device:
@@ -188,39 +189,6 @@ def predict(
     if sharded:
         p_all, e_all = gather_rows(len(dataset), positions, p_all, e_all)
     return p_all, e_all
-
-
-def _flip_mean(
-    model: nn.Module, x: torch.Tensor, p: torch.Tensor | None, flip: bool
-) -> torch.Tensor:
-    if p is None:
-        p = torch.softmax(model(x).float(), dim=1)
-    return (p + torch.softmax(model(x.flip(-1)).float(), dim=1)) / 2 if flip else p
-
-
-def shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
-    """``x`` (B, C, H, W) moved by ``pixels`` down and right (negative: up and left), the
-    uncovered border filled by reflection, as training's pad-and-crop translation."""
-    t = abs(pixels)
-    padded = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")
-    start = 0 if pixels > 0 else 2 * t
-    return padded[..., start : start + x.shape[-2], start : start + x.shape[-1]]
-
-
-def tta_probs(
-    model: nn.Module, x: torch.Tensor, p: torch.Tensor, flip: bool, translate: int
-) -> torch.Tensor:
-    """Test-time augmentation of the probabilities ``p`` (B, K) of the batch ``x``.
-
-    ``flip``: mean with the mirrored images. ``translate``: half that, half the
-    mean over the images shifted by ``translate`` pixels both ways (each
-    flip-averaged too): airbench's ``tta_level = 2``.
-    """
-    p = _flip_mean(model, x, p, flip)
-    if translate:
-        moved = [_flip_mean(model, shift(x, s), None, flip) for s in (translate, -translate)]
-        p = 0.5 * p + 0.25 * (moved[0] + moved[1])
-    return p
 
 
 # Seed stream of mixup's draws, apart from torch's (1) and the loader workers' (0, 1, ...).

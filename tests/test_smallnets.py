@@ -14,7 +14,8 @@ from cleaner.config import ModelConfig, TrainConfig
 from cleaner.data import ImageDataset
 from cleaner.models import create_model
 from cleaner.smallnets import patch_whitening
-from cleaner.train import fit, load_checkpoint, predict, shift
+from cleaner.train import fit, load_checkpoint, predict
+from cleaner.tta import shift
 
 SMALL = ("airbench_xs", "airbench_s", "airbench_m", "resnet10_cifar", "resnet18_cifar")
 
