@@ -212,3 +212,46 @@ def test_kwargs_reach_the_model_and_weights_skip_the_data_init(tmp_path) -> None
         torch.save(net.state_dict(), path)
         again = create_model(ModelConfig(name=name, weights=str(path)), 5)
         torch.testing.assert_close(again.conv1.weight, net.conv1.weight)
+
+
+def test_a_killed_oof_with_the_small_photo_recipe_resumes_to_the_same_run(
+    tmp_path, monkeypatch
+) -> None:
+    """``oof`` end to end with airbench_xs, Lookahead, pruning and shift TTA: killed after a
+    checkpoint of its second fold, run again, it ends byte for byte as an uninterrupted run."""
+    from helpers import digits_project, invoke
+
+    import cleaner.train as train_module
+
+    train = {
+        "folds": 2, "epochs": 3, "optimizer": "sgd", "lr": 0.1, "scheduler": "onecycle",
+        "label_smoothing": 0.2, "lookahead": True, "prune_at": 0.34, "tta": True,
+        "tta_translate": 1,
+    }  # fmt: skip
+    _, pipeline = digits_project(
+        tmp_path, epochs=3, model={"name": "airbench_xs"}, train=train, data={"image_size": 16}
+    )
+    invoke("oof", str(pipeline), "--out", str(tmp_path / "straight"), "--quiet")
+    real_save = train_module._save_checkpoint
+    saves = {"n": 0}
+
+    def save_then_stop(path, state):  # type: ignore[no-untyped-def]
+        real_save(path, state)
+        saves["n"] += 1
+        if saves["n"] == 5:  # fold 0's three epochs, then two of fold 1's
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_stop)
+    from typer.testing import CliRunner
+
+    from cleaner.cli import app
+
+    killed = tmp_path / "killed"
+    result = CliRunner().invoke(app, ["oof", str(pipeline), "--out", str(killed), "--quiet"])
+    assert result.exit_code != 0 and not (killed / "oof.csv").exists()
+    assert (killed / "fold-1" / "checkpoint.pt").exists()
+    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    invoke("oof", str(pipeline), "--out", str(killed), "--quiet")
+    straight = tmp_path / "straight"
+    for name in ("oof.csv", "folds.csv"):
+        assert (killed / name).read_bytes() == (straight / name).read_bytes(), name
