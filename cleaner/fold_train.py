@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from cleaner.atomic import atomic_path, write_text
+from cleaner.atomic import atomic_file, write_text
 from cleaner.data import ImageDataset, Normalize, decode_all, seed_for
 from cleaner.distributed import SINGLE, Dist
 from cleaner.errors import InputError, Problem
@@ -95,12 +95,12 @@ def _save_fold(
     """Write fold ``k``'s files; ``oof.npz`` last: its presence marks the fold as done."""
     fold_dir = plan.fold_dir(k)
     if "unlabeled" in outputs:
-        with atomic_path(fold_dir / "unlabeled.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
+        with atomic_file(fold_dir / "unlabeled.npz", overwrite=True) as f:
             np.savez(f, probs=outputs["unlabeled"])
-    with atomic_path(fold_dir / "model.pt", overwrite=True) as tmp:
-        torch.save(model.state_dict(), tmp)
+    with atomic_file(fold_dir / "model.pt", overwrite=True) as f:
+        torch.save(model.state_dict(), f)
     write_text(fold_dir / "metrics.json", json.dumps(metrics, indent=2), overwrite=True)
-    with atomic_path(fold_dir / "oof.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
+    with atomic_file(fold_dir / "oof.npz", overwrite=True) as f:
         # Text ids, not objects: merging loads the file without pickle. The fold's
         # own embeddings stay here for comparison only; they are one space per fold.
         ids = np.asarray(plan.sample_ids[plan.folds == k], dtype=str)

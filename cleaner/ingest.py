@@ -25,7 +25,7 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from cleaner.atomic import default_mode
-from cleaner.errors import InputError, Problem
+from cleaner.errors import InputError, Problem, WriteError
 from cleaner.manifest import line_of, read_text_csv, trim_collisions, write_manifest
 from cleaner.noise import (
     REFERENCE_KINDS,
@@ -35,6 +35,7 @@ from cleaner.noise import (
     reference_probs,
     shrink,
 )
+from cleaner.project_lock import project_lock
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -637,17 +638,43 @@ def ingest_arrays(
     )
 
     images_dir.parent.mkdir(parents=True, exist_ok=True)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with project_lock(manifest.parent, f"cleaner ingest {manifest}"):
+        # Checked again under the lock: another ingest may have written them meanwhile.
+        _refuse_existing(manifest)
+        if images_dir.exists() and any(images_dir.iterdir()):
+            raise InputError([Problem(str(images_dir), "image folder exists and is not empty")])
+        _write_images(images, sample_ids, images_dir)
+        return _write_arrays_manifest(sample_ids, images_dir, manifest, given, split, labels)
+
+
+def _write_images(images: np.ndarray, sample_ids: Sequence[str], images_dir: Path) -> None:
+    """Every image as ``images_dir/ID.png``: written into a temporary folder, renamed."""
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{images_dir.name}.", dir=images_dir.parent))
     os.chmod(tmp_dir, default_mode(folder=True))  # mkdtemp makes it 0700
     try:
         for sid, img in zip(sample_ids, images, strict=True):
-            Image.fromarray(img).save(tmp_dir / f"{sid}.png")
+            try:
+                Image.fromarray(img).save(tmp_dir / f"{sid}.png")
+            except OSError as e:  # a full disk: name the image, not the temporary folder
+                raise WriteError.of(images_dir / f"{sid}.png", e) from e
         if images_dir.exists():
             images_dir.rmdir()  # empty, checked above
         os.replace(tmp_dir, images_dir)
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
+
+
+def _write_arrays_manifest(
+    sample_ids: Sequence[str],
+    images_dir: Path,
+    manifest: Path,
+    given: np.ndarray,
+    split: np.ndarray,
+    labels: np.ndarray,
+) -> Path:
+    """The manifest of :func:`ingest_arrays`' images; the images go if it cannot be written."""
     df = pd.DataFrame(
         {
             "sample_id": list(sample_ids),

@@ -29,7 +29,7 @@ import torch
 from rich.progress import Progress
 
 from cleaner import flag
-from cleaner.atomic import atomic_path, write_text
+from cleaner.atomic import atomic_file, atomic_path, write_text
 from cleaner.audit import decided_in_manifest
 from cleaner.config import PipelineConfig
 from cleaner.data import Normalize, decode_all, seed_for
@@ -167,8 +167,8 @@ def _fit_full(
         progress=progress,
         desc=desc,
     )
-    with atomic_path(out_dir / "model.pt", overwrite=True) as tmp:
-        torch.save(model.state_dict(), tmp)
+    with atomic_file(out_dir / "model.pt", overwrite=True) as f:
+        torch.save(model.state_dict(), f)
     return model, norm
 
 
