@@ -184,6 +184,24 @@ def load_fold_outputs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ) from None
 
 
+def load_unlabeled(path: Path, rows: int, classes: int) -> np.ndarray:
+    """A fold's ``unlabeled.npz``: its model's probabilities of the unlabeled rows (U, K).
+
+    Loaded without pickle, and refused (naming the file) unless it holds a finite
+    ``(rows, classes)`` array.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            probs = np.asarray(z["probs"], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        reason = f"not a fold output this version reads safely ({e})"
+    else:
+        if probs.shape == (rows, classes) and np.isfinite(probs).all():
+            return probs
+        reason = f"holds {probs.shape} probabilities, not the ({rows}, {classes}) of the run"
+    raise InputError([Problem(str(path), f"{reason}; delete the fold's folder to train it again")])
+
+
 def train_folds(
     plan: RunPlan, folds: Iterable[int], *, progress: Progress, dist: Dist = SINGLE
 ) -> list[int]:
