@@ -28,12 +28,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import TinyProject, assert_says, snapshot, write_csv, write_png
+from test_concurrency import ServerProcess, two_queue_project
 from typer.testing import CliRunner
 
 from cleaner import oof as oof_module
 from cleaner.cli import app
 from cleaner.faults import FAULT_ENV, LOG_ENV
 from cleaner.queue_file import read_queue_table, write_queue_csv
+from cleaner.review_server import serve
 
 runner = CliRunner()
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -225,8 +227,6 @@ def test_leftovers_with_a_reviewers_decisions_are_never_written_over(
 
 @pytest.fixture
 def queue_project(tmp_path: Path) -> Any:
-    from test_concurrency import two_queue_project
-
     return two_queue_project(tmp_path / "p")
 
 
@@ -325,9 +325,6 @@ def test_ingest_on_a_full_disk_names_the_image(
 def test_a_review_decision_on_a_full_disk_names_the_queue(
     queue_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cleaner.review_server import serve
-    from test_concurrency import ServerProcess
-
     queue = queue_project / "qa" / "queue.csv"
     server, _ = serve(queue, port=0)
     server.start_background()
