@@ -104,12 +104,8 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
     except OSError as e:
         raise WriteError.of(path, e) from e
     try:
-        try:
+        with naming_write_errors(path, tmp_path):
             yield tmp_path
-        except OSError as e:
-            if _writing(e, tmp_path):
-                raise WriteError.of(path, e) from e
-            raise
         if not overwrite and path.exists():
             raise FileExistsError(f"{path} appeared while writing; refusing to overwrite it")
         fault_point("replace", str(path))
@@ -121,17 +117,31 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
         tmp_path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def naming_write_errors(path: str | os.PathLike[str], tmp: Path) -> Iterator[None]:
+    """An ``OSError`` of writing ``tmp`` (a temporary file or folder) in the block becomes
+    a :class:`WriteError` naming ``path``, what is being written; one about another file
+    (something the block reads) is left as it is."""
+    try:
+        yield
+    except OSError as e:
+        if _writing(e, tmp):
+            raise WriteError.of(path, e) from e
+        raise
+
+
 def _writing(error: OSError, tmp: Path) -> bool:
-    """Whether ``error`` is one of writing ``tmp``: about it, or about no file (a failed
-    ``write``), and not already named (a nested write's, another file's refusal)."""
+    """Whether ``error`` is one of writing ``tmp``: about it or a file in it, or about no
+    file (a failed ``write``), and not already named (a nested write's, a refusal)."""
     if isinstance(error, WriteError | FileExistsError):
         return False
     if error.filename is None:
         return True
     try:
-        return Path(os.fsdecode(error.filename)) == tmp
+        failed = Path(os.fsdecode(error.filename))
     except TypeError:  # a descriptor number
         return False
+    return failed == tmp or tmp in failed.parents
 
 
 class _KeepsWriteError(io.BufferedWriter):

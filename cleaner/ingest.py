@@ -24,8 +24,8 @@ import pandas as pd
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from cleaner.atomic import default_mode
-from cleaner.errors import InputError, Problem, WriteError
+from cleaner.atomic import default_mode, naming_write_errors
+from cleaner.errors import InputError, Problem
 from cleaner.manifest import line_of, read_text_csv, trim_collisions, write_manifest
 from cleaner.noise import (
     REFERENCE_KINDS,
@@ -654,10 +654,9 @@ def _write_images(images: np.ndarray, sample_ids: Sequence[str], images_dir: Pat
     os.chmod(tmp_dir, default_mode(folder=True))  # mkdtemp makes it 0700
     try:
         for sid, img in zip(sample_ids, images, strict=True):
-            try:
+            # A full disk names the image, not its temporary folder.
+            with naming_write_errors(images_dir / f"{sid}.png", tmp_dir):
                 Image.fromarray(img).save(tmp_dir / f"{sid}.png")
-            except OSError as e:  # a full disk: name the image, not the temporary folder
-                raise WriteError.of(images_dir / f"{sid}.png", e) from e
         if images_dir.exists():
             images_dir.rmdir()  # empty, checked above
         os.replace(tmp_dir, images_dir)

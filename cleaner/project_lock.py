@@ -102,7 +102,7 @@ def project_lock(folder: str | os.PathLike[str], command: str) -> Iterator[None]
         yield
         return
     deadline = time.monotonic() + wait
-    key = Path(os.path.abspath(folder))
+    key = Path(os.path.realpath(folder))  # one lock per folder, however it is spelled
     with _held_guard:
         held = _held.setdefault(key, _Held(threading.RLock()))
     if not held.thread_lock.acquire(timeout=wait):
