@@ -9,6 +9,7 @@ failed on a cluster after the others finished.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ class WriteError(OSError):
     """
 
     @classmethod
-    def of(cls, path: str | Path, cause: OSError) -> WriteError:
+    def of(cls, path: str | os.PathLike[str], cause: OSError) -> WriteError:
         """The error of writing ``path`` that ``cause`` stopped."""
         reason = cause.strerror or str(cause) or type(cause).__name__
         return cls(cause.errno or 0, f"could not write ({reason})", str(path))
