@@ -136,11 +136,12 @@ else:
     def _open(path: Path) -> int:
         """The lock file, made if missing (with the mode any file of the team gets)."""
         try:
-            return os.open(path, os.O_RDWR | os.O_CREAT, default_mode())
-        except PermissionError:
-            if path.exists():  # another user's file: a read-only descriptor locks too
-                return os.open(path, os.O_RDONLY)
-            raise
+            try:
+                return os.open(path, os.O_RDWR | os.O_CREAT, default_mode())
+            except PermissionError:
+                if path.exists():  # another user's file: a read-only descriptor locks too
+                    return os.open(path, os.O_RDONLY)
+                raise
         except OSError as e:
             raise WriteError.of(path, e) from e
 
