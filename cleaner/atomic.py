@@ -5,19 +5,27 @@ place; ``os.replace`` is atomic on POSIX and Windows within one filesystem.
 The temporary name carries the host and process id, so the next write of the
 same file removes what a killed process of this host left (``.NAME.HOST.PID.*.tmp``)
 and never a live writer's file.
+
+A write that fails (a full disk, a read-only folder, a quota) raises
+:class:`~cleaner.errors.WriteError`, which names the file being written, not
+its temporary name, and the reason; :func:`atomic_file` recovers that reason
+from writers that hide it (``torch.save`` reports a full disk as
+``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import os
 import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from cleaner.errors import WriteError
 from cleaner.faults import fault_point
 
 
@@ -78,25 +86,106 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
 
     With ``overwrite=False`` (the default, since no step may replace a file an
     earlier step wrote) an existing ``path`` is an error before anything is written.
+    An ``OSError`` of the write (the block's, about the temporary file or about no
+    file) becomes a :class:`WriteError` naming ``path``; one about another file
+    (something the block reads) is left as it is.
     """
     path = Path(path)
     if not overwrite and path.exists():
         raise FileExistsError(f"{path} already exists; refusing to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphans(path)
-    prefix = f".{path.name}.{_host()}.{os.getpid()}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, default_mode())
     try:
-        yield tmp_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(path)
+        prefix = f".{path.name}.{_host()}.{os.getpid()}."
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        os.chmod(tmp_path, default_mode())
+    except OSError as e:
+        raise WriteError.of(path, e) from e
+    try:
+        with naming_write_errors(path, tmp_path):
+            yield tmp_path
         if not overwrite and path.exists():
             raise FileExistsError(f"{path} appeared while writing; refusing to overwrite it")
         fault_point("replace", str(path))
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as e:
+            raise WriteError.of(path, e) from e
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def naming_write_errors(path: str | os.PathLike[str], tmp: Path) -> Iterator[None]:
+    """An ``OSError`` of writing ``tmp`` (a temporary file or folder) in the block becomes
+    a :class:`WriteError` naming ``path``, what is being written; one about another file
+    (something the block reads) is left as it is."""
+    try:
+        yield
+    except OSError as e:
+        if _writing(e, tmp):
+            raise WriteError.of(path, e) from e
+        raise
+
+
+def _writing(error: OSError, tmp: Path) -> bool:
+    """Whether ``error`` is one of writing ``tmp``: about it or a file in it, or about no
+    file (a failed ``write``), and not already named (a nested write's, a refusal)."""
+    if isinstance(error, WriteError | FileExistsError):
+        return False
+    if error.filename is None:
+        return True
+    try:
+        failed = Path(os.fsdecode(error.filename))
+    except TypeError:  # a descriptor number
+        return False
+    return failed == tmp or tmp in failed.parents
+
+
+class _KeepsWriteError(io.BufferedWriter):
+    """A binary file that keeps the ``OSError`` of its failed write, for writers that
+    raise their own error in its place."""
+
+    error: OSError | None = None
+
+    def write(self, data: Any, /) -> int:
+        try:
+            return super().write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as e:
+            self.error = e
+            raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[IO[bytes]]:
+    """A binary file object written through :func:`atomic_path`, for writers that take
+    one (``torch.save``, ``np.savez``).
+
+    When the writer fails after a write of the file failed, the write's ``OSError``
+    is raised (as a :class:`WriteError` naming ``path``) instead of the writer's own
+    error, which hides the reason: torch reports a full disk as ``RuntimeError:
+    [enforce fail at inline_container.cc:672] . unexpected pos``.
+    """
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        f = _KeepsWriteError(io.FileIO(tmp, "wb"))
+        try:
+            with f:
+                yield f
+        except OSError:
+            raise
+        except Exception as e:
+            if f.error is not None:
+                raise f.error from e
+            raise
 
 
 @contextlib.contextmanager

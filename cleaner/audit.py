@@ -118,25 +118,31 @@ def _commit(log: Path, log_text: str, target: Path | None, data: bytes) -> None:
 
     The rename is the commit point: killed before it, the new lines name a
     version that does not exist and every reader ignores them; the next apply
-    leaves them out of the log it writes.
+    leaves them out of the log it writes. ``apply`` holds the project lock
+    (:mod:`cleaner.project_lock`), so no other apply writes the log meanwhile.
     """
-    old = log.read_bytes() if log.exists() else None
     if target is None:
         write_text(log, log_text, overwrite=True)
         return
+    old = log.read_bytes() if log.exists() else None
+    wrote: bytes | None = None  # the log as this apply wrote it
     try:
         with atomic_path(target) as tmp_manifest:
             tmp_manifest.write_bytes(data)
             write_text(log, log_text, overwrite=True)
+            wrote = log.read_bytes()
             _before_commit()
             fault_point("commit")
     except FileExistsError:
-        # Another apply committed this version first: its log is the one that counts.
-        if old is None:
-            log.unlink(missing_ok=True)
-        else:
-            with atomic_path(log, overwrite=True) as tmp:
-                tmp.write_bytes(old)
+        # Another writer made this version first (one that does not take the lock).
+        # Take back only what this apply wrote: a log that is no longer exactly that
+        # is another writer's, and is never removed or written over.
+        if wrote is not None and log.exists() and log.read_bytes() == wrote:
+            if old is None:
+                log.unlink()
+            else:
+                with atomic_path(log, overwrite=True) as tmp:
+                    tmp.write_bytes(old)
         raise
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from cleaner.atomic import atomic_path
+from cleaner.atomic import atomic_file
 from cleaner.data import decode_all, seed_for
 from cleaner.distributed import SINGLE, Dist
 from cleaner.embeddings import EMBEDDINGS_FILE, Embeddings, read_embeddings, write_embeddings
@@ -104,8 +104,8 @@ def embed_run(plan: RunPlan, *, progress: Progress, dist: Dist = SINGLE) -> Embe
     if dist.main:
         if not (cfg.model.pretrained or cfg.model.weights):
             # Kept, like the fold models: it can embed new images into the same space.
-            with atomic_path(plan.run_dir / "embed" / "model.pt", overwrite=True) as tmp:
-                torch.save(model.state_dict(), tmp)
+            with atomic_file(plan.run_dir / "embed" / "model.pt", overwrite=True) as f:
+                torch.save(model.state_dict(), f)
         write_embeddings(path, result)
         (plan.run_dir / "embed" / "checkpoint.pt").unlink(missing_ok=True)
     dist.barrier()

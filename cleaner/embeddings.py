@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cleaner.atomic import atomic_path
+from cleaner.atomic import atomic_file
 from cleaner.errors import InputError, Problem
 
 EMBEDDINGS_FILE = "embeddings.npz"
@@ -36,7 +36,7 @@ class Embeddings:
 
 
 def write_embeddings(path: Path, e: Embeddings) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_file(path) as f:
         np.savez(
             f,
             # Fixed-width text, never object arrays: the file loads without pickle.

@@ -2,12 +2,14 @@
 
 Every check of a file a person wrote (manifest, pipeline, queue) raises
 ``InputError``: the CLI prints it as one clear message and exits non-zero,
-while real bugs keep their traceback. ``FoldsFailed`` reports folds that
+while real bugs keep their traceback. ``WriteError`` names a file that could
+not be written and why. ``FoldsFailed`` reports folds that
 failed on a cluster after the others finished.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,25 @@ class InputError(ValueError):
         if len(self.problems) > MAX_LISTED:
             lines.append(f"... and {len(self.problems) - MAX_LISTED} more")
         super().__init__("\n".join(lines))
+
+
+class WriteError(OSError):
+    """A file could not be written (a full disk, a read-only folder): it names the file
+    itself, never its temporary name, and the operating system's reason.
+
+    An ``OSError`` (with the cause's ``errno``), so the CLI prints it as one line
+    and exits 2, as for every error of the environment, and code that handles
+    ``OSError`` handles it.
+    """
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str], cause: OSError) -> WriteError:
+        """The error of writing ``path`` that ``cause`` stopped."""
+        reason = cause.strerror or str(cause) or type(cause).__name__
+        return cls(cause.errno or 0, f"could not write ({reason})", str(path))
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
 
 
 # The embedding step of a run (:mod:`cleaner.embed`), when it runs as a task beside the folds.

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from rich.progress import Progress
 
-from cleaner.atomic import atomic_path, write_text
+from cleaner.atomic import atomic_file, write_text
 from cleaner.data import ImageDataset, Normalize, decode_all, seed_for
 from cleaner.distributed import SINGLE, Dist
 from cleaner.embed import embed_run
@@ -99,12 +99,12 @@ def _save_fold(
     """Write fold ``k``'s files; ``oof.npz`` last: its presence marks the fold as done."""
     fold_dir = plan.fold_dir(k)
     if "unlabeled" in outputs:
-        with atomic_path(fold_dir / "unlabeled.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
+        with atomic_file(fold_dir / "unlabeled.npz", overwrite=True) as f:
             np.savez(f, probs=outputs["unlabeled"])
-    with atomic_path(fold_dir / "model.pt", overwrite=True) as tmp:
-        torch.save(model.state_dict(), tmp)
+    with atomic_file(fold_dir / "model.pt", overwrite=True) as f:
+        torch.save(model.state_dict(), f)
     write_text(fold_dir / "metrics.json", json.dumps(metrics, indent=2), overwrite=True)
-    with atomic_path(fold_dir / "oof.npz", overwrite=True) as tmp, open(tmp, "wb") as f:
+    with atomic_file(fold_dir / "oof.npz", overwrite=True) as f:
         # Text ids, not objects: merging loads the file without pickle. The fold's
         # own embeddings stay here for comparison only; they are one space per fold.
         ids = np.asarray(plan.sample_ids[plan.folds == k], dtype=str)
@@ -224,6 +224,24 @@ def probe_folds(plan: RunPlan, todo: list[int], *, progress: Progress, dist: Dis
         if dist.main:
             _save_fold(plan, k, model, outputs, metrics)
         dist.barrier()
+
+
+def load_unlabeled(path: Path, rows: int, classes: int) -> np.ndarray:
+    """A fold's ``unlabeled.npz``: its model's probabilities of the unlabeled rows (U, K).
+
+    Loaded without pickle, and refused (naming the file) unless it holds a finite
+    ``(rows, classes)`` array.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            probs = np.asarray(z["probs"], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        reason = f"not a fold output this version reads safely ({e})"
+    else:
+        if probs.shape == (rows, classes) and np.isfinite(probs).all():
+            return probs
+        reason = f"holds {probs.shape} probabilities, not the ({rows}, {classes}) of the run"
+    raise InputError([Problem(str(path), f"{reason}; delete the fold's folder to train it again")])
 
 
 def train_folds(

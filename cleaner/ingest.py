@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from cleaner.atomic import default_mode
+from cleaner.atomic import default_mode, naming_write_errors
 from cleaner.config import MAX_IMAGE_PIXELS
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import id_problems, read_text_csv, write_manifest
@@ -37,6 +37,7 @@ from cleaner.noise import (
     reference_probs,
     shrink,
 )
+from cleaner.project_lock import project_lock
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -678,7 +679,9 @@ def _write_pngs(images: np.ndarray, names: Sequence[str], images_dir: Path, *, r
     os.chmod(tmp_dir, default_mode(folder=True))  # mkdtemp makes it 0700
     try:
         for name, img in zip(names, images, strict=True):
-            Image.fromarray(img).save(tmp_dir / name)
+            # A full disk names the image, not its temporary folder.
+            with naming_write_errors(images_dir / name, tmp_dir):
+                Image.fromarray(img).save(tmp_dir / name)
         if reuse:
             other = [n for n in names if not filecmp.cmp(tmp_dir / n, images_dir / n, False)]
             if other:
@@ -749,7 +752,23 @@ def ingest_arrays(
         images=lambda: images[train],
     )
 
-    _write_pngs(images, names, images_dir, reuse=bool(found))
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with project_lock(manifest.parent, f"cleaner ingest {manifest}"):
+        # Checked again under the lock: another ingest may have written it meanwhile.
+        _refuse_existing(manifest)
+        _write_pngs(images, names, images_dir, reuse=bool(found))
+        return _write_arrays_manifest(sample_ids, images_dir, manifest, given, split, labels)
+
+
+def _write_arrays_manifest(
+    sample_ids: Sequence[str],
+    images_dir: Path,
+    manifest: Path,
+    given: np.ndarray,
+    split: np.ndarray,
+    labels: np.ndarray,
+) -> Path:
+    """The manifest of :func:`ingest_arrays`' images; the images go if it cannot be written."""
     df = pd.DataFrame(
         {
             "sample_id": list(sample_ids),

@@ -67,6 +67,7 @@ from xml.sax.saxutils import quoteattr
 
 from cleaner.atomic import atomic_path
 from cleaner.errors import InputError, Problem, not_utf8
+from cleaner.project_lock import project_lock
 from cleaner.queue_file import QueueText, queue_meta_path, read_queue_meta
 
 if TYPE_CHECKING:
@@ -549,9 +550,17 @@ def import_export(
     would replace (unless ``force``), and a result that ``cleaner apply`` would
     refuse (a leakage row relabelled, a test row, ...).
     """
+    queue_csv = Path(queue_csv)
+    # The queue's folder lock from reading the queue to replacing it: a review page's
+    # decision written meanwhile is neither lost nor written over.
+    with project_lock(queue_csv.parent, f"cleaner import labelstudio {queue_csv}"):
+        return _import_locked(export_json, queue_csv, force=force)
+
+
+def _import_locked(export_json: str | Path, queue_csv: Path, *, force: bool) -> ImportSummary:
+    """:func:`import_export` once it holds the lock of the queue's folder."""
     from cleaner.review import check_queue
 
-    queue_csv = Path(queue_csv)
     checked = check_queue(queue_csv)  # the queue as it is must already be a valid one
     choices = read_export(export_json)
     raw = QueueText.read(queue_csv)

@@ -23,6 +23,7 @@ import pandas as pd
 from cleaner.atomic import atomic_path
 from cleaner.config import MAX_IMAGE_PIXELS
 from cleaner.errors import InputError, Problem, not_utf8
+from cleaner.project_lock import project_lock
 
 REQUIRED = ("path", "label")
 SPLITS = ("train", "test", "unlabeled", "excluded")
@@ -407,10 +408,18 @@ def audit_log_path(path: str | Path) -> Path:
 
 
 def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write a manifest atomically; an existing file is never overwritten."""
+    """Write a manifest atomically; an existing file is never overwritten.
+
+    Under the project lock of its folder (:mod:`cleaner.project_lock`), as every
+    ``ingest`` writes it.
+    """
     path = Path(path)
-    if path.exists():
-        raise InputError([Problem(str(path), "already exists; manifests are never overwritten")])
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with project_lock(path.parent, f"cleaner ingest {path}"):
+        if path.exists():
+            raise InputError(
+                [Problem(str(path), "already exists; manifests are never overwritten")]
+            )
+        with atomic_path(path) as tmp:
+            df.to_csv(tmp, index=False)
     return path

@@ -10,8 +10,10 @@ runs them as Ray tasks (:mod:`cleaner.ray_folds`).
 Run folder: ``config.toml``, ``manifest.sha256``, ``folds.csv``,
 ``fold-K/{model.pt, metrics.json, oof.npz}``, then ``embeddings.npz`` (every
 row embedded by one model after the folds: :mod:`cleaner.embed`), ``oof.csv``,
-``metrics.json``, and when the manifest has ``unlabeled`` rows,
-``unlabeled.csv``: their probabilities averaged over the K fold models.
+when the manifest has ``unlabeled`` rows ``unlabeled.csv`` (their
+probabilities averaged over the K fold models), and last ``metrics.json``: the
+run's completion record. A run folder without it is unfinished, whatever else
+it holds; every reader refuses it, and the same command finishes it.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ from cleaner.atomic import write_text
 from cleaner.distributed import context
 from cleaner.embed import embed_run
 from cleaner.embeddings import EMBEDDINGS_FILE
-from cleaner.errors import EMBED_TASK, FoldsFailed, InputError
-from cleaner.fold_train import load_fold_outputs, train_folds
+from cleaner.errors import EMBED_TASK, FoldsFailed, InputError, Problem
+from cleaner.fold_train import load_fold_outputs, load_unlabeled, train_folds
 from cleaner.folds import describe_split
 from cleaner.metrics import classification_metrics
 from cleaner.pipeline import PipelineData
 from cleaner.ray_folds import RayOptions, run_folds_on_ray
 from cleaner.run_folder import RunPlan, default_run_dir, init_file, plan_run
-from cleaner.runs import ENSEMBLE_FILE, ensemble_text, oof_table, write_table
+from cleaner.runs import COMPLETE_RECORD, ENSEMBLE_FILE, ensemble_text, oof_table, write_table
 
 BACKENDS = ("local", "ray")
 
@@ -51,7 +53,12 @@ class OofResult:
 
 
 def merge_folds(plan: RunPlan) -> dict[str, Any]:
-    """Gather every fold's predictions in manifest order; write oof.csv and metrics."""
+    """Gather every fold's predictions in manifest order; write oof.csv and metrics.
+
+    Every fold file is read and checked before anything is written, so a fold
+    output that will not merge leaves the run as it was; ``metrics.json`` is
+    written last, the run's completion record (:data:`cleaner.runs.COMPLETE_RECORD`).
+    """
     n, k_folds = len(plan.train_rows), plan.cfg.train.folds
     position = pd.Index(np.asarray(plan.sample_ids, dtype=str))
     pred_probs = np.full((n, len(plan.classes)), np.nan, dtype=np.float32)
@@ -62,7 +69,7 @@ def merge_folds(plan: RunPlan) -> dict[str, Any]:
         if (pos < 0).any() or not np.all(plan.folds[pos] == k):
             raise RuntimeError(f"fold {k} predicted rows outside its fold")
         pred_probs[pos] = probs
-        fold_metrics.append(json.loads((plan.fold_dir(k) / "metrics.json").read_text()))
+        fold_metrics.append(_fold_metrics(plan.fold_dir(k) / "metrics.json"))
     if np.isnan(pred_probs).any():
         raise RuntimeError("some train rows have no out-of-fold prediction")
     overall = classification_metrics(plan.labels, pred_probs.argmax(1), plan.classes)
@@ -75,19 +82,47 @@ def merge_folds(plan: RunPlan) -> dict[str, Any]:
         "folds": fold_metrics,
     }
     table = oof_table(plan.sample_ids, plan.folds, plan.labels, pred_probs, plan.classes)
-    if not (plan.run_dir / "oof.csv").exists():
-        write_table(plan.run_dir / "oof.csv", table)
     unlabeled = plan.unlabeled_rows
-    if len(unlabeled) and not (plan.run_dir / "unlabeled.csv").exists():
+    u_table = None
+    if len(unlabeled):
         probs = np.mean(
-            [np.load(plan.fold_dir(k) / "unlabeled.npz")["probs"] for k in range(k_folds)], axis=0
+            [
+                load_unlabeled(
+                    plan.fold_dir(k) / "unlabeled.npz", len(unlabeled), len(plan.classes)
+                )
+                for k in range(k_folds)
+            ],
+            axis=0,
         )
         ids = plan.df["sample_id"].to_numpy()[unlabeled]
         u_table = oof_table(ids, np.full(len(ids), -1), probs.argmax(1), probs, plan.classes)
         u_table = u_table.drop(columns=["fold", "label"])
+    # Each file once: a merge interrupted after some of them finishes with the others.
+    if not (plan.run_dir / "oof.csv").exists():
+        write_table(plan.run_dir / "oof.csv", table)
+    if u_table is not None and not (plan.run_dir / "unlabeled.csv").exists():
         write_table(plan.run_dir / "unlabeled.csv", u_table)
-    if not (plan.run_dir / "metrics.json").exists():
-        write_text(plan.run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    if not (plan.run_dir / COMPLETE_RECORD).exists():
+        write_text(plan.run_dir / COMPLETE_RECORD, json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _fold_metrics(path: Path) -> dict[str, Any]:
+    """A fold's ``metrics.json``, refused (naming it) unless it is a JSON object."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        reason = "" if isinstance(metrics, dict) else "not a JSON object"
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        reason = str(e)
+    if reason:
+        raise InputError(
+            [
+                Problem(
+                    str(path),
+                    f"not a fold's metrics ({reason}); delete the fold's folder to train it again",
+                )
+            ]
+        )
     return metrics
 
 
@@ -146,8 +181,8 @@ def run_oof(
         embed_run(plan, progress=progress, dist=dist)  # every torchrun process takes part
     if missing or not dist.main:
         return OofResult(plan.run_dir, todo, missing, None)
-    if (plan.run_dir / "metrics.json").exists() and (plan.run_dir / "oof.csv").exists():
-        metrics = json.loads((plan.run_dir / "metrics.json").read_text())
+    if (plan.run_dir / COMPLETE_RECORD).exists() and (plan.run_dir / "oof.csv").exists():
+        metrics = json.loads((plan.run_dir / COMPLETE_RECORD).read_text())
     else:
         metrics = merge_folds(plan)
     return OofResult(plan.run_dir, todo, [], metrics)

@@ -43,6 +43,7 @@ from cleaner.queue_file import (
     QUEUE_COLUMNS,
     QUEUE_JSON,
     QueueMeta,
+    read_queue_table,
     write_queue_csv,
     write_queue_meta,
 )
@@ -746,14 +747,39 @@ class _Targets:
 
 
 def _targets(out_dir: Path, runs: Sequence[Run]) -> _Targets:
-    """The files to write; refused when any of them exists (a queue is never overwritten)."""
+    """The files to write; refused when a queue is there (a queue is never overwritten).
+
+    ``queue.json`` is written last and marks a complete queue. Without it, the
+    other files are what an interrupted ``flag`` left (apply and review refuse
+    them), and this run replaces them: unless a reviewer has already filled in
+    decisions there, which are never written over.
+    """
     targets = _Targets(out_dir, any(r.embeddings is not None for r in runs))
-    existing = [str(p) for p in targets.all() if p.exists()]
-    if existing:
+    existing = [p for p in targets.all() if p.exists()]
+    if targets.queue_json.exists():
         raise InputError(
-            [Problem(p, "already exists; pass --out for a new queue folder") for p in existing]
+            [Problem(str(p), "already exists; pass --out for a new queue folder") for p in existing]
+        )
+    if targets.queue_csv in existing and _has_decisions(targets.queue_csv):
+        raise InputError(
+            [
+                Problem(
+                    str(targets.queue_csv),
+                    f"already exists with decisions filled in, but without its {QUEUE_JSON} "
+                    "(an interrupted flag?); pass --out for a new queue folder",
+                )
+            ]
         )
     return targets
+
+
+def _has_decisions(queue_csv: Path) -> bool:
+    """Whether a queue CSV has a decision filled in (unreadable: taken as yes, and kept)."""
+    try:
+        table = read_queue_table(queue_csv)
+    except InputError:
+        return True
+    return bool(table["decision"].str.strip().ne("").any())
 
 
 def _gallery(
@@ -791,6 +817,8 @@ def _write_outputs(
 ) -> None:
     """Everything is computed; now write the files, all or none (queue.json last)."""
     targets.folder.mkdir(parents=True, exist_ok=True)
+    for leftover in targets.all():  # an interrupted flag's, without queue.json (_targets)
+        leftover.unlink(missing_ok=True)
     written: list[Path] = []
     try:
         write_queue_csv(queue, targets.queue_csv)

@@ -310,7 +310,9 @@ def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
                 Problem(
                     str(path),
                     "not found: it records which manifest version the "
-                    "queue was made from; keep it beside the queue CSV",
+                    "queue was made from; keep it beside the queue CSV "
+                    "(flag writes it last: if flag was interrupted, run it again to finish "
+                    "the queue)",
                 )
             ]
         )

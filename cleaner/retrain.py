@@ -29,7 +29,7 @@ import torch
 from rich.progress import Progress
 
 from cleaner import flag
-from cleaner.atomic import atomic_path, write_text
+from cleaner.atomic import atomic_file, atomic_path, write_text
 from cleaner.audit import decided_in_manifest
 from cleaner.config import PipelineConfig
 from cleaner.data import Normalize, decode_all, seed_for
@@ -153,42 +153,40 @@ def _fit_full(
             features, labels, weights, n_classes=len(cfg.data.classes), c=cfg.train.probe_c
         )
         set_head(model, *head)
-        with atomic_path(out_dir / "model.pt", overwrite=True) as tmp:
-            torch.save(model.state_dict(), tmp)
-        return model, norm
-    cache = None
-    if cfg.data.cache:
-        cache = decode_all(
-            resolve_paths(data.df.iloc[rows], root),
-            cfg.model.in_chans,
-            max_pixels=cfg.data.max_image_pixels,
+    else:
+        cache = None
+        if cfg.data.cache:
+            cache = decode_all(
+                resolve_paths(data.df.iloc[rows], root),
+                cfg.model.in_chans,
+                max_pixels=cfg.data.max_image_pixels,
+            )
+        ds = make_dataset(
+            cfg,
+            data.df,
+            root,
+            rows,
+            labels,
+            train=True,
+            normalize=norm,
+            seed=seed,
+            weights=weights.astype(np.float32),
+            cache=cache,
         )
-    ds = make_dataset(
-        cfg,
-        data.df,
-        root,
-        rows,
-        labels,
-        train=True,
-        normalize=norm,
-        seed=seed,
-        weights=weights.astype(np.float32),
-        cache=cache,
-    )
-    fit(
-        model,
-        ds,
-        None,
-        cfg.train,
-        classes=cfg.data.classes,
-        checkpoint=out_dir / "checkpoint.pt",
-        seed=seed,
-        device=resolve_device(cfg.train.device),
-        progress=progress,
-        desc=desc,
-    )
-    with atomic_path(out_dir / "model.pt", overwrite=True) as tmp:
-        torch.save(model.state_dict(), tmp)
+        fit(
+            model,
+            ds,
+            None,
+            cfg.train,
+            classes=cfg.data.classes,
+            checkpoint=out_dir / "checkpoint.pt",
+            seed=seed,
+            device=resolve_device(cfg.train.device),
+            progress=progress,
+            desc=desc,
+        )
+    with atomic_file(out_dir / "model.pt", overwrite=True) as f:
+        torch.save(model.state_dict(), f)
     return model, norm
 
 

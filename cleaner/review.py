@@ -43,6 +43,7 @@ from cleaner.manifest import (
     read_manifest,
     sha256_file,
 )
+from cleaner.project_lock import project_lock
 from cleaner.queue_file import QueueMeta, read_queue_meta, read_queue_table
 
 DEFAULT_UNSURE_FACTOR = 0.5  # an unsure row still trains, at half weight
@@ -402,6 +403,19 @@ def apply_queue(
     """
     queue_csv = Path(queue_csv)
     _check_unsure_factor(unsure_factor)
+    # From the manifest's hash check to the commit, no other apply of this folder runs:
+    # a second queue of the same version then finds the version the first one made.
+    folder = read_queue_meta(queue_csv).manifest.parent
+    with project_lock(folder, f"cleaner apply {queue_csv}"):
+        return _apply_locked(
+            queue_csv, reviewer=reviewer, unsure_factor=unsure_factor, reuse_applied=reuse_applied
+        )
+
+
+def _apply_locked(
+    queue_csv: Path, *, reviewer: str, unsure_factor: float, reuse_applied: bool
+) -> ApplySummary:
+    """:func:`apply_queue` once it holds the lock of the manifest's folder."""
     checked = check_queue(queue_csv)
     meta, manifest, file = checked.meta, checked.manifest, str(queue_csv)
     log = audit_log_path(meta.manifest)
@@ -450,7 +464,9 @@ def apply_queue(
                 Problem(
                     str(target),
                     "already exists: was this queue applied before? "
-                    "flag the newest version for the next round",
+                    "flag the newest version for the next round "
+                    f"(or another queue of {meta.manifest.name} was applied first: "
+                    "review this one's rows again in a queue of the newest version)",
                 )
             ]
         )

@@ -12,7 +12,11 @@ lines, the delimiter (``,``, ``;`` or tab), a UTF-8 BOM, the line ending and
 the file mode are kept as read; only the ``decision`` and ``new_label``
 cells of the decided row change. Values are quoted where CSV needs it, so a
 file quoted throughout comes back with minimal quoting. A CSV that another
-program changed since it was read is not overwritten (HTTP 409).
+program changed since it was read is not overwritten (HTTP 409). Each write
+holds the project lock of the queue's folder (:mod:`cleaner.project_lock`)
+from that check to its rename, so of two review pages of one queue deciding
+at once, one writes and the other answers 409: no decision reported written
+is lost. A lock held longer than the wait answers 503, nothing written.
 
 Security: the server binds 127.0.0.1 only and answers only requests whose
 ``Host`` is ``127.0.0.1:PORT`` or ``localhost:PORT`` (a DNS-rebinding page
@@ -70,10 +74,11 @@ import pandas as pd
 
 from cleaner import web
 from cleaner.atomic import atomic_path
-from cleaner.errors import InputError, Problem, not_utf8
+from cleaner.errors import InputError, Problem, WriteError, not_utf8
 from cleaner.gallery import thumbnail_data_uri
 from cleaner.issue_kinds import GROUP_PREFIX, actions_text, allowed_decisions, has_suggestion
 from cleaner.manifest import id_matcher, line_of, resolve_paths, sha256_file
+from cleaner.project_lock import ProjectLocked, project_lock
 from cleaner.queue_file import QueueMeta, sniff_delimiter
 from cleaner.review import CheckedQueue, check_queue, expand_decisions, parse_decisions
 from cleaner.runs import read_prob_columns
@@ -582,21 +587,25 @@ class ReviewQueue:
         return ("\ufeff" if self.format.bom else "").encode() + out.getvalue().encode("utf-8")
 
     def _write(self) -> None:
-        try:
-            current = self.path.read_bytes()
-        except FileNotFoundError:
-            current = b""
-        if hashlib.sha256(current).digest() != self._on_disk:
-            raise QueueChanged(
-                f"{self.path} was changed by another program since `cleaner review` read it; "
-                "nothing was written. Stop `cleaner review` and start it again to go on "
-                "from the file as it is now."
-            )
-        data = self.render()
-        mode = stat.S_IMODE(self.path.stat().st_mode)
-        with atomic_path(self.path, overwrite=True) as tmp:
-            tmp.write_bytes(data)
-            os.chmod(tmp, mode)  # mkstemp makes it 0600; keep the queue's own mode
+        # The folder's lock from the check to the rename: another writer of this queue
+        # (a second review page, an import) either wrote before the check, which then
+        # sees it, or waits for this write and then sees it itself.
+        with project_lock(self.path.parent, f"cleaner review {self.path}"):
+            try:
+                current = self.path.read_bytes()
+            except FileNotFoundError:
+                current = b""
+            if hashlib.sha256(current).digest() != self._on_disk:
+                raise QueueChanged(
+                    f"{self.path} was changed by another program since `cleaner review` read "
+                    "it; nothing was written. Stop `cleaner review` and start it again to go "
+                    "on from the file as it is now."
+                )
+            data = self.render()
+            mode = stat.S_IMODE(self.path.stat().st_mode)
+            with atomic_path(self.path, overwrite=True) as tmp:
+                tmp.write_bytes(data)
+                os.chmod(tmp, mode)  # mkstemp makes it 0600; keep the queue's own mode
         self._on_disk = hashlib.sha256(data).digest()
 
     def image(self, i: int) -> tuple[str, bytes] | None:
@@ -880,8 +889,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.NOT_FOUND, {"error": str(e)})
         except (LookupError, QueueChanged) as e:  # nothing to undo; the file changed
             self._json(HTTPStatus.CONFLICT, {"error": str(e)})
+        except ProjectLocked as e:  # another command writes the folder: try again later
+            self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(e)})
         except ValueError as e:  # json.JSONDecodeError is one
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
+        except WriteError as e:  # names the file and why
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(e)})
         except OSError as e:
             self._json(
                 HTTPStatus.INTERNAL_SERVER_ERROR,

@@ -4,7 +4,8 @@ One home for the format, with a reader for each use:
 
 - :func:`oof_table` and :func:`write_table` write it (``oof`` at the merge);
 - :func:`load_run` is the strict reader, where later steps (``flag``,
-  ``retrain``) meet a run: it refuses a run without ``oof.csv``, one whose
+  ``retrain``) meet a run: it refuses a run without ``oof.csv`` or without
+  its completion record (:data:`COMPLETE_RECORD`, written last), one whose
   manifest changed since (sha256), rows that do not match the manifest or
   ``folds.csv``, and probabilities that are not probability vectors;
   :func:`load_probs` reads probabilities made outside ``cleaner`` (the same
@@ -47,6 +48,8 @@ from cleaner.manifest import (
 )
 
 OOF_COLUMNS = ("sample_id", "fold", "label", "pred")
+# Written last by ``oof``'s merge: a run folder without it is unfinished, and refused.
+COMPLETE_RECORD = "metrics.json"
 ENSEMBLE_FILE = "ensemble.json"  # an ensemble folder's list of member runs (oof --repeats)
 PROB_PREFIX = "p:"  # oof.csv names its probability columns p:CLASS
 
@@ -226,6 +229,22 @@ def _require_finished(run_dir: Path) -> None:
                     str(run_dir),
                     "no oof.csv: the run is not finished; "
                     "run `cleaner oof` with the same arguments to finish it",
+                )
+            ]
+        )
+    _require_complete(run_dir)
+
+
+def _require_complete(run_dir: Path) -> None:
+    """Refuse a run whose merge stopped before its last file, the completion record."""
+    if not (run_dir / COMPLETE_RECORD).exists():
+        raise InputError(
+            [
+                Problem(
+                    str(run_dir),
+                    f"no {COMPLETE_RECORD}: the run is not finished (its merge stopped "
+                    "before the last file); run `cleaner oof` with the same arguments to "
+                    "finish it",
                 )
             ]
         )
@@ -517,6 +536,8 @@ def read_scores(run_or_file: Path) -> Scores:
     oof_csv = path if path.is_file() else path / "oof.csv"
     if not oof_csv.exists():
         raise InputError([Problem(str(path), "no oof.csv: not a finished oof run")])
+    if not path.is_file() and (path / "folds.csv").exists():
+        _require_complete(path)  # a folder `cleaner oof` made (one with only oof.csv is taken)
     header = read_header(oof_csv)  # refuses a file that is not UTF-8 or repeats a column
     cols = [c for c in header if c.startswith(PROB_PREFIX)]
     if "sample_id" not in header or "label" not in header or not cols:

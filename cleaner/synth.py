@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from cleaner.atomic import default_mode
+from cleaner.atomic import default_mode, naming_write_errors
 from cleaner.errors import InputError, Problem
 from cleaner.mask import GENDERS, MASK_FILES, MASKS, class_index, folder_name
 
@@ -199,11 +199,12 @@ def synth_mask(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     os.chmod(tmp, default_mode(folder=True))  # mkdtemp makes it 0700
     try:
-        truth = _write_train(tmp, faces[:people], races, flipped, swapped, seed, size)
-        truth += _write_eval(tmp, faces[people:], people, eval_order, seed, size)
-        pd.DataFrame(truth, columns=list(TRUTH_COLUMNS)).to_csv(
-            tmp / "truth.csv", index=False, lineterminator="\n"
-        )
+        with naming_write_errors(out, tmp):  # a full disk names the folder, not its temporary
+            truth = _write_train(tmp, faces[:people], races, flipped, swapped, seed, size)
+            truth += _write_eval(tmp, faces[people:], people, eval_order, seed, size)
+            pd.DataFrame(truth, columns=list(TRUTH_COLUMNS)).to_csv(
+                tmp / "truth.csv", index=False, lineterminator="\n"
+            )
         if out.exists():
             out.rmdir()  # empty, checked above
         os.replace(tmp, out)

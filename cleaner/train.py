@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Subset
 
-from cleaner.atomic import atomic_path
+from cleaner.atomic import atomic_file
 from cleaner.config import TrainConfig
 from cleaner.data import EpochSampler, ImageDataset, make_loader, seed_for
 from cleaner.distributed import (
@@ -279,8 +279,8 @@ def data_init_images(train_ds: ImageDataset, seed: int) -> torch.Tensor:
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     # The rolling checkpoint belongs to this fit alone, so replacing it is safe.
-    with atomic_path(path, overwrite=True) as tmp:
-        torch.save(state, tmp)
+    with atomic_file(path, overwrite=True) as f:
+        torch.save(state, f)
 
 
 def _best_to_tensors(best: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -384,7 +384,7 @@ def test_a_write_error_in_oof_is_one_clear_message(
     _failing_writes(monkeypatch)
     run = tiny_project.root / "run"
     out = refused("oof", str(tiny_project.pipeline), "--out", str(run), "-q")
-    assert flat(f"{run / 'config.toml'}:Nospaceleftondevice") in out
+    assert flat(f"{run / 'config.toml'}:couldnotwrite(Nospaceleftondevice)") in out
 
 
 @pytest.fixture
