@@ -73,11 +73,6 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     folds: int = 5  # K of K-fold cross-validation
-    # finetune: train the whole model per fold. probe: the pretrained backbone (model.pretrained
-    # or model.weights) as it is, one forward pass over every row, then a logistic-regression
-    # head per fold on its features (cleaner.probe); the keys below about training then unused.
-    mode: str = "finetune"
-    probe_c: float = 1.0  # probe: inverse L2 strength of the logistic regression (sklearn's C)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3  # peak learning rate
@@ -128,6 +123,11 @@ class TrainConfig:
     # validation fold). It makes out-of-fold scores a little optimistic: the fold picks
     # its own epoch.
     select: str = "last"
+    # finetune: train the whole model per fold. probe: the pretrained backbone (model.pretrained
+    # or model.weights) as it is, one forward pass over every row, then a logistic-regression
+    # head per fold on its features (cleaner.probe); the keys above about training unused.
+    mode: str = "finetune"
+    probe_c: float = 1.0  # probe: inverse L2 strength of the logistic regression (sklearn's C)
 
 
 @dataclass(frozen=True)
