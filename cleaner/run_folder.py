@@ -107,11 +107,29 @@ def _same_config(path: Path, cfg: PipelineConfig) -> bool:
 _START_FILES = frozenset({"config.toml", MANIFEST_RECORD, "folds.csv"})
 
 
-def _forget_refused_start(run_dir: Path) -> None:
+def _records_of(run_dir: Path, cfg: PipelineConfig, sha: str, manifest: Path) -> bool:
+    """Whether the folder's records are those this run writes (config and manifest)."""
+    if not _same_config(run_dir / "config.toml", cfg):
+        return False
+    if not (run_dir / MANIFEST_RECORD).exists():
+        return True
+    try:
+        recorded, path = read_manifest_record(run_dir)
+    except (InputError, OSError):
+        return False
+    return recorded == sha and path.exists() and path.resolve() == manifest.resolve()
+
+
+def _forget_refused_start(run_dir: Path, data: PipelineData) -> None:
+    """Clear what a refused start of *another* configuration or manifest left. Records of
+    this very run are kept: Ray tasks and ``--fold K`` processes set up one folder at the
+    same moment, and one must not delete the files another is reading."""
     present = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
-    if present and present <= _START_FILES:
+    if not present or not present <= _START_FILES:
+        return
+    if not _records_of(run_dir, data.cfg, data.manifest_sha, data.manifest_path):
         for name in present:
-            (run_dir / name).unlink()
+            (run_dir / name).unlink(missing_ok=True)
 
 
 def plan_run(
@@ -134,7 +152,7 @@ def plan_run(
     preflight(cfg, resolve_paths(df.iloc[data.train_rows[:1]], data.root)[0])
     run_dir = Path(out) if out else default_run_dir(name, cfg, data.manifest_sha)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _forget_refused_start(run_dir)
+    _forget_refused_start(run_dir, data)
     init_records(run_dir, cfg, data.manifest_sha, data.manifest_path)
     folds_csv = pd.DataFrame({"sample_id": data.sample_ids, "fold": folds}).to_csv(index=False)
     init_file(run_dir / "folds.csv", folds_csv, "fold split")

@@ -373,3 +373,27 @@ def test_a_manifest_written_on_a_full_disk_leaves_nothing(
     assert result.exit_code == 2, result.output + repr(result.exception)
     assert_says(result.output, f"error: {out_dir / 'm.csv'}: could not write (No space left")
     assert list(out_dir.iterdir()) == []
+
+
+def test_a_start_of_the_same_run_is_kept_and_another_configs_is_cleared(tmp_path: Path) -> None:
+    """Ray tasks and ``--fold K`` processes set up one run folder at the same moment: a
+    folder holding only this run's start records is left alone (another process may be
+    reading them); one left by a refused start of another configuration is set up afresh."""
+    from helpers import digits_project
+
+    from cleaner.config import load_config
+    from cleaner.pipeline import load_pipeline_data
+    from cleaner.progress import make_progress
+    from cleaner.run_folder import plan_run
+
+    _, pipeline = digits_project(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    with make_progress(quiet=True) as progress:
+        data = load_pipeline_data(load_config(pipeline), progress=progress)
+        plan_run(data, out=run)
+        inodes = {p.name: p.stat().st_ino for p in run.iterdir()}
+        plan_run(data, out=run, fold=1)
+        assert {p.name: p.stat().st_ino for p in run.iterdir()} == inodes
+        other = load_pipeline_data(load_config(pipeline, ["train.seed=7"]), progress=progress)
+        plan_run(other, out=run)
+    assert "seed = 7" in (run / "config.toml").read_text()

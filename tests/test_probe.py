@@ -359,6 +359,7 @@ def test_flag_on_a_run_whose_oof_csv_is_latin1(tmp_path: Path) -> None:
     run = tmp_path / "run"
     write_run(run, manifest, table, classes=PROBS_CLASSES, group_column="")
     table[["sample_id", "fold"]].to_csv(run / "folds.csv", index=False)
+    (run / "metrics.json").write_text("{}")  # the completion record oof writes last
     invoke("flag", str(run), "--out", str(tmp_path / "ok"), "-q")  # the run as written
     oof = run / "oof.csv"
     oof.write_bytes(oof.read_bytes().replace(b"s007", b"s\xf607"))
