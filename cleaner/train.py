@@ -539,10 +539,16 @@ def _optimizer_step(t: _Training, cfg: TrainConfig, *, step: int) -> None:
 
 
 def _evaluate(
-    t: _Training, val_ds: ImageDataset, cfg: TrainConfig, classes: Sequence[str], dist: Dist
+    t: _Training,
+    val_ds: ImageDataset,
+    cfg: TrainConfig,
+    classes: Sequence[str],
+    dist: Dist,
+    *,
+    tta: bool,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Validation loss, accuracy and macro F1, with the probabilities and embeddings
-    (of the EMA weights with ``train.ema``; flip-averaged with ``train.tta``)."""
+    (of the EMA weights with ``train.ema``; test-time augmented when ``tta``)."""
     if dist.active:
         sync_buffers(t.model)
         if t.ema is not None:  # on the CPU each process's batch norm statistics differ
@@ -555,8 +561,8 @@ def _evaluate(
         device=t.device,
         amp=cfg.amp,
         channels_last=t.channels_last,
-        tta=cfg.tta,
-        translate=cfg.tta_translate if cfg.tta else 0,
+        tta=tta,
+        translate=cfg.tta_translate if tta else 0,
         dist=dist,
     )
     labels = val_ds.labels
@@ -688,7 +694,11 @@ def fit(
             "train_rows_used": int(t.keep.sum().item()),
         }
         if val_ds is not None and len(val_ds):
-            scores, probs, emb = _evaluate(t, val_ds, cfg, classes, dist)
+            # TTA (up to 6 passes with tta_translate) where the probabilities are kept: the
+            # last epoch, or every epoch when train.select may keep any of them. The other
+            # epochs' validation figures are of the images as they are.
+            tta = cfg.tta and (epoch + 1 == cfg.epochs or cfg.select != "last")
+            scores, probs, emb = _evaluate(t, val_ds, cfg, classes, dist, tta=tta)
             record.update(scores)
             result.val_probs, result.val_embeddings = probs, emb
             if cfg.select == "macro_f1":
