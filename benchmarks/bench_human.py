@@ -187,6 +187,8 @@ def detect_section(console: Console) -> None:
             ]
         )  # fmt: skip
     table, lines = result_table("label-error detection, real human labels (CIFAR-10N)", cols, rows)
+    # A run interrupted and resumed reports the resumed part's time: its note says so.
+    lines += [f"\n_{r['labels']} seed {r['seed']}: {r['note']}._" for r in results if "note" in r]
     console.print(table)
     body = [
         "## `cleaner flag` on real human label noise: the shared photos, CIFAR-10N's annotators",
