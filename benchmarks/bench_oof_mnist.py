@@ -30,30 +30,37 @@ from cleaner.config import load_config
 from cleaner.data import EpochSampler, ImageDataset, Normalize, build_transform, make_loader
 from cleaner.ingest import default_manifest, ingest_arrays, load_mnist_arrays
 from cleaner.losses import build_loss
-from cleaner.models import create_model
+from cleaner.models import create_model, init_from_data
 from cleaner.progress import make_progress
-from cleaner.train import resolve_device
+from cleaner.train import _autocast, resolve_device, uses_channels_last
 
 PIPELINE = ROOT / "pipelines" / "mnist.toml"
 
 
 def synthetic_images_per_s(pipeline: Path, overrides: list[str], seconds: float = 20.0) -> float:
-    """Training steps of the pipeline's model on random tensors: the no-data-path ceiling."""
+    """Training steps of the pipeline's model on random tensors, with the trainer's own
+    autocast and memory format (both no-ops on the CPU): the no-data-path ceiling."""
     cfg = load_config(pipeline, overrides)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(0)
-    model = create_model(cfg.model, len(cfg.data.classes)).to(device).train()
+    model = create_model(cfg.model, len(cfg.data.classes) or 10).to(device)
+    bs = cfg.train.batch_size
+    x = torch.randn(bs, cfg.model.in_chans, *cfg.data.hw, device=device)
+    init_from_data(model, x)  # a data-dependent first layer (airbench's whitening)
+    model.train()
+    if uses_channels_last(cfg.train, device):
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     opt = create_optimizer_v2(
         model, opt=cfg.train.optimizer, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
     )
     loss_fn = build_loss(cfg.train)
-    bs = cfg.train.batch_size
-    x = torch.randn(bs, cfg.model.in_chans, *cfg.data.hw, device=device)
-    y = torch.randint(0, len(cfg.data.classes), (bs,), device=device)
+    y = torch.randint(0, len(cfg.data.classes) or 10, (bs,), device=device)
     w = torch.ones(bs, device=device)
 
     def step() -> None:
-        loss = loss_fn(model(x), y, w)
+        with _autocast(device, cfg.train.amp):
+            loss = loss_fn(model(x), y, w)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

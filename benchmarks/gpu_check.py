@@ -39,13 +39,10 @@ import pandas as pd
 import torch
 from PIL import Image
 from rich.console import Console
-from timm.optim import create_optimizer_v2
 
+from benchmarks.bench_oof_mnist import synthetic_images_per_s
 from benchmarks.common import ROOT, result_table, write_section
-from cleaner.config import load_config
-from cleaner.losses import build_loss
-from cleaner.models import create_model, init_from_data
-from cleaner.train import GPU_PATHS_ON_CPU, _autocast, uses_channels_last
+from cleaner.train import GPU_PATHS_ON_CPU
 
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
 SMALL = ROOT / "pipelines" / "photos.toml"
@@ -112,42 +109,6 @@ def make_photos(work: Path, n: int) -> Path:
             rows.append({"sample_id": path.name, "path": str(path), "label": f"c{i % 10}"})
     pd.DataFrame(rows).to_csv(manifest, index=False)
     return manifest
-
-
-def synthetic_images_per_s(pipeline: Path, overrides: list[str], seconds: float) -> float:
-    """The pipeline's model trained on random tensors with the trainer's own autocast and
-    memory format: the ceiling of the data path."""
-    cfg = load_config(pipeline, overrides)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    model = create_model(cfg.model, len(cfg.data.classes) or 10).to(device)
-    bs = cfg.train.batch_size
-    x = torch.randn(bs, cfg.model.in_chans, *cfg.data.hw, device=device)
-    init_from_data(model, x)
-    model.train()
-    if uses_channels_last(cfg.train, device):
-        model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    opt = create_optimizer_v2(model, opt=cfg.train.optimizer, lr=1e-3, weight_decay=0.0)
-    loss_fn = build_loss(cfg.train)
-    y = torch.randint(0, 10, (bs,), device=device)
-    w = torch.ones(bs, device=device)
-
-    def step() -> None:
-        with _autocast(device, cfg.train.amp):
-            loss = loss_fn(model(x), y, w)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss.item()
-
-    for _ in range(3):
-        step()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        step()
-        n += bs
-    return n / (time.perf_counter() - t0)
 
 
 def check_oof(run: Path, n: int) -> tuple[float, float]:

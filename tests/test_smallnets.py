@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 import timm
 import torch
-from rich.progress import Progress
-from test_train import CLASSES, digits_dataset
+from test_train import _fit_digits, digits_dataset
 
 import cleaner.models
 from cleaner.config import ModelConfig, TrainConfig
 from cleaner.data import ImageDataset
 from cleaner.models import create_model
 from cleaner.smallnets import patch_whitening
-from cleaner.train import fit, load_checkpoint, predict
+from cleaner.train import load_checkpoint, predict
 from cleaner.tta import shift
 
 SMALL = ("airbench_xs", "airbench_s", "airbench_m", "resnet10_cifar", "resnet18_cifar")
@@ -55,19 +54,7 @@ def _airbench_fit(
 ) -> tuple[torch.nn.Module, object]:
     torch.manual_seed(0)
     model = create_model(ModelConfig(name="airbench_xs", in_chans=1), 10)
-    with Progress(disable=True) as progress:
-        result = fit(
-            model,
-            train,
-            val,
-            cfg,
-            classes=CLASSES,
-            checkpoint=checkpoint,
-            seed=1,
-            device=torch.device("cpu"),
-            progress=progress,
-        )
-    return model, result
+    return model, _fit_digits(model, val, cfg, checkpoint, train)
 
 
 def test_whitening_sees_only_the_training_rows_and_is_reproducible(tmp_path, monkeypatch) -> None:

@@ -157,12 +157,12 @@ def test_folds_keep_groups_together_and_stratify() -> None:
         make_folds(labels[:10], n_splits=5, seed=0, groups=groups[:10])
 
 
-def _fit_digits(model, val: ImageDataset, cfg: TrainConfig, checkpoint):  # type: ignore[no-untyped-def]
-    """``fit`` on 256 digits with seed 1 on the CPU, validated on ``val``."""
+def _fit_digits(model, val: ImageDataset, cfg: TrainConfig, checkpoint, train=None):  # type: ignore[no-untyped-def]
+    """``fit`` on ``train`` (default: 256 digits) with seed 1 on the CPU, validated on ``val``."""
     with Progress(disable=True) as progress:
         return fit(
             model,
-            digits_dataset(256),
+            digits_dataset(256) if train is None else train,
             val,
             cfg,
             classes=CLASSES,
