@@ -32,14 +32,14 @@ from cleaner.ingest import default_manifest, ingest_arrays, load_mnist_arrays
 from cleaner.losses import build_loss
 from cleaner.models import create_model, init_from_data
 from cleaner.progress import make_progress
-from cleaner.train import _autocast, resolve_device, uses_channels_last
+from cleaner.train import _autocast, resolve_device, uses_amp, uses_channels_last
 
 PIPELINE = ROOT / "pipelines" / "mnist.toml"
 
 
 def synthetic_images_per_s(pipeline: Path, overrides: list[str], seconds: float = 20.0) -> float:
     """Training steps of the pipeline's model on random tensors, with the trainer's own
-    autocast and memory format (both no-ops on the CPU): the no-data-path ceiling."""
+    autocast and memory format (on the CPU only with train.cpu_amp): the no-data-path ceiling."""
     cfg = load_config(pipeline, overrides)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(0)
@@ -59,7 +59,7 @@ def synthetic_images_per_s(pipeline: Path, overrides: list[str], seconds: float 
     w = torch.ones(bs, device=device)
 
     def step() -> None:
-        with _autocast(device, cfg.train.amp):
+        with _autocast(device, uses_amp(cfg.train, device)):
             loss = loss_fn(model(x), y, w)
         loss.backward()
         opt.step()

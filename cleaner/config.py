@@ -113,8 +113,13 @@ class TrainConfig:
     # at, so out-of-fold stays out-of-fold. 0 is off.
     prune_at: float = 0.0
     grad_accum: int = 1  # micro-batches per optimizer step
-    amp: bool = True  # mixed precision; used on CUDA only
-    channels_last: bool = True  # memory format on CUDA only
+    amp: bool = True  # mixed precision; used on CUDA only (and on the CPU with cpu_amp)
+    channels_last: bool = True  # memory format on CUDA only (and on the CPU with cpu_amp)
+    # The two above on the CPU too: channels_last, and bfloat16 autocast where the CPU
+    # computes in bfloat16 natively (AVX512-BF16 or AMX; float32 elsewhere). Off by default:
+    # for timm's ImageNet-shaped nets at small sizes it was slower; on airbench_s at 32 px
+    # it trained 3.8x faster on an AVX512-BF16 CPU (BENCHMARKS.md).
+    cpu_amp: bool = False
     workers: int = 2  # DataLoader worker processes
     seed: int = 42  # folds, initialisation, shuffling and augmentation
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -210,6 +215,7 @@ LATER_KEYS: frozenset[str] = frozenset(
     for k in (
         "gce_q", "sce_alpha", "sce_beta", "mixup", "cutmix", "mix_prob", "mix_switch_prob",
         "ema", "ema_warmup", "tta", "tta_translate", "lookahead", "prune_at", "mode", "probe_c",
+        "cpu_amp",
     )
 ) | {"model.kwargs", "data.max_image_pixels"}  # fmt: skip
 _DEFAULTS: dict[str, Any] = PipelineConfig().to_dict()

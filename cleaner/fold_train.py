@@ -35,6 +35,7 @@ from cleaner.train import (
     fit,
     predict,
     resolve_device,
+    uses_amp,
     uses_channels_last,
 )
 
@@ -81,7 +82,7 @@ def _fold_predictions(
         batch_size=eval_batch_size(cfg),
         workers=cfg.workers,
         device=device,
-        amp=cfg.amp,
+        amp=uses_amp(cfg, device),
         channels_last=uses_channels_last(cfg, device),
         tta=cfg.tta,
         translate=cfg.tta_translate if cfg.tta else 0,

@@ -39,6 +39,7 @@ from cleaner.train import (
     eval_batch_size,
     predict,
     resolve_device,
+    uses_amp,
     uses_channels_last,
 )
 
@@ -259,7 +260,7 @@ def predict_outputs(
         batch_size=eval_batch_size(cfg.train),
         workers=cfg.train.workers,
         device=device,
-        amp=cfg.train.amp,
+        amp=uses_amp(cfg.train, device),
         channels_last=uses_channels_last(cfg.train, device),
         tta=tta,
         translate=cfg.train.tta_translate if tta else 0,

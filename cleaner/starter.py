@@ -47,7 +47,7 @@ SMALL_PHOTO_SIDE = 96
 # What the small-photo recipe takes from photos.toml: model and training, not data.
 SMALL_PHOTO_TRAIN = (
     "epochs", "batch_size", "optimizer", "momentum", "lr", "weight_decay", "scheduler",
-    "label_smoothing", "prune_at", "ema", "tta", "tta_translate",
+    "label_smoothing", "prune_at", "ema", "tta", "tta_translate", "cpu_amp",
 )  # fmt: skip
 CACHE_BYTES = 2 << 30  # decoded images kept in memory below this total
 

@@ -91,14 +91,30 @@ def _gpu_paths_on_cpu(device: torch.device) -> bool:
     return device.type == "cpu" and os.environ.get(GPU_PATHS_ON_CPU) == "1"
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (oneDNN's check: AVX512-BF16 or AMX)."""
+    mkldnn = torch.backends.mkldnn.is_available()
+    return bool(mkldnn and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def uses_amp(cfg: TrainConfig, device: torch.device) -> bool:
+    """``train.amp`` applies on GPUs, and on the CPU with ``train.cpu_amp`` where the CPU
+    has native bfloat16 (emulated, it is slower than float32)."""
+    if not cfg.amp:
+        return False
+    if device.type == "cuda" or _gpu_paths_on_cpu(device):
+        return True
+    return device.type == "cpu" and cfg.cpu_amp and cpu_has_bf16()
+
+
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    # Mixed precision pays off on GPUs only; on the CPU it is slower and changes results.
-    if amp and device.type == "cuda":
+    """Mixed precision when ``amp`` (see :func:`uses_amp`): bfloat16 where supported."""
+    if not amp:
+        return contextlib.nullcontext()
+    if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast(device_type="cuda", dtype=dtype)
-    if amp and _gpu_paths_on_cpu(device):
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
@@ -325,8 +341,9 @@ def eval_batch_size(cfg: TrainConfig) -> int:
 
 
 def uses_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
-    """``train.channels_last`` applies on GPUs only (on the CPU it is slower)."""
-    return cfg.channels_last and (device.type == "cuda" or _gpu_paths_on_cpu(device))
+    """``train.channels_last`` applies on GPUs, and on the CPU with ``train.cpu_amp``."""
+    on_cpu = device.type == "cpu" and (cfg.cpu_amp or _gpu_paths_on_cpu(device))
+    return cfg.channels_last and (device.type == "cuda" or on_cpu)
 
 
 @dataclass
@@ -343,6 +360,7 @@ class _Training:
     loss_fn: Any
     device: torch.device
     channels_last: bool
+    amp: bool  # autocast (uses_amp)
     steps_per_epoch: int  # optimizer steps
     mixer: BatchMixer | None  # train.mixup / train.cutmix
     ema: ModelEmaV3 | None  # train.ema: follows ``model`` (not the DDP wrapper)
@@ -400,6 +418,7 @@ def _setup(
         loss_fn=build_loss(cfg),
         device=device,
         channels_last=use_cl,
+        amp=uses_amp(cfg, device),
         steps_per_epoch=steps_per_epoch,
         mixer=BatchMixer(cfg, num_classes, seed) if cfg.mixup > 0 or cfg.cutmix > 0 else None,
         # A copy of the model as it is now: on the device, in its memory format, not wrapped.
@@ -461,7 +480,7 @@ def _train_epoch(
             x, target, w = t.mixer(x, y, w)
         if t.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(t.device, cfg.amp):
+        with _autocast(t.device, t.amp):
             loss = t.loss_fn(t.net(x), target, w)
         if not torch.isfinite(loss):
             raise RuntimeError(
@@ -512,7 +531,7 @@ def prune_mask(t: _Training, train_ds: ImageDataset, cfg: TrainConfig, dist: Dis
         batch_size=eval_batch_size(cfg),
         workers=cfg.workers,
         device=t.device,
-        amp=cfg.amp,
+        amp=t.amp,
         channels_last=t.channels_last,
         tta=cfg.tta,
         dist=dist,
@@ -559,7 +578,7 @@ def _evaluate(
         batch_size=eval_batch_size(cfg),
         workers=cfg.workers,
         device=t.device,
-        amp=cfg.amp,
+        amp=t.amp,
         channels_last=t.channels_last,
         tta=tta,
         translate=cfg.tta_translate if tta else 0,

@@ -162,6 +162,7 @@ def test_init_from_a_folder_ingests_it_first(
     # Small colour photos on the CPU: the shipped photos recipe, its shifts scaled to 32 px.
     shipped = load_config("photos")
     assert cfg.model.name == shipped.model.name and cfg.train.lr == shipped.train.lr
+    assert cfg.train.cpu_amp == shipped.train.cpu_amp
     assert [t["name"] for t in cfg.augment.train] == ["HorizontalFlip", "PadIfNeeded", "RandomCrop"]
     assert cfg.augment.train[1]["min_height"] == 36
 

@@ -106,8 +106,10 @@ def _subset(ds: ImageDataset, rows: np.ndarray) -> ImageDataset:
 def test_resume_with_the_small_photo_recipe_equals_an_uninterrupted_fit(
     tmp_path, monkeypatch
 ) -> None:
-    """Whitening, Nesterov SGD with Lookahead, pruning, label smoothing, flip+shift TTA."""
+    """Whitening, Nesterov SGD with Lookahead, pruning, label smoothing, flip+shift TTA,
+    and the CPU's bfloat16 / channels_last paths (train.cpu_amp)."""
     cfg = TrainConfig(
+        cpu_amp=True,
         epochs=3,
         batch_size=32,
         workers=0,
@@ -145,6 +147,44 @@ def test_resume_with_the_small_photo_recipe_equals_an_uninterrupted_fit(
     np.testing.assert_array_equal(r_resumed.val_probs, r_straight.val_probs)  # type: ignore[attr-defined]
     state = load_checkpoint(tmp_path / "killed.pt", torch.device("cpu"))
     assert state["keep"].shape == (160,)
+
+
+@pytest.mark.parametrize(
+    ("cpu_amp", "bf16", "amp", "expected"),
+    [
+        (False, True, True, (False, False)),  # the default: plain float32 on the CPU
+        (True, True, True, (True, True)),
+        (True, False, True, (False, True)),  # no native bfloat16: float32, channels_last
+        (True, True, False, (False, True)),  # train.amp = false is kept
+    ],
+)
+def test_cpu_amp_chooses_the_cpu_paths(cpu_amp, bf16, amp, expected, monkeypatch) -> None:
+    import cleaner.train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: bf16)
+    cfg = TrainConfig(cpu_amp=cpu_amp, amp=amp)
+    cpu = torch.device("cpu")
+    assert (train_module.uses_amp(cfg, cpu), train_module.uses_channels_last(cfg, cpu)) == expected
+
+
+def test_cpu_amp_trains_and_predicts_in_bfloat16(tmp_path, monkeypatch) -> None:
+    import cleaner.train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: True)
+    cfg = TrainConfig(epochs=1, batch_size=32, workers=0, cpu_amp=True)
+    seen: set[torch.dtype] = set()
+    real = torch.nn.Conv2d._conv_forward
+
+    def spy(self, x, weight, bias):  # type: ignore[no-untyped-def]
+        out = real(self, x, weight, bias)
+        seen.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", spy)
+    _, result = _airbench_fit(cfg, tmp_path / "c.pt", digits_dataset(64), digits_dataset(16))
+    assert seen == {torch.bfloat16}
+    assert result.val_probs.dtype == np.float32  # type: ignore[attr-defined]
+    np.testing.assert_allclose(result.val_probs.sum(1), 1.0, atol=1e-5)  # type: ignore[attr-defined]
 
 
 def test_pruning_drops_mostly_wrong_labels(tmp_path) -> None:
