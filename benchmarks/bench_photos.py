@@ -59,6 +59,7 @@ from cleaner.progress import make_progress
 from cleaner.queue import make_queue
 from cleaner.retrain import RetrainOptions, run_retrain
 from cleaner.review import apply_queue
+from cleaner.run_files import RunFiles
 from cleaner.runs import Run, load_run
 
 PIPELINE = ROOT / "pipelines" / "photos.toml"
@@ -305,13 +306,13 @@ def tta_one(run_dir: Path, manifest: Path) -> dict[str, Any]:
     if not cfg.train.tta:
         raise ValueError(f"{run_dir}: trained with train.tta off")
     with make_progress() as progress:
-        data = load_pipeline_data(cfg, progress=progress, source=run_dir / "config.toml")
+        data = load_pipeline_data(cfg, progress=progress, source=RunFiles(run_dir).config)
     position = pd.Index(data.df["sample_id"])
     order = pd.Index(run.sample_ids)
     probs = {tta: np.zeros_like(run.pred_probs) for tta in (False, True)}
     for k in range(cfg.train.folds):
-        held_out = np.load(run_dir / f"fold-{k}" / "oof.npz")["sample_id"]
-        model, norm = load_fold_model(cfg, run_dir / f"fold-{k}")
+        held_out = np.load(RunFiles(run_dir).fold(k).oof)["sample_id"]
+        model, norm = load_fold_model(cfg, RunFiles(run_dir).fold(k))
         rows = position.get_indexer(held_out)
         for tta in probs:
             probs[tta][order.get_indexer(held_out)] = predict_outputs(

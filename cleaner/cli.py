@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 from cleaner.errors import FoldsFailed, InputError, task_name
 from cleaner.noise import NOISE_KINDS
 from cleaner.progress import console, err_console, make_progress, warn
+from cleaner.run_files import RunFiles
 
 # `--help` lists the commands in the order of the loop, not alphabetically.
 WORKFLOW = ("ingest", "init", "oof", "flag", "review", "apply", "retrain", "export", "import")
@@ -345,9 +346,8 @@ def _print_oof(metrics: dict[str, Any], run_dir: Path) -> None:
     for c, f in o["per_class_f1"].items():
         per_class.add_row(c, f"{f:.4f}")
     console.print(per_class)
-    console.print(
-        f"wrote {run_dir / 'oof.csv'}, {run_dir / 'embeddings.npz'}, {run_dir / 'metrics.json'}"
-    )
+    files = RunFiles(run_dir)
+    console.print(f"wrote {files.oof}, {files.embeddings}, {files.metrics}")
 
 
 @app.command()
@@ -474,7 +474,7 @@ def _print_ensemble(folder: Path, members: list[dict[str, Any] | None]) -> None:
 def _run_seed(run_dir: Path) -> str:
     import tomllib
 
-    return str(tomllib.loads((run_dir / "config.toml").read_text())["train"]["seed"])
+    return str(tomllib.loads(RunFiles(run_dir).config.read_text())["train"]["seed"])
 
 
 def _count_table(title: str, key: str, value: str, counts: dict[str, int]) -> Table:
@@ -816,10 +816,9 @@ def _print_retrain(metrics: dict[str, Any], run_dir: Path) -> None:
             + (f" (95% interval {ci[0]:.0%} to {ci[1]:.0%})" if ci else "")
             + " of the accuracy gap between noisy and true labels"
         )
+    files = RunFiles(run_dir)
     console.print(
-        f"wrote {run_dir / 'submission.csv'}, {run_dir / 'predictions.csv'} and "
-        f"{run_dir / 'report.md'}",
-        soft_wrap=True,
+        f"wrote {files.submission}, {files.predictions} and {files.report}", soft_wrap=True
     )
 
 
@@ -914,12 +913,12 @@ def demo(
     table.add_column("what it is")
     for path, what in (
         (files.queue_html, "the relabel queue as a gallery: open it in a browser first"),
-        (files.final.run_dir / "report.md", "did cleaning help: before and after"),
+        (RunFiles(files.final.run_dir).report, "did cleaning help: before and after"),
         (files.queue_csv, "the queue with the (simulated) decisions"),
         (files.cleaned_manifest, "the cleaned manifest version"),
         (files.audit_log, "one line per decision"),
-        (files.oof_run / "oof.csv", "out-of-fold probabilities of every train image"),
-        (files.final.run_dir / "submission.csv", "predictions for the test rows"),
+        (RunFiles(files.oof_run).oof, "out-of-fold probabilities of every train image"),
+        (RunFiles(files.final.run_dir).submission, "predictions for the test rows"),
         (files.manifest, "the original, noisy manifest (true_label kept for measuring)"),
     ):
         table.add_row(str(path), what)

@@ -25,6 +25,7 @@ from cleaner.pipeline import load_pipeline_data
 from cleaner.queue import make_queue
 from cleaner.retrain import RetrainOptions, RetrainResult, run_retrain
 from cleaner.review import apply_queue
+from cleaner.run_files import RunFiles
 
 # Package data, so an installed cleaner has it.
 PIPELINE = SHIPPED / "digits.toml"
@@ -87,10 +88,11 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
     run_oof(load_pipeline_data(cfg, progress=progress), out=oof_dir, progress=progress)
 
     step(f"3/6 flag: the {top} images most likely to be mislabeled")
-    queue_csv = oof_dir / "queue.csv"
+    queue = RunFiles(oof_dir).queue
+    queue_csv = queue.csv
     if not queue_csv.exists():
         make_queue([oof_dir], top=top)
-    console.print(f"queue: {queue_csv} and {oof_dir / 'queue.html'}")
+    console.print(f"queue: {queue_csv} and {queue.html}")
 
     step("4/6 review: SIMULATED - a stand-in reviewer answers with the true labels")
     cleaned = next_version_path(manifest)
@@ -106,13 +108,11 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
     console.print(f"cleaned manifest: {cleaned}")
 
     step("6/6 retrain: the same model on the cleaned labels, weighted by label quality")
-    report = final_dir / "report.md"
-    if report.exists():
+    final_files = RunFiles(final_dir)
+    if final_files.report.exists():
         import json
 
-        final = RetrainResult(
-            final_dir, cleaned, json.loads((final_dir / "metrics.json").read_text())
-        )
+        final = RetrainResult(final_dir, cleaned, json.loads(final_files.metrics.read_text()))
     else:
         options = RetrainOptions(
             manifest=cleaned, reweight="quality", oof_runs=(oof_dir,), out=final_dir
@@ -122,7 +122,7 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
         manifest,
         oof_dir,
         queue_csv,
-        oof_dir / "queue.html",
+        queue.html,
         cleaned,
         manifest.with_name("digits.audit.jsonl"),
         final,

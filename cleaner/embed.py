@@ -24,7 +24,7 @@ from rich.progress import Progress
 from cleaner.atomic import atomic_file
 from cleaner.data import decode_all, seed_for
 from cleaner.distributed import SINGLE, Dist
-from cleaner.embeddings import EMBEDDINGS_FILE, Embeddings, read_embeddings, write_embeddings
+from cleaner.embeddings import Embeddings, read_embeddings, write_embeddings
 from cleaner.flag import own_group_neighbour_share
 from cleaner.manifest import resolve_paths, sha256_file
 from cleaner.pipeline import make_dataset, model_and_normalize, predict_outputs
@@ -44,7 +44,7 @@ def embed_run(plan: RunPlan, *, progress: Progress, dist: Dist = SINGLE) -> Embe
     Resumable: the embedding model keeps a checkpoint in ``embed/`` until the
     file is written. Under torchrun every process calls this; rank 0 writes.
     """
-    path = plan.run_dir / EMBEDDINGS_FILE
+    path = plan.files.embeddings
     if path.exists():
         return read_embeddings(path)
     cfg, df = plan.cfg, plan.df
@@ -73,7 +73,7 @@ def embed_run(plan: RunPlan, *, progress: Progress, dist: Dist = SINGLE) -> Embe
             None,
             cfg.train,
             classes=plan.classes,
-            checkpoint=plan.run_dir / "embed" / "checkpoint.pt",
+            checkpoint=plan.files.embed.checkpoint,
             seed=seed,
             device=device,
             progress=progress,
@@ -104,9 +104,9 @@ def embed_run(plan: RunPlan, *, progress: Progress, dist: Dist = SINGLE) -> Embe
     if dist.main:
         if not (cfg.model.pretrained or cfg.model.weights):
             # Kept, like the fold models: it can embed new images into the same space.
-            with atomic_file(plan.run_dir / "embed" / "model.pt", overwrite=True) as f:
+            with atomic_file(plan.files.embed.model, overwrite=True) as f:
                 torch.save(model.state_dict(), f)
         write_embeddings(path, result)
-        (plan.run_dir / "embed" / "checkpoint.pt").unlink(missing_ok=True)
+        plan.files.embed.checkpoint.unlink(missing_ok=True)
     dist.barrier()
     return result

@@ -20,8 +20,6 @@ import numpy as np
 from cleaner.atomic import atomic_file
 from cleaner.errors import InputError, Problem
 
-EMBEDDINGS_FILE = "embeddings.npz"
-
 
 @dataclass(frozen=True)
 class Embeddings:

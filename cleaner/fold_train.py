@@ -98,19 +98,19 @@ def _save_fold(
     metrics: dict[str, Any],
 ) -> None:
     """Write fold ``k``'s files; ``oof.npz`` last: its presence marks the fold as done."""
-    fold_dir = plan.fold_dir(k)
+    files = plan.fold(k)
     if "unlabeled" in outputs:
-        with atomic_file(fold_dir / "unlabeled.npz", overwrite=True) as f:
+        with atomic_file(files.unlabeled, overwrite=True) as f:
             np.savez(f, probs=outputs["unlabeled"])
-    with atomic_file(fold_dir / "model.pt", overwrite=True) as f:
+    with atomic_file(files.model, overwrite=True) as f:
         torch.save(model.state_dict(), f)
-    write_text(fold_dir / "metrics.json", json.dumps(metrics, indent=2), overwrite=True)
-    with atomic_file(fold_dir / "oof.npz", overwrite=True) as f:
+    write_text(files.metrics, json.dumps(metrics, indent=2), overwrite=True)
+    with atomic_file(files.oof, overwrite=True) as f:
         # Text ids, not objects: merging loads the file without pickle. The fold's
         # own embeddings stay here for comparison only; they are one space per fold.
         ids = np.asarray(plan.sample_ids[plan.folds == k], dtype=str)
         np.savez(f, sample_id=ids, probs=outputs["probs"], embeddings=outputs["embeddings"])
-    (fold_dir / "checkpoint.pt").unlink(missing_ok=True)
+    files.checkpoint.unlink(missing_ok=True)
 
 
 def train_fold(
@@ -126,7 +126,7 @@ def train_fold(
     Under torchrun every process runs this; rank 0 alone writes.
     """
     cfg = plan.cfg
-    plan.fold_dir(k).mkdir(parents=True, exist_ok=True)
+    plan.fold(k).dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.train.device, dist)
     seed = seed_for(cfg.train.seed, k)
     model, norm = model_and_normalize(cfg, seed)
@@ -138,7 +138,7 @@ def train_fold(
         val_ds,
         cfg.train,
         classes=plan.classes,
-        checkpoint=plan.fold_dir(k) / "checkpoint.pt",
+        checkpoint=plan.fold(k).checkpoint,
         seed=seed,
         device=device,
         progress=progress,
@@ -204,7 +204,7 @@ def probe_folds(plan: RunPlan, todo: list[int], *, progress: Progress, dist: Dis
     cfg = plan.cfg
     for k in todo:
         t0 = time.perf_counter()
-        plan.fold_dir(k).mkdir(parents=True, exist_ok=True)
+        plan.fold(k).dir.mkdir(parents=True, exist_ok=True)
         fit_rows, own = plan.folds != k, plan.folds == k
         w, b = fit_head(
             train_x[fit_rows],

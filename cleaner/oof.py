@@ -31,15 +31,15 @@ from rich.progress import Progress
 from cleaner.atomic import write_text
 from cleaner.distributed import context
 from cleaner.embed import embed_run
-from cleaner.embeddings import EMBEDDINGS_FILE
 from cleaner.errors import EMBED_TASK, FoldsFailed, InputError, Problem
 from cleaner.fold_train import load_fold_outputs, load_unlabeled, train_folds
 from cleaner.folds import describe_split
 from cleaner.metrics import classification_metrics
 from cleaner.pipeline import PipelineData
 from cleaner.ray_folds import RayOptions, run_folds_on_ray
+from cleaner.run_files import RunFiles
 from cleaner.run_folder import RunPlan, default_run_dir, init_file, plan_run
-from cleaner.runs import COMPLETE_RECORD, ENSEMBLE_FILE, ensemble_text, oof_table, write_table
+from cleaner.runs import ensemble_text, oof_table, write_table
 
 BACKENDS = ("local", "ray")
 
@@ -57,19 +57,19 @@ def merge_folds(plan: RunPlan) -> dict[str, Any]:
 
     Every fold file is read and checked before anything is written, so a fold
     output that will not merge leaves the run as it was; ``metrics.json`` is
-    written last, the run's completion record (:data:`cleaner.runs.COMPLETE_RECORD`).
+    written last, the run's completion record (``metrics.json``).
     """
     n, k_folds = len(plan.train_rows), plan.cfg.train.folds
     position = pd.Index(np.asarray(plan.sample_ids, dtype=str))
     pred_probs = np.full((n, len(plan.classes)), np.nan, dtype=np.float32)
     fold_metrics = []
     for k in range(k_folds):
-        ids, probs, _ = load_fold_outputs(plan.fold_dir(k) / "oof.npz")
+        ids, probs, _ = load_fold_outputs(plan.fold(k).oof)
         pos = position.get_indexer(ids)
         if (pos < 0).any() or not np.all(plan.folds[pos] == k):
             raise RuntimeError(f"fold {k} predicted rows outside its fold")
         pred_probs[pos] = probs
-        fold_metrics.append(_fold_metrics(plan.fold_dir(k) / "metrics.json"))
+        fold_metrics.append(_fold_metrics(plan.fold(k).metrics))
     if np.isnan(pred_probs).any():
         raise RuntimeError("some train rows have no out-of-fold prediction")
     overall = classification_metrics(plan.labels, pred_probs.argmax(1), plan.classes)
@@ -87,9 +87,7 @@ def merge_folds(plan: RunPlan) -> dict[str, Any]:
     if len(unlabeled):
         probs = np.mean(
             [
-                load_unlabeled(
-                    plan.fold_dir(k) / "unlabeled.npz", len(unlabeled), len(plan.classes)
-                )
+                load_unlabeled(plan.fold(k).unlabeled, len(unlabeled), len(plan.classes))
                 for k in range(k_folds)
             ],
             axis=0,
@@ -98,12 +96,13 @@ def merge_folds(plan: RunPlan) -> dict[str, Any]:
         u_table = oof_table(ids, np.full(len(ids), -1), probs.argmax(1), probs, plan.classes)
         u_table = u_table.drop(columns=["fold", "label"])
     # Each file once: a merge interrupted after some of them finishes with the others.
-    if not (plan.run_dir / "oof.csv").exists():
-        write_table(plan.run_dir / "oof.csv", table)
-    if u_table is not None and not (plan.run_dir / "unlabeled.csv").exists():
-        write_table(plan.run_dir / "unlabeled.csv", u_table)
-    if not (plan.run_dir / COMPLETE_RECORD).exists():
-        write_text(plan.run_dir / COMPLETE_RECORD, json.dumps(metrics, indent=2))
+    files = plan.files
+    if not files.oof.exists():
+        write_table(files.oof, table)
+    if u_table is not None and not files.unlabeled.exists():
+        write_table(files.unlabeled, u_table)
+    if not files.metrics.exists():
+        write_text(files.metrics, json.dumps(metrics, indent=2))
     return metrics
 
 
@@ -166,7 +165,7 @@ def run_oof(
         # The embedding step needs no fold model: one more task beside the folds,
         # so that it too runs with the folds' resources and threads.
         tasks = todo
-        if embed and fold is None and not (plan.run_dir / EMBEDDINGS_FILE).exists():
+        if embed and fold is None and not plan.files.embeddings.exists():
             tasks = [*todo, EMBED_TASK]
         failed = run_folds_on_ray(plan, tasks, ray_options or RayOptions(), progress=progress)
     else:
@@ -176,13 +175,13 @@ def run_oof(
     missing = [k for k in range(k_folds) if not plan.fold_done(k)]
     if not missing:  # a fold output that will not merge is refused before more training
         for k in range(k_folds):
-            load_fold_outputs(plan.fold_dir(k) / "oof.npz")
+            load_fold_outputs(plan.fold(k).oof)
     if embed and not missing:
         embed_run(plan, progress=progress, dist=dist)  # every torchrun process takes part
     if missing or not dist.main:
         return OofResult(plan.run_dir, todo, missing, None)
-    if (plan.run_dir / COMPLETE_RECORD).exists() and (plan.run_dir / "oof.csv").exists():
-        metrics = json.loads((plan.run_dir / COMPLETE_RECORD).read_text())
+    if plan.files.metrics.exists() and plan.files.oof.exists():
+        metrics = json.loads(plan.files.metrics.read_text())
     else:
         metrics = merge_folds(plan)
     return OofResult(plan.run_dir, todo, [], metrics)
@@ -218,7 +217,7 @@ def run_repeats(
     folder = Path(out) if out else default_run_dir(name, data.cfg, data.manifest_sha, f"x{repeats}")
     folder.mkdir(parents=True, exist_ok=True)
     members = [f"repeat-{r}" for r in range(repeats)]
-    init_file(folder / ENSEMBLE_FILE, ensemble_text(members, seeds), "number of repeats")
+    init_file(RunFiles(folder).ensemble, ensemble_text(members, seeds), "number of repeats")
     task = progress.add_task(f"{repeats} repeats", total=repeats, unit="run")
     results = []
     for r, (member, seed) in enumerate(zip(members, seeds, strict=True)):

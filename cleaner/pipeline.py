@@ -34,6 +34,7 @@ from cleaner.manifest import (
 )
 from cleaner.models import create_model, default_mean_std
 from cleaner.progress import warn
+from cleaner.run_files import FoldFiles
 from cleaner.train import (
     device_problem,
     eval_batch_size,
@@ -226,10 +227,10 @@ def model_and_normalize(cfg: PipelineConfig, seed: int) -> tuple[torch.nn.Module
     return model, Normalize(*default_mean_std(model, cfg.model.in_chans))
 
 
-def load_fold_model(cfg: PipelineConfig, fold_dir: Path) -> tuple[torch.nn.Module, Normalize]:
-    """The model ``oof`` kept in ``fold_dir/model.pt``, on the pipeline's device."""
+def load_fold_model(cfg: PipelineConfig, fold: FoldFiles) -> tuple[torch.nn.Module, Normalize]:
+    """The model ``oof`` kept in a fold's ``model.pt``, on the pipeline's device."""
     model, norm = model_and_normalize(cfg, 0)
-    model.load_state_dict(torch.load(fold_dir / "model.pt", weights_only=True))
+    model.load_state_dict(torch.load(fold.model, weights_only=True))
     return model.to(resolve_device(cfg.train.device)), norm
 
 

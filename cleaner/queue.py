@@ -41,17 +41,15 @@ from cleaner.manifest import (
 )
 from cleaner.queue_file import (
     QUEUE_COLUMNS,
-    QUEUE_JSON,
     QueueMeta,
     read_queue_table,
     write_queue_csv,
     write_queue_meta,
 )
 from cleaner.queue_groups import group_rows
+from cleaner.run_files import QueueFiles, RunFiles
 from cleaner.runs import Run, ensemble_members, expand_runs, load_probs, load_run, mean_probs
 from cleaner.trust import check_trust
-
-NOISE_PNG = "noise_matrix.png"  # beside the queue; queue.html links it
 
 
 @dataclass
@@ -444,11 +442,11 @@ def _train_rows(df: pd.DataFrame, runs: Sequence[Run]) -> np.ndarray:
     run = runs[0]
     # Index lookups, not Python dicts: this runs on a million rows.
     train_rows = pd.Index(df["sample_id"]).get_indexer(run.sample_ids)
-    source = str(run.probs_file or run.run_dir / "oof.csv")
+    source = str(run.probs_file or RunFiles(run.run_dir).oof)
     if (train_rows < 0).any() or (df["split"] == "train").sum() != len(run.sample_ids):
         raise InputError([Problem(source, "rows do not match the manifest's train rows")])
     for r in runs:
-        _check_against_manifest(df, train_rows, r, str(r.probs_file or r.run_dir / "oof.csv"))
+        _check_against_manifest(df, train_rows, r, str(r.probs_file or RunFiles(r.run_dir).oof))
     return train_rows
 
 
@@ -694,7 +692,7 @@ def make_queue(
         mean_probs=ensemble_probs,
     )
     _write_outputs(targets, queue=queue, page=page, meta=meta, summary=summary, run=run)
-    summary.queue_csv, summary.queue_html = targets.queue_csv, targets.queue_html
+    summary.queue_csv, summary.queue_html = targets.csv, targets.html
     return summary
 
 
@@ -715,35 +713,14 @@ def check_settings(top: int, method: str) -> None:
 
 
 @dataclass(frozen=True)
-class _Targets:
+class _Targets(QueueFiles):
     """The files ``flag`` writes into the queue's folder."""
 
-    folder: Path
-    duplicates: bool  # with embeddings: duplicates.csv too
-
-    @property
-    def queue_csv(self) -> Path:
-        return self.folder / "queue.csv"
-
-    @property
-    def queue_html(self) -> Path:
-        return self.folder / "queue.html"
-
-    @property
-    def queue_json(self) -> Path:
-        return self.folder / QUEUE_JSON
-
-    @property
-    def noise_png(self) -> Path:
-        return self.folder / NOISE_PNG
-
-    @property
-    def duplicates_csv(self) -> Path | None:
-        return self.folder / "duplicates.csv" if self.duplicates else None
+    with_duplicates: bool  # with embeddings: duplicates.csv too
 
     def all(self) -> list[Path]:
-        paths = [self.queue_csv, self.queue_html, self.queue_json, self.noise_png]
-        return paths + ([self.duplicates_csv] if self.duplicates_csv else [])
+        paths = [self.csv, self.html, self.record, self.noise_png]
+        return paths + ([self.duplicates] if self.with_duplicates else [])
 
 
 def _targets(out_dir: Path, runs: Sequence[Run]) -> _Targets:
@@ -756,17 +733,18 @@ def _targets(out_dir: Path, runs: Sequence[Run]) -> _Targets:
     """
     targets = _Targets(out_dir, any(r.embeddings is not None for r in runs))
     existing = [p for p in targets.all() if p.exists()]
-    if targets.queue_json.exists():
+    if targets.record.exists():
         raise InputError(
             [Problem(str(p), "already exists; pass --out for a new queue folder") for p in existing]
         )
-    if targets.queue_csv in existing and _has_decisions(targets.queue_csv):
+    if targets.csv in existing and _has_decisions(targets.csv):
         raise InputError(
             [
                 Problem(
-                    str(targets.queue_csv),
-                    f"already exists with decisions filled in, but without its {QUEUE_JSON} "
-                    "(an interrupted flag?); pass --out for a new queue folder",
+                    str(targets.csv),
+                    "already exists with decisions filled in, but without its "
+                    f"{targets.record.name} (an interrupted flag?); "
+                    "pass --out for a new queue folder",
                 )
             ]
         )
@@ -802,7 +780,7 @@ def _gallery(
         classes=run.classes,
         on_image=on_image,
         partner_paths=partner_paths,
-        noise_png=NOISE_PNG,
+        noise_png=QueueFiles(Path(".")).noise_png.name,
     )
 
 
@@ -816,15 +794,15 @@ def _write_outputs(
     run: Run,
 ) -> None:
     """Everything is computed; now write the files, all or none (queue.json last)."""
-    targets.folder.mkdir(parents=True, exist_ok=True)
+    targets.dir.mkdir(parents=True, exist_ok=True)
     for leftover in targets.all():  # an interrupted flag's, without queue.json (_targets)
         leftover.unlink(missing_ok=True)
     written: list[Path] = []
     try:
-        write_queue_csv(queue, targets.queue_csv)
-        written.append(targets.queue_csv)
-        write_text(targets.queue_html, page)
-        written.append(targets.queue_html)
+        write_queue_csv(queue, targets.csv)
+        written.append(targets.csv)
+        write_text(targets.html, page)
+        written.append(targets.html)
         from cleaner.figures import noise_matrix_png  # matplotlib only where it draws
 
         assert summary.noise_joint is not None  # build_queue estimated it
@@ -832,13 +810,13 @@ def _write_outputs(
                          xlabel="likely true label",
                          title="estimated noise (cleanlab): given vs likely true")  # fmt: skip
         written.append(targets.noise_png)
-        if targets.duplicates_csv is not None and summary.duplicate_pairs is not None:
-            with atomic_path(targets.duplicates_csv) as tmp:
+        if targets.with_duplicates and summary.duplicate_pairs is not None:
+            with atomic_path(targets.duplicates) as tmp:
                 summary.duplicate_pairs.to_csv(tmp, index=False, float_format="%.6g")
-            written.append(targets.duplicates_csv)
-            summary.duplicates_csv = targets.duplicates_csv
+            written.append(targets.duplicates)
+            summary.duplicates_csv = targets.duplicates
         # queue.json last: apply and review look for it.
-        write_queue_meta(targets.queue_json, meta)
+        write_queue_meta(targets.record, meta)
     except BaseException:
         for p in written:
             os.unlink(p)

@@ -35,6 +35,7 @@ from cleaner.atomic import atomic_path, write_text
 from cleaner.attributes import AttributeTable
 from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.manifest import line_of
+from cleaner.run_files import QueueFiles
 
 QUEUE_COLUMNS = (
     "rank",
@@ -53,7 +54,6 @@ QUEUE_COLUMNS = (
 REQUIRED_COLUMNS = ("sample_id", "decision")
 # Read as blank when missing: older queues have no ``partner``; a spreadsheet may delete any.
 OPTIONAL_COLUMNS = ("new_label", "suggested_label", "label_quality", "issue", "partner")
-QUEUE_JSON = "queue.json"  # beside the queue CSV
 FLOAT_FORMAT = "%.6g"  # label_quality as the queue writes it
 
 
@@ -225,7 +225,7 @@ class QueueText:
 
 def queue_meta_path(queue_csv: str | Path) -> Path:
     """``queue.json`` beside the queue CSV."""
-    return Path(queue_csv).with_name(QUEUE_JSON)
+    return QueueFiles.beside(queue_csv).record
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,7 @@ def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
     except RecursionError:  # thousands of nested brackets: malformed, not a crash
         reason = "not valid JSON: nested too deeply"
     except UnicodeDecodeError:
-        raise InputError([not_utf8(path, "queue.json")]) from None
+        raise InputError([not_utf8(path, path.name)]) from None
     except ValueError as e:  # an integer of thousands of digits: Python's int limit
         reason = f"not a queue.json written by cleaner flag ({e})"
     except KeyError as e:

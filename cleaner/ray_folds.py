@@ -34,6 +34,7 @@ from cleaner.embed import embed_run
 from cleaner.errors import EMBED_TASK, InputError, task_name
 from cleaner.fold_train import train_folds
 from cleaner.pipeline import load_pipeline_data
+from cleaner.run_files import RunFiles
 from cleaner.run_folder import RunPlan, plan_run
 
 INSTALL_HINT = (
@@ -127,7 +128,7 @@ def train_fold_task(run_dir: str, k: int, cwd: str, threads: int) -> dict[str, A
     if os.path.isdir(cwd):  # relative paths in the pipeline mean the driver's directory
         os.chdir(cwd)
     torch.set_num_threads(threads)
-    config = Path(run_dir) / "config.toml"
+    config = RunFiles(Path(run_dir)).config
     with make_progress(quiet=True) as progress:
         data = load_pipeline_data(load_config(config), progress=progress, source=config)
         if k == EMBED_TASK:
@@ -136,7 +137,7 @@ def train_fold_task(run_dir: str, k: int, cwd: str, threads: int) -> dict[str, A
             return {"seconds": time.perf_counter() - t0}
         plan = plan_run(data, out=run_dir, fold=k)
         train_folds(plan, [k], progress=progress)
-    metrics: dict[str, Any] = json.loads((plan.fold_dir(k) / "metrics.json").read_text())
+    metrics: dict[str, Any] = json.loads(plan.fold(k).metrics.read_text())
     return metrics
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cleaner import flag
+from cleaner.run_files import RunFiles
 from cleaner.runs import read_scores
 
 
@@ -20,21 +21,22 @@ def write_figures(metrics: dict[str, Any], run_dir: Path, oof_run: str | Path | 
 
     classes = metrics["classes"]
     made = []
-    if oof_run is not None and (Path(oof_run) / "oof.csv").exists():
+    files = RunFiles(run_dir)
+    if oof_run is not None and RunFiles(Path(oof_run)).oof.exists():
         run = read_scores(Path(oof_run))
         if (run.labels >= 0).all():
             joint = flag.estimate_noise(run.labels, run.probs).joint
-            noise_matrix_png(joint, classes, run_dir / "noise_matrix.png",
+            noise_matrix_png(joint, classes, files.noise_matrix_png,
                              title="estimated noise (cleanlab), before cleaning",
                              xlabel="likely true label")  # fmt: skip
-            made.append("noise_matrix.png")
+            made.append(files.noise_matrix_png.name)
     test = metrics.get("test") or {}
     models = {f"{t} labels": test[t]["per_class_f1"] for t in ("noisy", "cleaned", "true")
               if t in test}  # fmt: skip
     if models:
         title = "per-class F1 on the test rows, by the labels trained on"
-        per_class_f1_png(models, classes, run_dir / "per_class_f1.png", title=title)
-        made.append("per_class_f1.png")
+        per_class_f1_png(models, classes, files.per_class_f1_png, title=title)
+        made.append(files.per_class_f1_png.name)
     return made
 
 
@@ -90,6 +92,7 @@ def _test_lines(test: dict[str, Any]) -> list[str]:
 
 def render_report(metrics: dict[str, Any], run_dir: Path) -> str:
     """report.md: what was trained on, and whether cleaning helped."""
+    files = RunFiles(run_dir)
     lines = [
         "# cleaner retrain report",
         "",
@@ -132,10 +135,10 @@ def render_report(metrics: dict[str, Any], run_dir: Path) -> str:
         "",
         "## Files",
         "",
-        f"- `{run_dir / 'submission.csv'}`: the file to submit",
-        f"- `{run_dir / 'predictions.csv'}`: every class probability of every test row",
-        f"- `{run_dir / 'train_weights.csv'}`: the loss weight of every train row",
-        f"- `{run_dir / 'metrics.json'}`: everything above, as JSON",
+        f"- `{files.submission}`: the file to submit",
+        f"- `{files.predictions}`: every class probability of every test row",
+        f"- `{files.train_weights}`: the loss weight of every train row",
+        f"- `{files.metrics}`: everything above, as JSON",
         "",
     ]
     return "\n".join(lines)

@@ -53,6 +53,7 @@ from cleaner.pipeline import (
 )
 from cleaner.probe import fit_head, set_head
 from cleaner.report import render_report, write_figures
+from cleaner.run_files import FoldFiles, RunFiles
 from cleaner.run_folder import init_records, run_key
 from cleaner.runs import (
     PROB_PREFIX,
@@ -137,13 +138,13 @@ def _fit_full(
     labels: np.ndarray,
     weights: np.ndarray,
     *,
-    out_dir: Path,
+    out: FoldFiles,
     progress: Progress,
     desc: str,
 ) -> tuple[torch.nn.Module, Any]:
-    """One model on the given train rows, resumable from ``out_dir/checkpoint.pt``."""
+    """One model on the given train rows, resumable from its checkpoint in ``out``."""
     cfg = data.cfg
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out.dir.mkdir(parents=True, exist_ok=True)
     seed = seed_for(cfg.train.seed, 1000)
     model, norm = model_and_normalize(cfg, seed)
     root = data.manifest_path.parent
@@ -179,13 +180,13 @@ def _fit_full(
             None,
             cfg.train,
             classes=cfg.data.classes,
-            checkpoint=out_dir / "checkpoint.pt",
+            checkpoint=out.checkpoint,
             seed=seed,
             device=resolve_device(cfg.train.device),
             progress=progress,
             desc=desc,
         )
-    with atomic_file(out_dir / "model.pt", overwrite=True) as f:
+    with atomic_file(out.model, overwrite=True) as f:
         torch.save(model.state_dict(), f)
     return model, norm
 
@@ -198,13 +199,13 @@ def _predict(
 
 
 def _fold_models_predict(
-    cv_dir: Path, data: PipelineData, rows: np.ndarray, *, tta: bool
+    cv: RunFiles, data: PipelineData, rows: np.ndarray, *, tta: bool
 ) -> np.ndarray:
     """Average of the K fold models of an oof run on ``rows``."""
     cfg = data.cfg
     probs = []
     for k in range(cfg.train.folds):
-        model, norm = load_fold_model(cfg, cv_dir / f"fold-{k}")
+        model, norm = load_fold_model(cfg, cv.fold(k))
         probs.append(_predict(model, norm, data, rows, tta=tta))
     return np.mean(probs, axis=0)
 
@@ -326,7 +327,7 @@ def _retrain_dir(data: PipelineData, options: RetrainOptions, name: str) -> Path
     """The retrain's folder, with its config and manifest recorded (once)."""
     key = run_key(data.cfg, data.manifest_sha, options.mode, options.reweight, str(options.tta))
     run_dir = options.out or Path("runs") / f"{name}-retrain-{key}"
-    if (run_dir / "report.md").exists():
+    if RunFiles(run_dir).report.exists():
         raise InputError(
             [Problem(str(run_dir), "already holds a finished retrain; pass --out for a new one")]
         )
@@ -337,7 +338,7 @@ def _retrain_dir(data: PipelineData, options: RetrainOptions, name: str) -> Path
 
 def _write_weights(run_dir: Path, data: PipelineData, weights: np.ndarray) -> Path:
     """``train_weights.csv``: the loss weight of every train row (written once)."""
-    path = run_dir / "train_weights.csv"
+    path = RunFiles(run_dir).train_weights
     if not path.exists():
         with atomic_path(path) as tmp:
             pd.DataFrame({"sample_id": data.sample_ids, "weight": weights}).to_csv(
@@ -360,10 +361,11 @@ def _train_fold_models(
     cv_data = data
     if options.reweight != "none":
         # The fold models train with the same weights as the full model would.
-        cv_data = data.with_weights((run_dir / "train_weights.csv").resolve())
+        cv_data = data.with_weights(RunFiles(run_dir).train_weights.resolve())
+    cv_files = RunFiles(run_dir).cv
     cv = run_oof(
         cv_data,
-        out=run_dir / "cv",
+        out=cv_files.dir,
         progress=progress,
         backend=options.backend,
         ray_options=options.ray_options,
@@ -373,9 +375,9 @@ def _train_fold_models(
     if cv_metrics is not None and (weights == 0).any():
         # Weight-0 rows (pruned) taught nothing: score the labels that were trained on.
         cv_metrics = {
-            "overall": _cv_on_trained_rows(run_dir / "cv", data.sample_ids, weights, data.classes)
+            "overall": _cv_on_trained_rows(cv_files.dir, data.sample_ids, weights, data.classes)
         }
-    return _fold_models_predict(run_dir / "cv", data, test_rows, tta=options.tta), cv_metrics
+    return _fold_models_predict(cv_files, data, test_rows, tta=options.tta), cv_metrics
 
 
 def _write_predictions(
@@ -402,8 +404,9 @@ def _write_predictions(
         label_column=sub.label_column,
         label_format=sub.label_format,
     )
-    for name, table in (("predictions.csv", predictions), ("submission.csv", submission)):
-        write_table(run_dir / name, table, overwrite=True)
+    files = RunFiles(run_dir)
+    for path, table in ((files.predictions, predictions), (files.submission, submission)):
+        write_table(path, table, overwrite=True)
 
 
 def run_retrain(
@@ -440,7 +443,7 @@ def run_retrain(
             data.train_rows,
             data.labels,
             weights,
-            out_dir=run_dir / "full",
+            out=RunFiles(run_dir).final,
             progress=progress,
             desc="final model",
         )
@@ -472,9 +475,10 @@ def run_retrain(
         )
     _write_predictions(run_dir, data, test_rows, test_probs)
     metrics["figures"] = write_figures(metrics, run_dir, runs[0] if runs else None)
-    write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2), overwrite=True)
+    files = RunFiles(run_dir)
+    write_text(files.metrics, json.dumps(metrics, indent=2), overwrite=True)
     # The report is written last: its presence marks the retrain as finished.
-    write_text(run_dir / "report.md", render_report(metrics, run_dir))
+    write_text(files.report, render_report(metrics, run_dir))
     return RetrainResult(run_dir, data.manifest_path, metrics)
 
 
@@ -505,8 +509,8 @@ def _before(data: PipelineData, oof_run: str | Path | None) -> dict[str, Any]:
             ).sum()
         )
         out["first_version"] = str(first)
-    if oof_run is not None and (Path(oof_run) / "metrics.json").exists():
-        before = json.loads((Path(oof_run) / "metrics.json").read_text())
+    if oof_run is not None and RunFiles(Path(oof_run)).metrics.exists():
+        before = json.loads(RunFiles(Path(oof_run)).metrics.read_text())
         out["cv_before"] = before["overall"]
         out["cv_before_run"] = str(oof_run)
     return out
@@ -554,7 +558,7 @@ def _compare_on_test(
             position,
             labels,
             weights,
-            out_dir=run_dir / f"baseline-{tag}",
+            out=RunFiles(run_dir).baseline(tag),
             progress=progress,
             desc=f"baseline on {tag} labels",
         )

@@ -81,6 +81,7 @@ from cleaner.manifest import id_matcher, line_of, resolve_paths, sha256_file
 from cleaner.project_lock import ProjectLocked, project_lock
 from cleaner.queue_file import QueueMeta, sniff_delimiter
 from cleaner.review import CheckedQueue, check_queue, expand_decisions, parse_decisions
+from cleaner.run_files import RunFiles
 from cleaner.runs import read_prob_columns
 
 HOST = "127.0.0.1"  # never another interface: the page can change the queue
@@ -210,7 +211,7 @@ def _run_probs(
     warnings = []
     for run in meta.runs:
         run_dir = Path(run)
-        tables = [run_dir / "oof.csv", run_dir / "unlabeled.csv"]
+        tables = [RunFiles(run_dir).oof, RunFiles(run_dir).unlabeled]
         if not tables[0].is_file():
             warnings.append(f"{tables[0]} not found: no model probabilities from run {run}")
             continue

@@ -23,7 +23,8 @@ from cleaner.errors import InputError, Problem
 from cleaner.folds import make_folds
 from cleaner.manifest import resolve_paths
 from cleaner.pipeline import PipelineData, preflight
-from cleaner.runs import MANIFEST_RECORD, manifest_record, read_manifest_record
+from cleaner.run_files import FoldFiles, RunFiles
+from cleaner.runs import manifest_record, read_manifest_record
 
 KEY_DIGITS = 8  # hex digits of the digest in a run folder's name
 
@@ -40,11 +41,15 @@ class RunPlan(PipelineData):
         """Positions in df of the ``unlabeled`` rows."""
         return self.rows_of("unlabeled")
 
-    def fold_dir(self, k: int) -> Path:
-        return self.run_dir / f"fold-{k}"
+    @property
+    def files(self) -> RunFiles:
+        return RunFiles(self.run_dir)
+
+    def fold(self, k: int) -> FoldFiles:
+        return self.files.fold(k)
 
     def fold_done(self, k: int) -> bool:
-        return (self.fold_dir(k) / "oof.npz").exists()
+        return self.fold(k).done
 
 
 def run_key(cfg: PipelineConfig, *salt: str) -> str:
@@ -82,10 +87,11 @@ def init_records(run_dir: Path, cfg: PipelineConfig, sha: str, manifest: Path) -
     A later run must name the same manifest, however its path was spelled
     (older runs stored it relative to the working directory).
     """
-    config = run_dir / "config.toml"
+    files = RunFiles(run_dir)
+    config = files.config
     if not (config.exists() and _same_config(config, cfg)):
         init_file(config, cfg.to_toml(), "config")
-    record = run_dir / MANIFEST_RECORD
+    record = files.manifest_record
     if record.exists():
         recorded, path = read_manifest_record(run_dir)
         if recorded == sha and path.exists() and path.resolve() == manifest.resolve():
@@ -102,16 +108,12 @@ def _same_config(path: Path, cfg: PipelineConfig) -> bool:
         return False
 
 
-# What ``plan_run`` writes before any training: a folder holding only these was left
-# by a command refused before it trained anything, and is set up afresh.
-_START_FILES = frozenset({"config.toml", MANIFEST_RECORD, "folds.csv"})
-
-
 def _records_of(run_dir: Path, cfg: PipelineConfig, sha: str, manifest: Path) -> bool:
     """Whether the folder's records are those this run writes (config and manifest)."""
-    if not _same_config(run_dir / "config.toml", cfg):
+    files = RunFiles(run_dir)
+    if not _same_config(files.config, cfg):
         return False
-    if not (run_dir / MANIFEST_RECORD).exists():
+    if not files.manifest_record.exists():
         return True
     try:
         recorded, path = read_manifest_record(run_dir)
@@ -123,9 +125,13 @@ def _records_of(run_dir: Path, cfg: PipelineConfig, sha: str, manifest: Path) ->
 def _forget_refused_start(run_dir: Path, data: PipelineData) -> None:
     """Clear what a refused start of *another* configuration or manifest left. Records of
     this very run are kept: Ray tasks and ``--fold K`` processes set up one folder at the
-    same moment, and one must not delete the files another is reading."""
+    same moment, and one must not delete the files another is reading.
+
+    A folder holding only what ``plan_run`` writes before any training was left by a
+    command refused before it trained anything, and is set up afresh.
+    """
     present = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
-    if not present or not present <= _START_FILES:
+    if not present or not present <= {p.name for p in RunFiles(run_dir).start_files()}:
         return
     if not _records_of(run_dir, data.cfg, data.manifest_sha, data.manifest_path):
         for name in present:
@@ -155,6 +161,6 @@ def plan_run(
     _forget_refused_start(run_dir, data)
     init_records(run_dir, cfg, data.manifest_sha, data.manifest_path)
     folds_csv = pd.DataFrame({"sample_id": data.sample_ids, "fold": folds}).to_csv(index=False)
-    init_file(run_dir / "folds.csv", folds_csv, "fold split")
+    init_file(RunFiles(run_dir).folds, folds_csv, "fold split")
     fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(PipelineData)}
     return RunPlan(**fields, run_dir=run_dir, folds=folds)

@@ -5,7 +5,7 @@ One home for the format, with a reader for each use:
 - :func:`oof_table` and :func:`write_table` write it (``oof`` at the merge);
 - :func:`load_run` is the strict reader, where later steps (``flag``,
   ``retrain``) meet a run: it refuses a run without ``oof.csv`` or without
-  its completion record (:data:`COMPLETE_RECORD`, written last), one whose
+  its completion record (``metrics.json``, written last), one whose
   manifest changed since (sha256), rows that do not match the manifest or
   ``folds.csv``, and probabilities that are not probability vectors;
   :func:`load_probs` reads probabilities made outside ``cleaner`` (the same
@@ -36,7 +36,7 @@ import pandas as pd
 
 from cleaner.atomic import atomic_path
 from cleaner.config import PipelineConfig, build_config
-from cleaner.embeddings import EMBEDDINGS_FILE, Embeddings, read_embeddings
+from cleaner.embeddings import Embeddings, read_embeddings
 from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.manifest import (
     check_classes,
@@ -46,11 +46,9 @@ from cleaner.manifest import (
     read_manifest,
     sha256_file,
 )
+from cleaner.run_files import RunFiles
 
 OOF_COLUMNS = ("sample_id", "fold", "label", "pred")
-# Written last by ``oof``'s merge: a run folder without it is unfinished, and refused.
-COMPLETE_RECORD = "metrics.json"
-ENSEMBLE_FILE = "ensemble.json"  # an ensemble folder's list of member runs (oof --repeats)
 PROB_PREFIX = "p:"  # oof.csv names its probability columns p:CLASS
 
 
@@ -181,9 +179,6 @@ def _folds_problems(table: pd.DataFrame, folds_csv: Path, path: Path) -> list[Pr
     return problems
 
 
-MANIFEST_RECORD = "manifest.sha256"
-
-
 def manifest_record(sha: str, manifest: Path, run_dir: Path) -> str:
     """``manifest.sha256``'s text: the sha256 and the manifest's path relative to the run
     folder, so that a project moved or copied as a whole keeps its runs readable."""
@@ -197,7 +192,7 @@ def manifest_record(sha: str, manifest: Path, run_dir: Path) -> str:
 def read_manifest_record(run_dir: Path) -> tuple[str, Path]:
     """The sha256 and path ``manifest.sha256`` records. The path is relative to the run
     folder; older runs stored it relative to the working directory, the fallback."""
-    path = run_dir / MANIFEST_RECORD
+    path = RunFiles(run_dir).manifest_record
     if not path.is_file():
         raise InputError([Problem(str(path), "not found: the run folder is incomplete")])
     sha, _, stored = path.read_text().rstrip("\n").partition("  ")
@@ -209,10 +204,10 @@ def read_manifest_record(run_dir: Path) -> tuple[str, Path]:
 
 def _require_finished(run_dir: Path) -> None:
     """Refuse what is not a finished run folder: missing, an ensemble, unfinished."""
-    oof_csv = run_dir / "oof.csv"
+    files = RunFiles(run_dir)
     if not run_dir.is_dir():
         raise InputError([Problem(str(run_dir), "run folder not found")])
-    if not oof_csv.exists() and (run_dir / ENSEMBLE_FILE).exists():
+    if not files.oof.exists() and files.ensemble.exists():
         raise InputError(
             [
                 Problem(
@@ -222,12 +217,12 @@ def _require_finished(run_dir: Path) -> None:
                 )
             ]
         )
-    if not oof_csv.exists():
+    if not files.oof.exists():
         raise InputError(
             [
                 Problem(
                     str(run_dir),
-                    "no oof.csv: the run is not finished; "
+                    f"no {files.oof.name}: the run is not finished; "
                     "run `cleaner oof` with the same arguments to finish it",
                 )
             ]
@@ -236,13 +231,15 @@ def _require_finished(run_dir: Path) -> None:
 
 
 def _require_complete(run_dir: Path) -> None:
-    """Refuse a run whose merge stopped before its last file, the completion record."""
-    if not (run_dir / COMPLETE_RECORD).exists():
+    """Refuse a run whose merge stopped before its last file, the completion record
+    (``metrics.json``, written last)."""
+    record = RunFiles(run_dir).metrics
+    if not record.exists():
         raise InputError(
             [
                 Problem(
                     str(run_dir),
-                    f"no {COMPLETE_RECORD}: the run is not finished (its merge stopped "
+                    f"no {record.name}: the run is not finished (its merge stopped "
                     "before the last file); run `cleaner oof` with the same arguments to "
                     "finish it",
                 )
@@ -254,10 +251,9 @@ def load_run(run_dir: str | Path) -> Run:
     """Read and check a run folder made by ``cleaner oof``."""
     run_dir = Path(run_dir)
     _require_finished(run_dir)
-    oof_csv = run_dir / "oof.csv"
-    cfg = build_config(
-        tomllib.loads((run_dir / "config.toml").read_text()), file=str(run_dir / "config.toml")
-    )
+    files = RunFiles(run_dir)
+    oof_csv = files.oof
+    cfg = build_config(tomllib.loads(files.config.read_text()), file=str(files.config))
     recorded, manifest = read_manifest_record(run_dir)
     if not manifest.is_file() and Path(cfg.data.manifest).is_file():
         # A run folder copied away from its project: the config's path, from here.
@@ -268,7 +264,7 @@ def load_run(run_dir: str | Path) -> Run:
                 Problem(
                     str(manifest),
                     f"manifest of run {run_dir} not found "
-                    f"({MANIFEST_RECORD} names it relative to the run folder)",
+                    f"({files.manifest_record.name} names it relative to the run folder)",
                 )
             ]
         )
@@ -290,16 +286,16 @@ def load_run(run_dir: str | Path) -> Run:
     train = df[df["split"] == "train"]
     given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
     problems = _manifest_problems(table, given, oof_csv, manifest)
-    problems += _folds_problems(table, run_dir / "folds.csv", oof_csv)
+    problems += _folds_problems(table, files.folds, oof_csv)
     if problems:
         raise InputError(problems)
     index = {c: i for i, c in enumerate(classes)}
     embeddings = None
-    if (run_dir / EMBEDDINGS_FILE).exists():
-        embeddings = checked_embeddings(run_dir / EMBEDDINGS_FILE, table["sample_id"].to_numpy())
+    if files.embeddings.exists():
+        embeddings = checked_embeddings(files.embeddings, table["sample_id"].to_numpy())
     u_ids, u_probs = np.array([], dtype=object), np.zeros((0, len(classes)))
-    if (run_dir / "unlabeled.csv").exists():
-        u, u_probs = _prob_table(run_dir / "unlabeled.csv", classes, ("sample_id", "pred"))
+    if files.unlabeled.exists():
+        u, u_probs = _prob_table(files.unlabeled, classes, ("sample_id", "pred"))
         u_ids = u["sample_id"].to_numpy()
     return Run(
         run_dir=run_dir,
@@ -312,7 +308,7 @@ def load_run(run_dir: str | Path) -> Run:
         embeddings=embeddings,
         unlabeled_ids=u_ids,
         unlabeled_probs=u_probs,
-        legacy_embeddings=embeddings is None and (run_dir / "embeddings.npy").exists(),
+        legacy_embeddings=embeddings is None and files.legacy_embeddings.exists(),
     )
 
 
@@ -533,10 +529,10 @@ def read_scores(run_or_file: Path) -> Scores:
     probability file in the ``oof.csv`` layout (``--probs``).
     """
     path = Path(run_or_file)
-    oof_csv = path if path.is_file() else path / "oof.csv"
+    oof_csv = path if path.is_file() else RunFiles(path).oof
     if not oof_csv.exists():
-        raise InputError([Problem(str(path), "no oof.csv: not a finished oof run")])
-    if not path.is_file() and (path / "folds.csv").exists():
+        raise InputError([Problem(str(path), f"no {oof_csv.name}: not a finished oof run")])
+    if not path.is_file() and RunFiles(path).folds.exists():
         _require_complete(path)  # a folder `cleaner oof` made (one with only oof.csv is taken)
     header = read_header(oof_csv)  # refuses a file that is not UTF-8 or repeats a column
     cols = [c for c in header if c.startswith(PROB_PREFIX)]
@@ -611,7 +607,7 @@ def ensemble_text(members: Sequence[str], seeds: Sequence[int]) -> str:
 
 def ensemble_members(path: Path) -> list[Path] | None:
     """The member runs of an ensemble folder, or None when ``path`` is not one."""
-    record = Path(path) / ENSEMBLE_FILE
+    record = RunFiles(Path(path)).ensemble
     if not record.is_file():
         return None
     try:

@@ -46,7 +46,8 @@ from cleaner.queue_file import (
     write_queue_csv,
     write_queue_meta,
 )
-from cleaner.runs import MANIFEST_RECORD, manifest_record, write_table
+from cleaner.run_files import RunFiles
+from cleaner.runs import manifest_record, write_table
 
 # The classes of the tiny data set; the pipeline lists them in this order.
 TINY_CLASSES = ("a", "b")
@@ -387,5 +388,5 @@ def write_run(
         "data", manifest=str(manifest), classes=tuple(classes), group=group_column
     )
     (run / "config.toml").write_text(cfg.to_toml())
-    (run / MANIFEST_RECORD).write_text(manifest_record(sha256_file(manifest), manifest, run))
+    RunFiles(run).manifest_record.write_text(manifest_record(sha256_file(manifest), manifest, run))
     write_table(run / "oof.csv", oof)

@@ -21,6 +21,7 @@ from cleaner.models import create_model
 from cleaner.pipeline import load_fold_model, load_pipeline_data, predict_outputs
 from cleaner.probe import fit_head, head_probs
 from cleaner.progress import make_progress
+from cleaner.run_files import RunFiles
 
 CLASSES = [str(i) for i in range(10)]
 
@@ -74,7 +75,7 @@ def test_a_probe_fold_model_is_the_backbone_with_its_head(probe_run: tuple[Path,
         data = load_pipeline_data(cfg, progress=progress)
     oof = pd.read_csv(run / "oof.csv")
     own = (oof["fold"] == 1).to_numpy()
-    model, norm = load_fold_model(data.cfg, run / "fold-1")
+    model, norm = load_fold_model(data.cfg, RunFiles(run).fold(1))
     probs, _ = predict_outputs(model, norm, data.cfg, data.df, data.root, data.train_rows[own])
     expected = oof.loc[own, [f"p:{c}" for c in CLASSES]].to_numpy()
     np.testing.assert_allclose(probs, expected, atol=2e-4)
