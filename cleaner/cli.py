@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from cleaner import choices
 from cleaner.errors import FoldsFailed, InputError, task_name
 from cleaner.noise import NOISE_KINDS
 from cleaner.progress import console, err_console, make_progress, warn
@@ -104,9 +105,7 @@ def friendly_errors(fn: F) -> F:
 
 # Options shared by `oof` and `retrain --mode folds`: where the folds run.
 SET_OPTION = typer.Option([], "--set", help="Override a key: section.key=value.")
-BACKEND_OPTION = typer.Option(
-    "local", "--backend", help="local (folds in this process) | ray (folds as Ray tasks)."
-)
+BACKEND_OPTION = typer.Option("local", "--backend", help=choices.BACKENDS.help())
 ADDRESS_OPTION = typer.Option(
     None, "--address", help="Ray cluster address (default: start a local Ray instance)."
 )
@@ -472,9 +471,8 @@ def _print_ensemble(folder: Path, members: list[dict[str, Any] | None]) -> None:
 
 
 def _run_seed(run_dir: Path) -> str:
-    import tomllib
 
-    return str(tomllib.loads(RunFiles(run_dir).config.read_text())["train"]["seed"])
+    return str(RunFiles(run_dir).read_config().train.seed)
 
 
 def _count_table(title: str, key: str, value: str, counts: dict[str, int]) -> Table:
@@ -569,7 +567,7 @@ def flag(
     method: str | None = typer.Option(
         None,
         "--method",
-        help="Label quality: self_confidence | normalized_margin | confidence_weighted_entropy.",
+        help="Label quality: " + choices.RANK_METHODS.help(),
     ),
     out: Path | None = typer.Option(
         None, "--out", help="Folder for the queue (default: the first run)."
@@ -831,8 +829,8 @@ def retrain(
         None, "--manifest", help="Train on this manifest version."
     ),
     queue: Path | None = typer.Option(None, "--queue", help="Apply this reviewed queue first."),
-    reweight: str = typer.Option("none", "--reweight", help="none | quality | prune | class."),
-    mode: str = typer.Option("full", "--mode", help="full (one model) | folds (K models)."),
+    reweight: str = typer.Option("none", "--reweight", help=choices.REWEIGHT_MODES.help()),
+    mode: str = typer.Option("full", "--mode", help=choices.RETRAIN_MODES.help()),
     oof_runs: list[Path] = typer.Option(
         [],
         "--oof",

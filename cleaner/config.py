@@ -24,6 +24,7 @@ from typing import Any
 
 import tomli_w
 
+from cleaner.choices import CONFIG_KEYS
 from cleaner.errors import InputError, Problem, not_utf8
 
 # Pillow's default ``Image.MAX_IMAGE_PIXELS`` (about 89 Mpx, 1 GiB of 24-bit RGB / 3):
@@ -220,16 +221,8 @@ LATER_KEYS: frozenset[str] = frozenset(
 ) | {"model.kwargs", "data.max_image_pixels"}  # fmt: skip
 _DEFAULTS: dict[str, Any] = PipelineConfig().to_dict()
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "data.damaged_images": ("error", "warn"),
-    "train.mode": ("finetune", "probe"),
-    "train.optimizer": ("adamw", "sgd"),
-    "train.scheduler": ("cosine", "step", "plateau", "onecycle", "constant"),
-    "train.loss": ("ce", "focal", "gce", "sce"),
-    "train.select": ("last", "macro_f1"),
-    "flag.method": ("self_confidence", "normalized_margin", "confidence_weighted_entropy"),
-    "submission.label_format": ("name", "index"),
-}
+# The keys whose values are a registry's names (cleaner.choices).
+CHOICES: dict[str, tuple[str, ...]] = {c.option: c.names for c in CONFIG_KEYS}
 POSITIVE = ("train.folds", "train.epochs", "train.batch_size", "train.grad_accum", "flag.top")
 
 # Numeric ranges: key -> (low, high, low included, high included); None is unbounded.

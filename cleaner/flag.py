@@ -21,9 +21,12 @@ from cleanlab.rank import get_label_quality_ensemble_scores, get_label_quality_s
 from scipy.stats import binomtest
 from sklearn.metrics import f1_score
 
-RANK_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+from cleaner import choices
+from cleaner.issue_kinds import LABEL, NEAR_DUPLICATE, OUTLIER
+
+RANK_METHODS = choices.RANK_METHODS.names
 # When a sample has several issues, the queue names the first of these it has.
-ISSUE_PRECEDENCE = ("label", "near_duplicate", "outlier")
+ISSUE_PRECEDENCE = (LABEL, NEAR_DUPLICATE, OUTLIER)
 # Datalab's defaults: a near duplicate lies closer than 0.13 x the median distance
 # to a nearest neighbour; an outlier's mean kNN distance exceeds Q3 + (1/t - 1) IQR.
 NEAR_DUPLICATE_THRESHOLD = 0.13

@@ -16,6 +16,8 @@ from cleaner.audit import ACTIONS as DECISIONS
 
 GROUP_PREFIX = "group:"  # sample_id of a queue row that stands for a whole group
 
+LABEL = "label"  # the given label is likely wrong; the row suggests a class
+UNLABELED = "unlabeled"  # an unlabeled row worth a label (active learning)
 OUTLIER = "outlier"
 NEAR_DUPLICATE = "near_duplicate"
 LEAKAGE = "leakage"

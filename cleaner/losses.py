@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from cleaner.choices import LOSSES
 from cleaner.config import TrainConfig
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -130,15 +131,25 @@ def symmetric_cross_entropy(
     return _weighted_mean(weights, alpha * ce + beta * rce)
 
 
-def build_loss(cfg: TrainConfig) -> LossFn:
-    """The loss named by ``train.loss``."""
-    s = cfg.label_smoothing
-    if cfg.loss == "focal":
-        return lambda lo, t, w: focal_loss(lo, t, w, gamma=cfg.focal_gamma, smoothing=s)
-    if cfg.loss == "gce":
-        return lambda lo, t, w: generalized_cross_entropy(lo, t, w, q=cfg.gce_q, smoothing=s)
-    if cfg.loss == "sce":
-        return lambda lo, t, w: symmetric_cross_entropy(
-            lo, t, w, alpha=cfg.sce_alpha, beta=cfg.sce_beta, smoothing=s
+# Each name of choices.LOSSES: the loss with the pipeline's settings (label smoothing for all).
+_BUILDERS: dict[str, Callable[[TrainConfig], LossFn]] = {
+    "ce": lambda c: lambda lo, t, w: weighted_cross_entropy(lo, t, w, smoothing=c.label_smoothing),
+    "focal": lambda c: (
+        lambda lo, t, w: focal_loss(lo, t, w, gamma=c.focal_gamma, smoothing=c.label_smoothing)
+    ),
+    "gce": lambda c: (
+        lambda lo, t, w: generalized_cross_entropy(lo, t, w, q=c.gce_q, smoothing=c.label_smoothing)
+    ),
+    "sce": lambda c: (
+        lambda lo, t, w: symmetric_cross_entropy(
+            lo, t, w, alpha=c.sce_alpha, beta=c.sce_beta, smoothing=c.label_smoothing
         )
-    return lambda lo, t, w: weighted_cross_entropy(lo, t, w, smoothing=s)
+    ),
+}
+if set(_BUILDERS) != set(LOSSES):  # the registry and this table name the same losses
+    raise ImportError(f"cleaner.losses implements {sorted(_BUILDERS)}, not {LOSSES.names}")
+
+
+def build_loss(cfg: TrainConfig) -> LossFn:
+    """The loss named by ``train.loss`` (one of :data:`cleaner.choices.LOSSES`)."""
+    return _BUILDERS[LOSSES.check(cfg.loss)](cfg)

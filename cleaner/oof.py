@@ -29,6 +29,7 @@ import pandas as pd
 from rich.progress import Progress
 
 from cleaner.atomic import write_text
+from cleaner.choices import BACKENDS
 from cleaner.distributed import context
 from cleaner.embed import embed_run
 from cleaner.errors import EMBED_TASK, FoldsFailed, InputError, Problem
@@ -40,8 +41,6 @@ from cleaner.ray_folds import RayOptions, run_folds_on_ray
 from cleaner.run_files import RunFiles
 from cleaner.run_folder import RunPlan, default_run_dir, init_file, plan_run
 from cleaner.runs import ensemble_text, oof_table, write_table
-
-BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -146,8 +145,7 @@ def run_oof(
     ``backend="ray"`` runs the folds as Ray tasks (see :mod:`cleaner.ray_folds`);
     under torchrun the processes train each fold together (:mod:`cleaner.distributed`).
     """
-    if backend not in BACKENDS:
-        raise InputError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    BACKENDS.check(backend)
     dist = context()
     if backend == "ray" and dist.active:
         raise InputError("--backend ray runs folds as Ray tasks; do not start it under torchrun")

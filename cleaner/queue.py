@@ -26,12 +26,13 @@ from cleaner import flag
 from cleaner.atomic import atomic_path, write_text
 from cleaner.attributes import SPEC_SEP, AttributeTable, attribute_table, just_under_edge
 from cleaner.audit import decided_in_manifest
+from cleaner.choices import RANK_METHODS
 from cleaner.config import PipelineConfig, apply_overrides
 from cleaner.duplicates import DUPLICATE_COLUMNS, classify_pairs
 from cleaner.embeddings import Embeddings
 from cleaner.errors import InputError, Problem
 from cleaner.gallery import render_gallery
-from cleaner.issue_kinds import LEAKAGE, NEAR_DUPLICATE, NO_SUGGESTION
+from cleaner.issue_kinds import LEAKAGE, NEAR_DUPLICATE, NO_SUGGESTION, UNLABELED
 from cleaner.manifest import (
     audit_log_path,
     line_of,
@@ -568,7 +569,7 @@ def _unlabeled_rows(
         given=np.full(len(idx), -1),
         suggested=probs[idx].argmax(1),
         quality=scores[idx],
-        issue=np.full(len(idx), "unlabeled", dtype=object),
+        issue=np.full(len(idx), UNLABELED, dtype=object),
         note=[""] * len(idx),
         group=run.cfg.data.group,
     )
@@ -708,8 +709,7 @@ def check_settings(top: int, method: str) -> None:
     """Refuse a queue length below 1 and an unknown ranking method (CLI and API alike)."""
     if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
         raise InputError(f"--top must be at least 1, got {top}")
-    if method not in flag.RANK_METHODS:
-        raise InputError(f"--method {method!r}: choose one of {', '.join(flag.RANK_METHODS)}")
+    RANK_METHODS.check(method, "--method")
 
 
 @dataclass(frozen=True)

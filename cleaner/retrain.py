@@ -31,6 +31,7 @@ from rich.progress import Progress
 from cleaner import flag
 from cleaner.atomic import atomic_file, atomic_path, write_text
 from cleaner.audit import decided_in_manifest
+from cleaner.choices import BACKENDS, RETRAIN_MODES, REWEIGHT_MODES
 from cleaner.config import PipelineConfig
 from cleaner.data import Normalize, decode_all, seed_for
 from cleaner.errors import InputError, Problem
@@ -42,7 +43,7 @@ from cleaner.manifest import (
     split_version,
 )
 from cleaner.metrics import classification_metrics
-from cleaner.oof import BACKENDS, run_oof
+from cleaner.oof import run_oof
 from cleaner.pipeline import (
     PipelineData,
     load_fold_model,
@@ -67,9 +68,6 @@ from cleaner.trust import check_trust
 
 if TYPE_CHECKING:
     from cleaner.ray_folds import RayOptions
-
-REWEIGHTS = ("none", "quality", "prune", "class")
-MODES = ("full", "folds")
 
 
 # --- pure array work --------------------------------------------------------------------
@@ -213,6 +211,16 @@ def _fold_models_predict(
 # --- the command ------------------------------------------------------------------------
 
 
+def _ranking_method(cfg: PipelineConfig, oof_runs: Sequence[Path]) -> str:
+    """The ranking method of the first oof run (its ``flag.method``, what ``flag`` ranked
+    its queue by); the pipeline's for a probability file."""
+    for run in oof_runs:
+        files = RunFiles(Path(run))
+        if files.dir.is_dir() and files.config.is_file():
+            return files.read_config().flag.method
+    return cfg.flag.method
+
+
 def _train_weights(
     data: PipelineData, reweight: str, oof_runs: Sequence[Path], *, force: bool = False
 ) -> tuple[np.ndarray, str]:
@@ -251,10 +259,18 @@ def _train_weights(
                 f"run {named} that no person decided"
             )
         quality = np.full(len(ids), np.nan)
-        # Self-confidence: the out-of-fold probability of the row's current label.
-        quality[found] = run.probs[position[found], data.labels[found]]
+        # The label quality `flag` ranked the run by, of each row's current label.
+        method = _ranking_method(data.cfg, oof_runs)
+        quality[found] = flag.label_quality(
+            data.labels[found], run.probs[position[found]], method=method
+        )
+        what = (
+            "out-of-fold probability of the label"
+            if method == "self_confidence"
+            else f"{method} label quality"
+        )
         return quality_weights(weights, quality, reviewed), (
-            f"manifest weight x out-of-fold probability of the label (run {named}); "
+            f"manifest weight x {what} (run {named}); "
             "rows a person decided keep their manifest weight"
         )
     return weights, "manifest weight"
@@ -276,26 +292,23 @@ class RetrainOptions:
 
     queue: Path | None = None  # a reviewed queue, applied first exactly as `cleaner apply`
     manifest: Path | None = None  # the manifest version to train on (default: data.manifest)
-    reweight: str = "none"  # one of REWEIGHTS
+    reweight: str = "none"  # one of choices.REWEIGHT_MODES
     mode: str = "full"  # one of MODES
     oof_runs: tuple[Path, ...] = ()  # the runs --reweight quality|prune reads (an ensemble)
     probs: Path | None = None  # or probabilities made elsewhere, in the oof.csv layout
     tta: bool = False  # mirror TTA of the test rows; on too with the pipeline's train.tta
     out: Path | None = None  # default runs/NAME-retrain-HASH
     reviewer: str = ""  # the audit log's name when the queue is applied
-    backend: str = "local"  # --mode folds: one of oof.BACKENDS
+    backend: str = "local"  # --mode folds: one of choices.BACKENDS
     ray_options: RayOptions | None = None
     baselines: bool = True  # with true_label: also train on the noisy and the true labels
     force: bool = False  # reweight even when the oof model is no better than chance
 
     def check(self) -> None:
         """Refuse option values and combinations that cannot run, before anything loads."""
-        if self.reweight not in REWEIGHTS:
-            raise InputError(f"--reweight {self.reweight!r}: choose one of {', '.join(REWEIGHTS)}")
-        if self.mode not in MODES:
-            raise InputError(f"--mode {self.mode!r}: choose one of {', '.join(MODES)}")
-        if self.backend not in BACKENDS:
-            raise InputError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        REWEIGHT_MODES.check(self.reweight)
+        RETRAIN_MODES.check(self.mode)
+        BACKENDS.check(self.backend)
         if self.backend == "ray" and self.mode != "folds":
             raise InputError("--backend ray spreads folds: use it with --mode folds")
 

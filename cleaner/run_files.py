@@ -12,8 +12,11 @@ tables, ``cleaner.queue_file`` for the queue, ...), always through
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from cleaner.config import PipelineConfig, build_config
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,10 @@ class RunFiles:
     def folds(self) -> Path:
         """Each train row's fold."""
         return self.dir / "folds.csv"
+
+    def read_config(self) -> PipelineConfig:
+        """The run's resolved pipeline, checked like any pipeline file."""
+        return build_config(tomllib.loads(self.config.read_text()), file=str(self.config))
 
     def start_files(self) -> tuple[Path, ...]:
         """The files above: a folder holding only these trained nothing yet."""

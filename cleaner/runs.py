@@ -26,7 +26,6 @@ import csv
 import dataclasses
 import json
 import os
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from cleaner.atomic import atomic_path
-from cleaner.config import PipelineConfig, build_config
+from cleaner.config import PipelineConfig
 from cleaner.embeddings import Embeddings, read_embeddings
 from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.manifest import (
@@ -253,7 +252,7 @@ def load_run(run_dir: str | Path) -> Run:
     _require_finished(run_dir)
     files = RunFiles(run_dir)
     oof_csv = files.oof
-    cfg = build_config(tomllib.loads(files.config.read_text()), file=str(files.config))
+    cfg = files.read_config()
     recorded, manifest = read_manifest_record(run_dir)
     if not manifest.is_file() and Path(cfg.data.manifest).is_file():
         # A run folder copied away from its project: the config's path, from here.
