@@ -15,14 +15,15 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
-from cleaner.atomic import atomic_path
 from cleaner.config import SHIPPED, load_config
 from cleaner.ingest import ingest_arrays, load_digits_arrays
 from cleaner.issue_kinds import GROUP_PREFIX
 from cleaner.manifest import next_version_path
 from cleaner.oof import run_oof
 from cleaner.pipeline import load_pipeline_data
+from cleaner.project_lock import project_lock
 from cleaner.queue import make_queue
+from cleaner.queue_file import QueueText, replace_queue
 from cleaner.retrain import RetrainOptions, RetrainResult, run_retrain
 from cleaner.review import apply_queue
 from cleaner.run_files import RunFiles
@@ -48,15 +49,21 @@ def simulate_review(queue_csv: Path, manifest: Path) -> tuple[int, int]:
     Returns (relabeled, kept). Only the demo does this; a person does it for real.
     """
     truth = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
-    q = pd.read_csv(queue_csv, dtype=str, keep_default_na=False)
-    rows = ~q["sample_id"].str.startswith(GROUP_PREFIX)
-    true = truth.loc[q.loc[rows, "sample_id"], "true_label"].to_numpy()
-    wrong = q.loc[rows, "given_label"].to_numpy() != true
-    q.loc[rows, "decision"] = ["relabel" if w else "keep" for w in wrong]
-    q.loc[rows, "new_label"] = [t if w else "" for t, w in zip(true, wrong, strict=True)]
-    with atomic_path(queue_csv, overwrite=True) as tmp:
-        q.to_csv(tmp, index=False)
-    return int(wrong.sum()), int((~wrong).sum())
+    # Through the queue's one writer, as a person's review page would write it.
+    with project_lock(queue_csv.parent, f"cleaner demo (simulated review) {queue_csv}"):
+        raw = QueueText.read(queue_csv)
+        decisions: dict[int, tuple[str, str]] = {}
+        for i in range(len(raw.data_rows)):
+            sid = raw.cell(i, "sample_id")
+            if sid.startswith(GROUP_PREFIX):
+                continue
+            true = str(truth.loc[sid, "true_label"])
+            wrong = raw.cell(i, "given_label") != true
+            decisions[i] = ("relabel", true) if wrong else ("keep", "")
+        data = raw.with_decisions(decisions).render()
+        replace_queue(queue_csv, data, expected=raw.sha256, changed=f"{queue_csv} changed")
+    relabeled = sum(d == "relabel" for d, _ in decisions.values())
+    return relabeled, len(decisions) - relabeled
 
 
 def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> DemoFiles:

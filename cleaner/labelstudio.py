@@ -53,11 +53,9 @@ queue's checks) is imported by the functions that need it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +66,13 @@ from xml.sax.saxutils import quoteattr
 from cleaner.atomic import atomic_path
 from cleaner.errors import InputError, Problem, not_utf8
 from cleaner.project_lock import project_lock
-from cleaner.queue_file import QueueText, queue_meta_path, read_queue_meta
+from cleaner.queue_file import (
+    QueueChanged,
+    QueueText,
+    queue_meta_path,
+    read_queue_meta,
+    replace_queue,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -687,12 +691,10 @@ def _write_checked(
     from cleaner.review import check_queue, expand_decisions
 
     file, meta = str(queue_csv), checked.meta
-    mode = stat.S_IMODE(queue_csv.stat().st_mode)
-    with atomic_path(queue_csv, overwrite=True) as tmp:
-        tmp.write_bytes(data)
-        os.chmod(tmp, mode)  # mkstemp makes it 0600; keep the queue's own mode
+
+    def as_apply_would(tmp: Path) -> None:
+        # Exactly what `cleaner apply` checks, on the new text, before it replaces the queue.
         try:
-            # Exactly what `cleaner apply` checks, on the new text, before it replaces the queue.
             new_check = check_queue(tmp)
             expand_decisions(
                 new_check.decisions,
@@ -705,10 +707,12 @@ def _write_checked(
             raise InputError(
                 [_as_queue_problem(p, tmp, file, task_of_line) for p in e.problems]
             ) from None
-        if hashlib.sha256(queue_csv.read_bytes()).digest() != hashlib.sha256(raw.data).digest():
-            raise InputError(
-                [Problem(file, "changed by another program while importing; nothing written")]
-            )
+
+    changed = "changed by another program while importing; nothing written"
+    try:
+        replace_queue(queue_csv, data, expected=raw.sha256, changed=changed, check=as_apply_would)
+    except QueueChanged:
+        raise InputError([Problem(file, changed)]) from None
 
 
 def _as_queue_problem(p: Problem, tmp: Path, file: str, task_of_line: Mapping[int, str]) -> Problem:

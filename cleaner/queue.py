@@ -35,7 +35,6 @@ from cleaner.gallery import render_gallery
 from cleaner.issue_kinds import LEAKAGE, NEAR_DUPLICATE, NO_SUGGESTION, UNLABELED
 from cleaner.manifest import (
     audit_log_path,
-    line_of,
     read_manifest,
     resolve_paths,
     sha256_file,
@@ -49,7 +48,15 @@ from cleaner.queue_file import (
 )
 from cleaner.queue_groups import group_rows
 from cleaner.run_files import QueueFiles, RunFiles
-from cleaner.runs import Run, ensemble_members, expand_runs, load_probs, load_run, mean_probs
+from cleaner.runs import (
+    Run,
+    ensemble_members,
+    expand_runs,
+    load_probs,
+    load_run,
+    manifest_problems,
+    mean_probs,
+)
 from cleaner.trust import check_trust
 
 
@@ -296,29 +303,6 @@ def _boundary_rows(
     )
 
 
-def _check_against_manifest(
-    df: pd.DataFrame, train_rows: np.ndarray, run: Run, source: str
-) -> None:
-    """Each probability row with the manifest's label: an edited oof.csv is refused.
-
-    A ``label`` cell edited by hand would make the queue show one label while
-    ``apply`` changes another; rows are matched by id (``load_run`` refuses a
-    repeated one), so their order is free.
-    """
-    given = df["label"].astype(str).str.strip().to_numpy()[train_rows]
-    names = np.asarray(run.classes, dtype=object)[run.labels]
-    problems = [
-        Problem(
-            source,
-            f"label {names[i]!r} of {run.sample_ids[i]!r} is not the manifest's {given[i]!r}",
-            line_of(int(i)),
-        )
-        for i in np.flatnonzero(given != names)
-    ]
-    if problems:
-        raise InputError(problems)
-
-
 def build_queue(
     df: pd.DataFrame,
     runs: Sequence[Run],
@@ -446,8 +430,16 @@ def _train_rows(df: pd.DataFrame, runs: Sequence[Run]) -> np.ndarray:
     source = str(run.probs_file or RunFiles(run.run_dir).oof)
     if (train_rows < 0).any() or (df["split"] == "train").sum() != len(run.sample_ids):
         raise InputError([Problem(source, "rows do not match the manifest's train rows")])
+    # The readers' one check (cleaner.runs): an oof.csv label edited by hand would make
+    # the queue show one label while apply changes another.
+    train = df[df["split"] == "train"]
+    given = dict(zip(train["sample_id"], train["label"].astype(str).str.strip(), strict=True))
     for r in runs:
-        _check_against_manifest(df, train_rows, r, str(r.probs_file or RunFiles(r.run_dir).oof))
+        names = np.asarray(r.classes, dtype=object)[r.labels]
+        table = pd.DataFrame({"sample_id": r.sample_ids, "label": names})
+        src = str(r.probs_file or RunFiles(r.run_dir).oof)
+        if problems := manifest_problems(table, given, src, r.manifest_path):
+            raise InputError(problems)
     return train_rows
 
 

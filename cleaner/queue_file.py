@@ -21,10 +21,12 @@ round trip read these files.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +176,20 @@ class QueueText:
         return [h.strip().lower() for h in self.header]
 
     @property
+    def sha256(self) -> bytes:
+        """The digest of the bytes as read: :func:`replace_queue` compares the file with it."""
+        return hashlib.sha256(self.data).digest()
+
+    def cell(self, i: int, column: str) -> str:
+        """Data row ``i``'s cell of ``column`` (a name of :attr:`names`), ``""`` where the
+        row is short or the column was deleted."""
+        names = self.names
+        if column not in names:
+            return ""
+        record, col = self.records[self.data_rows[i]], names.index(column)
+        return record[col] if col < len(record) else ""
+
+    @property
     def data_rows(self) -> list[int]:
         """The record of each data row (blank lines are records too, and no row)."""
         return [k for k, r in enumerate(self.records) if r]
@@ -218,6 +234,45 @@ class QueueText:
         writer.writerow(self.header)
         writer.writerows(self.records)
         return ("\ufeff" if self.bom else "").encode() + out.getvalue().encode("utf-8")
+
+
+class QueueChanged(RuntimeError):
+    """The queue file on disk is not the one read or last written: another program wrote it."""
+
+
+def replace_queue(
+    path: Path,
+    data: bytes,
+    *,
+    expected: bytes,
+    changed: str,
+    check: Callable[[Path], None] | None = None,
+) -> None:
+    """Write ``data`` over the queue file ``path`` atomically, keeping the file's mode: the
+    one way every writer of a person's queue (the review page, the Label Studio import,
+    the demo's simulated reviewer) replaces it.
+
+    ``expected`` is the sha256 of the bytes the caller read or last wrote: a file that
+    holds anything else was written by another program meanwhile and is not replaced
+    (:class:`QueueChanged` with the message ``changed``). ``check(tmp)`` sees the new file
+    before it replaces the old one, and refuses it by raising. Callers hold the folder's
+    lock (:mod:`cleaner.project_lock`), so the comparison and the rename are one step.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        raise QueueChanged(changed) from None
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_bytes(data)
+        os.chmod(tmp, mode)  # mkstemp makes it 0600; keep the queue's own mode
+        if check is not None:
+            check(tmp)
+        try:
+            current = hashlib.sha256(path.read_bytes()).digest()
+        except FileNotFoundError:
+            current = b""
+        if current != expected:
+            raise QueueChanged(changed)
 
 
 # --- queue.json ---------------------------------------------------------------------------

@@ -46,16 +46,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import csv
 import errno
 import hashlib
 import hmac
-import io
 import json
 import os
 import re
 import secrets
-import stat
 import sys
 import threading
 from collections import defaultdict
@@ -73,13 +70,12 @@ import numpy as np
 import pandas as pd
 
 from cleaner import web
-from cleaner.atomic import atomic_path
-from cleaner.errors import InputError, Problem, WriteError, not_utf8
+from cleaner.errors import InputError, WriteError
 from cleaner.gallery import thumbnail_data_uri
 from cleaner.issue_kinds import GROUP_PREFIX, actions_text, allowed_decisions, has_suggestion
 from cleaner.manifest import id_matcher, line_of, resolve_paths, sha256_file
 from cleaner.project_lock import ProjectLocked, project_lock
-from cleaner.queue_file import QueueMeta, sniff_delimiter
+from cleaner.queue_file import QueueChanged, QueueMeta, QueueText, replace_queue
 from cleaner.review import CheckedQueue, check_queue, expand_decisions, parse_decisions
 from cleaner.run_files import RunFiles
 from cleaner.runs import read_prob_columns
@@ -124,38 +120,6 @@ def parse_allowed_host(value: str) -> str:
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise InputError(f"{where}: the port must be a number from 1 to 65535")
     return f"{host}:{int(port)}"
-
-
-class QueueChanged(RuntimeError):
-    """The queue CSV on disk is not the one this server read or last wrote."""
-
-
-@dataclass(frozen=True)
-class CsvFormat:
-    """How a queue CSV was written, so that it is written back the same way."""
-
-    delimiter: str = ","
-    lineterminator: str = "\n"
-    bom: bool = False
-
-
-def _read_raw(path: Path) -> tuple[bytes, str, CsvFormat]:
-    if not path.is_file():
-        raise InputError([Problem(str(path), "queue file not found")])
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(
-            [not_utf8(path, "queue", save_as="CSV UTF-8 from the spreadsheet")]
-        ) from None
-    first = text.split("\n", 1)[0]
-    fmt = CsvFormat(
-        delimiter=sniff_delimiter(first),
-        lineterminator="\r\n" if first.endswith("\r") else "\n",
-        bom=data.startswith(b"\xef\xbb\xbf"),
-    )
-    return data, text, fmt
 
 
 def _text(value: Any) -> str:
@@ -358,39 +322,14 @@ class ReviewQueue:
     def __init__(self, queue_csv: str | Path) -> None:
         self.path = Path(queue_csv)
         checked = check_queue(self.path)  # refuses what `cleaner apply` would refuse
-        data, text, self.format = _read_raw(self.path)
+        # The one reader and writer of a person's queue (queue_file.QueueText): cells are
+        # changed, the rest is written back as the spreadsheet saved it.
+        self.text = QueueText.read(self.path)
         self.meta = checked.meta
         self._manifest = checked.manifest
         _check_ids(checked, str(self.path))
         self._table = checked.table.copy()
-        records = list(csv.reader(io.StringIO(text), delimiter=self.format.delimiter))
-        if not records:
-            raise InputError([Problem(str(self.path), "empty file", 1)])
-        self._header = records[0]
-        self._records = records[1:]  # [] for a blank line, kept as one
-        self._data_rows = [k for k, r in enumerate(self._records) if r]
-        names = [h.strip().lower() for h in self._header]
-        self._sid_col = names.index("sample_id")
-        self._decision_col = names.index("decision")
-        if "new_label" not in names:
-            # Deleted in a spreadsheet: appended, on disk only from the first decision.
-            self._header.append("new_label")
-            names.append("new_label")
-            for record in self._records:
-                if record:
-                    record.extend([""] * (len(self._header) - len(record)))
-        self._label_col = names.index("new_label")
-        raw_ids = [self._cell(i, self._sid_col) for i in range(len(self._data_rows))]
-        if raw_ids != self._table["sample_id"].tolist():
-            raise InputError(
-                [
-                    Problem(
-                        str(self.path),
-                        "rows could not be read the same way twice (a quoting problem?): "
-                        "save it again as CSV from the spreadsheet",
-                    )
-                ]
-            )
+        self.text.check_rows(self._table, str(self.path))
         self.rows, self.warnings = _row_infos(self._table, self.meta, self._manifest)
         # Per class (in class order), the images of queue.json's examples that the
         # manifest has; ids it lacks are skipped: examples only illustrate.
@@ -406,27 +345,17 @@ class ReviewQueue:
                 self._position.setdefault(f"{GROUP_PREFIX}{g}", k)
         self._lock = threading.Lock()
         self._history: list[tuple[int, str, str]] = []  # (row, old decision, old new_label)
-        self._on_disk = hashlib.sha256(data).digest()
+        self._on_disk = self.text.sha256
         self._render_image = lru_cache(maxsize=64)(_image_bytes)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _cell(self, i: int, col: int) -> str:
-        record = self._records[self._data_rows[i]]
-        return record[col] if col < len(record) else ""
-
-    def _set_cell(self, i: int, col: int, value: str) -> None:
-        record = self._records[self._data_rows[i]]
-        if col >= len(record):
-            record.extend([""] * (col + 1 - len(record)))
-        record[col] = value
-
     def decision(self, i: int) -> tuple[str, str]:
         """Row ``i``'s decision (lower case) and new_label, as ``cleaner apply`` reads them."""
         return (
-            self._cell(i, self._decision_col).strip().lower(),
-            self._cell(i, self._label_col).strip(),
+            self.text.cell(i, "decision").strip().lower(),
+            self.text.cell(i, "new_label").strip(),
         )
 
     @property
@@ -563,50 +492,35 @@ class ReviewQueue:
 
         A write that fails leaves the row as it was, in memory as on disk.
         """
-        old = (self._cell(i, self._decision_col), self._cell(i, self._label_col))
-        self._set(i, decision, new_label)
+        old = (self.text.cell(i, "decision"), self.text.cell(i, "new_label"))
+        before = self.text
+        self.text = before.with_decisions({i: (decision, new_label)})
         try:
             self._write()
         except BaseException:
-            self._set(i, *old)
+            self.text = before
             raise
-        return old
-
-    def _set(self, i: int, decision: str, new_label: str) -> None:
-        self._set_cell(i, self._decision_col, decision)
-        self._set_cell(i, self._label_col, new_label)
         self._table.loc[self._table.index[i], ["decision", "new_label"]] = [decision, new_label]
+        return old
 
     def render(self) -> bytes:
         """The CSV as it would be written now."""
-        out = io.StringIO()
-        writer = csv.writer(
-            out, delimiter=self.format.delimiter, lineterminator=self.format.lineterminator
-        )
-        writer.writerow(self._header)
-        writer.writerows(self._records)
-        return ("\ufeff" if self.format.bom else "").encode() + out.getvalue().encode("utf-8")
+        return self.text.render()
 
     def _write(self) -> None:
         # The folder's lock from the check to the rename: another writer of this queue
         # (a second review page, an import) either wrote before the check, which then
         # sees it, or waits for this write and then sees it itself.
+        data = self.render()
         with project_lock(self.path.parent, f"cleaner review {self.path}"):
-            try:
-                current = self.path.read_bytes()
-            except FileNotFoundError:
-                current = b""
-            if hashlib.sha256(current).digest() != self._on_disk:
-                raise QueueChanged(
-                    f"{self.path} was changed by another program since `cleaner review` read "
-                    "it; nothing was written. Stop `cleaner review` and start it again to go "
-                    "on from the file as it is now."
-                )
-            data = self.render()
-            mode = stat.S_IMODE(self.path.stat().st_mode)
-            with atomic_path(self.path, overwrite=True) as tmp:
-                tmp.write_bytes(data)
-                os.chmod(tmp, mode)  # mkstemp makes it 0600; keep the queue's own mode
+            replace_queue(
+                self.path,
+                data,
+                expected=self._on_disk,
+                changed=f"{self.path} was changed by another program since `cleaner review` "
+                "read it; nothing was written. Stop `cleaner review` and start it again to "
+                "go on from the file as it is now.",
+            )
         self._on_disk = hashlib.sha256(data).digest()
 
     def image(self, i: int) -> tuple[str, bytes] | None:

@@ -284,7 +284,7 @@ def load_run(run_dir: str | Path) -> Run:
     df = read_manifest(manifest)
     train = df[df["split"] == "train"]
     given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
-    problems = _manifest_problems(table, given, oof_csv, manifest)
+    problems = manifest_problems(table, given, oof_csv, manifest)
     problems += _folds_problems(table, files.folds, oof_csv)
     if problems:
         raise InputError(problems)
@@ -344,7 +344,7 @@ def checked_embeddings(
     return emb
 
 
-def _manifest_problems(
+def manifest_problems(
     table: pd.DataFrame,
     given: dict[str, str],
     path: Path | str,
@@ -480,7 +480,7 @@ def scored_run(
     table = pd.DataFrame({"sample_id": ids, "label": np.asarray(labels, dtype=object)})
     train = df[df["split"] == "train"]
     given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
-    problems += _manifest_problems(table, given, file, manifest, at)
+    problems += manifest_problems(table, given, file, manifest, at)
     unknown = sorted(set(given.values()) - set(classes))
     if unknown:
         problems.append(

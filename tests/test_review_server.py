@@ -252,7 +252,7 @@ def test_spreadsheet_format_is_kept(tmp_path: Path) -> None:
     original = "\ufeff" + out.getvalue()
     p.queue.write_bytes(original.encode())
     q = ReviewQueue(p.queue)
-    assert (q.format.delimiter, q.format.lineterminator, q.format.bom) == (";", "\r\n", True)
+    assert (q.text.delimiter, q.text.lineterminator, q.text.bom) == (";", "\r\n", True)
     q.decide(3, "relabel", "dog")
     assert q.conflicts() == []
     data = p.queue.read_bytes()
