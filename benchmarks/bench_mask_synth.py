@@ -30,7 +30,7 @@ from benchmarks.common import ROOT, oof_run, write_section
 from cleaner.issue_kinds import GROUP_PREFIX
 from cleaner.mask import ingest_mask
 from cleaner.progress import make_progress
-from cleaner.queue import build_queue
+from cleaner.queue_rows import build_queue
 from cleaner.runs import load_run
 from cleaner.synth import synth_mask
 

@@ -28,11 +28,11 @@ from timm.optim import create_optimizer_v2
 from benchmarks.common import MNIST_DIR, ROOT, measure_table, oof_run, write_section
 from cleaner.config import load_config
 from cleaner.data import EpochSampler, ImageDataset, Normalize, build_transform, make_loader
+from cleaner.device import autocast, resolve_device, uses_amp, uses_channels_last
 from cleaner.ingest import default_manifest, ingest_arrays, load_mnist_arrays
 from cleaner.losses import build_loss
 from cleaner.models import create_model, init_from_data
 from cleaner.progress import make_progress
-from cleaner.train import _autocast, resolve_device, uses_amp, uses_channels_last
 
 PIPELINE = ROOT / "pipelines" / "mnist.toml"
 
@@ -59,7 +59,7 @@ def synthetic_images_per_s(pipeline: Path, overrides: list[str], seconds: float 
     w = torch.ones(bs, device=device)
 
     def step() -> None:
-        with _autocast(device, uses_amp(cfg.train, device)):
+        with autocast(device, uses_amp(cfg.train, device)):
             loss = loss_fn(model(x), y, w)
         loss.backward()
         opt.step()

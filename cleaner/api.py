@@ -168,7 +168,7 @@ def find_label_issues(
         at=lambda i: (f"find_label_issues: row {i}", None),
     )
     run = dataclasses.replace(run, run_dir=Path("."), embeddings=embeddings)
-    from cleaner.queue import build_queue
+    from cleaner.queue_rows import build_queue
 
     queue, _ = build_queue(df, [run], top=top, method=method, decided=set())
     return queue

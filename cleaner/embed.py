@@ -23,12 +23,13 @@ from rich.progress import Progress
 
 from cleaner.atomic import atomic_file
 from cleaner.data import decode_all, seed_for
+from cleaner.device import resolve_device
 from cleaner.distributed import SINGLE, Dist
 from cleaner.embeddings import Embeddings, read_embeddings, write_embeddings
 from cleaner.flag import own_group_neighbour_share
 from cleaner.manifest import resolve_paths, sha256_file
 from cleaner.pipeline import make_dataset, model_and_normalize, predict_outputs
-from cleaner.train import fit, resolve_device
+from cleaner.train import fit
 
 if TYPE_CHECKING:
     from cleaner.run_folder import RunPlan

@@ -21,6 +21,7 @@ from rich.progress import Progress
 
 from cleaner.atomic import atomic_file, write_text
 from cleaner.data import ImageDataset, Normalize, decode_all, seed_for
+from cleaner.device import resolve_device, uses_amp, uses_channels_last
 from cleaner.distributed import SINGLE, Dist
 from cleaner.embed import embed_run
 from cleaner.errors import InputError, Problem
@@ -29,15 +30,7 @@ from cleaner.metrics import classification_metrics
 from cleaner.pipeline import make_dataset, model_and_normalize, predict_outputs
 from cleaner.probe import fit_head, head_probs, set_head
 from cleaner.run_folder import RunPlan
-from cleaner.train import (
-    FitResult,
-    eval_batch_size,
-    fit,
-    predict,
-    resolve_device,
-    uses_amp,
-    uses_channels_last,
-)
+from cleaner.train import FitResult, eval_batch_size, fit, predict
 
 
 def _fold_datasets(

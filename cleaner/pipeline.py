@@ -21,6 +21,7 @@ from rich.progress import Progress
 
 from cleaner.config import PipelineConfig
 from cleaner.data import ImageDataset, Normalize, build_transform, transform_problems
+from cleaner.device import device_problem, resolve_device, uses_amp, uses_channels_last
 from cleaner.distributed import SINGLE, Dist
 from cleaner.errors import InputError, Problem
 from cleaner.images import load_image
@@ -35,14 +36,7 @@ from cleaner.manifest import (
 from cleaner.models import create_model, default_mean_std
 from cleaner.progress import warn
 from cleaner.run_files import FoldFiles
-from cleaner.train import (
-    device_problem,
-    eval_batch_size,
-    predict,
-    resolve_device,
-    uses_amp,
-    uses_channels_last,
-)
+from cleaner.train import eval_batch_size, predict
 
 
 def resolve_classes(cfg: PipelineConfig, df: pd.DataFrame) -> PipelineConfig:

@@ -34,6 +34,7 @@ from cleaner.audit import decided_in_manifest
 from cleaner.choices import BACKENDS, RETRAIN_MODES, REWEIGHT_MODES
 from cleaner.config import PipelineConfig
 from cleaner.data import Normalize, decode_all, seed_for
+from cleaner.device import resolve_device
 from cleaner.errors import InputError, Problem
 from cleaner.manifest import (
     audit_log_path,
@@ -63,7 +64,7 @@ from cleaner.runs import (
     read_scores,
     write_table,
 )
-from cleaner.train import fit, resolve_device
+from cleaner.train import fit
 from cleaner.trust import check_trust
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Fit one model: optimizer, schedule, mixed precision, a checkpoint per epoch, resume.
+"""Fit one model: optimizer, schedule, a checkpoint per epoch, resume.
 
 ``fit`` trains for ``train.epochs`` epochs and saves a checkpoint after each
 one (model, optimizer, schedule, scaler, EMA, history). Started again on the
@@ -16,9 +16,7 @@ validation probabilities (``train.tta``).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import Progress, TaskID
-from timm.data import Mixup
-from timm.data.mixup import mixup_target
 from timm.optim import create_optimizer_v2
 from timm.utils import ModelEmaV3
 from torch import nn
@@ -39,6 +35,7 @@ from torch.utils.data import Subset
 from cleaner.atomic import atomic_file
 from cleaner.config import TrainConfig
 from cleaner.data import EpochSampler, ImageDataset, make_loader, seed_for
+from cleaner.device import autocast, uses_amp, uses_channels_last
 from cleaner.distributed import (
     SINGLE,
     Dist,
@@ -51,70 +48,9 @@ from cleaner.distributed import (
 from cleaner.errors import InputError, Problem
 from cleaner.losses import build_loss
 from cleaner.metrics import classification_metrics
+from cleaner.mixing import BatchMixer
 from cleaner.models import init_from_data, logits_and_embeddings, needs_data_init
 from cleaner.tta import tta_probs
-
-
-def resolve_device(name: str, d: Dist = SINGLE) -> torch.device:
-    """``auto`` picks the first GPU when there is one; under torchrun, the process's own."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None and d.active:
-        return torch.device("cuda", d.local_rank)
-    return device
-
-
-def device_problem(name: str) -> str | None:
-    """Why ``train.device`` cannot run on this machine, or None (``auto`` always can)."""
-    if name in ("auto", "cpu"):
-        return None
-    device = torch.device(name)
-    if device.type == "mps":
-        ok = torch.backends.mps.is_available()
-        return None if ok else "train.device = 'mps': this machine has no MPS device"
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        return f"train.device = {name!r}: this machine has no CUDA device; use cpu or auto"
-    if device.index is not None and device.index >= count:
-        return f"train.device = {name!r}: this machine has CUDA devices 0..{count - 1}"
-    return None
-
-
-# Set to 1, the CPU takes the GPU's code paths too (bfloat16 autocast, channels_last), so
-# that benchmarks/gpu_check.py --dry-run exercises them on a machine without a GPU. Slower,
-# and the results differ from a plain CPU run: never for real work.
-GPU_PATHS_ON_CPU = "CLEANER_GPU_PATHS_ON_CPU"
-
-
-def _gpu_paths_on_cpu(device: torch.device) -> bool:
-    return device.type == "cpu" and os.environ.get(GPU_PATHS_ON_CPU) == "1"
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (oneDNN's check: AVX512-BF16 or AMX)."""
-    mkldnn = torch.backends.mkldnn.is_available()
-    return bool(mkldnn and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def uses_amp(cfg: TrainConfig, device: torch.device) -> bool:
-    """``train.amp`` applies on GPUs, and on the CPU with ``train.cpu_amp`` where the CPU
-    has native bfloat16 (emulated, it is slower than float32)."""
-    if not cfg.amp:
-        return False
-    if device.type == "cuda" or _gpu_paths_on_cpu(device):
-        return True
-    return device.type == "cpu" and cfg.cpu_amp and cpu_has_bf16()
-
-
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """Mixed precision when ``amp`` (see :func:`uses_amp`): bfloat16 where supported."""
-    if not amp:
-        return contextlib.nullcontext()
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
@@ -196,7 +132,7 @@ def predict(
         x = dataset.normalize(x.to(device, non_blocking=True))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits, emb = logits_and_embeddings(model, x)
             p = tta_probs(model, x, torch.softmax(logits.float(), dim=1), tta, translate)
         probs.append(p.cpu())
@@ -205,77 +141,6 @@ def predict(
     if sharded:
         p_all, e_all = gather_rows(len(dataset), positions, p_all, e_all)
     return p_all, e_all
-
-
-# Seed stream of mixup's draws, apart from torch's (1) and the loader workers' (0, 1, ...).
-_MIX_STREAM = 1 << 20
-
-
-class _LamMixup(Mixup):
-    """timm's Mixup that keeps the lam of its last batch (cutmix's corrected by the box's
-    clipped area), which the per-sample loss weights need."""
-
-    lam: float = 1.0
-
-    def _mix_batch(self, x: torch.Tensor) -> float:
-        self.lam = float(super()._mix_batch(x))
-        return self.lam
-
-
-class BatchMixer:
-    """Mixup / CutMix of whole batches (timm's ``mode="batch"``), weights included.
-
-    timm mixes row ``i`` with row ``B-1-i`` (``x.flip(0)``) with one ``lam``
-    per batch and gives soft targets (B, K) with ``train.label_smoothing`` in
-    them; the weights mix the same way, ``lam * w + (1 - lam) * w.flip(0)``.
-    timm needs an even batch: a batch of odd size mixes all rows but its last,
-    which keeps its (smoothed) one-hot target and its weight.
-    """
-
-    def __init__(self, cfg: TrainConfig, num_classes: int, seed: int):
-        self.mixup = _LamMixup(
-            mixup_alpha=cfg.mixup,
-            cutmix_alpha=cfg.cutmix,
-            prob=cfg.mix_prob,
-            switch_prob=cfg.mix_switch_prob,
-            mode="batch",
-            label_smoothing=cfg.label_smoothing,
-            num_classes=num_classes,
-        )
-        self.seed, self.num_classes, self.smoothing = seed, num_classes, cfg.label_smoothing
-        self._state: Any = None
-
-    def set_epoch(self, epoch: int) -> None:
-        # timm's Mixup draws from numpy's global RNG. It gets a stream of its own instead,
-        # seeded at each epoch start from (seed, epoch) like shuffling and augmentation, so
-        # a resumed run mixes as an uninterrupted one; __call__ swaps it in and back out,
-        # so the global state is left as it was and other users of it change nothing here.
-        self._state = np.random.RandomState(seed_for(self.seed, epoch, _MIX_STREAM)).get_state()
-
-    def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mixed images (B, C, H, W), soft targets (B, K) and weights (B,)."""
-        if self._state is None:
-            raise RuntimeError("BatchMixer.set_epoch must be called before mixing")
-        n = len(x) - len(x) % 2
-        target = mixup_target(y, self.num_classes, smoothing=self.smoothing)
-        if n == 0:
-            return x, target, w
-        outside = np.random.get_state()
-        np.random.set_state(self._state)
-        try:
-            mixed, mixed_target = self.mixup(x[:n], y[:n])
-            self._state = np.random.get_state()
-        finally:
-            np.random.set_state(outside)
-        lam = self.mixup.lam
-        mixed_w = lam * w[:n] + (1.0 - lam) * w[:n].flip(0)
-        return (
-            torch.cat([mixed, x[n:]]),
-            torch.cat([mixed_target, target[n:]]),
-            torch.cat([mixed_w, w[n:]]),
-        )
 
 
 # Seed stream of the images a data-dependent initialisation sees.
@@ -338,12 +203,6 @@ def eval_batch_size(cfg: TrainConfig) -> int:
     """Batch size for prediction: ``train.eval_batch_size``, else twice the training one
     (no gradients are kept, so twice as many images fit)."""
     return cfg.eval_batch_size or 2 * cfg.batch_size
-
-
-def uses_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
-    """``train.channels_last`` applies on GPUs, and on the CPU with ``train.cpu_amp``."""
-    on_cpu = device.type == "cpu" and (cfg.cpu_amp or _gpu_paths_on_cpu(device))
-    return cfg.channels_last and (device.type == "cuda" or on_cpu)
 
 
 @dataclass
@@ -480,7 +339,7 @@ def _train_epoch(
             x, target, w = t.mixer(x, y, w)
         if t.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(t.device, t.amp):
+        with autocast(t.device, t.amp):
             loss = t.loss_fn(t.net(x), target, w)
         if not torch.isfinite(loss):
             raise RuntimeError(

@@ -21,7 +21,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from cleaner.gallery import render_gallery, thumbnail_data_uri, write_gallery
-from cleaner.queue import QUEUE_COLUMNS
+from cleaner.queue_file import QUEUE_COLUMNS
 
 EVIL = "<script>alert(1)</script>\"'&</script>"
 COLUMNS = list(QUEUE_COLUMNS)

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.errors import InputError
-from cleaner.queue import QUEUE_COLUMNS
+from cleaner.queue_file import QUEUE_COLUMNS
 from cleaner.review import read_queue_table
 from cleaner.review_server import ReviewQueue, ReviewServer, render_page, serve
 from cleaner.runs import oof_table

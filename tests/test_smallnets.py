@@ -159,18 +159,21 @@ def test_resume_with_the_small_photo_recipe_equals_an_uninterrupted_fit(
     ],
 )
 def test_cpu_amp_chooses_the_cpu_paths(cpu_amp, bf16, amp, expected, monkeypatch) -> None:
-    import cleaner.train as train_module
+    import cleaner.device as device_module
 
-    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: bf16)
+    monkeypatch.setattr(device_module, "cpu_has_bf16", lambda: bf16)
     cfg = TrainConfig(cpu_amp=cpu_amp, amp=amp)
     cpu = torch.device("cpu")
-    assert (train_module.uses_amp(cfg, cpu), train_module.uses_channels_last(cfg, cpu)) == expected
+    assert (
+        device_module.uses_amp(cfg, cpu),
+        device_module.uses_channels_last(cfg, cpu),
+    ) == expected
 
 
 def test_cpu_amp_trains_and_predicts_in_bfloat16(tmp_path, monkeypatch) -> None:
-    import cleaner.train as train_module
+    import cleaner.device as device_module
 
-    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_has_bf16", lambda: True)
     cfg = TrainConfig(epochs=1, batch_size=32, workers=0, cpu_amp=True)
     seen: set[torch.dtype] = set()
     real = torch.nn.Conv2d._conv_forward

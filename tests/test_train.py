@@ -15,8 +15,9 @@ from cleaner.data import ImageDataset, Normalize, build_transform
 from cleaner.errors import InputError
 from cleaner.folds import make_folds
 from cleaner.ingest import load_digits_arrays
+from cleaner.mixing import BatchMixer
 from cleaner.models import create_model, logits_and_embeddings
-from cleaner.train import BatchMixer, fit, load_checkpoint, lr_factor, predict
+from cleaner.train import fit, load_checkpoint, lr_factor, predict
 
 CLASSES = tuple(str(i) for i in range(10))
 
