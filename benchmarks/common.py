@@ -86,10 +86,9 @@ def result_table(
 def oof_run(
     pipeline: Path, overrides: Sequence[str], *, out: Path, progress: Progress, **options: Any
 ) -> OofResult:
-    """``cleaner oof PIPELINE --set ... --out OUT`` from Python: the config resolved once."""
-    from cleaner.config import load_config
-    from cleaner.oof import run_oof
-    from cleaner.pipeline import load_pipeline_data
+    """``cleaner oof PIPELINE --set ... --out OUT`` from Python (one run, not an ensemble)."""
+    from cleaner.oof import oof_command
 
-    data = load_pipeline_data(load_config(pipeline, overrides), progress=progress, source=pipeline)
-    return run_oof(data, name=pipeline.stem, out=out, progress=progress, **options)
+    result = oof_command(pipeline, overrides, out=out, progress=progress, **options)
+    assert isinstance(result, OofResult)
+    return result

@@ -31,7 +31,7 @@ from rich.progress import Progress
 from cleaner.config import PipelineConfig
 from cleaner.embeddings import Embeddings
 from cleaner.errors import InputError
-from cleaner.ingest import ingest_arrays, ingest_folder, load_digits_arrays
+from cleaner.ingest import ingest_folder
 from cleaner.manifest import check_ids, id_matcher, read_manifest
 from cleaner.progress import make_progress
 from cleaner.review import ApplySummary, apply_queue
@@ -61,31 +61,37 @@ def _progress(show: bool) -> Iterator[Progress]:
 
 def ingest_digits(
     images_dir: str | Path,
-    manifest: str | Path,
+    manifest: str | Path | None = None,
     *,
-    noise: float = 0.1,
+    noise: float = 0.0,
     noise_kind: str = "uniform",
     seed: int = 0,
     test_fraction: float = 0.2,
 ) -> Path:
-    """scikit-learn's digits as PNGs and a manifest with ``noise`` of the train labels
-    flipped (``cleaner ingest digits``; ``noise_kind`` one of
-    :data:`cleaner.noise.NOISE_KINDS`); the truth stays in ``true_label``."""
-    images, labels = load_digits_arrays()
-    ids = [f"digit-{i:04d}" for i in range(len(labels))]
-    return ingest_arrays(
-        images, labels, ids, images_dir, manifest, noise=noise, noise_kind=noise_kind,
-        seed=seed, test_fraction=test_fraction,
+    """scikit-learn's digits as PNGs and a manifest (``cleaner ingest digits``; default
+    ``data_manifests/digits.csv``) with ``noise`` of the train labels flipped
+    (``noise_kind`` one of :data:`cleaner.noise.NOISE_KINDS`); the truth stays in
+    ``true_label``."""
+    from cleaner.ingest import ingest_digits as ingest
+
+    return ingest(
+        images_dir, manifest, noise=noise, noise_kind=noise_kind, seed=seed,
+        test_fraction=test_fraction,
     )  # fmt: skip
 
 
-def init(manifest: str | Path, out: str | Path, *, gpu: bool | None = None) -> Path:
-    """Write a starting pipeline for ``manifest`` (``cleaner init``); returns its path."""
+def init(source: str | Path, out: str | Path | None = None, *, gpu: bool | None = None) -> Path:
+    """Write a starting pipeline (``cleaner init``) for a manifest, or for a folder of
+    class folders (ingested first, as ``cleaner ingest folder``); returns its path
+    (default ``pipelines/NAME.toml``). ``gpu`` defaults to whether this machine has one."""
+    manifest = Path(source)
+    if manifest.is_dir():
+        manifest = ingest_folder(manifest)
     if gpu is None:
         import torch
 
         gpu = torch.cuda.is_available()
-    return write_starter(manifest, out, gpu=gpu)
+    return write_starter(manifest, out or Path("pipelines") / f"{manifest.stem}.toml", gpu=gpu)
 
 
 def oof(
@@ -93,20 +99,36 @@ def oof(
     overrides: Iterable[str] = (),
     *,
     out: str | Path | None = None,
+    repeats: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    gpus_per_fold: float | None = None,
+    cpus_per_fold: float | None = None,
     progress: bool = False,
 ) -> Run:
     """K-fold out-of-fold probabilities (``cleaner oof``); returns the finished run.
 
     Resumes a run folder ``out`` left unfinished; ``overrides`` are ``--set`` texts.
+    ``repeats`` > 1 trains an ensemble (``--repeats``) and returns its members' mean
+    probabilities as one run (the first member's folder, embeddings and folds).
+    ``backend="ray"`` runs the folds as Ray tasks (``address``, ``gpus_per_fold``,
+    ``cpus_per_fold`` as the CLI's options). One fold alone (``--fold``) is the
+    CLI's, for folds spread over machines: :func:`cleaner.oof.oof_command`.
     """
-    from cleaner.config import load_config
-    from cleaner.oof import run_oof
-    from cleaner.pipeline import load_pipeline_data
+    from cleaner.oof import EnsembleResult, oof_command
+    from cleaner.ray_folds import ray_options
 
-    cfg = load_config(pipeline, overrides)
+    options = ray_options(backend, address, gpus_per_fold, cpus_per_fold)
     with _progress(progress) as bars:
-        data = load_pipeline_data(cfg, progress=bars, source=pipeline)
-        result = run_oof(data, name=Path(pipeline).stem, out=out, progress=bars)
+        result = oof_command(
+            pipeline, list(overrides), out=out, repeats=repeats, backend=backend,
+            ray_options=options, progress=bars,
+        )  # fmt: skip
+    if isinstance(result, EnsembleResult):
+        from cleaner.runs import mean_probs
+
+        runs = [load_run(m.run_dir) for m in result.members]
+        return dataclasses.replace(runs[0], pred_probs=mean_probs(runs))
     return load_run(result.run_dir)
 
 
@@ -186,14 +208,31 @@ def _class_names(labels: np.ndarray, classes: Sequence[str], n: int) -> list[str
 
 
 def flag(
-    runs: str | Path | Sequence[str | Path], *, top: int | None = None, force: bool = False
+    runs: str | Path | Sequence[str | Path] = (),
+    *,
+    top: int | None = None,
+    method: str | None = None,
+    out: str | Path | None = None,
+    include_unlabeled: bool = False,
+    overrides: Sequence[str] = (),
+    force: bool = False,
+    probs: str | Path | None = None,
+    manifest: str | Path | None = None,
+    embeddings: str | Path | None = None,
 ) -> pd.DataFrame:
-    """``cleaner flag``: write ``queue.csv`` (and its page) beside the first run; return it."""
+    """``cleaner flag``: write ``queue.csv`` and its page (beside the first run, or in
+    ``out``); return the queue. ``probs`` scores ``manifest`` with probabilities made
+    elsewhere (the ``oof.csv`` layout), as ``--probs``; ``overrides`` are ``--set`` texts."""
+    from cleaner.config import check_overrides
     from cleaner.queue import make_queue
     from cleaner.queue_file import read_queue_table
 
+    check_overrides(overrides, keys=("flag", "data.group") if probs else ("flag",))
     run_dirs = [runs] if isinstance(runs, str | Path) else list(runs)
-    summary = make_queue(run_dirs, top=top, force=force)
+    summary = make_queue(
+        run_dirs, top=top, method=method, out=out, include_unlabeled=include_unlabeled,
+        force=force, overrides=overrides, probs=probs, manifest=manifest, embeddings=embeddings,
+    )  # fmt: skip
     assert summary.queue_csv is not None
     return read_queue_table(summary.queue_csv)
 
@@ -207,22 +246,37 @@ def retrain(
     pipeline: str | Path,
     overrides: Iterable[str] = (),
     *,
-    queue: str | Path | None = None,
     manifest: str | Path | None = None,
+    queue: str | Path | None = None,
+    reweight: str = "none",
+    mode: str = "full",
+    oof: Sequence[str | Path] = (),
+    probs: str | Path | None = None,
+    force: bool = False,
+    tta: bool = False,
     out: str | Path | None = None,
     reviewer: str = "",
-    baselines: bool = False,
+    baselines: bool = True,
+    backend: str = "local",
+    address: str | None = None,
+    gpus_per_fold: float | None = None,
+    cpus_per_fold: float | None = None,
     progress: bool = False,
 ) -> Path:
     """``cleaner retrain`` on the cleaned data (``queue`` is applied first, as with
-    ``--queue``); returns the run folder with ``submission.csv`` and ``report.md``."""
+    ``--queue``; ``oof`` are the runs ``reweight`` reads, as ``--oof``); returns the run
+    folder with ``submission.csv`` and ``report.md``."""
     from cleaner.config import load_config
+    from cleaner.ray_folds import ray_options
     from cleaner.retrain import RetrainOptions, run_retrain
 
     cfg = load_config(pipeline, overrides)
     options = RetrainOptions(
-        queue=_path(queue), manifest=_path(manifest), out=_path(out), reviewer=reviewer,
-        baselines=baselines,
+        queue=_path(queue), manifest=_path(manifest), reweight=reweight, mode=mode,
+        oof_runs=tuple(Path(r) for r in oof), probs=_path(probs), tta=tta, out=_path(out),
+        reviewer=reviewer, backend=backend,
+        ray_options=ray_options(backend, address, gpus_per_fold, cpus_per_fold),
+        baselines=baselines, force=force,
     )  # fmt: skip
     with _progress(progress) as bars:
         result = run_retrain(cfg, options, progress=bars, name=Path(pipeline).stem, source=pipeline)

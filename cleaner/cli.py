@@ -117,19 +117,6 @@ CPUS_OPTION = typer.Option(
 )
 
 
-def _ray_options(backend: str, address: str | None, gpus: float | None, cpus: float | None) -> Any:
-    """The RayOptions of the command line; the Ray flags without ``--backend ray`` are refused."""
-    if backend != "ray":
-        if address is not None or gpus is not None or cpus is not None:
-            raise InputError("--address, --gpus-per-fold and --cpus-per-fold need --backend ray")
-        return None
-    from cleaner.ray_folds import RayOptions, check_reachable
-
-    if address is not None:
-        check_reachable(address)
-    return RayOptions(address=address, gpus_per_fold=gpus, cpus_per_fold=cpus)
-
-
 def _print_manifest(path: Path) -> None:
     import pandas as pd
 
@@ -256,12 +243,14 @@ def ingest_digits(
     manifest: Path | None = ManifestOpt,
 ) -> None:
     """scikit-learn's bundled 1,797 8x8 digit images, written as PNG files."""
-    from cleaner import ingest as ingest_lib
+    from cleaner import api
 
-    images, labels = ingest_lib.load_digits_arrays()
-    ids = [f"digit-{i:04d}" for i in range(len(labels))]
-    noisy = _Noise(noise, noise_kind, seed, test_fraction)
-    _ingest_arrays(images, labels, ids, images_dir, manifest or "digits", noisy)
+    _print_manifest(
+        api.ingest_digits(
+            images_dir, manifest, noise=noise, noise_kind=noise_kind, seed=seed,
+            test_fraction=test_fraction,
+        )
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -404,35 +393,24 @@ def oof(
     Under `torchrun --nproc-per-node N -m cleaner oof ...` the N processes train
     each fold together (DistributedDataParallel).
     """
-    from cleaner.config import load_config
-
-    cfg = load_config(pipeline, set_)  # a typo in --set is reported before torch loads
-    if repeats != 1 and fold is not None:
-        raise InputError(
-            "--fold trains one fold of one run; with --repeats, train a member's fold "
-            "with --out ENSEMBLE/repeat-R --fold K --set train.seed=SEED+R"
-        )
     from cleaner.distributed import context, shutdown
-    from cleaner.oof import run_oof, run_repeats
-    from cleaner.pipeline import load_pipeline_data
+    from cleaner.oof import EnsembleResult, oof_command
+    from cleaner.ray_folds import ray_options
 
-    ray_options = _ray_options(backend, address, gpus_per_fold, cpus_per_fold)
+    options = ray_options(backend, address, gpus_per_fold, cpus_per_fold)
     main = context().main  # under torchrun only rank 0 prints
     try:
         with make_progress(quiet=quiet or not main) as progress:
-            data = load_pipeline_data(cfg, progress=progress, source=pipeline)
-            kwargs: dict[str, Any] = {"name": pipeline.stem, "out": out, "progress": progress}
-            kwargs.update(backend=backend, ray_options=ray_options)
-            if repeats != 1:
-                ensemble = run_repeats(data, repeats, **kwargs)
-            else:
-                result = run_oof(data, fold=fold, **kwargs)
+            result = oof_command(
+                pipeline, set_, fold=fold, out=out, repeats=repeats, backend=backend,
+                ray_options=options, progress=progress,
+            )  # fmt: skip
     finally:
         shutdown()
     if not main:
         return
-    if repeats != 1:
-        _print_ensemble(ensemble.run_dir, [m.metrics for m in ensemble.members])
+    if isinstance(result, EnsembleResult):
+        _print_ensemble(result.run_dir, [m.metrics for m in result.members])
         return
     if result.metrics is None:
         console.print(
@@ -866,6 +844,7 @@ def retrain(
 
     cfg = load_config(pipeline, set_)  # a typo in --set is reported before torch loads
     from cleaner.distributed import from_env
+    from cleaner.ray_folds import ray_options
     from cleaner.retrain import RetrainOptions, run_retrain
 
     if from_env().active:
@@ -884,7 +863,7 @@ def retrain(
         out=out,
         reviewer=reviewer,
         backend=backend,
-        ray_options=_ray_options(backend, address, gpus_per_fold, cpus_per_fold),
+        ray_options=ray_options(backend, address, gpus_per_fold, cpus_per_fold),
         baselines=baselines,
         force=force,
     )

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from cleaner.config import SHIPPED, load_config
-from cleaner.ingest import ingest_arrays, load_digits_arrays
+from cleaner.ingest import ingest_digits
 from cleaner.issue_kinds import GROUP_PREFIX
 from cleaner.manifest import next_version_path
 from cleaner.oof import run_oof
@@ -75,19 +75,10 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
 
     step("1/6 ingest: scikit-learn's digits, 10% of train labels flipped, 20% clean test rows")
     if not manifest.exists():
-        images, labels = load_digits_arrays()
-        ids = [f"digit-{i:04d}" for i in range(len(labels))]
-        ingest_arrays(
-            images,
-            labels,
-            ids,
-            out / "data" / "digits",
-            manifest,
-            noise=0.1,
-            noise_kind="uniform",
-            seed=0,
+        ingest_digits(
+            out / "data" / "digits", manifest, noise=0.1, noise_kind="uniform", seed=0,
             test_fraction=0.2,
-        )
+        )  # fmt: skip
     console.print(f"manifest: {manifest}")
 
     step("2/6 oof: 5-fold cross-validation, out-of-fold probabilities for every train image")

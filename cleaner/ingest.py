@@ -567,6 +567,25 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, d.target.astype(np.int64)
 
 
+def ingest_digits(
+    images_dir: str | Path,
+    manifest: str | Path | None = None,
+    *,
+    noise: float = 0.0,
+    noise_kind: str = "uniform",
+    seed: int = 0,
+    test_fraction: float = 0.2,
+) -> Path:
+    """scikit-learn's 1,797 digits as PNGs (ids ``digit-0000`` ...) and their manifest
+    (default ``data_manifests/digits.csv``), as :func:`ingest_arrays` writes them."""
+    images, labels = load_digits_arrays()
+    ids = [f"digit-{i:04d}" for i in range(len(labels))]
+    return ingest_arrays(
+        images, labels, ids, images_dir, manifest or default_manifest("digits"), noise=noise,
+        noise_kind=noise_kind, seed=seed, test_fraction=test_fraction,
+    )  # fmt: skip
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (optionally gzipped) into a uint8 array of its stored shape."""
     path = Path(path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,42 @@ def run_repeats(
         progress.advance(task)
     progress.remove_task(task)
     return EnsembleResult(folder, results)
+
+
+def oof_command(
+    pipeline: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    fold: int | None = None,
+    out: str | Path | None = None,
+    repeats: int = 1,
+    backend: str = "local",
+    ray_options: RayOptions | None = None,
+    progress: Progress,
+) -> OofResult | EnsembleResult:
+    """``cleaner oof PIPELINE --set ...``: the pipeline resolved and its manifest checked
+    once, then one run (or ``--fold K`` of it) or, with ``repeats`` > 1, an ensemble.
+
+    The one orchestration of the step, under the CLI, the API and the benchmarks.
+    """
+    from cleaner.config import load_config
+    from cleaner.pipeline import load_pipeline_data
+
+    cfg = load_config(pipeline, overrides)  # a typo in --set is reported before torch loads
+    if repeats != 1 and fold is not None:
+        raise InputError(
+            "--fold trains one fold of one run; with --repeats, train a member's fold "
+            "with --out ENSEMBLE/repeat-R --fold K --set train.seed=SEED+R"
+        )
+    BACKENDS.check(backend)
+    data = load_pipeline_data(cfg, progress=progress, source=pipeline)
+    name = Path(pipeline).stem
+    if repeats != 1:
+        return run_repeats(
+            data, repeats, name=name, out=out, progress=progress, backend=backend,
+            ray_options=ray_options,
+        )  # fmt: skip
+    return run_oof(
+        data, name=name, fold=fold, out=out, progress=progress, backend=backend,
+        ray_options=ray_options,
+    )  # fmt: skip

@@ -53,6 +53,20 @@ class RayOptions:
     num_cpus: int | None = None  # CPUs of the local instance (default: all)
 
 
+def ray_options(
+    backend: str, address: str | None, gpus: float | None, cpus: float | None
+) -> RayOptions | None:
+    """The RayOptions of the command line (and the API's same parameters); the Ray
+    options without ``backend="ray"`` are refused."""
+    if backend != "ray":
+        if address is not None or gpus is not None or cpus is not None:
+            raise InputError("--address, --gpus-per-fold and --cpus-per-fold need --backend ray")
+        return None
+    if address is not None:
+        check_reachable(address)
+    return RayOptions(address=address, gpus_per_fold=gpus, cpus_per_fold=cpus)
+
+
 def check_reachable(address: str, *, timeout: float = 5.0) -> None:
     """Refuse a Ray address nothing answers at, at once, rather than after
     ``ray.init``'s minutes of retries. ``auto`` and ``local`` are Ray's to resolve."""
