@@ -31,7 +31,7 @@ from rich.progress import Progress
 from cleaner.config import PipelineConfig
 from cleaner.embeddings import Embeddings
 from cleaner.errors import InputError
-from cleaner.ingest import ingest_folder
+from cleaner.ingest import ingest_csv, ingest_folder
 from cleaner.manifest import check_ids, id_matcher, read_manifest
 from cleaner.progress import make_progress
 from cleaner.review import ApplySummary, apply_queue
@@ -43,6 +43,7 @@ __all__ = [
     "apply",
     "find_label_issues",
     "flag",
+    "ingest_csv",
     "ingest_digits",
     "ingest_folder",
     "init",

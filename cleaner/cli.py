@@ -145,6 +145,16 @@ def _print_manifest(path: Path) -> None:
     if captions:
         table.caption = "; ".join(captions)
     console.print(table)
+    from cleaner.ingest import skipped_path
+
+    skipped = skipped_path(path)
+    if skipped.exists():  # written by this ingest: an older list refuses the ingest
+        n = len(pd.read_csv(skipped, dtype=str))
+        console.print(
+            f"[yellow]left out {n} image files training cannot use[/]: listed, with why, "
+            f"in {skipped}",
+            soft_wrap=True,
+        )
 
 
 NoiseOpt = typer.Option(0.0, "--noise", help="Fraction of train labels to flip.")
@@ -165,6 +175,12 @@ FolderTestOpt = typer.Option(
 )
 ManifestOpt = typer.Option(
     None, "--manifest", help="Output manifest (default data_manifests/NAME.csv)."
+)
+SKIP_BAD_OPTION = typer.Option(
+    False,
+    "--skip-bad-images",
+    help="Leave unreadable, empty or truncated image files out (listed in NAME.skipped.csv) "
+    "instead of refusing them all in one error.",
 )
 
 
@@ -188,6 +204,7 @@ def ingest_folder(
         "--follow-links",
         help="Also ingest images that symbolic links reach outside SRC_DIR (refused by default).",
     ),
+    skip_bad_images: bool = SKIP_BAD_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """SRC_DIR/<class>/<image>, or split folders above them: SRC_DIR/{train,val,test,unlabeled}/."""
@@ -200,6 +217,7 @@ def ingest_folder(
             manifest,
             split=split,
             follow_links=follow_links,
+            skip_bad_images=skip_bad_images,
             progress=progress,
             **noisy.options(),
         )
@@ -216,19 +234,24 @@ def ingest_csv(
     group_col: str = typer.Option("", "--group-col", help="Column with group ids."),
     split_col: str = typer.Option("", "--split-col", help="Column with train/test/unlabeled."),
     manifest: Path | None = ManifestOpt,
+    skip_bad_images: bool = SKIP_BAD_OPTION,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """An existing table of image paths and labels (paths relative to the table)."""
     from cleaner import ingest as ingest_lib
 
-    out = ingest_lib.ingest_csv(
-        table,
-        path_col=path_col,
-        label_col=label_col,
-        id_col=id_col,
-        group_col=group_col,
-        split_col=split_col,
-        manifest=manifest,
-    )
+    with make_progress(quiet=quiet) as progress:
+        out = ingest_lib.ingest_csv(
+            table,
+            path_col=path_col,
+            label_col=label_col,
+            id_col=id_col,
+            group_col=group_col,
+            split_col=split_col,
+            manifest=manifest,
+            skip_bad_images=skip_bad_images,
+            progress=progress,
+        )
     _print_manifest(out)
 
 

@@ -19,8 +19,13 @@ to OpenCV's own limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, 2^30 by default).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
 import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -174,3 +179,58 @@ def check_image(
         )
     damage = damaged_jpeg(path)
     return None, (f"damaged JPEG {path} ({damage})" if damage else None), note
+
+
+@contextlib.contextmanager
+def decoder_quiet() -> Iterator[None]:
+    """Silence what libjpeg (inside OpenCV) prints straight to the process's stderr
+    ("Premature end of JPEG file"): the checks below report it themselves, naming the
+    file. File-descriptor level, so for single-threaded callers only (the ingest check)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def image_problem(path: Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
+    """Why training could not use the image at ``path`` (missing, empty, too large, not an
+    image OpenCV decodes, a JPEG cut short or corrupt), in words; None for a good one."""
+    if not path.is_file():
+        return "file not found"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    large = too_large(path, max_pixels)
+    if large is not None:
+        return large
+    unreadable, damaged, _ = check_image(path, 3, max_pixels=max_pixels)
+    if unreadable is not None:
+        return "not an image OpenCV (the decoder training uses) can read"
+    if damaged is not None:
+        what = damaged.replace(f"damaged JPEG {path} ", "damaged JPEG ", 1)
+        return f"{what}: training would see grey where it is cut"
+    return None
+
+
+def bad_images(
+    paths: Sequence[Path],
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    advance: Callable[[], None] | None = None,
+) -> list[tuple[int, str]]:
+    """``(position, reason)`` of every path in ``paths`` that :func:`image_problem` refuses,
+    each file decoded once with training's decoder, libjpeg's own printing silenced."""
+    found = []
+    # Decoding is native code that releases the GIL: threads overlap it and the I/O.
+    with decoder_quiet(), ThreadPoolExecutor(max_workers=8) as pool:
+        reasons = pool.map(lambda path: image_problem(path, max_pixels=max_pixels), paths)
+        for i, reason in enumerate(reasons):
+            if reason is not None:
+                found.append((i, reason))
+            if advance is not None:
+                advance()
+    return found

@@ -25,10 +25,10 @@ import pandas as pd
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from cleaner.atomic import default_mode, naming_write_errors
+from cleaner.atomic import atomic_path, default_mode, naming_write_errors
 from cleaner.config import MAX_IMAGE_PIXELS
 from cleaner.errors import InputError, Problem
-from cleaner.manifest import id_problems, read_text_csv, write_manifest
+from cleaner.manifest import id_problems, read_text_csv, resolve_paths, write_manifest
 from cleaner.noise import (
     REFERENCE_KINDS,
     REFERENCE_SIZE,
@@ -421,6 +421,71 @@ def _plant_folder(
         r["label"] = str(g)
 
 
+def skipped_path(manifest: Path) -> Path:
+    """``NAME.skipped.csv`` beside the manifest: the image files ``--skip-bad-images`` left out."""
+    return manifest.with_name(f"{manifest.stem}.skipped.csv")
+
+
+def _bad_images(df: pd.DataFrame, manifest: Path, progress: Progress | None) -> pd.DataFrame:
+    """``path, sample_id, reason`` of every row whose image training could not use, each
+    file decoded once with training's decoder (:func:`cleaner.images.bad_images`)."""
+    from cleaner.images import bad_images  # OpenCV loads only here
+
+    # The manifest's folder may not exist yet: its ".." is then resolved as text.
+    paths = [Path(os.path.normpath(os.path.abspath(p))) for p in resolve_paths(df, manifest.parent)]
+    task = progress.add_task("checking images", total=len(paths), unit="img") if progress else None
+    found = bad_images(
+        paths, advance=(lambda: progress.advance(task)) if progress and task is not None else None
+    )
+    if progress and task is not None:
+        progress.remove_task(task)
+    rows = [i for i, _ in found]
+    return pd.DataFrame(
+        {
+            "path": [str(paths[i]) for i in rows],
+            "sample_id": df["sample_id"].to_numpy()[rows] if "sample_id" in df else "",
+            "reason": [reason for _, reason in found],
+            "row": rows,
+        }
+    )
+
+
+def _write_checked(
+    df: pd.DataFrame,
+    manifest: Path,
+    *,
+    source: Path,
+    skip_bad_images: bool,
+    progress: Progress | None,
+) -> Path:
+    """Write the manifest once every image passed training's decoder: the bad files are
+    refused all at once, naming each and why (nothing written), or with
+    ``skip_bad_images`` left out of the manifest and listed in ``NAME.skipped.csv``."""
+    bad = _bad_images(df, manifest, progress)
+    if bad.empty:
+        return write_manifest(df, manifest)
+    skipped = skipped_path(manifest)
+    if not skip_bad_images:
+        problems = [
+            Problem(p, reason) for p, reason in zip(bad["path"], bad["reason"], strict=True)
+        ]
+        problems.append(
+            Problem(
+                str(source),
+                f"{len(bad)} of {len(df)} image files cannot be used for training; nothing "
+                "written. Replace or delete them, or pass --skip-bad-images to write the "
+                f"manifest without them (listed in {skipped})",
+            )
+        )
+        raise InputError(problems)
+    if skipped.exists():
+        raise InputError([Problem(str(skipped), "already exists: move it away first")])
+    out = write_manifest(df.drop(index=df.index[bad["row"]]).reset_index(drop=True), manifest)
+    with atomic_path(skipped) as tmp:
+        bad.drop(columns="row").to_csv(tmp, index=False)
+    return out
+
+
 def ingest_folder(
     src_dir: str | Path,
     manifest: str | Path | None = None,
@@ -431,6 +496,7 @@ def ingest_folder(
     seed: int = 0,
     test_fraction: float = 0.0,
     follow_links: bool = False,
+    skip_bad_images: bool = False,
     progress: Progress | None = None,
 ) -> Path:
     """Manifest of ``SRC_DIR/<class>/<image>``, or of split folders above the class folders.
@@ -460,6 +526,10 @@ def ingest_folder(
     row keeps its folder's class in ``true_label``. A folder that has its own
     test split takes no ``test_fraction``. The reference kinds decode the
     train images (``progress`` shows it).
+
+    Every image is decoded once with training's decoder before anything is written: the
+    unreadable, empty, truncated or not-an-image files are refused in one error, or left
+    out with ``skip_bad_images`` (listed in ``NAME.skipped.csv``).
     """
     src = Path(src_dir)
     if not src.is_dir():
@@ -499,7 +569,9 @@ def ingest_folder(
         Path(os.path.relpath(os.path.abspath(manifest.parent / p), os.path.abspath(src))).as_posix()
         for p in df["path"]
     ]
-    return write_manifest(df, manifest)
+    return _write_checked(
+        df, manifest, source=src, skip_bad_images=skip_bad_images, progress=progress
+    )
 
 
 def ingest_csv(
@@ -511,11 +583,14 @@ def ingest_csv(
     group_col: str = "",
     split_col: str = "",
     manifest: str | Path | None = None,
+    skip_bad_images: bool = False,
+    progress: Progress | None = None,
 ) -> Path:
     """Manifest from an existing table; its image paths are relative to the table's folder.
 
     The named columns become ``path``, ``label``, ``sample_id``, ``group`` and
-    ``split``; every other column is kept unchanged.
+    ``split``; every other column is kept unchanged. The images are checked as
+    :func:`ingest_folder` checks them (``skip_bad_images`` likewise).
     """
     table = Path(table)
     if not table.is_file():
@@ -554,7 +629,9 @@ def ingest_csv(
     problems = id_problems(ids, str(table))
     if problems:
         raise InputError(problems)
-    return write_manifest(df, manifest)
+    return _write_checked(
+        df, manifest, source=table, skip_bad_images=skip_bad_images, progress=progress
+    )
 
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:

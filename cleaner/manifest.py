@@ -358,9 +358,10 @@ def _check_images(
     problems = []
     converted: dict[str, list[int]] = {}
     # Decoding is native code that releases the GIL: threads overlap it and the I/O.
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        from cleaner.images import check_image  # OpenCV only where images are checked
+    from cleaner.images import check_image, decoder_quiet  # OpenCV loads only here
 
+    # libjpeg's own printing is silenced: the problems below name the file and the line.
+    with decoder_quiet(), ThreadPoolExecutor(max_workers=8) as pool:
         checks = pool.map(lambda path: check_image(path, in_chans, max_pixels=max_pixels), paths)
         for i, (unreadable, damaged, note) in zip(rows, checks, strict=True):
             if on_image is not None:

@@ -22,6 +22,7 @@ CLI_ONLY = {
 COMMANDS: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
     ("ingest digits", cli.ingest_digits, api.ingest_digits),
     ("ingest folder", cli.ingest_folder, api.ingest_folder),
+    ("ingest csv", cli.ingest_csv, api.ingest_csv),
     ("init", cli.init, api.init),
     ("oof", cli.oof, api.oof),
     ("flag", cli.flag, api.flag),

@@ -715,6 +715,8 @@ def table(tmp_path) -> Path:
         {"file": "imgs/2.png", "cls": "dog", "person": "p1", "quality": "NA", "note": ""},
         {"file": "sub/../imgs/3.png", "cls": "", "person": "p2", "quality": " 1.50 ", "note": "ü"},
     ]
+    for i in (1, 2, 3):  # ingest decodes every image before it writes the manifest
+        write_png(tmp_path / "raw" / "imgs" / f"{i}.png", value=i)
     return write_csv(tmp_path / "raw" / "labels.csv", rows)
 
 
@@ -752,6 +754,8 @@ def test_ingest_csv_id_and_split_columns(tmp_path):
             {"id": "x2", "img": "b.png", "y": "", "part": "test"},
         ],
     )
+    write_png(tmp_path / "a.png")
+    write_png(tmp_path / "b.png")
     m = tmp_path / "m.csv"
     ingest(
         "csv",
@@ -967,3 +971,77 @@ def test_ingest_real_mnist(tmp_path):
         pixels = decode(paths[i])
         assert pixels.shape == (28, 28)
         assert np.array_equal(pixels, x[i])
+
+
+# --- every bad image at once --------------------------------------------------------------
+
+
+def _photos_with_bad_files(root: Path) -> dict[str, str]:
+    """Two class folders of good PNGs, and three files training cannot use:
+    {file: what its reason must say}."""
+    for c in ("cat", "dog"):
+        for i in range(3):
+            write_png(root / c / f"{i}.png", value=40 * i)
+    (root / "cat" / "empty.jpg").write_bytes(b"")
+    (root / "cat" / "notes.jpg").write_text("not an image")
+    jpeg = root / "dog" / "cut.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(jpeg)
+    jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
+    return {"cat/empty.jpg": "empty file", "cat/notes.jpg": "not an image",
+            "dog/cut.jpg": "damaged JPEG"}  # fmt: skip
+
+
+def test_ingest_folder_lists_every_bad_image_at_once_and_writes_nothing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = _photos_with_bad_files(tmp_path / "photos")
+    manifest = tmp_path / "m.csv"
+    # A real process: libjpeg prints to the process's stderr, which CliRunner does not see.
+    result = subprocess.run(
+        [sys.executable, "-m", "cleaner", "ingest", "folder", str(tmp_path / "photos"),
+         "--manifest", str(manifest), "-q"],
+        capture_output=True, text=True, check=False,
+        env={**__import__("os").environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    for name, reason in bad.items():
+        line = next(x for x in out.splitlines() if name in x)
+        assert reason in line, out
+    assert_says(out, "3 of 9 image files cannot be used for training; nothing written")
+    assert "--skip-bad-images" in out
+    assert "Premature end of JPEG" not in out.replace("damaged JPEG (Premature end of JPEG", "")
+    assert not manifest.exists() and not manifest.with_name("m.skipped.csv").exists()
+
+
+def test_skip_bad_images_writes_the_good_ones_and_lists_the_rest(tmp_path: Path) -> None:
+    bad = _photos_with_bad_files(tmp_path / "photos")
+    manifest = tmp_path / "m.csv"
+    out = ingest("folder", str(tmp_path / "photos"), "--manifest", str(manifest),
+                 "--skip-bad-images", "-q")  # fmt: skip
+    assert_says(out, "left out 3 image files training cannot use", "m.skipped.csv")
+    df = read_raw(manifest)
+    assert sorted(df["sample_id"]) == [f"{c}/{i}.png" for c in ("cat", "dog") for i in range(3)]
+    skipped = read_raw(tmp_path / "m.skipped.csv")
+    assert list(skipped.columns) == ["path", "sample_id", "reason"]
+    assert sorted(skipped["sample_id"]) == sorted(bad)
+    for sid, reason in bad.items():
+        assert reason in skipped.set_index("sample_id").loc[sid, "reason"]
+
+
+def test_ingest_csv_and_init_refuse_every_bad_image_at_once(tmp_path: Path, monkeypatch) -> None:
+    bad = _photos_with_bad_files(tmp_path / "photos")
+    rows = [{"file": p.relative_to(tmp_path).as_posix(), "y": p.parent.name}
+            for p in sorted((tmp_path / "photos").rglob("*.*"))]  # fmt: skip
+    write_csv(tmp_path / "t.csv", rows)
+    result = CliRunner().invoke(app, ["ingest", "csv", str(tmp_path / "t.csv"), "--path-col",
+                                      "file", "--label-col", "y", "-q"])  # fmt: skip
+    assert result.exit_code == 2
+    assert all(name in result.output for name in bad), result.output
+    assert not (tmp_path / "data_manifests").exists() and not default_manifest("t").exists()
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["init", "photos", "--cpu"])
+    assert result.exit_code == 2
+    assert all(name in result.output for name in bad), result.output
+    assert not (tmp_path / "data_manifests" / "photos.csv").exists()
