@@ -508,14 +508,21 @@ def _print_flag(s: Any) -> None:
     est.add_column("measure")
     est.add_column("value", justify="right")
     est.add_row("train rows", f"{s.n_train:,}")
+    lo, hi = s.noise_interval
     est.add_row(
         "estimated wrong labels",
-        f"{s.num_label_issues:,} ({s.num_label_issues / max(1, s.n_train):.1%})",
+        f"{s.num_label_issues:,} ({s.num_label_issues / max(1, s.n_train):.1%}; "
+        f"95% interval {lo:,}-{hi:,})",
+    )
+    est.add_row(
+        "out-of-fold prediction is not the given label",
+        f"{s.disagreements:,} ({s.disagreements / max(1, s.n_train):.1%})",
     )
     est.add_row("flagged by find_label_issues", f"{s.flagged_label_issues:,}")
     est.add_row("already decided (audit log), left out", f"{s.already_decided:,}")
     est.add_row("ranking", f"{s.method}, {len(s.runs)} run(s)")
     console.print(est)
+    console.print(f"[dim]{s.noise_caveat}[/dim]")
     if s.trust is not None:
         console.print(_trust_table(s.trust))
     if s.embedding_source:

@@ -103,6 +103,20 @@ class NoiseEstimate:
     num_label_issues: int
     joint: np.ndarray  # (K, K): estimated P(given label = row, true label = column)
     confident_joint: np.ndarray  # (K, K) calibrated counts, as find_label_issues computes them
+    # 95% bootstrap interval of num_label_issues (the rows resampled): its sampling spread.
+    interval: tuple[int, int] = (0, 0)
+    # Rows whose out-of-fold prediction (argmax) is not the given label: what a weak
+    # model's estimate approaches, its own mistakes included.
+    disagreements: int = 0
+
+    def caveat(self, n: int) -> str:
+        """What the count means, in one sentence for the person reading it."""
+        return (
+            f"cleanlab counts the labels its out-of-fold model cannot explain; the model's "
+            f"own mistakes count too (it disagrees with {self.disagreements / max(1, n):.1%} "
+            "of the given labels), so with a weak model read the estimate as an upper "
+            "bound; the share of the first reviewed rows that get relabelled measures it"
+        )
 
     def confused_pairs(self, *, top: int = 10) -> list[tuple[int, int, float]]:
         """Off-diagonal ``(given, true, fraction of all samples)``, largest first."""
@@ -116,13 +130,43 @@ class NoiseEstimate:
         return [p for p in pairs if p[2] > 0]
 
 
+# The count's bootstrap: enough draws for a 95% interval's ends to settle within a few
+# rows; each draw at most this many rows (the count scaled back to N), so a million-row
+# manifest costs seconds, not minutes.
+COUNT_DRAWS = 100
+COUNT_ROWS = 20_000
+
+
+def count_interval(
+    labels: np.ndarray, pred_probs: np.ndarray, *, draws: int = COUNT_DRAWS, seed: int = 0
+) -> tuple[int, int]:
+    """A 95% percentile-bootstrap interval of cleanlab's ``num_label_issues``, rows resampled
+    with replacement (deterministic for ``seed``)."""
+    n = len(labels)
+    size = min(n, COUNT_ROWS)
+    rng = np.random.default_rng(seed)
+    counts = []
+    for _ in range(draws):
+        rows = rng.integers(0, n, size)
+        if len(np.unique(labels[rows])) < 2:
+            continue
+        counts.append(num_label_issues(labels[rows], pred_probs[rows]) * n / size)
+    if not counts:
+        return (0, 0)
+    lo, hi = np.percentile(counts, [2.5, 97.5])
+    return round(float(lo)), round(float(hi))
+
+
 def estimate_noise(labels: np.ndarray, pred_probs: np.ndarray) -> NoiseEstimate:
-    """Number of label issues and the joint of given and true labels."""
+    """Number of label issues (with its bootstrap interval and the model's disagreements)
+    and the joint of given and true labels."""
     cj = compute_confident_joint(labels, pred_probs)
     return NoiseEstimate(
         num_label_issues=int(num_label_issues(labels, pred_probs)),
         joint=estimate_joint(labels, pred_probs, confident_joint=cj),
         confident_joint=cj,
+        interval=count_interval(labels, pred_probs),
+        disagreements=int((pred_probs.argmax(1) != labels).sum()),
     )
 
 

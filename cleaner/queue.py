@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -120,6 +121,7 @@ def _queue_meta(
     table: AttributeTable | None,
     trust: flag.ModelTrust,
     mean_probs: np.ndarray,
+    noise: Mapping[str, Any],
 ) -> QueueMeta:
     """``queue.json``: what the queue was made from, for ``apply`` and the review page."""
     run = runs[0]
@@ -145,6 +147,7 @@ def _queue_meta(
         top=top,
         trust=dataclasses.asdict(trust),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
+        noise=noise,
     )
 
 
@@ -197,6 +200,13 @@ def make_queue(
         table=summary.attributes,
         trust=trust,
         mean_probs=ensemble_probs,
+        noise={
+            "estimated_wrong_labels": summary.num_label_issues,
+            "interval_95": list(summary.noise_interval),
+            "model_disagrees": summary.disagreements,
+            "train_rows": summary.n_train,
+            "note": summary.noise_caveat,
+        },
     )
     _write_outputs(targets, queue=queue, page=page, meta=meta, summary=summary, run=run)
     summary.queue_csv, summary.queue_html = targets.csv, targets.html

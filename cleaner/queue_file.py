@@ -308,6 +308,9 @@ class QueueMeta:
     # How good the out-of-fold model is: accuracy, macro_f1, majority_rate, p_value, ece.
     trust: Mapping[str, Any] = field(default_factory=dict)
     created: str = ""  # when the queue was made, ISO 8601 UTC
+    # cleanlab's count of wrong labels, its 95% interval, the model's disagreements and
+    # what the count means (flag.NoiseEstimate): informational, like ``trust``.
+    noise: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self, folder: str | Path) -> dict[str, Any]:
         """The file's object, paths written relative to ``folder`` (queue.json's)."""
@@ -328,6 +331,7 @@ class QueueMeta:
             # The flag settings used: the run's, --set's, and --top/--method.
             "flag": dict(self.flag),
             "trust": dict(self.trust),
+            "noise": dict(self.noise),
             # Confidently labelled train rows of each class, for the review page to compare.
             "examples": {c: list(ids) for c, ids in self.examples.items()},
             "created": self.created,
@@ -407,6 +411,7 @@ def _queue_meta(path: Path, meta: Any) -> QueueMeta:
         top if isinstance(top, int) and not isinstance(top, bool) else None,
         meta["trust"] if isinstance(meta.get("trust"), dict) else {},
         str(meta.get("created") or ""),
+        meta["noise"] if isinstance(meta.get("noise"), dict) else {},
     )
 
 

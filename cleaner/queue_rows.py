@@ -44,6 +44,9 @@ class QueueSummary:
     method: str
     runs: list[str]
     num_label_issues: int  # cleanlab's estimate
+    noise_interval: tuple[int, int]  # its 95% bootstrap interval
+    disagreements: int  # rows whose out-of-fold prediction is not the given label
+    noise_caveat: str  # what the count means (flag.NoiseEstimate.caveat)
     flagged_label_issues: int  # find_label_issues
     confused_pairs: list[tuple[str, str, float, int]]  # given, likely true, fraction, count
     already_decided: int
@@ -356,6 +359,9 @@ def _summary(
         method=method,
         runs=[str(r.run_dir) for r in runs],
         num_label_issues=noise.num_label_issues,
+        noise_interval=noise.interval,
+        disagreements=noise.disagreements,
+        noise_caveat=noise.caveat(n),
         flagged_label_issues=int(is_label.sum()),
         confused_pairs=[
             (run.classes[i], run.classes[j], f, round(f * n))

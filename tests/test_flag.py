@@ -479,3 +479,19 @@ def test_ensemble_quality_is_finite_and_in_unit_interval(a, b):
     assert q.shape == labels.shape
     assert np.isfinite(q).all()
     assert ((q >= 0) & (q <= 1 + 1e-12)).all()
+
+
+def test_count_interval_brackets_the_estimate_and_is_reproducible() -> None:
+    rng = np.random.default_rng(0)
+    n, k = 2000, 4
+    labels = rng.integers(0, k, n)
+    probs = np.full((n, k), 0.05)
+    probs[np.arange(n), labels] = 0.85
+    wrong = rng.random(n) < 0.1  # 10% of the labels disagree with a confident model
+    labels = np.where(wrong, (labels + 1) % k, labels)
+    noise = flag.estimate_noise(labels, probs)
+    lo, hi = noise.interval
+    assert lo <= noise.num_label_issues <= hi and hi - lo < 0.1 * n
+    assert flag.count_interval(labels, probs) == noise.interval
+    assert noise.disagreements == int(wrong.sum())
+    assert f"{noise.disagreements / n:.1%}" in noise.caveat(n)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import FLAG_AUGMENT, ingest_digits, invoke, write_digits_pipeline
+from helpers import FLAG_AUGMENT, assert_says, ingest_digits, invoke, write_digits_pipeline
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -94,6 +94,13 @@ def test_queue_finds_the_injected_errors_first(noisy_run: tuple[Path, Path]) -> 
     assert (run / "q" / meta["manifest"]).resolve() == manifest.resolve()
     assert not Path(meta["manifest"]).is_absolute() and len(meta["manifest_sha256"]) == 64
     assert read_queue_meta(run / "q" / "queue.csv").manifest.resolve() == manifest.resolve()
+    # The count comes with its interval, the model's disagreements and what it means.
+    noise = meta["noise"]
+    lo, hi = noise["interval_95"]
+    assert lo <= noise["estimated_wrong_labels"] <= hi
+    assert noise["train_rows"] == int((m["split"] == "train").sum())
+    assert 0 < noise["model_disagrees"] < noise["train_rows"]
+    assert_says(out, f"95% interval {lo:,}-{hi:,}", "own mistakes count too")
 
 
 class _Cards(HTMLParser):

@@ -151,7 +151,10 @@ def queue_meta(folder: Path) -> QueueMeta:
         top=4,
         trust=trust,
         created="2026-01-05T09:00:00+00:00",
-    )
+        noise={"estimated_wrong_labels": 2, "interval_95": [1, 3], "model_disagrees": 1,
+               "train_rows": 6,
+               "note": "cleanlab counts the labels its out-of-fold model cannot explain"},
+    )  # fmt: skip
 
 
 def project(root: Path) -> Path:
