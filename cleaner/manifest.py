@@ -402,6 +402,15 @@ def next_version_path(path: str | Path) -> Path:
     return Path(path).with_name(f"{name}.v{n + 1}.csv")
 
 
+def newest_version(path: str | Path) -> Path:
+    """The newest version of this manifest on disk (``NAME.vN.csv``, following
+    :func:`next_version_path` while the next one exists): ``path`` itself when none is newer."""
+    current = Path(path)
+    while next_version_path(current).exists():
+        current = next_version_path(current)
+    return current
+
+
 def audit_log_path(path: str | Path) -> Path:
     """The audit log shared by every version of a manifest: ``NAME.audit.jsonl``."""
     name, _ = split_version(path)

@@ -34,6 +34,7 @@ from cleaner.errors import InputError, Problem
 from cleaner.gallery import render_gallery
 from cleaner.manifest import (
     audit_log_path,
+    newest_version,
     read_manifest,
     resolve_paths,
     sha256_file,
@@ -45,7 +46,7 @@ from cleaner.queue_file import (
     write_queue_meta,
 )
 from cleaner.queue_rows import QueueSummary, build_queue
-from cleaner.run_files import QueueFiles
+from cleaner.run_files import QueueFiles, RunFiles
 from cleaner.runs import (
     Run,
     ensemble_members,
@@ -174,6 +175,8 @@ def make_queue(
     """
     runs = _flag_inputs(run_dirs, overrides, probs=probs, manifest=manifest, embeddings=embeddings)
     run = runs[0]
+    if probs is None:
+        _refuse_an_older_version(run)
     top, method = _settings(run, top=top, method=method)
     if probs is not None and out is None:
         raise InputError("--probs needs --out: the folder for the queue")
@@ -211,6 +214,28 @@ def make_queue(
     _write_outputs(targets, queue=queue, page=page, meta=meta, summary=summary, run=run)
     summary.queue_csv, summary.queue_html = targets.csv, targets.html
     return summary
+
+
+def _refuse_an_older_version(run: Run) -> None:
+    """A run of a manifest that ``apply`` has since replaced scores the old labels: its
+    queue would ask again about rows already decided. Refused, with the command that
+    trains on the newest version (the run's own config.toml is a complete pipeline)."""
+    newest = newest_version(run.manifest_path)
+    if newest == run.manifest_path:
+        return
+    files = RunFiles(run.run_dir)
+    out = run.run_dir.with_name(f"{run.run_dir.name}-{newest.stem.rsplit('.', 1)[-1]}")
+    raise InputError(
+        [
+            Problem(
+                str(run.run_dir),
+                f"made from {run.manifest_path.name}, but {newest.name} is newer (cleaner "
+                "apply wrote it): this run's queue would ask again about rows already "
+                f"decided. Train on the newest version, then flag that run: cleaner oof "
+                f"{files.config} --set data.manifest={newest} --out {out}",
+            )
+        ]
+    )
 
 
 def _settings(run: Run, *, top: int | None, method: str | None) -> tuple[int, str]:

@@ -257,6 +257,29 @@ def test_changed_manifest_is_refused(noisy_run: tuple[Path, Path], tmp_path: Pat
     assert files_under(tmp_path) == before
 
 
+def test_a_run_of_an_older_version_is_refused_with_the_command_that_fixes_it(
+    noisy_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After apply wrote v2, flagging the v1 run would queue decided rows again."""
+    manifest, run = noisy_run
+    shutil.copy(manifest, tmp_path / "digits.csv")
+    shutil.copytree(manifest.parent / "images", tmp_path / "images")
+    copy = _copy_run(run, tmp_path / "run", tmp_path / "digits.csv")
+    shutil.copy(manifest, tmp_path / "digits.v2.csv")  # what `cleaner apply` would write
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    msg = fails("flag", "run")
+    assert_says(msg, "made from digits.csv, but digits.v2.csv is newer")
+    assert files_under(tmp_path) == before
+    command = msg[msg.index("cleaner oof") :].split()[1:7]
+    assert command[:5] == ["oof", str(Path("run") / "config.toml"), "--set",
+                           f"data.manifest={Path('digits.v2.csv')}", "--out"]  # fmt: skip
+    # The hint is a command that works: one fold of it, one epoch.
+    invoke(*command, "--fold", "0", "--set", "train.epochs=1", "-q")
+    assert (tmp_path / command[5] / "fold-0" / "oof.npz").exists()
+    assert copy.exists()
+
+
 @pytest.mark.parametrize(
     ("value", "reason"),
     [("nan", "NaN"), ("-0.5", "negative probability"), ("0.9", "sum to")],
