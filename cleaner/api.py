@@ -87,7 +87,9 @@ def init(source: str | Path, out: str | Path | None = None, *, gpu: bool | None 
     (default ``pipelines/NAME.toml``). ``gpu`` defaults to whether this machine has one."""
     manifest = Path(source)
     if manifest.is_dir():
-        manifest = ingest_folder(manifest)
+        from cleaner.ingest import manifest_for_init
+
+        manifest = ingest_folder(manifest, manifest_for_init(manifest))
     if gpu is None:
         import torch
 

@@ -377,9 +377,9 @@ def init(
 
     manifest = source
     if source.is_dir():
-        from cleaner.ingest import ingest_folder
+        from cleaner.ingest import ingest_folder, manifest_for_init
 
-        manifest = ingest_folder(source)
+        manifest = ingest_folder(source, manifest_for_init(source))
         console.print(f"wrote {manifest} from {source}")
     if gpu is None:
         import torch
@@ -684,8 +684,9 @@ def review(
         for u in server.allowed_urls
     )
     console.print(
-        f"reviewing {queue} ({server.queue.reviewed} of {len(server.queue)} rows reviewed) at "
-        f"{url}{through}\neach decision is written to {queue} at once; Ctrl-C stops the server",
+        f"reviewing {server.queue.path} ({server.queue.reviewed} of {len(server.queue)} rows "
+        f"reviewed) at {url}{through}\neach decision is written to {server.queue.path} at "
+        "once; Ctrl-C stops the server",
         highlight=False,
         soft_wrap=True,
     )

@@ -55,6 +55,24 @@ def _relpath(path: Path, manifest: Path) -> str:
     return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(manifest.parent))).as_posix()
 
 
+def manifest_for_init(src: Path) -> Path:
+    """The manifest ``cleaner init FOLDER`` ingests the folder into; refused when it
+    exists (init has no --manifest: the hint names the commands that go on)."""
+    manifest = default_manifest(src.resolve().name)
+    if manifest.exists():
+        raise InputError(
+            [
+                Problem(
+                    str(manifest),
+                    f"already exists (an earlier ingest of {src}?): start from it with "
+                    f"`cleaner init {manifest}`, or ingest the folder under another name "
+                    f"with `cleaner ingest folder {src} --manifest data_manifests/NEW.csv`",
+                )
+            ]
+        )
+    return manifest
+
+
 def _refuse_existing(manifest: Path) -> None:
     if manifest.exists():
         raise InputError(
@@ -611,7 +629,10 @@ def ingest_csv(
     }
     missing = [c for c in mapping if c not in df.columns]
     if missing:
-        raise InputError([Problem(str(table), f"column(s) not found: {', '.join(missing)}", 1)])
+        have = ", ".join(map(str, df.columns))
+        raise InputError(
+            [Problem(str(table), f"column(s) not found: {', '.join(missing)} (it has: {have})", 1)]
+        )
     clash = [c for c in df.columns if c in mapping.values() and c not in mapping]
     if clash:
         raise InputError(

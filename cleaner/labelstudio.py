@@ -69,6 +69,7 @@ from cleaner.project_lock import project_lock
 from cleaner.queue_file import (
     QueueChanged,
     QueueText,
+    queue_csv_path,
     queue_meta_path,
     read_queue_meta,
     replace_queue,
@@ -201,7 +202,7 @@ def export_tasks(
     """
     from cleaner.review import check_queue
 
-    queue_csv = Path(queue_csv)
+    queue_csv = queue_csv_path(queue_csv)
     checked = check_queue(queue_csv)
     meta = checked.meta
     file = str(queue_csv)
@@ -309,7 +310,7 @@ class ExportSummary:
 
 def default_export_path(queue_csv: str | Path) -> Path:
     """``queue.labelstudio.json`` beside ``queue.csv``."""
-    queue_csv = Path(queue_csv)
+    queue_csv = queue_csv_path(queue_csv)
     return queue_csv.with_name(f"{queue_csv.stem}.labelstudio.json")
 
 
@@ -554,7 +555,7 @@ def import_export(
     would replace (unless ``force``), and a result that ``cleaner apply`` would
     refuse (a leakage row relabelled, a test row, ...).
     """
-    queue_csv = Path(queue_csv)
+    queue_csv = queue_csv_path(queue_csv)
     # The queue's folder lock from reading the queue to replacing it: a review page's
     # decision written meanwhile is neither lost nor written over.
     with project_lock(queue_csv.parent, f"cleaner import labelstudio {queue_csv}"):

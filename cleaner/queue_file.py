@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,19 @@ FLOAT_FORMAT = "%.6g"  # label_quality as the queue writes it
 # --- queue.csv ----------------------------------------------------------------------------
 
 
+def _unreadable_csv(e: Exception) -> str:
+    """pandas' parser error in the reader's words (its own text names C internals)."""
+    found = re.search(r"line (\d+), saw (\d+)", str(e))
+    if found:
+        return (
+            f"not a CSV the queue's reader can split: line {found[1]} has {found[2]} cells, "
+            "more than the header; save it again as CSV from the spreadsheet"
+        )
+    if isinstance(e, pd.errors.EmptyDataError):
+        return "empty file: no header line"
+    return "not a CSV the queue's reader can split; save it again as CSV from the spreadsheet"
+
+
 def write_queue_csv(queue: pd.DataFrame, path: str | Path) -> None:
     """Write the queue rows (columns :data:`QUEUE_COLUMNS`) to ``path``, atomically."""
     with atomic_path(path) as tmp:
@@ -77,6 +91,27 @@ def sniff_delimiter(first_line: str) -> str:
         return csv.Sniffer().sniff(first_line, delimiters=",;\t").delimiter
     except csv.Error:
         return ","
+
+
+def queue_csv_path(path: str | Path) -> Path:
+    """The queue CSV a command was given: a folder that holds ``queue.csv`` (a run folder
+    ``flag`` wrote into, or ``flag --out``) means that file. A folder without one, and the
+    gallery page ``queue.html``, are refused naming what to give instead."""
+    path = Path(path)
+    if path.is_dir():
+        inside = QueueFiles(path).csv
+        if inside.is_file():
+            return inside
+        raise InputError(
+            [Problem(str(path), f"a folder without {inside.name}: make its queue with "
+                     f"`cleaner flag {path}`, or give the queue CSV itself")]
+        )  # fmt: skip
+    if path.suffix.lower() in (".html", ".htm"):
+        csv_file = QueueFiles.beside(path).csv
+        raise InputError(
+            [Problem(str(path), f"the queue's gallery page, not the queue: give {csv_file}")]
+        )
+    return path
 
 
 def _read_queue_file(path: Path) -> tuple[bytes, str]:
@@ -96,14 +131,14 @@ def read_queue_table(queue_csv: str | Path) -> pd.DataFrame:
     Column names are stripped and lower-cased; :data:`OPTIONAL_COLUMNS` that are
     missing read as blank; ``table.attrs["lines"]`` holds the file line of each row.
     """
-    path = Path(queue_csv)
+    path = queue_csv_path(queue_csv)
     _, raw = _read_queue_file(path)
     text = raw.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text mode
     sep = sniff_delimiter(text.split("\n", 1)[0])
     try:
         table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
+        raise InputError([Problem(str(path), _unreadable_csv(e))]) from None
     table.columns = [str(c).strip().lower() for c in table.columns]
     table.attrs["lines"] = _record_lines(text, sep, len(table))
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -152,6 +187,7 @@ class QueueText:
 
     @classmethod
     def read(cls, path: Path) -> QueueText:
+        path = queue_csv_path(path)
         data, text = _read_queue_file(path)
         first = text.split("\n", 1)[0]
         delimiter = sniff_delimiter(first)
@@ -362,7 +398,7 @@ def _beside(meta_path: Path, stored: str) -> Path:
 
 def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
     """queue.json beside ``queue_csv``; raises :class:`InputError` naming it and why."""
-    path = queue_meta_path(queue_csv)
+    path = queue_meta_path(queue_csv_path(queue_csv))
     if not path.exists():
         raise InputError(
             [

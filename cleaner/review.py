@@ -44,7 +44,7 @@ from cleaner.manifest import (
     sha256_file,
 )
 from cleaner.project_lock import project_lock
-from cleaner.queue_file import QueueMeta, read_queue_meta, read_queue_table
+from cleaner.queue_file import QueueMeta, queue_csv_path, read_queue_meta, read_queue_table
 
 DEFAULT_UNSURE_FACTOR = 0.5  # an unsure row still trains, at half weight
 
@@ -351,7 +351,7 @@ def check_queue(queue_csv: str | Path) -> CheckedQueue:
     groups. One sample reached by two different decisions is left to
     :func:`expand_decisions`, since a reviewer can still resolve it.
     """
-    queue_csv = Path(queue_csv)
+    queue_csv = queue_csv_path(queue_csv)
     meta = read_queue_meta(queue_csv)
     table = read_queue_table(queue_csv)
     if not meta.manifest.is_file():
@@ -401,7 +401,7 @@ def apply_queue(
     version already exists with exactly what this queue makes, it is taken as it
     is and nothing is written.
     """
-    queue_csv = Path(queue_csv)
+    queue_csv = queue_csv_path(queue_csv)
     _check_unsure_factor(unsure_factor)
     # From the manifest's hash check to the commit, no other apply of this folder runs:
     # a second queue of the same version then finds the version the first one made.

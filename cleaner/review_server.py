@@ -75,7 +75,7 @@ from cleaner.gallery import thumbnail_data_uri
 from cleaner.issue_kinds import GROUP_PREFIX, actions_text, allowed_decisions, has_suggestion
 from cleaner.manifest import id_matcher, line_of, resolve_paths, sha256_file
 from cleaner.project_lock import ProjectLocked, project_lock
-from cleaner.queue_file import QueueChanged, QueueMeta, QueueText, replace_queue
+from cleaner.queue_file import QueueChanged, QueueMeta, QueueText, queue_csv_path, replace_queue
 from cleaner.review import CheckedQueue, check_queue, expand_decisions, parse_decisions
 from cleaner.run_files import RunFiles
 from cleaner.runs import read_prob_columns
@@ -320,7 +320,7 @@ class ReviewQueue:
     """
 
     def __init__(self, queue_csv: str | Path) -> None:
-        self.path = Path(queue_csv)
+        self.path = queue_csv_path(queue_csv)
         checked = check_queue(self.path)  # refuses what `cleaner apply` would refuse
         # The one reader and writer of a person's queue (queue_file.QueueText): cells are
         # changed, the rest is written back as the spreadsheet saved it.

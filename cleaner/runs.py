@@ -216,6 +216,18 @@ def _require_finished(run_dir: Path) -> None:
                 )
             ]
         )
+    if not files.oof.exists() and files.train_weights.exists():
+        raise InputError(
+            [
+                Problem(
+                    str(run_dir),
+                    "a retrain folder (its final model and report), not an oof run: flag "
+                    "reads the out-of-fold probabilities `cleaner oof` writes; for the next "
+                    "round, run `cleaner oof PIPELINE --set data.manifest=NEWEST_VERSION "
+                    "--out runs/NAME` and flag that folder",
+                )
+            ]
+        )
     if not files.oof.exists():
         raise InputError(
             [

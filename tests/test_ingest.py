@@ -791,6 +791,7 @@ def test_ingest_csv_missing_column(table, tmp_path):
         str(tmp_path / "m.csv"),
     )
     assert_says(out, f"{table}, line 1: column(s) not found: kind")
+    assert_says(out, "(it has: file, cls, person, quality, note)")  # what to type instead
 
 
 def test_ingest_csv_refuses_to_overwrite_a_column(tmp_path):
