@@ -10,6 +10,8 @@ the gallery's thumbnails, ``train``'s epoch) take a plain ``on_image`` /
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,6 +20,7 @@ from rich.progress import (
     ProgressColumn,
     SpinnerColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -45,7 +48,76 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.speed:,.0f} {unit}/s", style="progress.data.speed")
 
 
+def _duration(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+QUARTER_AFTER_S = 5.0  # LogProgress: quarter lines for steps running at least this long
+
+
+class LogProgress(Progress):
+    """Progress for a log file (stderr not a terminal): no bars, which a file gets as cut,
+    repainted text, but one line when a step starts, at each quarter of a step with a
+    known total, and when it ends, with its count, time and rate."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console=console, disable=True)
+        self._quarter: dict[TaskID, int] = {}
+
+    def _line(self, task: Task, what: str) -> None:
+        unit = task.fields.get("unit", "it")
+        done = f"{task.completed:,.0f}" + (f"/{task.total:,.0f}" if task.total else "")
+        elapsed = task.finished_time if task.finished_time is not None else task.elapsed
+        rate = f", {task.completed / elapsed:,.0f} {unit}/s" if elapsed and task.completed else ""
+        self.console.print(
+            f"{task.description}: {what} {done} {unit} in {_duration(elapsed or 0.0)}{rate}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:
+        task_id = super().add_task(description, *args, **kwargs)
+        self._quarter[task_id] = 0
+        total = self._tasks[task_id].total
+        size = f" ({total:,.0f} {kwargs.get('unit', 'it')})" if total else ""
+        self.console.print(f"{description}: started{size}", highlight=False, soft_wrap=True)
+        return task_id
+
+    def _report(self, task_id: TaskID) -> None:
+        task = self._tasks.get(task_id)
+        if task is None or not task.total:
+            return
+        quarter = min(4, int(4 * task.completed / task.total))
+        if quarter < self._quarter.get(task_id, 0):  # the step started over (a new epoch)
+            self._quarter[task_id] = 0
+        if quarter > self._quarter.get(task_id, 0):
+            self._quarter[task_id] = quarter
+            # A step of a few seconds gets its start and end lines only.
+            if quarter == 4 or (task.elapsed or 0.0) >= QUARTER_AFTER_S:
+                self._line(task, "done" if quarter == 4 else f"{25 * quarter}%,")
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._report(task_id)
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        self._report(task_id)
+
+    def remove_task(self, task_id: TaskID) -> None:
+        task = self._tasks.get(task_id)
+        if task is not None and self._quarter.get(task_id, 0) < 4:
+            self._line(task, "ended at")
+        self._quarter.pop(task_id, None)
+        super().remove_task(task_id)
+
+
 def make_progress(*, quiet: bool = False) -> Progress:
+    """The command's progress: bars on a terminal; plain lines in a log file (stderr
+    redirected); nothing with ``quiet``."""
+    if not quiet and not err_console.is_terminal:
+        return LogProgress(err_console)
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
