@@ -776,8 +776,11 @@ def test_keyboard_review_in_chromium(
     assert page.locator("script").count() == 1
     assert page.locator("img:not(#partner)").count() == 1  # no example images in this queue
     assert page.title() == "review: relabel queue: manifest.csv"
-    page.keyboard.press("k")  # row 2: keep
+    page.keyboard.press("1")  # row 2, given cat: class 1 (cat) is its own label: keep
     settle(page)
+    page.keyboard.press("ArrowLeft")
+    assert page.inner_text("#decision") == "keep the given label"
+    page.keyboard.press("ArrowRight")
     page.keyboard.press("3")  # row 3 (group g2): class 3 of 3, owl
     settle(page)
     page.keyboard.press("d")  # row 4: drop
@@ -800,7 +803,7 @@ def test_keyboard_review_in_chromium(
     assert page.inner_text("#decision") == "drop (excluded from training)"
     page.keyboard.type("w")  # any other letter opens the type-ahead: "w" matches only owl
     assert page.input_value("#ta-input") == "w"
-    page.keyboard.press("Enter")  # row 4: drop becomes relabel to owl
+    page.keyboard.press("Enter")  # row 4, given owl: owl is its own label, drop becomes keep
     settle(page)
     page.keyboard.press("Escape")
 
@@ -810,7 +813,7 @@ def test_keyboard_review_in_chromium(
         ("relabel", "cat"),
         ("keep", ""),
         ("relabel", "owl"),
-        ("relabel", "owl"),
+        ("keep", ""),
         ("relabel", "dog"),
     ]
     assert [r[-1] for r in rows] == ["", "look again", "", "", 'has "quotes", and commas']

@@ -260,7 +260,12 @@
     });
     move(1);
   }
-  function relabel(name) { decide("relabel", name); }
+  function relabel(name) {
+    var r = S.rows[S.cur];
+    // Picking the class the row already has keeps it: not a "relabel" to the same label.
+    if (r && name === r.given && allows(r, "keep")) { decide("keep", ""); return; }
+    decide("relabel", name);
+  }
   function accept() {
     var r = S.rows[S.cur];
     if (!r) { return; }
