@@ -119,7 +119,7 @@ def oof(
     CLI's, for folds spread over machines: :func:`cleaner.oof.oof_command`.
     """
     from cleaner.oof import EnsembleResult, oof_command
-    from cleaner.ray_folds import ray_options
+    from cleaner.ray_options import ray_options
 
     options = ray_options(backend, address, gpus_per_fold, cpus_per_fold)
     with _progress(progress) as bars:
@@ -270,7 +270,7 @@ def retrain(
     ``--queue``; ``oof`` are the runs ``reweight`` reads, as ``--oof``); returns the run
     folder with ``submission.csv`` and ``report.md``."""
     from cleaner.config import load_config
-    from cleaner.ray_folds import ray_options
+    from cleaner.ray_options import ray_options
     from cleaner.retrain import RetrainOptions, run_retrain
 
     cfg = load_config(pipeline, overrides)

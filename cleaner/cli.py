@@ -416,9 +416,12 @@ def oof(
     Under `torchrun --nproc-per-node N -m cleaner oof ...` the N processes train
     each fold together (DistributedDataParallel).
     """
+    from cleaner.config import load_config
+
+    load_config(pipeline, set_)  # a typo in --set is reported before torch loads
     from cleaner.distributed import context, shutdown
     from cleaner.oof import EnsembleResult, oof_command
-    from cleaner.ray_folds import ray_options
+    from cleaner.ray_options import ray_options
 
     options = ray_options(backend, address, gpus_per_fold, cpus_per_fold)
     main = context().main  # under torchrun only rank 0 prints
@@ -875,7 +878,7 @@ def retrain(
 
     cfg = load_config(pipeline, set_)  # a typo in --set is reported before torch loads
     from cleaner.distributed import from_env
-    from cleaner.ray_folds import ray_options
+    from cleaner.ray_options import ray_options
     from cleaner.retrain import RetrainOptions, run_retrain
 
     if from_env().active:

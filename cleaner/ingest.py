@@ -504,6 +504,17 @@ def _write_checked(
     return out
 
 
+def _with_ids(df: pd.DataFrame, manifest: Path, src: Path) -> pd.DataFrame:
+    """Ids name the image inside SRC_DIR ("train/cat/1.jpg"): stable wherever the manifest
+    is written, unlike its path, which is relative to the manifest's folder. As found
+    (a link's own name), so an id never leads out of the folder."""
+    df["sample_id"] = [
+        Path(os.path.relpath(os.path.abspath(manifest.parent / p), os.path.abspath(src))).as_posix()
+        for p in df["path"]
+    ]
+    return df
+
+
 def ingest_folder(
     src_dir: str | Path,
     manifest: str | Path | None = None,
@@ -579,14 +590,7 @@ def ingest_folder(
             columns.insert(3, "split")
     if any("true_label" in r for r in rows):
         columns.append("true_label")
-    df = pd.DataFrame(rows, columns=columns).fillna("")
-    # Ids name the image inside SRC_DIR ("train/cat/1.jpg"): stable wherever the manifest
-    # is written, unlike its path, which is relative to the manifest's folder. As found
-    # (a link's own name), so an id never leads out of the folder.
-    df["sample_id"] = [
-        Path(os.path.relpath(os.path.abspath(manifest.parent / p), os.path.abspath(src))).as_posix()
-        for p in df["path"]
-    ]
+    df = _with_ids(pd.DataFrame(rows, columns=columns).fillna(""), manifest, src)
     return _write_checked(
         df, manifest, source=src, skip_bad_images=skip_bad_images, progress=progress
     )
