@@ -64,8 +64,8 @@ def main() -> None:
             if cpu_has_bf16()
             else "This CPU has no native bfloat16: `cpu_amp` stays in float32 here."
         ),
-        "`photos.toml` turns `cpu_amp` on; the default stays off, since timm's",
-        "ImageNet-shaped nets gain less or lose (the last row).",
+        "`photos.toml` turns `cpu_amp` on; the default stays off so that a run folder",
+        "made in float32 resumes in float32.",
         "",
         *lines,
     ]

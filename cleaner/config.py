@@ -117,9 +117,11 @@ class TrainConfig:
     amp: bool = True  # mixed precision; used on CUDA only (and on the CPU with cpu_amp)
     channels_last: bool = True  # memory format on CUDA only (and on the CPU with cpu_amp)
     # The two above on the CPU too: channels_last, and bfloat16 autocast where the CPU
-    # computes in bfloat16 natively (AVX512-BF16 or AMX; float32 elsewhere). Off by default:
-    # for timm's ImageNet-shaped nets at small sizes it was slower; on airbench_s at 32 px
-    # it trained 3.8x faster on an AVX512-BF16 CPU (BENCHMARKS.md).
+    # computes in bfloat16 natively (AVX512-BF16 or AMX; float32 elsewhere). On 2
+    # AVX512-BF16 cores it trained airbench_s 2.3-2.5x, resnet10_cifar 3.0-3.2x and timm's
+    # test_resnet 1.6-2.0x faster (two runs; BENCHMARKS.md, "cpu_amp"). Off by default so that a run
+    # folder made in float32 resumes in float32 (a later key at its default is left out
+    # of the run's name).
     cpu_amp: bool = False
     workers: int = 2  # DataLoader worker processes
     seed: int = 42  # folds, initialisation, shuffling and augmentation
