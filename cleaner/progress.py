@@ -62,8 +62,19 @@ class LogProgress(Progress):
     known total, and when it ends, with its count, time and rate."""
 
     def __init__(self, console: Console) -> None:
-        super().__init__(console=console, disable=True)
+        # Not ``disable``: steps print their own lines ("resuming after epoch 3") unless
+        # the progress is disabled (--quiet); the bars are never drawn instead.
+        super().__init__(console=console, auto_refresh=False)
         self._quarter: dict[TaskID, int] = {}
+
+    def start(self) -> None:
+        """No live display: a file would get each repaint."""
+
+    def stop(self) -> None:
+        """Nothing was drawn, so nothing is left to print."""
+
+    def refresh(self) -> None:
+        """The lines are printed as steps move (:meth:`_report`), not repainted."""
 
     def _line(self, task: Task, what: str) -> None:
         unit = task.fields.get("unit", "it")
