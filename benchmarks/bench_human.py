@@ -22,6 +22,9 @@ CIFAR-10's own (the truth here). Run in parts, each resumable and kept like
   the train rows in queue order, and ``retrain`` on the noisy, the reviewed and
   the true labels, scored on the test photos.
 
+- ``python -m benchmarks.bench_human ensemble [--seeds N]``: ``oof --repeats R`` for R =
+  2..N from the seed runs ``detect`` made (repeat r is the run with ``train.seed + r``,
+  seed r's run here): the mean of their probabilities, scored; its time, theirs summed.
 - ``python -m benchmarks.bench_human probe``: ``train.mode = "probe"`` with a local
   weights file, as a team would use a hub backbone on a machine without the hub: the
   product's own small-photo net trained (``oof``'s embedding model) on the true labels of
@@ -165,6 +168,49 @@ def ensemble_one(work: Path, labels: str, repeats: int, synthetic: float) -> dic
         }  # fmt: skip
 
     return cached(RESULTS / f"detect-{labels}x{repeats}-s0.json", compute)
+
+
+def seed_ensemble(work: Path, labels: str, seeds: int) -> dict[str, Any] | None:
+    """``oof --repeats R`` from the seed runs already made: repeat r of an ensemble is the
+    run with ``train.seed + r``, which is seed r's run here (``train.seed = 42 + S``), so
+    the mean of seeds 0..R-1's out-of-fold probabilities is that ensemble's, scored as
+    :func:`ensemble_one` scores one; its time is the members' times summed."""
+    members = [RESULTS / f"detect-{labels}-s{s}.json" for s in range(seeds)]
+    runs_dirs = [work / "runs" / f"{labels}-s{s}" for s in range(seeds)]
+    if not all(p.exists() for p in members) or not all((d / "oof.csv").exists() for d in runs_dirs):
+        return None
+    manifest = human_manifest(work, labels)
+
+    def compute() -> dict[str, Any]:
+        runs = [load_run(d) for d in runs_dirs]
+        order = pd.Index(runs[0].sample_ids)
+        probs = np.mean(
+            [r.pred_probs[pd.Index(r.sample_ids).get_indexer(order)] for r in runs], axis=0
+        )
+        run = runs[0]
+        truth = pd.read_csv(manifest, dtype=str).set_index("sample_id")
+        true = pd.Index(run.cfg.data.classes).get_indexer(truth.loc[run.sample_ids, "true_label"])
+        quality = label_quality(run.labels, probs)
+        is_error = run.labels != true
+        out = scores(is_error, np.argsort(quality, kind="stable"), quality)
+        out |= {
+            "oof_accuracy_vs_true": float((probs.argmax(1) == true).mean()),
+            "errors": int(is_error.sum()),
+        }
+        parts = [json.loads(p.read_text()) for p in members]
+        return {
+            "labels": f"{labels}x{seeds}",
+            "seed": 0,
+            "oof_seconds": float(sum(p["oof_seconds"] for p in parts)),
+            "train_images_per_s": float(np.mean([p["train_images_per_s"] for p in parts])),
+            "synthetic_images_per_s": parts[0]["synthetic_images_per_s"],
+            "cleaner": out,
+            "reference": parts[0]["reference"],
+            "note": f"the mean of seed runs 0..{seeds - 1}, which are oof --repeats {seeds}'s "
+            "members; its time is theirs summed",
+        }
+
+    return cached(RESULTS / f"detect-{labels}x{seeds}-s0.json", compute)
 
 
 def half_manifest(work: Path, column: str, half: int) -> Path:
@@ -358,7 +404,7 @@ def clean_section(console: Console) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("detect", "clean", "probe"))
+    parser.add_argument("part", choices=("detect", "clean", "probe", "ensemble"))
     parser.add_argument("--labels", nargs="*", default=[*LABELS, SYNTHETIC])
     parser.add_argument("--seeds", type=int, default=3, help="annotator_1: seeds 0..N-1")
     parser.add_argument("--repeats", type=int, default=1, help="detect: oof --repeats R, seed 0")
@@ -385,6 +431,11 @@ def main() -> None:
                 console.print(json.dumps(detect_one(work, labels, seed, synthetic)))
                 if not args.no_write:
                     detect_section(console)
+    elif args.part == "ensemble":
+        for r in range(2, args.seeds + 1):
+            console.print(json.dumps(seed_ensemble(work, "annotator_1", r)))
+        if not args.no_write:
+            detect_section(console)
     elif args.part == "probe":
         console.print(json.dumps(probe_one(work)))
         if not args.no_write:
