@@ -135,6 +135,22 @@ def detect_one(work: Path, labels: str, seed: int, synthetic: float) -> dict[str
     return cached(RESULTS / f"detect-{labels}-s{seed}.json", compute)
 
 
+def mean_detection(runs: list[Any], manifest: Path) -> dict[str, Any]:
+    """Runs of one manifest as an ensemble: their mean out-of-fold probabilities (rows
+    matched by id) ranked by self-confidence and scored against the truth."""
+    order = pd.Index(runs[0].sample_ids)
+    probs = np.mean([r.pred_probs[pd.Index(r.sample_ids).get_indexer(order)] for r in runs], axis=0)
+    run = runs[0]
+    truth = pd.read_csv(manifest, dtype=str).set_index("sample_id")
+    true = pd.Index(run.cfg.data.classes).get_indexer(truth.loc[run.sample_ids, "true_label"])
+    quality = label_quality(run.labels, probs)
+    is_error = run.labels != true
+    out = scores(is_error, np.argsort(quality, kind="stable"), quality)
+    out |= {"oof_accuracy_vs_true": float((probs.argmax(1) == true).mean()),
+            "errors": int(is_error.sum())}  # fmt: skip
+    return out
+
+
 def ensemble_one(work: Path, labels: str, repeats: int, synthetic: float) -> dict[str, Any]:
     """``oof --repeats`` on seed 0: the members' out-of-fold probabilities averaged, scored
     in label-quality order (self-confidence, as the queue's label rows)."""
@@ -149,15 +165,7 @@ def ensemble_one(work: Path, labels: str, repeats: int, synthetic: float) -> dic
             result = run_repeats(data, repeats, out=folder, progress=progress)
         wall = time.perf_counter() - t0
         runs = [load_run(m.run_dir) for m in result.members]
-        probs = np.mean([r.pred_probs for r in runs], axis=0)
-        run = runs[0]
-        truth = pd.read_csv(manifest, dtype=str).set_index("sample_id")
-        true = pd.Index(run.cfg.data.classes).get_indexer(truth.loc[run.sample_ids, "true_label"])
-        quality = label_quality(run.labels, probs)
-        is_error = run.labels != true
-        out = scores(is_error, np.argsort(quality, kind="stable"), quality)
-        out |= {"oof_accuracy_vs_true": float((probs.argmax(1) == true).mean()),
-                "errors": int(is_error.sum())}  # fmt: skip
+        out = mean_detection(runs, manifest)
         rates = [
             f["train_images_per_s"] for r in result.members for f in (r.metrics or {})["folds"]
         ]
@@ -182,21 +190,7 @@ def seed_ensemble(work: Path, labels: str, seeds: int) -> dict[str, Any] | None:
     manifest = human_manifest(work, labels)
 
     def compute() -> dict[str, Any]:
-        runs = [load_run(d) for d in runs_dirs]
-        order = pd.Index(runs[0].sample_ids)
-        probs = np.mean(
-            [r.pred_probs[pd.Index(r.sample_ids).get_indexer(order)] for r in runs], axis=0
-        )
-        run = runs[0]
-        truth = pd.read_csv(manifest, dtype=str).set_index("sample_id")
-        true = pd.Index(run.cfg.data.classes).get_indexer(truth.loc[run.sample_ids, "true_label"])
-        quality = label_quality(run.labels, probs)
-        is_error = run.labels != true
-        out = scores(is_error, np.argsort(quality, kind="stable"), quality)
-        out |= {
-            "oof_accuracy_vs_true": float((probs.argmax(1) == true).mean()),
-            "errors": int(is_error.sum()),
-        }
+        out = mean_detection([load_run(d) for d in runs_dirs], manifest)
         parts = [json.loads(p.read_text()) for p in members]
         return {
             "labels": f"{labels}x{seeds}",

@@ -31,7 +31,7 @@ from rich.progress import Progress
 from cleaner.config import PipelineConfig
 from cleaner.embeddings import Embeddings
 from cleaner.errors import InputError
-from cleaner.ingest import ingest_csv, ingest_folder
+from cleaner.ingest import ingest_csv, ingest_digits, ingest_folder
 from cleaner.manifest import check_ids, id_matcher, read_manifest
 from cleaner.progress import make_progress
 from cleaner.review import ApplySummary, apply_queue
@@ -58,27 +58,6 @@ __all__ = [
 def _progress(show: bool) -> Iterator[Progress]:
     with make_progress(quiet=not show) as progress:
         yield progress
-
-
-def ingest_digits(
-    images_dir: str | Path,
-    manifest: str | Path | None = None,
-    *,
-    noise: float = 0.0,
-    noise_kind: str = "uniform",
-    seed: int = 0,
-    test_fraction: float = 0.2,
-) -> Path:
-    """scikit-learn's digits as PNGs and a manifest (``cleaner ingest digits``; default
-    ``data_manifests/digits.csv``) with ``noise`` of the train labels flipped
-    (``noise_kind`` one of :data:`cleaner.noise.NOISE_KINDS`); the truth stays in
-    ``true_label``."""
-    from cleaner.ingest import ingest_digits as ingest
-
-    return ingest(
-        images_dir, manifest, noise=noise, noise_kind=noise_kind, seed=seed,
-        test_fraction=test_fraction,
-    )  # fmt: skip
 
 
 def init(source: str | Path, out: str | Path | None = None, *, gpu: bool | None = None) -> Path:
