@@ -727,7 +727,8 @@ def export_labelstudio(
     document_root: Path | None = typer.Option(
         None,
         "--document-root",
-        help="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: the manifest's folder).",
+        help="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: the manifest's folder, or the "
+        "folder above it and every image).",
     ),
 ) -> None:
     """Label Studio tasks of the queue (suggestions pre-annotated) and their labeling config."""

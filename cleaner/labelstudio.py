@@ -71,7 +71,6 @@ from cleaner.queue_file import (
     QueueText,
     queue_csv_path,
     queue_meta_path,
-    read_queue_meta,
     replace_queue,
 )
 
@@ -144,6 +143,17 @@ def _image_url(
     return LOCAL_FILES_URL + quote(Path(rel).as_posix(), safe="/")
 
 
+def default_document_root(manifest_dir: Path, images: Sequence[Path]) -> Path:
+    """Label Studio's document root when none is given: the manifest's folder when every
+    image lies under it, else the deepest folder above it and every image (the images of
+    `ingest folder ../photos` lie beside the project, not in it). Never the file system's
+    root: Label Studio would serve every file; then the manifest's folder, and the error
+    names --document-root."""
+    paths = [os.path.abspath(manifest_dir), *(os.path.abspath(p) for p in images)]
+    common = Path(os.path.commonpath(paths))
+    return manifest_dir if common.parent == common else common
+
+
 def _images(checked: CheckedQueue) -> tuple[list[tuple[Path, str] | None], Path]:
     """Per queue row, the manifest's image (path, path as stored), and the manifest's folder.
 
@@ -200,6 +210,14 @@ def export_tasks(
     ``score`` = 1 - label quality: how much the model doubts the given label.
     The queue must pass ``cleaner apply``'s checks; raises :class:`InputError`.
     """
+    tasks, config, _ = _export(queue_csv, image_prefix=image_prefix, document_root=document_root)
+    return tasks, config
+
+
+def _export(
+    queue_csv: str | Path, *, image_prefix: str | None, document_root: str | Path | None
+) -> tuple[list[dict[str, Any]], str, Path]:
+    """:func:`export_tasks`, and the document root the image URLs are relative to."""
     from cleaner.review import check_queue
 
     queue_csv = queue_csv_path(queue_csv)
@@ -208,7 +226,11 @@ def export_tasks(
     file = str(queue_csv)
     problems = _class_clashes(meta.classes, queue_meta_path(queue_csv))
     images, root = _images(checked)
-    root = Path(document_root) if document_root is not None else root
+    root = (
+        Path(document_root)
+        if document_root is not None
+        else default_document_root(root, [image[0] for image in images if image is not None])
+    )
     method = str(meta.flag.get("method") or "")
     model_version = f"{MODEL_VERSION} {method}".strip()
     lines = checked.table.attrs.get("lines") or [i + 2 for i in range(len(checked.table))]
@@ -235,7 +257,7 @@ def export_tasks(
         tasks.append(_task(row, i, url, meta.classes, model_version))
     if problems:
         raise InputError(problems)
-    return tasks, labeling_config(meta.classes)
+    return tasks, labeling_config(meta.classes), root
 
 
 def _class_clashes(classes: Sequence[str], queue_json: Path) -> list[Problem]:
@@ -334,10 +356,7 @@ def write_tasks(
     existing = [p for p in (tasks_json, config_xml) if p.exists()]
     if existing:
         raise InputError([Problem(str(p), "already exists; pass another --out") for p in existing])
-    tasks, config = export_tasks(queue_csv, image_prefix=image_prefix, document_root=document_root)
-    root = None
-    if image_prefix is None:
-        root = Path(document_root or read_queue_meta(queue_csv).manifest.parent)
+    tasks, config, root = _export(queue_csv, image_prefix=image_prefix, document_root=document_root)
     with atomic_path(tasks_json) as tmp:
         tmp.write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     try:
@@ -351,7 +370,7 @@ def write_tasks(
         config_xml,
         len(tasks),
         sum("predictions" in t for t in tasks),
-        root,
+        None if image_prefix is not None else root,
     )
 
 

@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 from helpers import assert_says
+from helpers import make_project as make_queue_project
 from test_apply import (
+    MANIFEST_COLUMNS,
     MANIFEST_ROWS,
     QUEUE_ROWS,
     Project,
@@ -35,7 +37,7 @@ from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.errors import InputError
-from cleaner.labelstudio import DECISION_CHOICES, export_tasks, parse_export
+from cleaner.labelstudio import DECISION_CHOICES, LOCAL_FILES_URL, export_tasks, parse_export
 from cleaner.queue_file import QUEUE_COLUMNS
 
 runner = CliRunner()
@@ -279,6 +281,20 @@ def test_export_refuses_images_outside_the_document_root_and_existing_files(
     invoke_ok("export", "labelstudio", str(p.queue))
     out = refused(tmp_path, "export", "labelstudio", str(p.queue))
     assert_says(out, "queue.labelstudio.json: already exists")
+
+
+def test_export_finds_the_document_root_of_images_beside_the_project(tmp_path: Path) -> None:
+    """`ingest folder ../photos` puts the images outside the manifest's folder: the default
+    document root is then the folder above both, printed, and every URL is under it."""
+    rows = [dict(r, path=f"../../photos/{Path(r['path']).name}") for r in MANIFEST_ROWS]
+    project = tmp_path / "project"
+    p = make_queue_project(project, rows, UNDECIDED, classes=CLASSES,
+                           manifest="data/faces.csv", columns=MANIFEST_COLUMNS)  # fmt: skip
+    assert (tmp_path / "photos").is_dir()
+    out = invoke_ok("export", "labelstudio", str(p.queue))
+    assert_says(out, f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={tmp_path.resolve()}")
+    tasks = json.loads(p.queue.with_name("queue.labelstudio.json").read_text())
+    assert all(t["data"]["image"].startswith(LOCAL_FILES_URL + "photos/") for t in tasks)
 
 
 def test_export_refuses_a_queue_from_another_manifest_version(tmp_path: Path) -> None:
