@@ -325,9 +325,9 @@ def detect_section(console: Console) -> None:
         "whole command (5 folds and the embedding model); `train img/s : synthetic`: training",
         "images/s inside `oof` beside the same model's steps on random tensors, same run.",
         "Targets (annotator_1, mean of 3 seeds): oof accuracy >= 0.78, AUROC >= 0.93,",
-        "P@k >= 0.75, each `oof` within about 15 minutes on 2 idle cores. `annotator_1x2`:",
-        "`oof --repeats 2` (seed 0), the two runs' probabilities averaged and ranked by",
-        "self-confidence: what twice the time buys.",
+        "P@k >= 0.75, each `oof` within about 15 minutes on 2 idle cores. `annotator_1xR`:",
+        "`oof --repeats R`, the R runs' probabilities averaged and ranked by self-confidence",
+        "(`ensemble`: from the seed runs, which are its members): what R times the time buys.",
         "",
         *lines,
     ]
