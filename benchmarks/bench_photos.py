@@ -172,7 +172,9 @@ def timed_oof(manifest: Path, overrides: Sequence[str], out: Path) -> tuple[Path
         )
     wall = time.perf_counter() - t0
     folds = result.metrics["folds"] if result.metrics else []
-    rate = float(np.mean([f["train_images_per_s"] for f in folds])) if folds else float("nan")
+    # A probe's folds train nothing (heads on the embeddings): no images/s to report.
+    rates = [f["train_images_per_s"] for f in folds if "train_images_per_s" in f]
+    rate = float(np.mean(rates)) if rates else float("nan")
     return result.run_dir, wall, rate
 
 
