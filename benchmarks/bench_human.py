@@ -261,6 +261,7 @@ def probe_section(console: Console) -> None:
         )
     ]  # fmt: skip
     table, lines = result_table("train.mode = probe with a local backbone", cols, rows)
+    lines += [f"\n_{r['note']}._"] if "note" in r else []
     console.print(table)
     body = [
         '## Frozen-feature heads (`train.mode = "probe"`) with a local backbone',
