@@ -20,7 +20,7 @@ from rich.console import Console
 
 from benchmarks.bench_oof_mnist import synthetic_images_per_s
 from benchmarks.common import ROOT, result_table, write_section
-from cleaner.device import cpu_has_bf16
+from cleaner.training.device import cpu_has_bf16
 
 PIPELINES = ROOT / "pipelines"
 # (label, pipeline, overrides that make it that model and shape)

@@ -40,13 +40,13 @@ from PIL import Image
 from rich.console import Console
 
 from benchmarks.common import MNIST_DIR, ROOT, measure_table, oof_run, write_section
-from cleaner import flag
-from cleaner.fold_train import load_fold_outputs
-from cleaner.ingest import ingest_arrays, load_mnist_arrays
-from cleaner.manifest import write_manifest
-from cleaner.progress import make_progress
-from cleaner.queue import make_queue
-from cleaner.runs import load_run
+from cleaner.core.progress import make_progress
+from cleaner.formats.manifest import write_manifest
+from cleaner.formats.runs import load_run
+from cleaner.ingest.adapters import ingest_arrays, load_mnist_arrays
+from cleaner.ranking import flag
+from cleaner.ranking.queue import make_queue
+from cleaner.training.fold_train import load_fold_outputs
 
 CIFAR_DIR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
 CIFAR_PIPELINE = """

@@ -33,12 +33,12 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
 from benchmarks.common import MNIST_DIR, ROOT, oof_run, result_table, write_section
-from cleaner.flag import label_quality
-from cleaner.ingest import ingest_arrays, load_mnist_arrays
-from cleaner.noise import flip_toward_confusion, inject_noise
-from cleaner.progress import make_progress
-from cleaner.queue import make_queue
-from cleaner.runs import load_run
+from cleaner.core.progress import make_progress
+from cleaner.formats.runs import load_run
+from cleaner.ingest.adapters import ingest_arrays, load_mnist_arrays
+from cleaner.ingest.noise import flip_toward_confusion, inject_noise
+from cleaner.ranking.flag import label_quality
+from cleaner.ranking.queue import make_queue
 
 PIPELINE = ROOT / "pipelines" / "mnist.toml"
 KINDS = ("uniform", "pairs", "toward")

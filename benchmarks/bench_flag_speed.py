@@ -32,10 +32,10 @@ import pandas as pd
 from rich.console import Console
 
 from benchmarks.common import ROOT, result_table, write_section
-from cleaner.atomic import write_text
-from cleaner.config import PipelineConfig
-from cleaner.manifest import sha256_file
-from cleaner.runs import oof_table
+from cleaner.core.atomic import write_text
+from cleaner.core.config import PipelineConfig
+from cleaner.formats.manifest import sha256_file
+from cleaner.formats.runs import oof_table
 
 K = 18
 ABOUT = """## `cleaner flag`: speed and memory
@@ -61,7 +61,7 @@ print(time.perf_counter() - t, PEAK())
 
 CORE = """
 import numpy as np, time
-from cleaner import flag
+from cleaner.ranking import flag
 z = np.load("{arrays}")
 labels, pred_probs = z["labels"], z["pred_probs"]
 t = time.perf_counter()
@@ -78,7 +78,7 @@ import os, time
 os.chdir("{work}")
 from typer.testing import CliRunner
 from cleaner.cli import app
-import cleaner.queue  # imports are outside the timer, as cleanlab's are for the bare call
+import cleaner.ranking.queue  # imports are outside the timer, as cleanlab's are for the bare call
 t = time.perf_counter()
 r = CliRunner().invoke(app, ["flag", "run", "--top", "200", "--quiet"])
 assert r.exit_code == 0, r.output

@@ -69,14 +69,14 @@ from benchmarks.bench_photos import (
     wrong_labels,
 )
 from benchmarks.common import ROOT, result_table, write_section
-from cleaner.atomic import atomic_path
-from cleaner.config import load_config
-from cleaner.flag import label_quality
-from cleaner.oof import run_repeats
-from cleaner.pipeline import load_pipeline_data
-from cleaner.progress import make_progress
-from cleaner.run_files import RunFiles
-from cleaner.runs import load_run
+from cleaner.core.atomic import atomic_path
+from cleaner.core.config import load_config
+from cleaner.core.progress import make_progress
+from cleaner.formats.run_files import RunFiles
+from cleaner.formats.runs import load_run
+from cleaner.ranking.flag import label_quality
+from cleaner.training.oof import run_repeats
+from cleaner.training.pipeline import load_pipeline_data
 
 HUMAN = CIFAR.parent / "human_labels.csv"
 WORK = ROOT / "benchmarks" / ".work" / "human"

@@ -34,7 +34,7 @@ from PIL import Image
 from rich.console import Console
 
 from benchmarks.common import ROOT, measure_table, write_section
-from cleaner.images import check_image, load_image
+from cleaner.formats.images import check_image, load_image
 
 CIFAR_DIR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
 

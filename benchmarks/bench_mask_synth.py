@@ -27,12 +27,12 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.common import ROOT, oof_run, write_section
-from cleaner.issue_kinds import GROUP_PREFIX
-from cleaner.mask import ingest_mask
-from cleaner.progress import make_progress
-from cleaner.queue_rows import build_queue
-from cleaner.runs import load_run
-from cleaner.synth import synth_mask
+from cleaner.core.progress import make_progress
+from cleaner.formats.runs import load_run
+from cleaner.ingest.mask import ingest_mask
+from cleaner.ingest.synth import synth_mask
+from cleaner.ranking.issue_kinds import GROUP_PREFIX
+from cleaner.ranking.queue_rows import build_queue
 
 PIPELINE = ROOT / "pipelines" / "mask.toml"
 CPU = [

@@ -26,13 +26,19 @@ from rich.console import Console
 from timm.optim import create_optimizer_v2
 
 from benchmarks.common import MNIST_DIR, ROOT, measure_table, oof_run, write_section
-from cleaner.config import load_config
-from cleaner.data import EpochSampler, ImageDataset, Normalize, build_transform, make_loader
-from cleaner.device import autocast, resolve_device, uses_amp, uses_channels_last
-from cleaner.ingest import default_manifest, ingest_arrays, load_mnist_arrays
-from cleaner.losses import build_loss
-from cleaner.models import create_model, init_from_data
-from cleaner.progress import make_progress
+from cleaner.core.config import load_config
+from cleaner.core.progress import make_progress
+from cleaner.ingest.adapters import default_manifest, ingest_arrays, load_mnist_arrays
+from cleaner.training.data import (
+    EpochSampler,
+    ImageDataset,
+    Normalize,
+    build_transform,
+    make_loader,
+)
+from cleaner.training.device import autocast, resolve_device, uses_amp, uses_channels_last
+from cleaner.training.losses import build_loss
+from cleaner.training.models import create_model, init_from_data
 
 PIPELINE = ROOT / "pipelines" / "mnist.toml"
 

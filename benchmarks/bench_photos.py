@@ -17,7 +17,7 @@ Data: the 10,000 photos of ``../shared/data/cifar10/train`` through ``cleaner
 ingest folder --test-fraction 0.2 --seed S``: 8,000 train rows (noisy) and
 2,000 clean test rows, a new stratified split for every seed. Noise on the
 train rows: ``uniform``, ``realistic`` (``ingest --noise-kind``, see
-:mod:`cleaner.noise`), and ``lookalike``, defined here: a row of a class in
+:mod:`cleaner.ingest.noise`), and ``lookalike``, defined here: a row of a class in
 ``LOOKALIKE`` goes to its look-alike (cat <-> dog, automobile <-> truck, deer
 <-> horse, airplane <-> ship, bird -> airplane), the rows drawn uniformly among
 those classes (frog is never flipped). Seed ``S`` seeds the split, the noise
@@ -48,19 +48,19 @@ from benchmarks.bench_flag_mnist import reference_probs, scores
 from benchmarks.bench_oof_mnist import synthetic_images_per_s
 from benchmarks.bench_retrain_mnist import accept_label_issues
 from benchmarks.common import ROOT, oof_run, result_table, write_section
-from cleaner.atomic import atomic_path
-from cleaner.config import load_config
+from cleaner.core.atomic import atomic_path
+from cleaner.core.config import load_config
+from cleaner.core.intervals import difference_interval
+from cleaner.core.progress import make_progress
 from cleaner.demo import simulate_review
-from cleaner.flag import RANK_METHODS, label_quality
-from cleaner.ingest import ingest_folder
-from cleaner.intervals import difference_interval
-from cleaner.pipeline import load_fold_model, load_pipeline_data, predict_outputs
-from cleaner.progress import make_progress
-from cleaner.queue import make_queue
-from cleaner.retrain import RetrainOptions, run_retrain
-from cleaner.review import apply_queue
-from cleaner.run_files import RunFiles
-from cleaner.runs import Run, load_run
+from cleaner.final.retrain import RetrainOptions, run_retrain
+from cleaner.formats.run_files import RunFiles
+from cleaner.formats.runs import Run, load_run
+from cleaner.ingest.adapters import ingest_folder
+from cleaner.ranking.flag import RANK_METHODS, label_quality
+from cleaner.ranking.queue import make_queue
+from cleaner.review.apply import apply_queue
+from cleaner.training.pipeline import load_fold_model, load_pipeline_data, predict_outputs
 
 PIPELINE = ROOT / "pipelines" / "photos.toml"
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"

@@ -27,9 +27,9 @@ import torch
 from rich.console import Console
 
 from benchmarks.common import MNIST_DIR, ROOT, measure_table, oof_run, write_section
-from cleaner.ingest import default_manifest, ingest_arrays, load_mnist_arrays
-from cleaner.progress import make_progress
-from cleaner.ray_folds import RayOptions
+from cleaner.core.progress import make_progress
+from cleaner.ingest.adapters import default_manifest, ingest_arrays, load_mnist_arrays
+from cleaner.training.ray_folds import RayOptions
 
 PIPELINE = ROOT / "pipelines" / "mnist.toml"
 

@@ -46,13 +46,13 @@ import pandas as pd
 from rich.console import Console
 
 from benchmarks.common import MNIST_DIR, ROOT, oof_run, result_table, write_section
-from cleaner.atomic import atomic_path
-from cleaner.config import load_config
-from cleaner.ingest import ingest_arrays, load_mnist_arrays
-from cleaner.progress import make_progress
-from cleaner.queue import make_queue
-from cleaner.retrain import RetrainOptions, run_retrain
-from cleaner.review import apply_queue
+from cleaner.core.atomic import atomic_path
+from cleaner.core.config import load_config
+from cleaner.core.progress import make_progress
+from cleaner.final.retrain import RetrainOptions, run_retrain
+from cleaner.ingest.adapters import ingest_arrays, load_mnist_arrays
+from cleaner.ranking.queue import make_queue
+from cleaner.review.apply import apply_queue
 
 PIPELINE = ROOT / "pipelines" / "mnist.toml"
 RATES = (0.10, 0.20, 0.40)

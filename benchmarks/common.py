@@ -15,7 +15,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from cleaner.oof import OofResult
+    from cleaner.training.oof import OofResult
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -87,7 +87,7 @@ def oof_run(
     pipeline: Path, overrides: Sequence[str], *, out: Path, progress: Progress, **options: Any
 ) -> OofResult:
     """``cleaner oof PIPELINE --set ... --out OUT`` from Python (one run, not an ensemble)."""
-    from cleaner.oof import OofResult, oof_command
+    from cleaner.training.oof import OofResult, oof_command
 
     result = oof_command(pipeline, overrides, out=out, progress=progress, **options)
     assert isinstance(result, OofResult)

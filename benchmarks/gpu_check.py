@@ -42,7 +42,7 @@ from rich.console import Console
 
 from benchmarks.bench_oof_mnist import synthetic_images_per_s
 from benchmarks.common import ROOT, result_table, write_section
-from cleaner.device import GPU_PATHS_ON_CPU
+from cleaner.training.device import GPU_PATHS_ON_CPU
 
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
 SMALL = ROOT / "pipelines" / "photos.toml"

@@ -28,15 +28,15 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
-from cleaner.config import PipelineConfig
-from cleaner.embeddings import Embeddings
-from cleaner.errors import InputError
-from cleaner.ingest import ingest_csv, ingest_digits, ingest_folder
-from cleaner.manifest import check_ids, id_matcher, read_manifest
-from cleaner.progress import make_progress
-from cleaner.review import ApplySummary, apply_queue
-from cleaner.runs import Run, load_run
-from cleaner.starter import write_starter
+from cleaner.core.config import PipelineConfig
+from cleaner.core.errors import InputError
+from cleaner.core.progress import make_progress
+from cleaner.formats.embeddings import Embeddings
+from cleaner.formats.manifest import check_ids, id_matcher, read_manifest
+from cleaner.formats.runs import Run, load_run
+from cleaner.ingest.adapters import ingest_csv, ingest_digits, ingest_folder
+from cleaner.ingest.starter import write_starter
+from cleaner.review.apply import ApplySummary, apply_queue
 
 __all__ = [
     "InputError",
@@ -66,7 +66,7 @@ def init(source: str | Path, out: str | Path | None = None, *, gpu: bool | None 
     (default ``pipelines/NAME.toml``). ``gpu`` defaults to whether this machine has one."""
     manifest = Path(source)
     if manifest.is_dir():
-        from cleaner.ingest import manifest_for_init
+        from cleaner.ingest.adapters import manifest_for_init
 
         manifest = ingest_folder(manifest, manifest_for_init(manifest))
     if gpu is None:
@@ -95,10 +95,10 @@ def oof(
     probabilities as one run (the first member's folder, embeddings and folds).
     ``backend="ray"`` runs the folds as Ray tasks (``address``, ``gpus_per_fold``,
     ``cpus_per_fold`` as the CLI's options). One fold alone (``--fold``) is the
-    CLI's, for folds spread over machines: :func:`cleaner.oof.oof_command`.
+    CLI's, for folds spread over machines: :func:`cleaner.training.oof.oof_command`.
     """
-    from cleaner.oof import EnsembleResult, oof_command
-    from cleaner.ray_options import ray_options
+    from cleaner.training.oof import EnsembleResult, oof_command
+    from cleaner.training.ray_options import ray_options
 
     options = ray_options(backend, address, gpus_per_fold, cpus_per_fold)
     with _progress(progress) as bars:
@@ -107,7 +107,7 @@ def oof(
             ray_options=options, progress=bars,
         )  # fmt: skip
     if isinstance(result, EnsembleResult):
-        from cleaner.runs import mean_probs
+        from cleaner.formats.runs import mean_probs
 
         runs = [load_run(m.run_dir) for m in result.members]
         return dataclasses.replace(runs[0], pred_probs=mean_probs(runs))
@@ -134,8 +134,8 @@ def find_label_issues(
     the arrays line up). The same ranking as ``cleaner flag --probs``; nothing is
     written and no decided rows are left out.
     """
-    from cleaner.queue import check_settings
-    from cleaner.runs import scored_run
+    from cleaner.formats.runs import scored_run
+    from cleaner.ranking.queue import check_settings
 
     if isinstance(manifest, pd.DataFrame):
         df, path = manifest, Path("manifest.csv")
@@ -172,7 +172,7 @@ def find_label_issues(
         at=lambda i: (f"find_label_issues: row {i}", None),
     )
     run = dataclasses.replace(run, run_dir=Path("."), embeddings=embeddings)
-    from cleaner.queue_rows import build_queue
+    from cleaner.ranking.queue_rows import build_queue
 
     queue, _ = build_queue(df, [run], top=top, method=method, decided=set())
     return queue
@@ -205,9 +205,9 @@ def flag(
     """``cleaner flag``: write ``queue.csv`` and its page (beside the first run, or in
     ``out``); return the queue. ``probs`` scores ``manifest`` with probabilities made
     elsewhere (the ``oof.csv`` layout), as ``--probs``; ``overrides`` are ``--set`` texts."""
-    from cleaner.config import check_overrides
-    from cleaner.queue import make_queue
-    from cleaner.queue_file import read_queue_table
+    from cleaner.core.config import check_overrides
+    from cleaner.formats.queue_file import read_queue_table
+    from cleaner.ranking.queue import make_queue
 
     check_overrides(overrides, keys=("flag", "data.group") if probs else ("flag",))
     run_dirs = [runs] if isinstance(runs, str | Path) else list(runs)
@@ -248,9 +248,9 @@ def retrain(
     """``cleaner retrain`` on the cleaned data (``queue`` is applied first, as with
     ``--queue``; ``oof`` are the runs ``reweight`` reads, as ``--oof``); returns the run
     folder with ``submission.csv`` and ``report.md``."""
-    from cleaner.config import load_config
-    from cleaner.ray_options import ray_options
-    from cleaner.retrain import RetrainOptions, run_retrain
+    from cleaner.core.config import load_config
+    from cleaner.final.retrain import RetrainOptions, run_retrain
+    from cleaner.training.ray_options import ray_options
 
     cfg = load_config(pipeline, overrides)
     options = RetrainOptions(

@@ -18,11 +18,11 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from cleaner import choices
-from cleaner.errors import FoldsFailed, InputError, task_name
-from cleaner.noise import NOISE_KINDS
-from cleaner.progress import console, err_console, make_progress, warn
-from cleaner.run_files import RunFiles
+from cleaner.core import choices
+from cleaner.core.errors import FoldsFailed, InputError, task_name
+from cleaner.core.progress import console, err_console, make_progress, warn
+from cleaner.formats.run_files import RunFiles
+from cleaner.ingest.noise import NOISE_KINDS
 
 # `--help` lists the commands in the order of the loop, not alphabetically.
 WORKFLOW = ("ingest", "init", "oof", "flag", "review", "apply", "retrain", "export", "import")
@@ -145,7 +145,7 @@ def _print_manifest(path: Path) -> None:
     if captions:
         table.caption = "; ".join(captions)
     console.print(table)
-    from cleaner.ingest import skipped_path
+    from cleaner.ingest.adapters import skipped_path
 
     skipped = skipped_path(path)
     if skipped.exists():  # written by this ingest: an older list refuses the ingest
@@ -208,7 +208,7 @@ def ingest_folder(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """SRC_DIR/<class>/<image>, or split folders above them: SRC_DIR/{train,val,test,unlabeled}/."""
-    from cleaner import ingest as ingest_lib
+    from cleaner.ingest import adapters as ingest_lib
 
     noisy = _Noise(noise, noise_kind, seed, test_fraction)
     with make_progress(quiet=quiet) as progress:
@@ -238,7 +238,7 @@ def ingest_csv(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """An existing table of image paths and labels (paths relative to the table)."""
-    from cleaner import ingest as ingest_lib
+    from cleaner.ingest import adapters as ingest_lib
 
     with make_progress(quiet=quiet) as progress:
         out = ingest_lib.ingest_csv(
@@ -300,7 +300,7 @@ def _ingest_arrays(
     noise: _Noise,
 ) -> None:  # fmt: skip
     """Write array images with noisy labels; ``manifest`` a path, or a name for the default."""
-    from cleaner import ingest as ingest_lib
+    from cleaner.ingest import adapters as ingest_lib
 
     out = ingest_lib.ingest_arrays(
         images,
@@ -325,7 +325,7 @@ def ingest_mnist(
     manifest: Path | None = ManifestOpt,
 ) -> None:
     """MNIST IDX files (PREFIX-images-idx3-ubyte[.gz] with their labels)."""
-    from cleaner import ingest as ingest_lib
+    from cleaner.ingest import adapters as ingest_lib
 
     images, labels, ids = ingest_lib.load_mnist_arrays(idx_dir)
     noisy = _Noise(noise, noise_kind, seed, test_fraction)
@@ -373,11 +373,11 @@ def init(
     ),
 ) -> None:
     """Write a starting pipeline for a manifest: classes, size, model and training length."""
-    from cleaner.starter import write_starter
+    from cleaner.ingest.starter import write_starter
 
     manifest = source
     if source.is_dir():
-        from cleaner.ingest import ingest_folder, manifest_for_init
+        from cleaner.ingest.adapters import ingest_folder, manifest_for_init
 
         manifest = ingest_folder(source, manifest_for_init(source))
         console.print(f"wrote {manifest} from {source}")
@@ -416,12 +416,12 @@ def oof(
     Under `torchrun --nproc-per-node N -m cleaner oof ...` the N processes train
     each fold together (DistributedDataParallel).
     """
-    from cleaner.config import load_config
+    from cleaner.core.config import load_config
 
     load_config(pipeline, set_)  # a typo in --set is reported before torch loads
-    from cleaner.distributed import context, shutdown
-    from cleaner.oof import EnsembleResult, oof_command
-    from cleaner.ray_options import ray_options
+    from cleaner.training.distributed import context, shutdown
+    from cleaner.training.oof import EnsembleResult, oof_command
+    from cleaner.training.ray_options import ray_options
 
     options = ray_options(backend, address, gpus_per_fold, cpus_per_fold)
     main = context().main  # under torchrun only rank 0 prints
@@ -449,8 +449,8 @@ def oof(
 
 def _print_ensemble(folder: Path, members: list[dict[str, Any] | None]) -> None:
     """Each member's out-of-fold scores, and the ensemble's (mean probabilities)."""
-    from cleaner.metrics import classification_metrics
-    from cleaner.runs import expand_runs, read_ensemble_scores
+    from cleaner.core.metrics import classification_metrics
+    from cleaner.formats.runs import expand_runs, read_ensemble_scores
 
     table = Table(title=f"out-of-fold metrics of the {len(members)} repeats")
     for col in ("run", "seed", "accuracy", "macro F1"):
@@ -604,10 +604,10 @@ def flag(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Rank the samples most likely to be mislabeled into queue.csv and queue.html."""
-    from cleaner.config import check_overrides
+    from cleaner.core.config import check_overrides
 
     check_overrides(set_, keys=("flag", "data.group") if probs else ("flag",))
-    from cleaner.queue import make_queue
+    from cleaner.ranking.queue import make_queue
 
     with make_progress(quiet=quiet) as progress:
         task = progress.add_task("thumbnails", total=None, unit="img")
@@ -637,7 +637,7 @@ def apply(
     ),
 ) -> None:
     """Fold the queue's decisions into the next manifest version and the audit log."""
-    from cleaner.review import apply_queue
+    from cleaner.review.apply import apply_queue
 
     # The same command again (after a kill, say) finds its version made and writes nothing.
     s = apply_queue(queue, reviewer=reviewer, unsure_factor=unsure_factor, reuse_applied=True)
@@ -677,7 +677,7 @@ def review(
     """Review the queue in a local page: one image at a time, decisions saved to the CSV at once."""
     import webbrowser
 
-    from cleaner.review_server import serve
+    from cleaner.review.server import serve
 
     server, url = serve(queue, port=port, allow_hosts=allow_host)
     for warning in server.queue.warnings:
@@ -732,7 +732,7 @@ def export_labelstudio(
     ),
 ) -> None:
     """Label Studio tasks of the queue (suggestions pre-annotated) and their labeling config."""
-    from cleaner.labelstudio import write_tasks
+    from cleaner.review.labelstudio import write_tasks
 
     s = write_tasks(queue, out, image_prefix=image_prefix, document_root=document_root)
     console.print(
@@ -769,7 +769,7 @@ def import_labelstudio(
     ),
 ) -> None:
     """Write the answers of a Label Studio export into the queue's decision column."""
-    from cleaner.labelstudio import import_export
+    from cleaner.review.labelstudio import import_export
 
     s = import_export(export, queue, force=force)
     counts = {**s.counts, "already in the queue": s.unchanged, "not annotated": s.not_annotated}
@@ -875,12 +875,12 @@ def retrain(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train the final model on the cleaned data; write predictions, submission and report."""
-    from cleaner.config import load_config
+    from cleaner.core.config import load_config
 
     cfg = load_config(pipeline, set_)  # a typo in --set is reported before torch loads
-    from cleaner.distributed import from_env
-    from cleaner.ray_options import ray_options
-    from cleaner.retrain import RetrainOptions, run_retrain
+    from cleaner.final.retrain import RetrainOptions, run_retrain
+    from cleaner.training.distributed import from_env
+    from cleaner.training.ray_options import ray_options
 
     if from_env().active:
         raise InputError(
@@ -944,7 +944,7 @@ app.add_typer(synth_app, name="synth")
 
 
 def _print_mask_report(report: Any) -> None:
-    """Counts, then every finding of ``cleaner.mask.ingest_mask``: one table per kind."""
+    """Counts, then every finding of ``cleaner.ingest.mask.ingest_mask``: one table per kind."""
     counts = (
         f"{report.data_dir}: {report.persons:,} persons, {report.train_images:,} train images, "
         f"{report.test_images:,} eval images"
@@ -973,7 +973,7 @@ def _print_mask_report(report: Any) -> None:
 @friendly_errors
 def ingest_mask(data_dir: Path, manifest: Path | None = ManifestOpt) -> None:
     """The mask competition: train/images/<id>_<gender>_<race>_<age>/ and eval/info.csv."""
-    from cleaner.mask import ingest_mask as ingest_mask_lib
+    from cleaner.ingest.mask import ingest_mask as ingest_mask_lib
 
     out, report = ingest_mask_lib(data_dir, manifest)
     _print_manifest(out)
@@ -998,7 +998,7 @@ def synth_mask(
     """Cartoon faces in the mask competition's layout, with known label noise in truth.csv."""
     import pandas as pd
 
-    from cleaner.synth import synth_mask as synth_mask_lib
+    from cleaner.ingest.synth import synth_mask as synth_mask_lib
 
     out = synth_mask_lib(
         out_dir,

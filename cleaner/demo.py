@@ -15,18 +15,18 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
-from cleaner.config import SHIPPED, load_config
-from cleaner.ingest import ingest_digits
-from cleaner.issue_kinds import GROUP_PREFIX
-from cleaner.manifest import next_version_path
-from cleaner.oof import run_oof
-from cleaner.pipeline import load_pipeline_data
-from cleaner.project_lock import project_lock
-from cleaner.queue import make_queue
-from cleaner.queue_file import QueueText, replace_queue
-from cleaner.retrain import RetrainOptions, RetrainResult, run_retrain
-from cleaner.review import apply_queue
-from cleaner.run_files import RunFiles
+from cleaner.core.config import SHIPPED, load_config
+from cleaner.core.project_lock import project_lock
+from cleaner.final.retrain import RetrainOptions, RetrainResult, run_retrain
+from cleaner.formats.manifest import next_version_path
+from cleaner.formats.queue_file import QueueText, replace_queue
+from cleaner.formats.run_files import RunFiles
+from cleaner.ingest.adapters import ingest_digits
+from cleaner.ranking.issue_kinds import GROUP_PREFIX
+from cleaner.ranking.queue import make_queue
+from cleaner.review.apply import apply_queue
+from cleaner.training.oof import run_oof
+from cleaner.training.pipeline import load_pipeline_data
 
 # Package data, so an installed cleaner has it.
 PIPELINE = SHIPPED / "digits.toml"

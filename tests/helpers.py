@@ -36,9 +36,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.config import PipelineConfig
-from cleaner.manifest import sha256_file
-from cleaner.queue_file import (
+from cleaner.core.config import PipelineConfig
+from cleaner.formats.manifest import sha256_file
+from cleaner.formats.queue_file import (
     QUEUE_COLUMNS,
     QueueMeta,
     queue_meta_path,
@@ -46,8 +46,8 @@ from cleaner.queue_file import (
     write_queue_csv,
     write_queue_meta,
 )
-from cleaner.run_files import RunFiles
-from cleaner.runs import manifest_record, write_table
+from cleaner.formats.run_files import RunFiles
+from cleaner.formats.runs import manifest_record, write_table
 
 # The classes of the tiny data set; the pipeline lists them in this order.
 TINY_CLASSES = ("a", "b")

@@ -17,7 +17,7 @@ RENAMED = {"set_": "overrides", "oof_runs": "oof", "source": "source"}
 # Options the API leaves out on purpose, and why.
 CLI_ONLY = {
     "quiet": "the API shows no progress unless progress=True",
-    "fold": "one fold of a run spread over machines: cleaner.oof.oof_command",
+    "fold": "one fold of a run spread over machines: cleaner.training.oof.oof_command",
 }
 COMMANDS: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
     ("ingest digits", cli.ingest_digits, api.ingest_digits),

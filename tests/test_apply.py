@@ -34,13 +34,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cleaner.attributes import AttributeTable, attribute_table
-from cleaner.audit import AUDIT_FIELDS, COMMIT_FIELDS, read_audit_log, replay_audit
 from cleaner.cli import app
-from cleaner.errors import InputError
-from cleaner.manifest import read_manifest, sha256_file
-from cleaner.queue_file import QUEUE_COLUMNS, write_queue_csv
-from cleaner.review import Decision, apply_decisions, expand_decisions, parse_decisions
+from cleaner.core.errors import InputError
+from cleaner.formats.attributes import AttributeTable, attribute_table
+from cleaner.formats.audit import AUDIT_FIELDS, COMMIT_FIELDS, read_audit_log, replay_audit
+from cleaner.formats.manifest import read_manifest, sha256_file
+from cleaner.formats.queue_file import QUEUE_COLUMNS, write_queue_csv
+from cleaner.review.apply import Decision, apply_decisions, expand_decisions, parse_decisions
 
 runner = CliRunner()
 
@@ -453,7 +453,7 @@ def test_a_kill_between_the_log_and_the_version_leaves_the_old_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The version's rename is the commit point: stopped just before it, nothing counts."""
-    from cleaner import audit
+    from cleaner.formats import audit
 
     p = make_project(tmp_path)
 
@@ -832,7 +832,7 @@ def test_a_version_appearing_while_writing_leaves_the_log_alone(
     """Two applies of one queue at once: the loser's decisions must not reach the log."""
     import contextlib
 
-    from cleaner import audit
+    from cleaner.formats import audit
 
     p = make_project(tmp_path)
     real = audit.atomic_path
@@ -1156,7 +1156,7 @@ def test_a_queue_id_with_spaces_matches_the_one_manifest_id(tmp_path: Path) -> N
 
 
 def test_manifest_ids_that_differ_only_by_spaces_are_refused() -> None:
-    from cleaner.manifest import id_matcher, id_problems
+    from cleaner.formats.manifest import id_matcher, id_problems
 
     ids = pd.Series(["a", "b ", "a ", "c"])
     problems = id_problems(ids, "m.csv")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cleaner.attributes import AttributeTable, attribute_table, just_under_edge
+from cleaner.formats.attributes import AttributeTable, attribute_table, just_under_edge
 
 # 4 classes = colour (red, blue) x size (big, small): class = colour * 2 + size
 LABELS = np.array([0, 1, 2, 3, 0, 3])
@@ -64,7 +64,7 @@ def test_a_column_that_is_not_an_attribute_of_the_class() -> None:
 def test_attribute_relabel_changes_one_attribute_and_its_column_and_replays() -> None:
     import pandas as pd
 
-    from cleaner.review import Decision, apply_decisions, replay_audit
+    from cleaner.review.apply import Decision, apply_decisions, replay_audit
 
     manifest = pd.DataFrame(
         {

@@ -11,17 +11,17 @@ import torch
 from helpers import digits_project, flat
 from typer.testing import CliRunner
 
-from cleaner import choices
 from cleaner.cli import app
-from cleaner.config import CHOICES, TrainConfig, build_config, load_config
-from cleaner.errors import InputError
-from cleaner.flag import RANK_METHODS, label_quality
-from cleaner.losses import build_loss
-from cleaner.pipeline import load_pipeline_data
-from cleaner.progress import make_progress
-from cleaner.retrain import RetrainOptions, _train_weights, quality_weights
-from cleaner.run_files import RunFiles
-from cleaner.runs import oof_table, write_table
+from cleaner.core import choices
+from cleaner.core.config import CHOICES, TrainConfig, build_config, load_config
+from cleaner.core.errors import InputError
+from cleaner.core.progress import make_progress
+from cleaner.final.retrain import RetrainOptions, _train_weights, quality_weights
+from cleaner.formats.run_files import RunFiles
+from cleaner.formats.runs import oof_table, write_table
+from cleaner.ranking.flag import RANK_METHODS, label_quality
+from cleaner.training.losses import build_loss
+from cleaner.training.pipeline import load_pipeline_data
 
 
 def test_the_config_validates_against_the_registries() -> None:

@@ -31,11 +31,11 @@ from helpers import TinyProject, assert_says, snapshot, write_csv, write_png
 from test_concurrency import ServerProcess, two_queue_project
 from typer.testing import CliRunner
 
-from cleaner import oof as oof_module
 from cleaner.cli import app
-from cleaner.faults import FAULT_ENV, LOG_ENV
-from cleaner.queue_file import read_queue_table, write_queue_csv
-from cleaner.review_server import serve
+from cleaner.core.faults import FAULT_ENV, LOG_ENV
+from cleaner.formats.queue_file import read_queue_table, write_queue_csv
+from cleaner.review.server import serve
+from cleaner.training import oof as oof_module
 
 runner = CliRunner()
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -288,7 +288,7 @@ def test_oof_on_a_full_disk_names_the_checkpoint(
     """torch's writer reports a full disk as ``RuntimeError: [enforce fail at
     inline_container.cc:672] . unexpected pos``; the write's own error is what is said."""
     p, run_dir = tiny_project, tiny_project.root / "run"
-    monkeypatch.setattr(io, "FileIO", FullDisk)  # only cleaner.atomic.atomic_file makes these
+    monkeypatch.setattr(io, "FileIO", FullDisk)  # only cleaner.core.atomic.atomic_file makes these
     result = run("oof", str(p.pipeline), "--out", str(run_dir), "-q")
     assert result.exit_code == 2, result.output + repr(result.exception)
     checkpoint = run_dir / "fold-0" / "checkpoint.pt"
@@ -381,10 +381,10 @@ def test_a_start_of_the_same_run_is_kept_and_another_configs_is_cleared(tmp_path
     reading them); one left by a refused start of another configuration is set up afresh."""
     from helpers import digits_project
 
-    from cleaner.config import load_config
-    from cleaner.pipeline import load_pipeline_data
-    from cleaner.progress import make_progress
-    from cleaner.run_folder import plan_run
+    from cleaner.core.config import load_config
+    from cleaner.core.progress import make_progress
+    from cleaner.training.pipeline import load_pipeline_data
+    from cleaner.training.run_plan import plan_run
 
     _, pipeline = digits_project(tmp_path, epochs=1)
     run = tmp_path / "run"

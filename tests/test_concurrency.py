@@ -1,4 +1,4 @@
-"""Two people at once: the project lock (:mod:`cleaner.project_lock`) and what it guarantees.
+"""Two people at once: the project lock (:mod:`cleaner.core.project_lock`) and what it guarantees.
 
 Two ``cleaner apply`` processes of two queues of one manifest version, started
 together again and again: one makes the next version, the other refuses it
@@ -36,11 +36,11 @@ from helpers import (
 )
 from typer.testing import CliRunner
 
-from cleaner.audit import read_audit_log, replay_audit
 from cleaner.cli import app
-from cleaner.manifest import read_manifest
-from cleaner.queue_file import write_queue_csv
-from cleaner.review import apply_queue, read_queue_table
+from cleaner.formats.audit import read_audit_log, replay_audit
+from cleaner.formats.manifest import read_manifest
+from cleaner.formats.queue_file import write_queue_csv
+from cleaner.review.apply import apply_queue, read_queue_table
 
 runner = CliRunner()
 CLASSES = ("a", "b")
@@ -197,7 +197,7 @@ def test_the_loser_of_a_race_leaves_the_winners_log(
 ) -> None:
     """The reported loss, replayed in one process: while apply A writes, apply B commits
     the same version first. A refuses and must not remove or restore over B's log."""
-    from cleaner import audit
+    from cleaner.formats import audit
 
     root = shutil.copytree(template, tmp_path / "p")
     data = root / "data"
@@ -242,7 +242,7 @@ def test_the_second_apply_waits_then_refuses_the_version_the_first_made(
 
 HOLD = """
 import sys, time
-from cleaner.project_lock import project_lock
+from cleaner.core.project_lock import project_lock
 with project_lock(sys.argv[1], sys.argv[2]):
     print("held", flush=True)
     time.sleep(float(sys.argv[3]))
@@ -371,7 +371,7 @@ def test_import_labelstudio_refuses_a_held_lock(
 def test_the_lock_is_reentrant_in_a_thread_and_exclusive_between_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cleaner.project_lock import ProjectLocked, project_lock
+    from cleaner.core.project_lock import ProjectLocked, project_lock
 
     monkeypatch.setenv("CLEANER_LOCK_WAIT", "0.2")
     seen: list[str] = []
@@ -396,7 +396,7 @@ def test_the_lock_is_reentrant_in_a_thread_and_exclusive_between_threads(
 
 SERVE = """
 import json, sys
-from cleaner.review_server import serve
+from cleaner.review.server import serve
 for line in sys.stdin:
     server, _ = serve(line.strip(), port=0)
     server.start_background()
@@ -510,7 +510,7 @@ def test_two_review_pages_deciding_at_once_lose_no_decision(
 def test_a_review_post_refuses_a_held_lock(
     template: Path, tmp_path: Path, hold: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cleaner.review_server import serve
+    from cleaner.review.server import serve
 
     root = shutil.copytree(template, tmp_path / "p")
     queue = root / "qa" / "queue.csv"

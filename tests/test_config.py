@@ -1,4 +1,4 @@
-"""cleaner.config: defaults, TOML files, ``--set`` overrides, round trips and digests."""
+"""cleaner.core.config: defaults, TOML files, ``--set`` overrides, round trips and digests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cleaner.config import (
+from cleaner.core.config import (
     CHOICES,
     SHIPPED,
     AugmentConfig,
@@ -21,7 +21,7 @@ from cleaner.config import (
     resolve_pipeline,
     shipped_pipelines,
 )
-from cleaner.errors import InputError
+from cleaner.core.errors import InputError
 
 PIPELINE = """
 [data]
@@ -442,7 +442,7 @@ def test_keys_added_later_leave_run_folder_names_alone() -> None:
     its run folders keep their names and older run folders resume."""
     from pathlib import Path
 
-    from cleaner.config import LATER_KEYS
+    from cleaner.core.config import LATER_KEYS
 
     shipped = Path(__file__).resolve().parents[1] / "cleaner" / "pipelines" / "digits.toml"
     cfg = load_config(shipped)
@@ -461,7 +461,7 @@ def test_keys_added_later_leave_run_folder_names_alone() -> None:
 
 
 def test_an_older_run_folder_without_the_later_keys_resumes(tmp_path):
-    from cleaner.run_folder import init_records
+    from cleaner.training.run_plan import init_records
 
     cfg = PipelineConfig()
     manifest = tmp_path / "m.csv"

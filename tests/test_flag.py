@@ -1,4 +1,4 @@
-"""cleaner.flag: the pure array functions, on small hand-made arrays with exact answers."""
+"""cleaner.ranking.flag: the pure array functions, on small hand-made arrays with exact answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cleaner import flag
+from cleaner.ranking import flag
 
 # A hand-made 5 x 3 pred_probs and its given labels (rows 3 and 4 look mislabeled).
 P5 = np.array(

@@ -18,7 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.queue_file import QUEUE_COLUMNS, read_queue_meta
+from cleaner.formats.queue_file import QUEUE_COLUMNS, read_queue_meta
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -323,7 +323,7 @@ def test_runs_of_different_manifests(noisy_run: tuple[Path, Path], tmp_path: Pat
     df.to_csv(other, index=False)
     copy = _copy_run(run, tmp_path / "run", other)
     (copy / "manifest.sha256").write_text(
-        __import__("cleaner.manifest", fromlist=["x"]).sha256_file(other) + f"  {other}\n"
+        __import__("cleaner.formats.manifest", fromlist=["x"]).sha256_file(other) + f"  {other}\n"
     )
     msg = fails("flag", str(run), str(copy), "--out", str(tmp_path / "q"))
     assert "another manifest" in msg
@@ -363,7 +363,7 @@ def test_unmodified_digits_report_only_near_identical_pairs(noisy_run: tuple[Pat
     """
     from sklearn.metrics import pairwise_distances
 
-    from cleaner.ingest import load_digits_arrays
+    from cleaner.ingest.adapters import load_digits_arrays
 
     _, run = noisy_run
     invoke("flag", str(run), "--out", str(run / "dups"), "--quiet")

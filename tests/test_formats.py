@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 from helpers import write_csv
 
-from cleaner.attributes import AttributeTable
-from cleaner.audit import (
+from cleaner.core.config import PipelineConfig
+from cleaner.formats.attributes import AttributeTable
+from cleaner.formats.audit import (
     AUDIT_FIELDS,
     COMMIT_FIELDS,
     append_records,
@@ -33,8 +34,7 @@ from cleaner.audit import (
     read_audit_log,
     replay_audit,
 )
-from cleaner.config import PipelineConfig
-from cleaner.queue_file import (
+from cleaner.formats.queue_file import (
     QUEUE_COLUMNS,
     QueueMeta,
     QueueText,
@@ -44,7 +44,7 @@ from cleaner.queue_file import (
     write_queue_csv,
     write_queue_meta,
 )
-from cleaner.runs import (
+from cleaner.formats.runs import (
     OOF_COLUMNS,
     PROB_PREFIX,
     load_probs,

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from cleaner.gallery import render_gallery, thumbnail_data_uri, write_gallery
-from cleaner.queue_file import QUEUE_COLUMNS
+from cleaner.formats.queue_file import QUEUE_COLUMNS
+from cleaner.review.gallery import render_gallery, thumbnail_data_uri, write_gallery
 
 EVIL = "<script>alert(1)</script>\"'&</script>"
 COLUMNS = list(QUEUE_COLUMNS)

@@ -40,9 +40,9 @@ from helpers import TinyProject, flat, invoke, snapshot, write_csv, write_pipeli
 from PIL import Image
 from typer.testing import CliRunner
 
-from cleaner.atomic import remove_orphans, write_text
 from cleaner.cli import app
-from cleaner.manifest import MAX_WEIGHT
+from cleaner.core.atomic import remove_orphans, write_text
+from cleaner.formats.manifest import MAX_WEIGHT
 
 
 def refused(*args: str, root: Path | None = None) -> str:
@@ -116,7 +116,7 @@ def test_crafted_fold_output_is_refused_and_runs_nothing(tiny_project: TinyProje
 
 def test_the_checkpoint_training_writes_loads_safely(tmp_path: Path) -> None:
     """The best epoch's arrays travel as tensors, so weights_only=True reads them back."""
-    from cleaner.train import _best_to_tensors, _save_checkpoint, load_checkpoint
+    from cleaner.training.train import _best_to_tensors, _save_checkpoint, load_checkpoint
 
     probs, emb = np.full((2, 2), 0.5), np.ones((2, 3), np.float32)
     best = {
@@ -341,7 +341,7 @@ def test_a_float32_tiff_is_converted_and_said_so(tiny_project: TinyProject) -> N
     result = CliRunner().invoke(app, ["oof", str(tiny_project.pipeline), "--out", str(run), "-q"])
     assert result.exit_code == 0, result.output
     assert "float32pixelsconvertedto8bits(line3)" in flat(result.output)
-    from cleaner.images import load_image
+    from cleaner.formats.images import load_image
 
     image = load_image(path, 1)
     assert image.dtype == np.uint8 and image.shape == (16, 16, 1)
@@ -356,13 +356,13 @@ def test_a_write_error_at_ingest_is_one_clear_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     """A full disk or read-only folder (injected: CI runs as root) names the path, exit 2."""
-    import cleaner.atomic
+    import cleaner.core.atomic
 
     def fail(src: str, dst: str) -> None:
         raise OSError(code, os.strerror(code), str(dst))
 
     # Every rename into place fails: the image folder's, then the manifest's.
-    monkeypatch.setattr(cleaner.atomic.os, "replace", fail)
+    monkeypatch.setattr(cleaner.core.atomic.os, "replace", fail)
     manifest, images = tmp_path / "digits.csv", tmp_path / "images"
     out = refused("ingest", "digits", str(images), "--manifest", str(manifest), root=tmp_path)
     assert flat(f"error:{images}:{os.strerror(code)}") in out
@@ -370,12 +370,12 @@ def test_a_write_error_at_ingest_is_one_clear_message(
 
 
 def _failing_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cleaner.atomic
+    import cleaner.core.atomic
 
     def fail(src: str, dst: str) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
 
-    monkeypatch.setattr(cleaner.atomic.os, "replace", fail)
+    monkeypatch.setattr(cleaner.core.atomic.os, "replace", fail)
 
 
 def test_a_write_error_in_oof_is_one_clear_message(
@@ -500,7 +500,7 @@ def test_a_truncated_checkpoint_is_refused_naming_it(tiny_project: TinyProject) 
 def test_orphan_temporary_files_of_a_killed_writer_go_with_the_next_write(
     tmp_path: Path,
 ) -> None:
-    from cleaner.atomic import _host
+    from cleaner.core.atomic import _host
 
     target = tmp_path / "oof.csv"
     dead = tmp_path / f".oof.csv.{_host()}.999999999.x.tmp"  # no such process
@@ -543,6 +543,6 @@ def test_retrain_takes_a_manifest_path_with_quotes_and_backslashes(
     out = tiny_project.root / "final"
     invoke("retrain", str(tiny_project.pipeline), "--manifest", str(odd), "--out", str(out),
            "--no-baselines", "-q")  # fmt: skip
-    from cleaner.runs import read_manifest_record
+    from cleaner.formats.runs import read_manifest_record
 
     assert read_manifest_record(out)[1].resolve() == odd.resolve()

@@ -1,4 +1,4 @@
-"""cleaner.ingest and ``cleaner ingest``: folders, CSV tables, digits and MNIST into manifests."""
+"""cleaner.ingest.adapters and ``cleaner ingest``: folders, CSV, digits, MNIST into manifests."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.errors import InputError
-from cleaner.ingest import (
+from cleaner.core.errors import InputError
+from cleaner.formats.manifest import read_manifest, resolve_paths, validate_manifest
+from cleaner.ingest.adapters import (
     default_manifest,
     ingest_arrays,
     load_digits_arrays,
     load_mnist_arrays,
     read_idx,
 )
-from cleaner.manifest import read_manifest, resolve_paths, validate_manifest
 
 MNIST_DIR = Path("/work/shared/data/mnist")
 

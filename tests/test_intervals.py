@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cleaner.intervals import difference_interval
+from cleaner.core.intervals import difference_interval
 
 
 def test_same_model_difference_is_zero() -> None:

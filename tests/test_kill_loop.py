@@ -2,7 +2,7 @@
 finishes, and the result equals an uninterrupted run's.
 
 Each command first runs once uninterrupted with ``CLEANER_FAULT_LOG``, which
-lists the kill points it passes (:mod:`cleaner.faults`: every file about to be
+lists the kill points it passes (:mod:`cleaner.core.faults`: every file about to be
 renamed into place, and apply's commit). A generator seeded with ``SEED``
 picks where to kill from that list, so a failure repeats exactly. The process
 kills itself with SIGKILL there: no clean-up code runs, as in a crash.
@@ -27,8 +27,8 @@ import pandas as pd
 import pytest
 from helpers import write_csv, write_pipeline, write_png
 
-from cleaner.faults import FAULT_ENV, LOG_ENV
-from cleaner.queue_file import write_queue_csv
+from cleaner.core.faults import FAULT_ENV, LOG_ENV
+from cleaner.formats.queue_file import write_queue_csv
 
 SEED = 17
 CLASSES = ("a", "b")

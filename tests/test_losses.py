@@ -1,4 +1,4 @@
-"""cleaner.losses: weighted cross-entropy and focal loss against torch's own; GCE and SCE
+"""cleaner.training.losses: weighted cross-entropy and focal loss against torch's own; GCE and SCE
 against their papers' formulas on hand-computed values."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cleaner.config import TrainConfig
-from cleaner.losses import (
+from cleaner.core.config import TrainConfig
+from cleaner.training.losses import (
     build_loss,
     focal_loss,
     generalized_cross_entropy,

@@ -1,4 +1,4 @@
-"""cleaner.manifest: reading with defaults, versions, hashing, validation and safe writing."""
+"""cleaner.formats.manifest: reading with defaults, versions, hashing, validation, writing."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from helpers import snapshot, write_csv
 
-from cleaner.errors import InputError
-from cleaner.manifest import (
+from cleaner.core.errors import InputError
+from cleaner.formats.manifest import (
     SPLITS,
     apply_weights_file,
     audit_log_path,

@@ -1,4 +1,4 @@
-"""The mask competition: cleaner.mask (classes, ``ingest mask``) and cleaner.synth (``synth mask``).
+"""The mask competition: cleaner.ingest.mask (``ingest mask``) and .synth (``synth mask``).
 
 No model is trained here: the synthetic set is 20 + 3 persons of 32 px photos.
 """
@@ -15,9 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.errors import InputError
-from cleaner.manifest import read_manifest, resolve_paths, validate_manifest
-from cleaner.mask import (
+from cleaner.core.errors import InputError
+from cleaner.formats.manifest import read_manifest, resolve_paths, validate_manifest
+from cleaner.ingest.mask import (
     CLASSES,
     MASK_FILES,
     MASKS,
@@ -30,7 +30,7 @@ from cleaner.mask import (
     parse_folder,
     sort_files,
 )
-from cleaner.synth import synth_mask
+from cleaner.ingest.synth import synth_mask
 
 PEOPLE, EVAL_PEOPLE, FLIPS, SWAPS, SIZE = 20, 3, 0.1, 0.2, 32
 N_FLIPPED, N_SWAPPED = round(PEOPLE * FLIPS), round(PEOPLE * SWAPS)  # 2 and 4 persons

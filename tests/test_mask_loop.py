@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from helpers import invoke
 
-from cleaner.mask import decompose
+from cleaner.ingest.mask import decompose
 
 pytestmark = pytest.mark.slow
 PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "mask.toml"

@@ -1,4 +1,4 @@
-"""cleaner.noise: exact flip counts, every flip a change, the documented models.
+"""cleaner.ingest.noise: exact flip counts, every flip a change, the documented models.
 
 The ``realistic`` kind is checked on known probabilities (reproducible, exact
 rate, wrong labels where the reference puts probability) and on real images
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cleaner.noise import (
+from cleaner.ingest.noise import (
     NOISE_KINDS,
     REFERENCE_KINDS,
     ambiguity,
@@ -268,7 +268,7 @@ def test_realistic_bad_rate_and_gamma():
 
 @pytest.fixture(scope="module")
 def digits():
-    from cleaner.ingest import load_digits_arrays
+    from cleaner.ingest.adapters import load_digits_arrays
 
     return load_digits_arrays()
 

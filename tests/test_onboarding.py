@@ -120,7 +120,7 @@ def test_init_on_the_digits_manifest_gives_a_pipeline_oof_runs_unchanged(
     invoke("ingest", "digits", "images", "--manifest", "digits.csv")
     out = invoke("init", "digits.csv", "--cpu")
     assert_says(out, "wrote pipelines/digits.toml for the CPU")
-    from cleaner.config import load_config
+    from cleaner.core.config import load_config
 
     cfg = load_config("pipelines/digits.toml")
     assert cfg.data.classes == tuple(str(d) for d in range(10))
@@ -135,7 +135,7 @@ def test_init_for_a_gpu_picks_a_pretrained_backbone(tmp_path: Path) -> None:
     invoke("init", str(tmp_path / "digits.csv"), "--gpu", "--out", str(tmp_path / "g.toml"))
     text = (tmp_path / "g.toml").read_text()
     assert "downloads its weights on first use" in text
-    from cleaner.config import build_config
+    from cleaner.core.config import build_config
 
     cfg = build_config(__import__("tomllib").loads(text))
     assert cfg.model.pretrained and cfg.data.mean == () and cfg.data.image_size == 224
@@ -154,7 +154,7 @@ def test_init_from_a_folder_ingests_it_first(
     monkeypatch.chdir(tmp_path)
     out = invoke("init", "photos", "--cpu")
     assert_says(out, "wrote data_manifests/photos.csv", "wrote pipelines/photos.toml")
-    from cleaner.config import load_config
+    from cleaner.core.config import load_config
 
     cfg = load_config("pipelines/photos.toml")
     assert cfg.data.classes == ("cat", "dog") and cfg.model.in_chans == 3
@@ -267,7 +267,8 @@ def test_apply_review_and_label_studio_load_no_model_code() -> None:
     cleanlab nor scikit-learn: they start in a moment, on any machine."""
     code = (
         "import sys\n"
-        "import cleaner.cli, cleaner.review, cleaner.review_server, cleaner.labelstudio\n"
+        "import cleaner.cli, cleaner.review.apply, cleaner.review.server\n"
+        "import cleaner.review.labelstudio\n"
         "print(sorted(m for m in ('torch', 'cleanlab', 'sklearn', 'timm') if m in sys.modules))\n"
     )
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
@@ -317,6 +318,6 @@ def test_no_function_in_the_package_is_longer_than_80_lines() -> None:
 def test_the_stages_do_not_import_each_other_in_a_cycle() -> None:
     """oof runs folds through ray_folds, which trains them with fold_train: not oof."""
     package = Path(__file__).resolve().parent.parent / "cleaner"
-    assert "cleaner.oof" not in (package / "ray_folds.py").read_text()
-    assert "cleaner.oof" not in (package / "fold_train.py").read_text()
-    assert "cleaner.ray_folds" not in (package / "fold_train.py").read_text()
+    assert "cleaner.training.oof" not in (package / "ray_folds.py").read_text()
+    assert "cleaner.training.oof" not in (package / "fold_train.py").read_text()
+    assert "cleaner.training.ray_folds" not in (package / "fold_train.py").read_text()

@@ -17,7 +17,7 @@ from helpers import ingest_digits, invoke, write_digits_pipeline
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.embeddings import read_embeddings
+from cleaner.formats.embeddings import read_embeddings
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

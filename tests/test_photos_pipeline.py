@@ -18,8 +18,8 @@ import timm
 import torch
 from helpers import invoke
 
-from cleaner.config import load_config
-from cleaner.models import create_model, default_mean_std
+from cleaner.core.config import load_config
+from cleaner.training.models import create_model, default_mean_std
 
 ROOT = Path(__file__).resolve().parent.parent
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"

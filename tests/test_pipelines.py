@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import timm
 
-import cleaner.models  # noqa: F401  (registers cleaner's small-photo models with timm)
-from cleaner.config import load_config
-from cleaner.data import build_transform
+import cleaner.training.models  # noqa: F401  (registers cleaner's small-photo models with timm)
+from cleaner.core.config import load_config
+from cleaner.training.data import build_transform
 
 PIPELINES = sorted((Path(__file__).resolve().parent.parent / "pipelines").glob("*.toml"))
 

@@ -5,7 +5,7 @@ is now accepted), the message (file, line or key and the reason), and, where the
 command must refuse, a project left byte for byte as it was. The issue's items:
 
 - 2, one id rule: ids that differ only by surrounding spaces or Unicode
-  normalisation are one id to every reader (:func:`cleaner.manifest.id_key`);
+  normalisation are one id to every reader (:func:`cleaner.formats.manifest.id_key`);
 - 5, ingest stays inside its folder (symbolic links);
 - 6, a pixel limit checked before decoding (``data.max_image_pixels``);
 - 7, tracebacks and silent acceptance of its points 7-9, one by one;
@@ -45,7 +45,7 @@ from test_apply import QUEUE_ROWS, apply_ok
 from test_apply import make_project as make_apply_project
 from test_hostile_input import refused
 
-from cleaner.errors import InputError
+from cleaner.core.errors import InputError
 
 # --- a project scored outside cleaner: a manifest and a probability file -----------------
 
@@ -142,7 +142,7 @@ def test_a_probability_row_with_a_padded_id_is_the_manifests_row(tmp_path: Path)
 def test_apply_and_review_find_the_row_by_the_id_rule(tmp_path: Path) -> None:
     """Queue ids in another Unicode form (NFD, as macOS writes names) or trimmed by a
     spreadsheet edit the manifest's row, and the review page shows its image."""
-    from cleaner.review_server import ReviewQueue
+    from cleaner.review.server import ReviewQueue
 
     cafe = unicodedata.normalize("NFC", "café")
     manifest_rows = [
@@ -165,7 +165,7 @@ def test_apply_and_review_find_the_row_by_the_id_rule(tmp_path: Path) -> None:
 
 
 def test_the_id_rule_is_one_function() -> None:
-    from cleaner.manifest import id_key, id_matcher, id_problems
+    from cleaner.formats.manifest import id_key, id_matcher, id_problems
 
     nfd = unicodedata.normalize("NFD", "é")
     assert id_key(f" {nfd}\t") == id_key("é") == "é"
@@ -179,7 +179,7 @@ def test_the_id_rule_is_one_function() -> None:
 def test_a_label_studio_task_finds_its_queue_row_by_the_id_rule(tmp_path: Path) -> None:
     from test_labelstudio import label_studio_annotates, undecided_project, write_json
 
-    from cleaner.labelstudio import export_tasks
+    from cleaner.review.labelstudio import export_tasks
 
     p = undecided_project(tmp_path)
     tasks = label_studio_annotates(export_tasks(p.queue)[0], {"s02": "a", "s03": "drop"})
@@ -284,7 +284,7 @@ def test_a_pipeline_nested_thousands_deep(tiny_project: TinyProject) -> None:
 
 
 def test_a_pipeline_with_a_byte_order_mark_is_read(tiny_project: TinyProject) -> None:
-    from cleaner.config import load_config
+    from cleaner.core.config import load_config
 
     bom = tiny_project.root / "bom.toml"
     bom.write_bytes(b"\xef\xbb\xbf" + tiny_project.pipeline.read_bytes())
@@ -332,7 +332,7 @@ def test_an_all_keep_queue_applied_twice_logs_once(tmp_path: Path) -> None:
 
 
 def test_apply_refuses_an_audit_log_that_flag_refuses(tmp_path: Path) -> None:
-    from cleaner.audit import read_audit_log
+    from cleaner.formats.audit import read_audit_log
 
     p = make_apply_project(tmp_path)
     p.log.write_text('{"sample_id": "s01", "action": "keep"}\nthis is no JSON\n')
@@ -424,7 +424,7 @@ def test_the_api_refuses_a_queue_length_below_one(
 
 
 def test_the_api_refuses_a_manifest_frame_with_colliding_ids(scored: dict[str, Any]) -> None:
-    from cleaner.manifest import read_manifest
+    from cleaner.formats.manifest import read_manifest
 
     df = read_manifest(scored["manifest"])
     df.loc[5, "sample_id"] = "s004\u00a0"  # a no-break space a spreadsheet left
@@ -545,8 +545,8 @@ def test_the_pixel_limit_is_a_pipeline_key(tiny_project: TinyProject) -> None:
 
 
 def test_every_decoder_checks_the_header_first(tmp_path: Path) -> None:
-    from cleaner.gallery import thumbnail_data_uri
-    from cleaner.images import decode_image, too_large
+    from cleaner.formats.images import decode_image, too_large
+    from cleaner.review.gallery import thumbnail_data_uri
 
     bomb = bomb_png(tmp_path / "bomb.png", 10000, 10000)
     with pytest.raises(InputError) as e:
@@ -606,7 +606,7 @@ def test_the_review_page_needs_the_token_of_the_printed_url(tmp_path: Path) -> N
     from test_review_server import make_project as make_review_project
     from test_review_server import request
 
-    from cleaner.review_server import serve
+    from cleaner.review.server import serve
 
     srv, url = serve(make_review_project(tmp_path).queue, port=0)
     srv.start_background()
@@ -712,7 +712,7 @@ def _fuzzed(path: Path, data: bytes) -> Path:
 
 
 def test_fuzz_manifest(fuzz_root: dict[str, Any]) -> None:
-    from cleaner.manifest import read_manifest, validate_manifest
+    from cleaner.formats.manifest import read_manifest, validate_manifest
 
     path = fuzz_root["root"] / "fuzz-manifest.csv"
 
@@ -730,8 +730,8 @@ def test_fuzz_manifest(fuzz_root: dict[str, Any]) -> None:
 
 
 def test_fuzz_probabilities_file(fuzz_root: dict[str, Any]) -> None:
-    from cleaner.config import PipelineConfig
-    from cleaner.runs import load_probs
+    from cleaner.core.config import PipelineConfig
+    from cleaner.formats.runs import load_probs
 
     path = fuzz_root["root"] / "fuzz-probs.csv"
 
@@ -745,7 +745,7 @@ def test_fuzz_probabilities_file(fuzz_root: dict[str, Any]) -> None:
 
 
 def test_fuzz_oof_csv(fuzz_root: dict[str, Any]) -> None:
-    from cleaner.runs import load_run, read_scores
+    from cleaner.formats.runs import load_run, read_scores
 
     oof = fuzz_root["run"] / "oof.csv"
     valid = oof.read_bytes()
@@ -764,8 +764,8 @@ def test_fuzz_oof_csv(fuzz_root: dict[str, Any]) -> None:
 
 
 def test_fuzz_queue_csv(fuzz_root: dict[str, Any]) -> None:
-    from cleaner.queue_file import QueueText
-    from cleaner.review import check_queue
+    from cleaner.formats.queue_file import QueueText
+    from cleaner.review.apply import check_queue
 
     queue = fuzz_root["queue"]
     valid = queue.read_bytes()
@@ -784,7 +784,7 @@ def test_fuzz_queue_csv(fuzz_root: dict[str, Any]) -> None:
 
 
 def test_fuzz_queue_json(fuzz_root: dict[str, Any]) -> None:
-    from cleaner.queue_file import queue_meta_path, read_queue_meta
+    from cleaner.formats.queue_file import queue_meta_path, read_queue_meta
 
     meta = queue_meta_path(fuzz_root["queue"])
     valid = meta.read_bytes()
@@ -802,7 +802,7 @@ def test_fuzz_queue_json(fuzz_root: dict[str, Any]) -> None:
 
 
 def test_fuzz_audit_log(fuzz_root: dict[str, Any]) -> None:
-    from cleaner.audit import read_audit_log
+    from cleaner.formats.audit import read_audit_log
 
     path = fuzz_root["root"] / "fuzz.audit.jsonl"
 
@@ -815,7 +815,7 @@ def test_fuzz_audit_log(fuzz_root: dict[str, Any]) -> None:
 
 
 def test_fuzz_label_studio_export(fuzz_root: dict[str, Any]) -> None:
-    from cleaner.labelstudio import read_export
+    from cleaner.review.labelstudio import read_export
 
     path = fuzz_root["root"] / "fuzz-export.json"
 
@@ -828,7 +828,7 @@ def test_fuzz_label_studio_export(fuzz_root: dict[str, Any]) -> None:
 
 
 def test_fuzz_pipeline_toml(fuzz_root: dict[str, Any]) -> None:
-    from cleaner.config import load_config
+    from cleaner.core.config import load_config
 
     path = fuzz_root["root"] / "fuzz.toml"
 

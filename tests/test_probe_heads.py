@@ -15,13 +15,13 @@ from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.config import ModelConfig, load_config
-from cleaner.embeddings import read_embeddings
-from cleaner.models import create_model
-from cleaner.pipeline import load_fold_model, load_pipeline_data, predict_outputs
-from cleaner.probe import fit_head, head_probs
-from cleaner.progress import make_progress
-from cleaner.run_files import RunFiles
+from cleaner.core.config import ModelConfig, load_config
+from cleaner.core.progress import make_progress
+from cleaner.formats.embeddings import read_embeddings
+from cleaner.formats.run_files import RunFiles
+from cleaner.training.models import create_model
+from cleaner.training.pipeline import load_fold_model, load_pipeline_data, predict_outputs
+from cleaner.training.probe import fit_head, head_probs
 
 CLASSES = [str(i) for i in range(10)]
 

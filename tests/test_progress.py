@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-import cleaner.progress as progress_module
-from cleaner.progress import LogProgress
+import cleaner.core.progress as progress_module
+from cleaner.core.progress import LogProgress
 
 
 def test_a_log_gets_start_quarter_and_end_lines(monkeypatch) -> None:

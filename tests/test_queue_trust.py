@@ -23,8 +23,8 @@ from sklearn.model_selection import cross_val_predict
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.embeddings import Embeddings, read_embeddings, write_embeddings
-from cleaner.ingest import load_digits_arrays
+from cleaner.formats.embeddings import Embeddings, read_embeddings, write_embeddings
+from cleaner.ingest.adapters import load_digits_arrays
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

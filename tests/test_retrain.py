@@ -14,15 +14,15 @@ from helpers import digits_project, invoke
 from typer.testing import CliRunner
 
 from cleaner.cli import app
+from cleaner.core.errors import InputError
 from cleaner.demo import simulate_review
-from cleaner.errors import InputError
-from cleaner.retrain import (
+from cleaner.final.retrain import (
     class_balance_weights,
     prune_weights,
     quality_weights,
     submission_table,
 )
-from cleaner.runs import read_ensemble_scores
+from cleaner.formats.runs import read_ensemble_scores
 
 runner = CliRunner()
 
@@ -361,7 +361,7 @@ def test_retrain_with_a_queue_resumes_after_a_kill(
 ) -> None:
     """Killed during training, the same `retrain --queue` command takes the version it
     applied and trains; it used to answer "already exists" (#17)."""
-    import cleaner.retrain
+    import cleaner.final.retrain
 
     root = loop["root"]
     args = [
@@ -372,7 +372,7 @@ def test_retrain_with_a_queue_resumes_after_a_kill(
     def killed(*a: object, **k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cleaner.retrain, "_fit_full", killed)
+    monkeypatch.setattr(cleaner.final.retrain, "_fit_full", killed)
     assert CliRunner().invoke(app, args).exit_code != 0
     v2 = root / "digits.v2.csv"
     assert v2.exists()

@@ -31,11 +31,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.errors import InputError
-from cleaner.queue_file import QUEUE_COLUMNS
-from cleaner.review import read_queue_table
-from cleaner.review_server import ReviewQueue, ReviewServer, render_page, serve
-from cleaner.runs import oof_table
+from cleaner.core.errors import InputError
+from cleaner.formats.queue_file import QUEUE_COLUMNS
+from cleaner.formats.runs import oof_table
+from cleaner.review.apply import read_queue_table
+from cleaner.review.server import ReviewQueue, ReviewServer, render_page, serve
 
 CLASSES = ("cat", "dog", "owl")
 EVIL_ID = "<script>alert(1)</script>&\"'"
@@ -445,7 +445,7 @@ def test_the_page_inlines_its_package_files_pinned_by_hash(server: ReviewServer)
     text = page.decode()
     script = text.split("<script>", 1)[1].split("</script>", 1)[0]
     style = text.split("<style>", 1)[1].split("</style>", 1)[0]
-    web = files("cleaner.web")
+    web = files("cleaner.review.web")
     assert script == web.joinpath("review.js").read_text()
     assert style == web.joinpath("base.css").read_text() + web.joinpath("review.css").read_text()
     csp = headers["content-security-policy"]
@@ -822,7 +822,7 @@ def test_keyboard_review_in_chromium(
 
 
 def test_many_classes_send_only_the_most_likely() -> None:
-    from cleaner.review_server import TOP_CLASSES, _top
+    from cleaner.review.server import TOP_CLASSES, _top
 
     p = np.random.default_rng(1).dirichlet(np.ones(1000))
     top = _top(p)
@@ -832,7 +832,7 @@ def test_many_classes_send_only_the_most_likely() -> None:
 
 def with_kind_attribute(project: Project) -> None:
     """Composite labels: queue.json gets an attribute table of ``kind`` (owl: bird, else mammal)."""
-    from cleaner.attributes import attribute_table
+    from cleaner.formats.attributes import attribute_table
 
     kinds = {"cat": "mammal", "dog": "mammal", "owl": "bird"}
     table = attribute_table(np.array([0, 1, 2]), {"kind": [kinds[c] for c in CLASSES]}, 3)
@@ -856,8 +856,8 @@ def test_an_attribute_suggestion_is_accepted(project: Project) -> None:
 def test_an_attribute_relabel_is_no_warning_and_apply_takes_it(project: Project) -> None:
     """``kind=bird`` is a relabel that ``cleaner apply`` takes with the queue's attribute
     table: the page checks with the same table, so it warns of nothing."""
-    from cleaner.manifest import read_manifest
-    from cleaner.review import apply_queue
+    from cleaner.formats.manifest import read_manifest
+    from cleaner.review.apply import apply_queue
 
     with_kind_attribute(project)
     review = ReviewQueue(project.queue)

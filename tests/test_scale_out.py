@@ -22,11 +22,11 @@ from helpers import assert_says, digits_project, invoke, write_digits_pipeline
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.data import EpochSampler
-from cleaner.distributed import Dist, ShardedEpochSampler
-from cleaner.embeddings import read_embeddings
-from cleaner.errors import InputError
-from cleaner.progress import make_progress
+from cleaner.core.errors import InputError
+from cleaner.core.progress import make_progress
+from cleaner.formats.embeddings import read_embeddings
+from cleaner.training.data import EpochSampler
+from cleaner.training.distributed import Dist, ShardedEpochSampler
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +87,7 @@ def test_ray_folds_give_the_sequential_oof(project: Path, sequential: Path, ray_
 
 def flaky_fold(run_dir: str, k: int, cwd: str, threads: int) -> dict[str, Any]:
     """Fold 0 fails on its first attempt, fold 1 on every attempt; attempts are counted."""
-    from cleaner.ray_folds import train_fold_task
+    from cleaner.training.ray_folds import train_fold_task
 
     attempts = Path(run_dir) / f"attempts-{k}"
     with open(attempts, "a") as f:
@@ -100,10 +100,10 @@ def flaky_fold(run_dir: str, k: int, cwd: str, threads: int) -> dict[str, Any]:
 def test_failing_fold_is_retried_then_reported(
     project: Path, sequential: Path, ray_local: Any
 ) -> None:
-    from cleaner.config import load_config
-    from cleaner.pipeline import load_pipeline_data
-    from cleaner.ray_folds import RayOptions, run_folds_on_ray
-    from cleaner.run_folder import plan_run
+    from cleaner.core.config import load_config
+    from cleaner.training.pipeline import load_pipeline_data
+    from cleaner.training.ray_folds import RayOptions, run_folds_on_ray
+    from cleaner.training.run_plan import plan_run
 
     # Ray ships the task function by value: the workers cannot import this test module.
     ray_local.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -134,13 +134,13 @@ def test_failing_fold_is_retried_then_reported(
 def test_failed_folds_exit_non_zero_with_a_table(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cleaner.oof
-    from cleaner.errors import FoldsFailed
+    import cleaner.training.oof
+    from cleaner.core.errors import FoldsFailed
 
     def fail(*args: Any, **kwargs: Any) -> None:
         raise FoldsFailed("runs/x", {3: "RuntimeError: CUDA out of memory", 1: "OSError: gone"})
 
-    monkeypatch.setattr(cleaner.oof, "run_oof", fail)
+    monkeypatch.setattr(cleaner.training.oof, "run_oof", fail)
     result = CliRunner().invoke(app, ["oof", str(project / "p.toml"), "--backend", "ray"])
     assert result.exit_code == 1
     assert_says(
@@ -150,7 +150,7 @@ def test_failed_folds_exit_non_zero_with_a_table(
 
 
 def test_ray_resources_the_cluster_cannot_grant_are_refused(project: Path, ray_local: Any) -> None:
-    from cleaner.ray_folds import RayOptions, fold_resources
+    from cleaner.training.ray_folds import RayOptions, fold_resources
 
     cluster = {"CPU": 2.0}
     assert fold_resources(RayOptions(), workers=0, device="auto", cluster=cluster) == (1, 0)

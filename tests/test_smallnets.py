@@ -8,13 +8,13 @@ import timm
 import torch
 from test_train import _fit_digits, digits_dataset
 
-import cleaner.models
-from cleaner.config import ModelConfig, TrainConfig
-from cleaner.data import ImageDataset
-from cleaner.models import create_model
-from cleaner.smallnets import patch_whitening
-from cleaner.train import load_checkpoint, predict
-from cleaner.tta import shift
+import cleaner.training.models
+from cleaner.core.config import ModelConfig, TrainConfig
+from cleaner.training.data import ImageDataset
+from cleaner.training.models import create_model
+from cleaner.training.smallnets import patch_whitening
+from cleaner.training.train import load_checkpoint, predict
+from cleaner.training.tta import shift
 
 SMALL = ("airbench_xs", "airbench_s", "airbench_m", "resnet10_cifar", "resnet18_cifar")
 
@@ -60,13 +60,13 @@ def _airbench_fit(
 def test_whitening_sees_only_the_training_rows_and_is_reproducible(tmp_path, monkeypatch) -> None:
     """The stem is computed from the fit's own (training) images, never the held-out ones."""
     seen: list[torch.Tensor] = []
-    real = cleaner.models.smallnets.AirNet.init_from_data
+    real = cleaner.training.models.smallnets.AirNet.init_from_data
 
     def spy(self, images):  # type: ignore[no-untyped-def]
         seen.append(images.clone())
         real(self, images)
 
-    monkeypatch.setattr(cleaner.models.smallnets.AirNet, "init_from_data", spy)
+    monkeypatch.setattr(cleaner.training.models.smallnets.AirNet, "init_from_data", spy)
     images = digits_dataset(300, train=False)
     train = _subset(images, np.arange(200))
     val = _subset(images, np.arange(200, 300))
@@ -125,7 +125,7 @@ def test_resume_with_the_small_photo_recipe_equals_an_uninterrupted_fit(
     train, val = digits_dataset(160), digits_dataset(40, train=False)
     straight, r_straight = _airbench_fit(cfg, tmp_path / "straight.pt", train, val)
 
-    import cleaner.train as train_module
+    import cleaner.training.train as train_module
 
     real_save = train_module._save_checkpoint
     calls = {"n": 0}
@@ -159,7 +159,7 @@ def test_resume_with_the_small_photo_recipe_equals_an_uninterrupted_fit(
     ],
 )
 def test_cpu_amp_chooses_the_cpu_paths(cpu_amp, bf16, amp, expected, monkeypatch) -> None:
-    import cleaner.device as device_module
+    import cleaner.training.device as device_module
 
     monkeypatch.setattr(device_module, "cpu_has_bf16", lambda: bf16)
     cfg = TrainConfig(cpu_amp=cpu_amp, amp=amp)
@@ -171,7 +171,7 @@ def test_cpu_amp_chooses_the_cpu_paths(cpu_amp, bf16, amp, expected, monkeypatch
 
 
 def test_cpu_amp_trains_and_predicts_in_bfloat16(tmp_path, monkeypatch) -> None:
-    import cleaner.device as device_module
+    import cleaner.training.device as device_module
 
     monkeypatch.setattr(device_module, "cpu_has_bf16", lambda: True)
     cfg = TrainConfig(epochs=1, batch_size=32, workers=0, cpu_amp=True)
@@ -251,7 +251,7 @@ def test_a_killed_oof_with_the_small_photo_recipe_resumes_to_the_same_run(
     checkpoint of its second fold, run again, it ends byte for byte as an uninterrupted run."""
     from helpers import digits_project, invoke
 
-    import cleaner.train as train_module
+    import cleaner.training.train as train_module
 
     train = {
         "folds": 2, "epochs": 3, "optimizer": "sgd", "lr": 0.1, "scheduler": "onecycle",

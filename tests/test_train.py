@@ -10,14 +10,14 @@ import timm
 import torch
 from rich.progress import Progress
 
-from cleaner.config import AugmentConfig, ModelConfig, TrainConfig
-from cleaner.data import ImageDataset, Normalize, build_transform
-from cleaner.errors import InputError
-from cleaner.folds import make_folds
-from cleaner.ingest import load_digits_arrays
-from cleaner.mixing import BatchMixer
-from cleaner.models import create_model, logits_and_embeddings
-from cleaner.train import fit, load_checkpoint, lr_factor, predict
+from cleaner.core.config import AugmentConfig, ModelConfig, TrainConfig
+from cleaner.core.errors import InputError
+from cleaner.ingest.adapters import load_digits_arrays
+from cleaner.training.data import ImageDataset, Normalize, build_transform
+from cleaner.training.folds import make_folds
+from cleaner.training.mixing import BatchMixer
+from cleaner.training.models import create_model, logits_and_embeddings
+from cleaner.training.train import fit, load_checkpoint, lr_factor, predict
 
 CLASSES = tuple(str(i) for i in range(10))
 
@@ -329,7 +329,7 @@ def test_resume_with_mixup_and_ema_equals_an_uninterrupted_fit(tmp_path, monkeyp
     cfg = TrainConfig(epochs=2, batch_size=32, workers=0, mixup=0.4, cutmix=1.0, ema=0.9)
     straight, r_straight, _ = _fit(cfg, tmp_path / "straight.pt")
 
-    import cleaner.train as train_module
+    import cleaner.training.train as train_module
 
     real_save = train_module._save_checkpoint
 

@@ -16,7 +16,7 @@ from helpers import assert_not_says, assert_says, snapshot, write_pipeline
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.errors import MAX_LISTED, InputError, Problem
+from cleaner.core.errors import MAX_LISTED, InputError, Problem
 
 
 @pytest.fixture

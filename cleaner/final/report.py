@@ -1,0 +1,144 @@
+"""``report.md`` of a retrain and its figures: what was trained on, and whether cleaning helped.
+
+Pure rendering of ``metrics.json`` (and the oof run it names, for the noise
+matrix); :mod:`cleaner.final.retrain` calls it last, as the retrain's finishing mark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cleaner.formats.run_files import RunFiles
+from cleaner.formats.runs import read_scores
+from cleaner.ranking import flag
+
+
+def write_figures(metrics: dict[str, Any], run_dir: Path, oof_run: str | Path | None) -> list[str]:
+    """PNGs beside report.md: the oof run's estimated noise matrix, per-class test F1."""
+    from cleaner.core.figures import noise_matrix_png, per_class_f1_png
+
+    classes = metrics["classes"]
+    made = []
+    files = RunFiles(run_dir)
+    if oof_run is not None and RunFiles(Path(oof_run)).oof.exists():
+        run = read_scores(Path(oof_run))
+        if (run.labels >= 0).all():
+            joint = flag.estimate_noise(run.labels, run.probs).joint
+            noise_matrix_png(joint, classes, files.noise_matrix_png,
+                             title="estimated noise (cleanlab), before cleaning",
+                             xlabel="likely true label")  # fmt: skip
+            made.append(files.noise_matrix_png.name)
+    test = metrics.get("test") or {}
+    models = {f"{t} labels": test[t]["per_class_f1"] for t in ("noisy", "cleaned", "true")
+              if t in test}  # fmt: skip
+    if models:
+        title = "per-class F1 on the test rows, by the labels trained on"
+        per_class_f1_png(models, classes, files.per_class_f1_png, title=title)
+        made.append(files.per_class_f1_png.name)
+    return made
+
+
+def _ci(ci: Sequence[float] | None, fmt: str = ".4f") -> str:
+    return f" ({ci[0]:{fmt}} to {ci[1]:{fmt}})" if ci else ""
+
+
+def _test_lines(test: dict[str, Any]) -> list[str]:
+    """The test rows' table, each figure with its 95% interval, and the gap recovered."""
+    lines = [
+        "",
+        "## Test rows, against `true_label`",
+        "",
+        "Each figure with its 95% interval: a paired percentile bootstrap over the test rows "
+        "(1,000 resamples, seeded).",
+        "",
+        "| model trained on | accuracy (95% interval) | macro F1 (95% interval) |",
+        "|---|---:|---:|",
+    ]
+    for tag in ("noisy", "cleaned", "true"):
+        if tag in test:
+            m = test[tag]
+            lines.append(
+                f"| {tag} labels | {m['accuracy']:.4f}{_ci(m.get('accuracy_ci'))} | "
+                f"{m['macro_f1']:.4f}{_ci(m.get('macro_f1_ci'))} |"
+            )
+    if "gap_ci" in test:
+        lines.append("")
+        if not test.get("gap_measurable"):
+            lines.append(
+                "The accuracy gap between the models trained on the noisy and on the true "
+                f"labels is too small to measure on these test rows: its 95% interval"
+                f"{_ci(test['gap_ci'])} includes 0, so no share of it recovered is reported."
+            )
+        elif test.get("gap_recovered") is not None:
+            lines.append(
+                f"Cleaning recovered {test['gap_recovered']:.0%}"
+                f"{_ci(test.get('gap_recovered_ci'), '.0%')} of the accuracy gap between the "
+                f"noisy and the true labels (gap {test['gap_ci'][0]:.4f} to "
+                f"{test['gap_ci'][1]:.4f}, 95%)."
+            )
+    per_class = test["cleaned"]["per_class_f1"]
+    lines += [
+        "",
+        "### Per-class F1 of the cleaned model on the test rows",
+        "",
+        "| class | F1 |",
+        "|---|---:|",
+        *[f"| {c} | {f:.4f} |" for c, f in per_class.items()],
+    ]
+    return lines
+
+
+def render_report(metrics: dict[str, Any], run_dir: Path) -> str:
+    """report.md: what was trained on, and whether cleaning helped."""
+    files = RunFiles(run_dir)
+    lines = [
+        "# cleaner retrain report",
+        "",
+        f"- manifest: `{metrics['manifest']}` (sha256 `{metrics['manifest_sha256'][:12]}`)",
+        f"- mode: {metrics['mode']}; test-time flip: {metrics['tta']}",
+        f"- train rows: {metrics['train_rows']:,}; test rows: {metrics['test_rows']:,}",
+        f"- loss weights (`--reweight {metrics['reweight']}`): {metrics['weight_rule']}",
+    ]
+    if "labels_changed" in metrics:
+        lines.append(
+            f"- since `{metrics['first_version']}`: {metrics['labels_changed']:,} labels "
+            f"changed, {metrics['rows_excluded']:,} rows excluded"
+        )
+    lines += [
+        "",
+        "## Cross-validated, against each version's own labels",
+        "",
+        "| labels | accuracy | macro F1 |",
+        "|---|---:|---:|",
+    ]
+    for tag, key in (("before cleaning (oof run)", "cv_before"), ("cleaned", "cv_cleaned")):
+        m = metrics.get(key)
+        if m:
+            if m.get("rows_weight_0_left_out"):
+                tag += f" ({m['rows_weight_0_left_out']} rows of weight 0 left out)"
+            lines.append(f"| {tag} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
+        else:
+            lines.append(
+                f"| {tag} | not measured | "
+                + ("use `--mode folds` |" if key == "cv_cleaned" else "pass `--oof RUN` |")
+            )
+    test = metrics.get("test")
+    if test:
+        lines += _test_lines(test)
+    figures = metrics.get("figures") or []
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{name[:-4].replace('_', ' ')}]({name})" for name in figures]
+    lines += [
+        "",
+        "## Files",
+        "",
+        f"- `{files.submission}`: the file to submit",
+        f"- `{files.predictions}`: every class probability of every test row",
+        f"- `{files.train_weights}`: the loss weight of every train row",
+        f"- `{files.metrics}`: everything above, as JSON",
+        "",
+    ]
+    return "\n".join(lines)

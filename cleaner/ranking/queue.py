@@ -1,0 +1,364 @@
+"""``cleaner flag``: from one or more ``oof`` runs to ``queue.csv`` and ``queue.html``.
+
+Reads the runs (checked against their manifest) or a probability file, the
+settings and what a person already decided (the manifest's audit log); the
+rows themselves, scored and ordered best-first, come from
+:func:`cleaner.ranking.queue_rows.build_queue`; then writes the queue, its gallery,
+its noise matrix and ``queue.json``, the last marking a complete queue.
+``queue.json`` beside the
+queue records the manifest version and runs it was made from, so that
+``cleaner apply`` can refuse a queue from another version. Both files'
+formats (columns, writers, readers) live in :mod:`cleaner.formats.queue_file`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cleaner.core.atomic import atomic_path, write_text
+from cleaner.core.choices import RANK_METHODS
+from cleaner.core.config import PipelineConfig, apply_overrides
+from cleaner.core.errors import InputError, Problem
+from cleaner.formats.attributes import AttributeTable
+from cleaner.formats.audit import decided_in_manifest
+from cleaner.formats.manifest import (
+    audit_log_path,
+    newest_version,
+    read_manifest,
+    resolve_paths,
+    sha256_file,
+)
+from cleaner.formats.queue_file import (
+    QueueMeta,
+    read_queue_table,
+    write_queue_csv,
+    write_queue_meta,
+)
+from cleaner.formats.run_files import QueueFiles, RunFiles
+from cleaner.formats.runs import (
+    Run,
+    ensemble_members,
+    expand_runs,
+    load_probs,
+    load_run,
+    mean_probs,
+)
+from cleaner.ranking import flag
+from cleaner.ranking.queue_rows import QueueSummary, build_queue
+from cleaner.ranking.trust import check_trust
+from cleaner.review.gallery import render_gallery
+
+
+def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
+    """Load runs that share one manifest version, row order and class order."""
+    if not run_dirs:
+        raise InputError("give at least one run folder")
+    runs = [load_run(d) for d in run_dirs]
+    first = runs[0]
+    for r in runs[1:]:
+        if r.manifest_sha != first.manifest_sha:
+            raise InputError(
+                [
+                    Problem(
+                        str(r.run_dir),
+                        f"made from another manifest than "
+                        f"{first.run_dir} ({r.manifest_path} vs "
+                        f"{first.manifest_path}); flag runs of one manifest together",
+                    )
+                ]
+            )
+        if r.classes != first.classes or not np.array_equal(r.sample_ids, first.sample_ids):
+            raise InputError(
+                [Problem(str(r.run_dir), f"classes or rows differ from {first.run_dir}")]
+            )
+    return runs
+
+
+def _flag_inputs(
+    run_dirs: Sequence[str | Path],
+    overrides: Sequence[str],
+    *,
+    probs: str | Path | None,
+    manifest: str | Path | None,
+    embeddings: str | Path | None,
+) -> list[Run]:
+    """The runs to flag: run folders, or one probability file with its manifest.
+
+    ``overrides`` (``flag.*``; with ``probs`` also ``data.group``) apply at this
+    step, without a new oof run.
+    """
+    if probs is not None:
+        if run_dirs:
+            raise InputError("give run folders or --probs, not both")
+        if manifest is None:
+            raise InputError("--probs needs --manifest: the manifest the probabilities score")
+        cfg = apply_overrides(PipelineConfig(), overrides, keys=("flag", "data.group"))
+        return [load_probs(probs, manifest, cfg, embeddings=embeddings)]
+    if manifest is not None or embeddings is not None:
+        raise InputError("--manifest and --embeddings go with --probs (a run folder has its own)")
+    runs = load_runs(expand_runs(run_dirs))
+    if overrides:
+        runs = [
+            dataclasses.replace(r, cfg=apply_overrides(r.cfg, overrides, keys=("flag",)))
+            for r in runs
+        ]
+    return runs
+
+
+def _queue_meta(
+    runs: Sequence[Run],
+    *,
+    method: str,
+    top: int,
+    table: AttributeTable | None,
+    trust: flag.ModelTrust,
+    mean_probs: np.ndarray,
+    noise: Mapping[str, Any],
+) -> QueueMeta:
+    """``queue.json``: what the queue was made from, for ``apply`` and the review page."""
+    run = runs[0]
+    from_file = run.probs_file is not None
+    # Confidently labelled train rows of each class, for the review page to compare.
+    examples = {
+        run.classes[c]: tuple(str(run.sample_ids[i]) for i in rows)
+        for c, rows in flag.confident_examples(run.labels, mean_probs).items()
+    }
+    return QueueMeta(
+        manifest=run.manifest_path,
+        manifest_sha256=run.manifest_sha,
+        classes=tuple(run.classes),
+        runs=() if from_file else tuple(str(r.run_dir) for r in runs),
+        group_column=run.cfg.data.group,
+        attributes=table,
+        examples=examples,
+        probs=run.probs_file,
+        probs_sha256=sha256_file(run.probs_file) if run.probs_file else "",
+        # The flag settings used: the run's, --set's, and --top/--method.
+        flag={**dataclasses.asdict(run.cfg.flag), "top": top, "method": method},
+        method=method,
+        top=top,
+        trust=dataclasses.asdict(trust),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        noise=noise,
+    )
+
+
+def make_queue(
+    run_dirs: Sequence[str | Path] = (),
+    *,
+    top: int | None = None,
+    method: str | None = None,
+    out: str | Path | None = None,
+    include_unlabeled: bool = False,
+    on_image: Callable[[], None] | None = None,
+    force: bool = False,
+    overrides: Sequence[str] = (),
+    probs: str | Path | None = None,
+    manifest: str | Path | None = None,
+    embeddings: str | Path | None = None,
+) -> QueueSummary:
+    """``cleaner flag``: write queue.csv, queue.html, queue.json (and duplicates.csv).
+
+    From run folders, or from ``probs`` (out-of-fold probabilities made outside
+    ``cleaner``, in the ``oof.csv`` layout) scoring ``manifest``, with optional
+    ``embeddings`` (:mod:`cleaner.formats.embeddings`); then ``out`` is required.
+    Refuses (unless ``force``) when the out-of-fold model is no better than chance.
+    """
+    runs = _flag_inputs(run_dirs, overrides, probs=probs, manifest=manifest, embeddings=embeddings)
+    run = runs[0]
+    if probs is None:
+        _refuse_an_older_version(run)
+    top, method = _settings(run, top=top, method=method)
+    if probs is not None and out is None:
+        raise InputError("--probs needs --out: the folder for the queue")
+    ensemble_probs = mean_probs(runs)
+    source = str(probs) if probs is not None else ", ".join(str(r.run_dir) for r in runs)
+    trust = check_trust(run.labels, ensemble_probs, force=force, source=source)
+    # An ensemble folder (oof --repeats) holds its queue, as a run folder does.
+    alone = Path(run_dirs[0]) if len(run_dirs) == 1 else None
+    home = alone if alone is not None and ensemble_members(alone) else run.run_dir
+    targets = _targets(Path(out) if out else home, runs)
+    df = read_manifest(run.manifest_path)
+    decided = decided_in_manifest(df, audit_log_path(run.manifest_path))
+    queue, summary = build_queue(
+        df, runs, top=top, method=method, decided=decided, include_unlabeled=include_unlabeled
+    )
+    summary.trust = trust
+    if probs is not None:
+        summary.runs = [str(probs)]
+    page = _gallery(queue, df, run, on_image=on_image)
+    meta = _queue_meta(
+        runs,
+        method=method,
+        top=top,
+        table=summary.attributes,
+        trust=trust,
+        mean_probs=ensemble_probs,
+        noise={
+            "estimated_wrong_labels": summary.num_label_issues,
+            "interval_95": list(summary.noise_interval),
+            "model_disagrees": summary.disagreements,
+            "train_rows": summary.n_train,
+            "note": summary.noise_caveat,
+        },
+    )
+    _write_outputs(targets, queue=queue, page=page, meta=meta, summary=summary, run=run)
+    summary.queue_csv, summary.queue_html = targets.csv, targets.html
+    return summary
+
+
+def _refuse_an_older_version(run: Run) -> None:
+    """A run of a manifest that ``apply`` has since replaced scores the old labels: its
+    queue would ask again about rows already decided. Refused, with the command that
+    trains on the newest version (the run's own config.toml is a complete pipeline)."""
+    newest = newest_version(run.manifest_path)
+    if newest == run.manifest_path:
+        return
+    files = RunFiles(run.run_dir)
+    out = run.run_dir.with_name(f"{run.run_dir.name}-{newest.stem.rsplit('.', 1)[-1]}")
+    raise InputError(
+        [
+            Problem(
+                str(run.run_dir),
+                f"made from {run.manifest_path.name}, but {newest.name} is newer (cleaner "
+                "apply wrote it): this run's queue would ask again about rows already "
+                f"decided. Train on the newest version, then flag that run: cleaner oof "
+                f"{files.config} --set data.manifest={newest} --out {out}",
+            )
+        ]
+    )
+
+
+def _settings(run: Run, *, top: int | None, method: str | None) -> tuple[int, str]:
+    """--top and --method, or the run's ``flag.top`` and ``flag.method``; checked."""
+    top = top if top is not None else run.cfg.flag.top
+    method = method or run.cfg.flag.method
+    check_settings(top, method)
+    return top, method
+
+
+def check_settings(top: int, method: str) -> None:
+    """Refuse a queue length below 1 and an unknown ranking method (CLI and API alike)."""
+    if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
+        raise InputError(f"--top must be at least 1, got {top}")
+    RANK_METHODS.check(method, "--method")
+
+
+@dataclass(frozen=True)
+class _Targets(QueueFiles):
+    """The files ``flag`` writes into the queue's folder."""
+
+    with_duplicates: bool  # with embeddings: duplicates.csv too
+
+    def all(self) -> list[Path]:
+        paths = [self.csv, self.html, self.record, self.noise_png]
+        return paths + ([self.duplicates] if self.with_duplicates else [])
+
+
+def _targets(out_dir: Path, runs: Sequence[Run]) -> _Targets:
+    """The files to write; refused when a queue is there (a queue is never overwritten).
+
+    ``queue.json`` is written last and marks a complete queue. Without it, the
+    other files are what an interrupted ``flag`` left (apply and review refuse
+    them), and this run replaces them: unless a reviewer has already filled in
+    decisions there, which are never written over.
+    """
+    targets = _Targets(out_dir, any(r.embeddings is not None for r in runs))
+    existing = [p for p in targets.all() if p.exists()]
+    if targets.record.exists():
+        raise InputError(
+            [Problem(str(p), "already exists; pass --out for a new queue folder") for p in existing]
+        )
+    if targets.csv in existing and _has_decisions(targets.csv):
+        raise InputError(
+            [
+                Problem(
+                    str(targets.csv),
+                    "already exists with decisions filled in, but without its "
+                    f"{targets.record.name} (an interrupted flag?); "
+                    "pass --out for a new queue folder",
+                )
+            ]
+        )
+    return targets
+
+
+def _has_decisions(queue_csv: Path) -> bool:
+    """Whether a queue CSV has a decision filled in (unreadable: taken as yes, and kept)."""
+    try:
+        table = read_queue_table(queue_csv)
+    except InputError:
+        return True
+    return bool(table["decision"].str.strip().ne("").any())
+
+
+def _gallery(
+    queue: pd.DataFrame, df: pd.DataFrame, run: Run, *, on_image: Callable[[], None] | None
+) -> str:
+    """queue.html: the rows with the manifest's images (and a pair's partner image)."""
+    root = run.manifest_path.parent
+    paths = [
+        p if str(raw) else None
+        for p, raw in zip(resolve_paths(queue, root), queue["path"], strict=True)
+    ]
+    # A near duplicate or leakage row shows its partner: the manifest's image of that id.
+    at = pd.Index(df["sample_id"]).get_indexer(queue["partner"].astype(str))
+    found = iter(resolve_paths(df.iloc[at[at >= 0]], root))
+    partner_paths = [next(found) if i >= 0 else None for i in at]
+    return render_gallery(
+        queue,
+        paths,
+        title=f"relabel queue: {run.manifest_path.name}",
+        classes=run.classes,
+        on_image=on_image,
+        partner_paths=partner_paths,
+        noise_png=QueueFiles(Path(".")).noise_png.name,
+    )
+
+
+def _write_outputs(
+    targets: _Targets,
+    *,
+    queue: pd.DataFrame,
+    page: str,
+    meta: QueueMeta,
+    summary: QueueSummary,
+    run: Run,
+) -> None:
+    """Everything is computed; now write the files, all or none (queue.json last)."""
+    targets.dir.mkdir(parents=True, exist_ok=True)
+    for leftover in targets.all():  # an interrupted flag's, without queue.json (_targets)
+        leftover.unlink(missing_ok=True)
+    written: list[Path] = []
+    try:
+        write_queue_csv(queue, targets.csv)
+        written.append(targets.csv)
+        write_text(targets.html, page)
+        written.append(targets.html)
+        from cleaner.core.figures import noise_matrix_png  # matplotlib only where it draws
+
+        assert summary.noise_joint is not None  # build_queue estimated it
+        noise_matrix_png(summary.noise_joint, run.classes, targets.noise_png,
+                         xlabel="likely true label",
+                         title="estimated noise (cleanlab): given vs likely true")  # fmt: skip
+        written.append(targets.noise_png)
+        if targets.with_duplicates and summary.duplicate_pairs is not None:
+            with atomic_path(targets.duplicates) as tmp:
+                summary.duplicate_pairs.to_csv(tmp, index=False, float_format="%.6g")
+            written.append(targets.duplicates)
+            summary.duplicates_csv = targets.duplicates
+        # queue.json last: apply and review look for it.
+        write_queue_meta(targets.record, meta)
+    except BaseException:
+        for p in written:
+            os.unlink(p)
+        raise

@@ -1,0 +1,743 @@
+"""Label Studio round trip: the relabel queue out as Label Studio tasks, decisions back in.
+
+``export_tasks`` turns a queue (``queue.csv`` with ``queue.json`` beside it)
+into a Label Studio *import* file, a JSON list of tasks, and the labeling
+config those tasks need; ``import_export`` reads a Label Studio JSON *export*
+of the same tasks and writes each task's chosen answer into the queue's
+``decision`` and ``new_label`` cells, so that ``cleaner apply`` takes it from
+there exactly as it takes a queue filled in a spreadsheet or in ``cleaner review``.
+
+The formats, as Label Studio documents them (the pages this module follows;
+their sources are ``docs/source/...`` in github.com/HumanSignal/label-studio):
+
+- Import file, a list of tasks with a ``data`` object whose keys the labeling
+  config names as ``$key`` and may hold other fields:
+  https://labelstud.io/guide/tasks.html#Basic-Label-Studio-JSON-format
+  (``guide/tasks.md``).
+- Pre-annotations: a task's ``predictions`` list, each with ``model_version``,
+  ``score`` (of the whole prediction) and ``result``; a Choices result is
+  ``{"id", "type": "choices", "from_name", "to_name", "value": {"choices": [...]}}``,
+  and result ids must differ:
+  https://labelstud.io/guide/predictions.html (``guide/predictions.md``).
+- Export file, a list of tasks with ``id``, ``data`` (as imported) and
+  ``annotations``, each with ``id``, ``result`` (the same result objects),
+  ``was_cancelled`` (skipped), ``created_at``, ``updated_at``, ``completed_by``:
+  https://labelstud.io/guide/task_format.html (``includes/task_format.md``).
+- Local files: an image URL ``/data/local-files/?d=PATH``, ``PATH`` relative to
+  ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``, with
+  ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and a Local Files storage
+  under that root:
+  https://labelstud.io/guide/storage.html#Tasks-with-local-storage-file-references
+  (``guide/storage.md``).
+- Labeling config: an ``Image`` object and a ``Choices`` control with one
+  ``Choice value=...`` per answer, as the image classification template:
+  https://labelstud.io/tags/choices.html, https://labelstud.io/templates/image_classification.html
+  (``tags/choices.md``, ``templates/image_classification.md``); a ``Header``
+  value may hold ``$field`` variables of the task data (``guide/tasks.md``,
+  "How to retrieve data").
+
+The answers are the classes (from ``queue.json``), then ``keep``, ``drop`` and
+``unsure``. Back in the queue a class is a ``relabel`` to it, or ``keep`` when
+it is the given label. The last annotation of a task (in the export's order)
+that was not cancelled counts; a task without one is left undecided. Nothing is
+written unless every task maps to a queue row and the queue with the new
+decisions passes ``cleaner apply``'s checks (checked on the new text before it
+replaces the file); a decision already in the queue is only replaced by a
+different one with ``force``. The queue is rewritten as ``cleaner review``
+rewrites it: header, columns, row order, blank lines, delimiter, BOM, line
+ending and file mode kept, only the two decision cells of a decided row changed.
+
+Heavy libraries stay out of this module's imports: ``cleaner.review.apply`` (the
+queue's checks) is imported by the functions that need it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
+
+from cleaner.core.atomic import atomic_path
+from cleaner.core.errors import InputError, Problem, not_utf8
+from cleaner.core.project_lock import project_lock
+from cleaner.formats.queue_file import (
+    QueueChanged,
+    QueueText,
+    queue_csv_path,
+    queue_meta_path,
+    replace_queue,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cleaner.review.apply import CheckedQueue
+
+# Names in the labeling config: the Image object (and its data key) and the Choices control.
+IMAGE = "image"
+CONTROL = "decision"
+# The answers besides the classes, in the order the config lists them.
+DECISION_CHOICES = ("keep", "drop", "unsure")
+LOCAL_FILES_URL = "/data/local-files/?d="
+MODEL_VERSION = "cleaner"  # predictions.model_version (plus the ranking method)
+
+
+# --- export ----------------------------------------------------------------------------
+
+
+def labeling_config(classes: Sequence[str]) -> str:
+    """The Label Studio labeling config (XML) of the exported tasks: image, context, choices."""
+    choices = "\n".join(
+        f"    <Choice value={quoteattr(c)}/>" for c in (*classes, *DECISION_CHOICES)
+    )
+    return (
+        "<View>\n"
+        f'  <Image name="{IMAGE}" value="${IMAGE}"/>\n'
+        '  <Header value="given: $given_label | suggested: $suggested_label | '
+        'issue: $issue | label quality: $label_quality"/>\n'
+        '  <Header value="$note"/>\n'
+        f'  <Choices name="{CONTROL}" toName="{IMAGE}" choice="single-radio" '
+        'showInline="true" required="true">\n'
+        f"{choices}\n"
+        "  </Choices>\n"
+        "</View>\n"
+    )
+
+
+def _cell(row: Mapping[Any, Any], col: str) -> str:
+    value = row.get(col)
+    return "" if value is None else str(value).strip()
+
+
+def _number(text: str) -> float | None:
+    """A queue cell as a number; a spreadsheet with ``;`` writes ``,`` as the decimal mark."""
+    try:
+        value = float(text.replace(",", ".")) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None  # JSON has no NaN
+
+
+def _queue_row(row: Mapping[Any, Any], i: int) -> int:
+    """The row's ``rank``, or its 1-based position when the rank is missing or not a number."""
+    rank = _cell(row, "rank")
+    return int(rank) if rank.isdigit() else i + 1
+
+
+def _image_url(
+    image: Path, stored: str, *, document_root: Path, image_prefix: str | None
+) -> str | None:
+    """The task's image URL, or None when the image lies outside the document root."""
+    if image_prefix is not None:
+        return image_prefix + quote(Path(stored).as_posix(), safe="/")
+    rel = os.path.relpath(os.path.abspath(image), os.path.abspath(document_root))
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+        return None
+    # A query value: '&', '#', '+' and spaces in a file name must be escaped.
+    return LOCAL_FILES_URL + quote(Path(rel).as_posix(), safe="/")
+
+
+def default_document_root(manifest_dir: Path, images: Sequence[Path]) -> Path:
+    """Label Studio's document root when none is given: the manifest's folder when every
+    image lies under it, else the deepest folder above it and every image (the images of
+    `ingest folder ../photos` lie beside the project, not in it). Never the file system's
+    root: Label Studio would serve every file; then the manifest's folder, and the error
+    names --document-root."""
+    paths = [os.path.abspath(manifest_dir), *(os.path.abspath(p) for p in images)]
+    common = Path(os.path.commonpath(paths))
+    return manifest_dir if common.parent == common else common
+
+
+def _images(checked: CheckedQueue) -> tuple[list[tuple[Path, str] | None], Path]:
+    """Per queue row, the manifest's image (path, path as stored), and the manifest's folder.
+
+    Never the queue's own ``path`` cell (a tampered queue could name any file),
+    as ``cleaner review`` serves them: a sample's own image, for a ``group:ID``
+    row the member its cell names, else the group's first train member.
+    """
+    from cleaner.formats.manifest import id_matcher, resolve_paths
+    from cleaner.ranking.issue_kinds import GROUP_PREFIX
+
+    manifest, meta = checked.manifest, checked.meta
+    root = meta.manifest.parent
+    stored = manifest["path"].astype(str).tolist()
+    paths = resolve_paths(manifest, root)
+    by_id = {sid: k for k, sid in enumerate(manifest["sample_id"])}
+    match = id_matcher(by_id)
+    members: dict[str, list[int]] = {}
+    group = meta.group_column
+    if group and group in manifest.columns:
+        train = (manifest["split"] == "train").to_numpy()
+        for m, g in enumerate(manifest[group].astype(str)):
+            if train[m]:
+                members.setdefault(g, []).append(m)
+    out: list[tuple[Path, str] | None] = []
+    for row in checked.table.to_dict("records"):
+        sid = _cell(row, "sample_id")
+        k: int | None
+        if sid.startswith(GROUP_PREFIX):
+            mine = members.get(sid[len(GROUP_PREFIX) :], [])
+            cell = _cell(row, "path")
+            named = [m for m in mine if cell and stored[m] == cell]
+            k = named[0] if named else (mine[0] if mine else None)
+        else:
+            found = match(str(row["sample_id"]))
+            k = by_id[found] if found is not None else None
+        out.append(None if k is None else (paths[k], stored[k]))
+    return out, root
+
+
+def export_tasks(
+    queue_csv: str | Path,
+    *,
+    image_prefix: str | None = None,
+    document_root: str | Path | None = None,
+) -> tuple[list[dict[str, Any]], str]:
+    """Label Studio tasks of every queue row, and the labeling config they need.
+
+    Each task's ``data`` holds ``image`` (``/data/local-files/?d=`` and the
+    manifest's image relative to ``document_root``, default the manifest's
+    folder; or ``image_prefix`` and the image's path as the manifest stores
+    it), ``sample_id``, ``queue_row`` (the rank), ``given_label``,
+    ``suggested_label``, ``issue``, ``label_quality`` and ``note``. A row whose
+    suggestion is a class has it as the pre-annotation (``predictions``), with
+    ``score`` = 1 - label quality: how much the model doubts the given label.
+    The queue must pass ``cleaner apply``'s checks; raises :class:`InputError`.
+    """
+    tasks, config, _ = _export(queue_csv, image_prefix=image_prefix, document_root=document_root)
+    return tasks, config
+
+
+def _export(
+    queue_csv: str | Path, *, image_prefix: str | None, document_root: str | Path | None
+) -> tuple[list[dict[str, Any]], str, Path]:
+    """:func:`export_tasks`, and the document root the image URLs are relative to."""
+    from cleaner.review.apply import check_queue
+
+    queue_csv = queue_csv_path(queue_csv)
+    checked = check_queue(queue_csv)
+    meta = checked.meta
+    file = str(queue_csv)
+    problems = _class_clashes(meta.classes, queue_meta_path(queue_csv))
+    images, root = _images(checked)
+    root = (
+        Path(document_root)
+        if document_root is not None
+        else default_document_root(root, [image[0] for image in images if image is not None])
+    )
+    method = str(meta.flag.get("method") or "")
+    model_version = f"{MODEL_VERSION} {method}".strip()
+    lines = checked.table.attrs.get("lines") or [i + 2 for i in range(len(checked.table))]
+    tasks = []
+    for i, (line, row, image) in enumerate(
+        zip(lines, checked.table.to_dict("records"), images, strict=True)
+    ):
+        sid = _cell(row, "sample_id")
+        if image is None:
+            problems.append(Problem(file, f"sample_id {sid!r} has no image in the manifest", line))
+            continue
+        url = _image_url(image[0], image[1], document_root=root, image_prefix=image_prefix)
+        if url is None:
+            problems.append(
+                Problem(
+                    file,
+                    f"image {image[0]} of {sid!r} is not under the document root {root}: "
+                    "pass --document-root (Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT) "
+                    "or --image-prefix",
+                    line,
+                )
+            )
+            continue
+        tasks.append(_task(row, i, url, meta.classes, model_version))
+    if problems:
+        raise InputError(problems)
+    return tasks, labeling_config(meta.classes), root
+
+
+def _class_clashes(classes: Sequence[str], queue_json: Path) -> list[Problem]:
+    """A class named like one of the decisions would read as that decision."""
+    taken = sorted({c for c in classes if c.strip().lower() in DECISION_CHOICES})
+    if not taken:
+        return []
+    return [
+        Problem(
+            str(queue_json),
+            f"class(es) {', '.join(map(repr, taken))} read as the decisions "
+            f"{', '.join(DECISION_CHOICES)} in Label Studio's choices; rename the class",
+        )
+    ]
+
+
+def _task(
+    row: Mapping[Any, Any], i: int, url: str, classes: Sequence[str], model_version: str
+) -> dict[str, Any]:
+    """The Label Studio task of queue row ``i`` (0-based), its image at ``url``."""
+    from cleaner.ranking.issue_kinds import has_suggestion
+
+    issue = _cell(row, "issue")
+    suggested = _cell(row, "suggested_label") if has_suggestion(issue) else ""
+    quality = _number(_cell(row, "label_quality"))
+    task: dict[str, Any] = {
+        "data": {
+            IMAGE: url,
+            "sample_id": _cell(row, "sample_id"),
+            "queue_row": _queue_row(row, i),
+            "given_label": _cell(row, "given_label"),
+            "suggested_label": suggested,
+            "issue": issue,
+            "label_quality": quality,
+            "note": _cell(row, "note"),
+        }
+    }
+    if suggested in classes:
+        task["predictions"] = [_prediction(suggested, quality, i, model_version)]
+    return task
+
+
+def _prediction(
+    suggested: str, quality: float | None, i: int, model_version: str
+) -> dict[str, Any]:
+    """The suggestion as a pre-annotation; ``score`` = 1 - label quality, when it is one."""
+    prediction: dict[str, Any] = {
+        "model_version": model_version,
+        "result": [
+            {
+                "id": f"suggestion-{i + 1}",  # result ids must differ
+                "type": "choices",
+                "from_name": CONTROL,
+                "to_name": IMAGE,
+                "value": {"choices": [suggested]},
+            }
+        ],
+    }
+    if quality is not None and 0 <= quality <= 1:
+        prediction["score"] = round(1 - quality, 6)
+    return prediction
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    tasks_json: Path
+    config_xml: Path
+    tasks: int
+    predictions: int  # tasks with the suggestion as a pre-annotation
+    document_root: Path | None  # where the local-files URLs start; None with an image prefix
+
+
+def default_export_path(queue_csv: str | Path) -> Path:
+    """``queue.labelstudio.json`` beside ``queue.csv``."""
+    queue_csv = queue_csv_path(queue_csv)
+    return queue_csv.with_name(f"{queue_csv.stem}.labelstudio.json")
+
+
+def write_tasks(
+    queue_csv: str | Path,
+    out: str | Path | None = None,
+    *,
+    image_prefix: str | None = None,
+    document_root: str | Path | None = None,
+) -> ExportSummary:
+    """``cleaner export labelstudio``: the tasks (``FILE.json``) and the config (``FILE.xml``).
+
+    Both or neither; an existing file is not overwritten.
+    """
+    tasks_json = Path(out) if out is not None else default_export_path(queue_csv)
+    config_xml = tasks_json.with_suffix(".xml")
+    if config_xml == tasks_json:
+        raise InputError(
+            f"--out {tasks_json}: name the tasks file FILE.json (FILE.xml is the config)"
+        )
+    existing = [p for p in (tasks_json, config_xml) if p.exists()]
+    if existing:
+        raise InputError([Problem(str(p), "already exists; pass another --out") for p in existing])
+    tasks, config, root = _export(queue_csv, image_prefix=image_prefix, document_root=document_root)
+    with atomic_path(tasks_json) as tmp:
+        tmp.write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        with atomic_path(config_xml) as tmp:
+            tmp.write_text(config, encoding="utf-8")
+    except BaseException:
+        tasks_json.unlink(missing_ok=True)
+        raise
+    return ExportSummary(
+        tasks_json,
+        config_xml,
+        len(tasks),
+        sum("predictions" in t for t in tasks),
+        None if image_prefix is not None else root,
+    )
+
+
+# --- import ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskChoice:
+    """What one task of a Label Studio export says: its answer, or None (not annotated)."""
+
+    task: str  # how messages name it: "task 12" (Label Studio's id) or "task 3 in the file"
+    sample_id: str
+    queue_row: int | None
+    choice: str | None
+
+
+def _task_name(task: Mapping[str, Any], i: int) -> str:
+    tid = task.get("id")
+    if isinstance(tid, int | str) and not isinstance(tid, bool) and str(tid):
+        return f"task {tid}"
+    return f"task {i + 1} in the file"
+
+
+def _annotation_choice(annotation: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(the annotation's choice, None) or (None, why it has no readable one)."""
+    result = annotation.get("result")
+    if not isinstance(result, list):
+        return None, "an annotation without a result list"
+    picks = [r for r in result if isinstance(r, dict) and r.get("from_name") == CONTROL]
+    if not picks:
+        return None, f"its annotation chose nothing in {CONTROL!r}"
+    if len(picks) > 1:
+        return None, f"its annotation has {len(picks)} results for {CONTROL!r}; give one"
+    pick = picks[0]
+    value = pick.get("value")
+    choices = value.get("choices") if isinstance(value, dict) else None
+    if pick.get("type") != "choices" or not isinstance(choices, list):
+        return None, f"its {CONTROL!r} result is not a choices result"
+    if len(choices) != 1 or not isinstance(choices[0], str):
+        return None, f"its annotation chose {len(choices)} answers; choose one"
+    return choices[0], None
+
+
+def parse_export(tasks: Any, *, file: str) -> list[TaskChoice]:
+    """The tasks of a Label Studio JSON export (already parsed), checked; pure.
+
+    A task needs ``data.sample_id`` (every task ``cleaner export labelstudio``
+    writes has it); ``queue_row`` tells two queue rows of one sample apart.
+    Cancelled annotations are ignored; of the others the last counts.
+    Raises :class:`InputError` listing every bad task.
+    """
+    if not isinstance(tasks, list):
+        raise InputError(
+            [Problem(file, "not a Label Studio JSON export: expected a list of tasks")]
+        )
+    problems: list[Problem] = []
+    out: list[TaskChoice] = []
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            problems.append(Problem(file, f"task {i + 1} in the file is not a JSON object"))
+            continue
+        name = _task_name(task, i)
+        data = task.get("data")
+        data = data if isinstance(data, dict) else {}
+        sid = data.get("sample_id")
+        if not isinstance(sid, str | int) or isinstance(sid, bool) or not str(sid).strip():
+            problems.append(
+                Problem(
+                    file,
+                    f"{name}: no data.sample_id; import the tasks that "
+                    "`cleaner export labelstudio` wrote",
+                )
+            )
+            continue
+        raw_row = data.get("queue_row")
+        queue_row = raw_row if isinstance(raw_row, int) and not isinstance(raw_row, bool) else None
+        annotations = task.get("annotations", [])
+        if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+            problems.append(Problem(file, f"{name}: annotations is not a list of objects"))
+            continue
+        done = [a for a in annotations if a.get("was_cancelled") is not True]  # skipped: no answer
+        choice = None
+        if done:
+            choice, why = _annotation_choice(done[-1])
+            if why is not None:
+                problems.append(Problem(file, f"{name} (sample_id {str(sid)!r}): {why}"))
+                continue
+        out.append(TaskChoice(name, str(sid), queue_row, choice))
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+def read_export(export_json: str | Path) -> list[TaskChoice]:
+    """Read and check a Label Studio JSON export file (see :func:`parse_export`)."""
+    path = Path(export_json)
+    if not path.is_file():
+        raise InputError([Problem(str(path), "Label Studio export not found")])
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError([not_utf8(path, "export", save_as="JSON (UTF-8)")]) from None
+    try:
+        tasks = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            [Problem(str(path), f"not valid JSON: {e.msg} (column {e.colno})", e.lineno)]
+        ) from None
+    except RecursionError:  # thousands of nested brackets: malformed, not a crash
+        raise InputError([Problem(str(path), "not valid JSON: nested too deeply")]) from None
+    except ValueError as e:  # an integer of thousands of digits: Python's int limit
+        raise InputError([Problem(str(path), f"not a Label Studio export: {e}")]) from None
+    return parse_export(tasks, file=str(path))
+
+
+@dataclass
+class ImportSummary:
+    """What ``cleaner import labelstudio`` did to the queue."""
+
+    queue: Path
+    tasks: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # decisions written, per action
+    unchanged: int = 0  # the queue held the same decision already
+    not_annotated: int = 0  # no annotation, or only cancelled ones
+    replaced: int = 0  # another decision replaced (with force)
+    wrote: bool = False
+
+
+def _decision(choice: str, given: str, classes: Sequence[str]) -> tuple[str, str] | None:
+    """A Label Studio answer as the queue's (decision, new_label); None if it is neither."""
+    if choice in DECISION_CHOICES:
+        return choice, ""
+    if choice in classes:
+        return ("keep", "") if choice == given else ("relabel", choice)
+    return None
+
+
+def _current(row: Mapping[Any, Any]) -> tuple[str, str]:
+    """The row's decision as apply reads it: a relabel with a blank new_label is the suggestion."""
+    from cleaner.ranking.issue_kinds import has_suggestion
+
+    action = _cell(row, "decision").lower()
+    if action != "relabel":
+        return action, ""
+    label = _cell(row, "new_label")
+    if not label and has_suggestion(_cell(row, "issue")):
+        label = _cell(row, "suggested_label")
+    return action, label
+
+
+def _words(decision: tuple[str, str]) -> str:
+    action, label = decision
+    return f"relabel to {label!r}" if action == "relabel" else action
+
+
+def _rows_of(
+    choices: Sequence[TaskChoice], table: pd.DataFrame, *, export: str
+) -> tuple[list[int], list[Problem]]:
+    """The queue row (0-based) of each task, by sample_id (and queue_row where one id
+    has several rows), and the tasks that match none."""
+    from cleaner.formats.manifest import id_key
+
+    by_id: dict[str, list[int]] = {}
+    for i, sid in enumerate(table["sample_id"]):
+        by_id.setdefault(id_key(str(sid)), []).append(i)  # the id rule of every reader
+    ranks = [str(r).strip() for r in table["rank"]] if "rank" in table.columns else None
+    rows, problems = [], []
+    for t in choices:
+        found = by_id.get(id_key(t.sample_id), [])
+        if len(found) > 1:
+            found = [
+                i
+                for i in found
+                if t.queue_row is not None
+                and (ranks[i] == str(t.queue_row) if ranks is not None else i + 1 == t.queue_row)
+            ]
+        if not found:
+            problems.append(
+                Problem(export, f"{t.task}: sample_id {t.sample_id!r} is not in the queue")
+            )
+        elif len(found) > 1:
+            problems.append(
+                Problem(
+                    export,
+                    f"{t.task}: sample_id {t.sample_id!r} is on {len(found)} queue rows "
+                    "and its queue_row names none of them",
+                )
+            )
+        rows.append(found[0] if len(found) == 1 else -1)
+    return rows, problems
+
+
+def import_export(
+    export_json: str | Path, queue_csv: str | Path, *, force: bool = False
+) -> ImportSummary:
+    """``cleaner import labelstudio``: write a Label Studio export's answers into the queue.
+
+    Raises :class:`InputError` (nothing written) for a bad export, a task whose
+    sample is not in the queue, an answer that is no class and no decision,
+    two tasks deciding one row differently, a queue decision that another one
+    would replace (unless ``force``), and a result that ``cleaner apply`` would
+    refuse (a leakage row relabelled, a test row, ...).
+    """
+    queue_csv = queue_csv_path(queue_csv)
+    # The queue's folder lock from reading the queue to replacing it: a review page's
+    # decision written meanwhile is neither lost nor written over.
+    with project_lock(queue_csv.parent, f"cleaner import labelstudio {queue_csv}"):
+        return _import_locked(export_json, queue_csv, force=force)
+
+
+def _import_locked(export_json: str | Path, queue_csv: Path, *, force: bool) -> ImportSummary:
+    """:func:`import_export` once it holds the lock of the queue's folder."""
+    from cleaner.review.apply import check_queue
+
+    checked = check_queue(queue_csv)  # the queue as it is must already be a valid one
+    choices = read_export(export_json)
+    raw = QueueText.read(queue_csv)
+    raw.check_rows(checked.table, str(queue_csv))
+    summary = ImportSummary(queue_csv, tasks=len(choices))
+    wanted = _answers(choices, checked, export=str(export_json), summary=summary)
+    changes = _changes(wanted, checked, file=str(queue_csv), force=force, summary=summary)
+    for new, _ in changes.values():
+        summary.counts[new[0]] = summary.counts.get(new[0], 0) + 1
+    if not changes:
+        return summary
+    lines = _lines(checked.table)
+    _write_checked(
+        queue_csv,
+        raw,
+        raw.with_decisions({i: new for i, (new, _) in changes.items()}).render(),
+        checked,
+        task_of_line={lines[i]: t.task for i, (_, t) in changes.items()},
+    )
+    summary.wrote = True
+    return summary
+
+
+def _lines(table: pd.DataFrame) -> list[int]:
+    """The file line of each queue row."""
+    lines: list[int] = table.attrs.get("lines") or [i + 2 for i in range(len(table))]
+    return lines
+
+
+def _answers(
+    choices: Sequence[TaskChoice], checked: CheckedQueue, *, export: str, summary: ImportSummary
+) -> dict[int, tuple[tuple[str, str], TaskChoice]]:
+    """Queue row (0-based) -> the (decision, new_label) its task answers, and the task.
+
+    Counts the tasks without an answer in ``summary``; raises :class:`InputError`
+    for tasks that match no row, answers that are no class, and rows two tasks
+    decide differently.
+    """
+    table, lines = checked.table, _lines(checked.table)
+    rows, problems = _rows_of(choices, table, export=export)
+    records = table.to_dict("records")
+    wanted: dict[int, tuple[tuple[str, str], TaskChoice]] = {}
+    for t, i in zip(choices, rows, strict=True):
+        if i < 0:
+            continue
+        if t.choice is None:
+            summary.not_annotated += 1
+            continue
+        new = _decision(t.choice, _cell(records[i], "given_label"), checked.meta.classes)
+        if new is None:
+            problems.append(
+                Problem(
+                    export,
+                    f"{t.task} (sample_id {t.sample_id!r}): answer {t.choice!r} is not a class "
+                    f"of the queue nor one of {', '.join(DECISION_CHOICES)}",
+                )
+            )
+            continue
+        seen = wanted.get(i)
+        if seen is not None and seen[0] != new:
+            problems.append(
+                Problem(
+                    export,
+                    f"{t.task} and {seen[1].task} decide queue line {lines[i]} "
+                    f"({t.sample_id!r}) differently: {_words(new)} and {_words(seen[0])}",
+                )
+            )
+            continue
+        wanted[i] = (new, t)
+    if problems:
+        raise InputError(problems)
+    return wanted
+
+
+def _changes(
+    wanted: Mapping[int, tuple[tuple[str, str], TaskChoice]],
+    checked: CheckedQueue,
+    *,
+    file: str,
+    force: bool,
+    summary: ImportSummary,
+) -> dict[int, tuple[tuple[str, str], TaskChoice]]:
+    """The answers that change the queue; a decision it holds is replaced only with ``force``.
+
+    Counts the unchanged and replaced rows in ``summary``.
+    """
+    records, lines = checked.table.to_dict("records"), _lines(checked.table)
+    conflicts, changes = [], {}
+    for i, (new, t) in sorted(wanted.items()):
+        now = _current(records[i])
+        if now == new:
+            summary.unchanged += 1
+            continue
+        if now[0]:
+            if not force:
+                conflicts.append(
+                    Problem(
+                        file,
+                        f"{_cell(records[i], 'sample_id')!r} is decided {_words(now)} here; "
+                        f"{t.task} says {_words(new)} (--force replaces it)",
+                        lines[i],
+                    )
+                )
+                continue
+            summary.replaced += 1
+        changes[i] = (new, t)
+    if conflicts:
+        raise InputError(conflicts)
+    return changes
+
+
+def _write_checked(
+    queue_csv: Path,
+    raw: QueueText,
+    data: bytes,
+    checked: CheckedQueue,
+    *,
+    task_of_line: Mapping[int, str],
+) -> None:
+    """Replace the queue with ``data`` once the new text passes ``cleaner apply``'s checks.
+
+    The file keeps its mode; a queue another program changed meanwhile is not replaced.
+    """
+    from cleaner.review.apply import check_queue, expand_decisions
+
+    file, meta = str(queue_csv), checked.meta
+
+    def as_apply_would(tmp: Path) -> None:
+        # Exactly what `cleaner apply` checks, on the new text, before it replaces the queue.
+        try:
+            new_check = check_queue(tmp)
+            expand_decisions(
+                new_check.decisions,
+                new_check.manifest,
+                file=str(tmp),
+                group=meta.group_column,
+                attributes=meta.attributes,
+            )
+        except InputError as e:
+            raise InputError(
+                [_as_queue_problem(p, tmp, file, task_of_line) for p in e.problems]
+            ) from None
+
+    changed = "changed by another program while importing; nothing written"
+    try:
+        replace_queue(queue_csv, data, expected=raw.sha256, changed=changed, check=as_apply_would)
+    except QueueChanged:
+        raise InputError([Problem(file, changed)]) from None
+
+
+def _as_queue_problem(p: Problem, tmp: Path, file: str, task_of_line: Mapping[int, str]) -> Problem:
+    """A problem found in the temporary copy, named as the queue's (and the task's) own."""
+    reason = p.reason.replace(str(tmp), file)
+    if p.row is not None and p.row in task_of_line:
+        reason += f" (from Label Studio {task_of_line[p.row]})"
+    return Problem(file if p.file == str(tmp) else p.file, reason, p.row)
