@@ -42,8 +42,9 @@ from rich.console import Console
 from benchmarks.common import MNIST_DIR, ROOT, measure_table, oof_run, write_section
 from cleaner.core.progress import make_progress
 from cleaner.formats.manifest import write_manifest
+from cleaner.formats.run_files import QueueFiles, RunFiles
 from cleaner.formats.runs import load_run
-from cleaner.ingest.adapters import ingest_arrays, load_mnist_arrays
+from cleaner.ingest.arrays import ingest_arrays, load_mnist_arrays
 from cleaner.ranking import flag
 from cleaner.ranking.queue import make_queue
 from cleaner.training.fold_train import load_fold_outputs
@@ -175,7 +176,7 @@ def _before(run_dir: Path, folds: int) -> tuple[np.ndarray, np.ndarray]:
     emb = None
     fold_of = np.zeros(len(position), int)
     for k in range(folds):
-        ids, _, e = load_fold_outputs(run_dir / f"fold-{k}" / "oof.npz")
+        ids, _, e = load_fold_outputs(RunFiles(run_dir).fold(k).oof)
         if emb is None:
             emb = np.zeros((len(position), e.shape[1]), np.float32)
         pos = position.get_indexer(ids)
@@ -252,8 +253,8 @@ def measure(
 
     # After: one space, the queue as flag writes it.
     summary = make_queue([out], top=TOP, out=root / "queue")
-    q = pd.read_csv(root / "queue" / "queue.csv", dtype=str, keep_default_na=False)
-    dup = pd.read_csv(root / "queue" / "duplicates.csv", dtype=str, keep_default_na=False)
+    q = pd.read_csv(QueueFiles(root / "queue").csv, dtype=str, keep_default_na=False)
+    dup = pd.read_csv(QueueFiles(root / "queue").duplicates, dtype=str, keep_default_na=False)
     pairs_after = {
         frozenset(p)
         for p, f in zip(zip(dup["sample_id"], dup["partner"], strict=True), dup["finding"],
@@ -261,7 +262,7 @@ def measure(
         if f != "same_label"
     }  # fmt: skip
     make_queue([out], top=10**9, out=root / "all")
-    every_row = pd.read_csv(root / "all" / "queue.csv", dtype=str, keep_default_na=False)
+    every_row = pd.read_csv(QueueFiles(root / "all").csv, dtype=str, keep_default_na=False)
     # A planted pair is a queue row when some row names the other image as its partner.
     rows_after = {
         frozenset((a, b))

@@ -34,8 +34,9 @@ from sklearn.model_selection import cross_val_predict
 
 from benchmarks.common import MNIST_DIR, ROOT, oof_run, result_table, write_section
 from cleaner.core.progress import make_progress
+from cleaner.formats.run_files import RunFiles
 from cleaner.formats.runs import load_run
-from cleaner.ingest.adapters import ingest_arrays, load_mnist_arrays
+from cleaner.ingest.arrays import ingest_arrays, load_mnist_arrays
 from cleaner.ingest.noise import flip_toward_confusion, inject_noise
 from cleaner.ranking.flag import label_quality
 from cleaner.ranking.queue import make_queue
@@ -104,7 +105,7 @@ def main() -> None:
                     )
                 oof_s = time.perf_counter() - t0
                 make_queue([result.run_dir], top=len(labels))
-                queue = pd.read_csv(result.run_dir / "queue.csv", dtype=str)
+                queue = pd.read_csv(RunFiles(result.run_dir).queue.csv, dtype=str)
                 position = {s: i for i, s in enumerate(df["sample_id"])}
                 order = np.array([position[s] for s in queue["sample_id"]])
                 run = load_run(result.run_dir)

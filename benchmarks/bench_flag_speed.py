@@ -35,7 +35,8 @@ from benchmarks.common import ROOT, result_table, write_section
 from cleaner.core.atomic import write_text
 from cleaner.core.config import PipelineConfig
 from cleaner.formats.manifest import sha256_file
-from cleaner.formats.runs import oof_table
+from cleaner.formats.prob_table import oof_table
+from cleaner.formats.run_files import RunFiles
 
 K = 18
 ABOUT = """## `cleaner flag`: speed and memory
@@ -133,16 +134,14 @@ def make_run(work: Path, labels: np.ndarray, probs: np.ndarray) -> None:
         }
     ).to_csv(manifest, index=False)
     cfg = PipelineConfig().replace("data", manifest="m.csv", classes=classes)
-    run = work / "run"
-    run.mkdir()
-    write_text(run / "config.toml", cfg.to_toml())
-    write_text(run / "manifest.sha256", f"{sha256_file(manifest)}  m.csv\n")
+    run = RunFiles(work / "run")
+    run.dir.mkdir()
+    write_text(run.config, cfg.to_toml())
+    write_text(run.manifest_record, f"{sha256_file(manifest)}  m.csv\n")
     folds = np.arange(len(labels)) % 5
     # load_run checks oof.csv against the run's fold assignment, as oof writes it.
-    pd.DataFrame({"sample_id": ids, "fold": folds}).to_csv(run / "folds.csv", index=False)
-    oof_table(ids, folds, labels, probs, classes).to_csv(
-        run / "oof.csv", index=False, float_format="%.8g"
-    )
+    pd.DataFrame({"sample_id": ids, "fold": folds}).to_csv(run.folds, index=False)
+    oof_table(ids, folds, labels, probs, classes).to_csv(run.oof, index=False, float_format="%.8g")
 
 
 def main() -> None:

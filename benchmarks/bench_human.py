@@ -167,7 +167,10 @@ def ensemble_one(work: Path, labels: str, repeats: int, synthetic: float) -> dic
         runs = [load_run(m.run_dir) for m in result.members]
         out = mean_detection(runs, manifest)
         rates = [
-            f["train_images_per_s"] for r in result.members for f in (r.metrics or {})["folds"]
+            f.train_images_per_s
+            for r in result.members
+            for f in (r.metrics.folds if r.metrics else [])
+            if f.train_images_per_s is not None
         ]
         return {
             "labels": f"{labels}x{repeats}", "seed": 0, "oof_seconds": wall,
@@ -185,7 +188,7 @@ def seed_ensemble(work: Path, labels: str, seeds: int) -> dict[str, Any] | None:
     :func:`ensemble_one` scores one; its time is the members' times summed."""
     members = [RESULTS / f"detect-{labels}-s{s}.json" for s in range(seeds)]
     runs_dirs = [work / "runs" / f"{labels}-s{s}" for s in range(seeds)]
-    if not all(p.exists() for p in members) or not all((d / "oof.csv").exists() for d in runs_dirs):
+    if not all(p.exists() for p in members) or not all(RunFiles(d).oof.exists() for d in runs_dirs):
         return None
     manifest = human_manifest(work, labels)
 
@@ -341,7 +344,7 @@ def clean_one(work: Path, seed: int) -> dict[str, Any]:
     base = work / "clean" / f"annotator_1-s{seed}"
 
     def compute() -> dict[str, Any]:
-        if not (run_dir / "oof.csv").exists():
+        if not RunFiles(run_dir).oof.exists():
             timed_oof(manifest, seed_overrides(seed), run_dir)
         review = reviewed_version(run_dir, manifest, base / "review", "review")
         r = retrain_test(review, base / "retrain-review", seed, baselines=True)

@@ -28,10 +28,10 @@ from rich.table import Table
 
 from benchmarks.common import ROOT, oof_run, write_section
 from cleaner.core.progress import make_progress
+from cleaner.formats.issue_kinds import GROUP_PREFIX
 from cleaner.formats.runs import load_run
 from cleaner.ingest.mask import ingest_mask
 from cleaner.ingest.synth import synth_mask
-from cleaner.ranking.issue_kinds import GROUP_PREFIX
 from cleaner.ranking.queue_rows import build_queue
 
 PIPELINE = ROOT / "pipelines" / "mask.toml"
@@ -90,7 +90,7 @@ def main() -> None:
             queue, _ = build_queue(df, [r], top=args.top, method=run.cfg.flag.method, decided=set())
             results[name] = recall(queue, truth, sample_of)
         counts = truth["noise"].value_counts().to_dict()
-        accuracy = result.metrics["overall"]["accuracy"] if result.metrics else float("nan")
+        accuracy = result.metrics.overall.accuracy if result.metrics else float("nan")
     console.print(json.dumps(results))
     table = Table(title=f"recall of injected errors in the top {args.top} (synthetic mask layout)")
     for c in ("flags", "gender flips (person level)", "mask swaps (image level)"):

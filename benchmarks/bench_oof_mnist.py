@@ -28,7 +28,9 @@ from timm.optim import create_optimizer_v2
 from benchmarks.common import MNIST_DIR, ROOT, measure_table, oof_run, write_section
 from cleaner.core.config import load_config
 from cleaner.core.progress import make_progress
-from cleaner.ingest.adapters import default_manifest, ingest_arrays, load_mnist_arrays
+from cleaner.formats.metrics_file import to_json
+from cleaner.ingest.arrays import ingest_arrays, load_mnist_arrays
+from cleaner.ingest.output import default_manifest
 from cleaner.training.data import (
     EpochSampler,
     ImageDataset,
@@ -129,7 +131,7 @@ def main() -> None:
         after = synthetic_images_per_s(PIPELINE, overrides)
         loader_rate = loader_images_per_s([im[:, :, None] for im in images], PIPELINE, overrides)
     assert result.metrics is not None
-    metrics = result.metrics
+    metrics = to_json(result.metrics)  # the metrics.json layout
     folds = metrics["folds"]
     train_rate = sum(f["train_images_per_s"] for f in folds) / len(folds)
     synthetic = (before + after) / 2

@@ -54,9 +54,10 @@ from cleaner.core.intervals import difference_interval
 from cleaner.core.progress import make_progress
 from cleaner.demo import simulate_review
 from cleaner.final.retrain import RetrainOptions, run_retrain
-from cleaner.formats.run_files import RunFiles
+from cleaner.formats.metrics_file import read_retrain_metrics, to_json
+from cleaner.formats.run_files import QueueFiles, RunFiles
 from cleaner.formats.runs import Run, load_run
-from cleaner.ingest.adapters import ingest_folder
+from cleaner.ingest.folder import ingest_folder
 from cleaner.ranking.flag import RANK_METHODS, label_quality
 from cleaner.ranking.queue import make_queue
 from cleaner.review.apply import apply_queue
@@ -171,9 +172,9 @@ def timed_oof(manifest: Path, overrides: Sequence[str], out: Path) -> tuple[Path
             PIPELINE, [f'data.manifest="{manifest}"', *overrides], out=out, progress=progress
         )
     wall = time.perf_counter() - t0
-    folds = result.metrics["folds"] if result.metrics else []
+    folds = result.metrics.folds if result.metrics else []
     # A probe's folds train nothing (heads on the embeddings): no images/s to report.
-    rates = [f["train_images_per_s"] for f in folds if "train_images_per_s" in f]
+    rates = [f.train_images_per_s for f in folds if f.train_images_per_s is not None]
     rate = float(np.mean(rates)) if rates else float("nan")
     return result.run_dir, wall, rate
 
@@ -189,7 +190,7 @@ def detection(run_dir: Path, manifest: Path) -> dict[str, Any]:
     """The queue's order and the label quality of a finished run, scored against the truth."""
     run, true = with_truth(run_dir, manifest)
     is_error = run.labels != true
-    queue_csv = run_dir / "queue.csv"
+    queue_csv = RunFiles(run_dir).queue.csv
     if not queue_csv.exists():
         make_queue([run_dir], top=len(run.labels))
     queue = pd.read_csv(queue_csv, dtype=str, keep_default_na=False)
@@ -341,7 +342,7 @@ def tta_pairs(work: Path) -> None:
         t = path.stem.removeprefix("detect-")
         run_dir, manifest = work / "runs" / t, work / "data" / t / "cifar10.csv"
         kept = results_of(work) / f"tta-{t}.json"
-        if kept.exists() or ((run_dir / "fold-0" / "model.pt").exists() and manifest.exists()):
+        if kept.exists() or (RunFiles(run_dir).fold(0).model.exists() and manifest.exists()):
             cached(kept, partial(tta_one, run_dir, manifest))
 
 
@@ -350,7 +351,7 @@ def rank_section(work: Path, console: Console) -> None:
     for path in sorted(results_of(work).glob("detect-*.json")):
         t = path.stem.removeprefix("detect-")
         run_dir, manifest = work / "runs" / t, work / "data" / t / "cifar10.csv"
-        if (run_dir / "oof.csv").exists() and manifest.exists():
+        if RunFiles(run_dir).oof.exists() and manifest.exists():
             cached(results_of(work) / f"rank-{t}.json", partial(rank_one, run_dir, manifest))
     groups: dict[str, list[dict]] = {}
     for path in sorted(results_of(work).glob("rank-*.json")):
@@ -402,10 +403,10 @@ def reviewed_version(run_dir: Path, manifest: Path, folder: Path, workflow: str)
         return version
     train_rows = int((pd.read_csv(copy, dtype=str)["split"] == "train").sum())
     top = round(REVIEWED * train_rows) if workflow == "review" else train_rows
-    queue = folder / "queue.csv"
+    queue = QueueFiles(folder).csv
     if not queue.exists():
         make_queue(
-            probs=run_dir / "oof.csv", manifest=copy, embeddings=run_dir / "embeddings.npz",
+            probs=RunFiles(run_dir).oof, manifest=copy, embeddings=RunFiles(run_dir).embeddings,
             out=folder, top=top,
         )  # fmt: skip
         if workflow == "review":
@@ -422,7 +423,7 @@ def retrain_test(
     baselines: bool = False, extra: Sequence[str] = (),
 ) -> dict[str, Any]:  # fmt: skip
     """``retrain`` (full mode) and its test metrics."""
-    done = out / "metrics.json"
+    done = RunFiles(out).metrics
     if not done.exists():
         options = RetrainOptions(
             manifest=manifest, reweight=reweight, out=out, baselines=baselines,
@@ -431,7 +432,7 @@ def retrain_test(
         cfg = load_config(PIPELINE, [*seed_overrides(seed), *extra])
         with make_progress() as progress:
             run_retrain(cfg, options, progress=progress)
-    return json.loads(done.read_text())["test"]
+    return to_json(read_retrain_metrics(done))["test"]
 
 
 def clean_one(work: Path, seed: int) -> dict[str, Any]:
@@ -441,7 +442,7 @@ def clean_one(work: Path, seed: int) -> dict[str, Any]:
     base = work / "clean" / tag(kind, rate, seed)
 
     def compute() -> dict[str, Any]:
-        if not (run_dir / "oof.csv").exists():  # the detect run it reads: trained if missing
+        if not RunFiles(run_dir).oof.exists():  # the detect run it reads: trained if missing
             timed_oof(manifest, seed_overrides(seed), run_dir)
         accept = reviewed_version(run_dir, manifest, base / "accept", "accept")
         review = reviewed_version(run_dir, manifest, base / "review", "review")
@@ -586,7 +587,7 @@ def ablate_all(work: Path, only: Sequence[str] = (), seeds: int = 3) -> None:
     if not only or TTA_PAIRED in only:
         tta_pairs(work)
     if not only or any(o.startswith("loss-") for o in only):
-        losses = {loss: work / "ablate-loss" / loss / "predictions.csv" for loss in ROBUST_LOSSES}
+        losses = {loss: RunFiles(work / "ablate-loss" / loss).predictions for loss in ROBUST_LOSSES}
         if all(p.exists() for p in losses.values()):
             cached(results_of(work) / "ablate-loss-differences.json",
                    lambda: loss_differences(manifest, losses))  # fmt: skip

@@ -50,7 +50,8 @@ from cleaner.core.atomic import atomic_path
 from cleaner.core.config import load_config
 from cleaner.core.progress import make_progress
 from cleaner.final.retrain import RetrainOptions, run_retrain
-from cleaner.ingest.adapters import ingest_arrays, load_mnist_arrays
+from cleaner.formats.run_files import RunFiles
+from cleaner.ingest.arrays import ingest_arrays, load_mnist_arrays
 from cleaner.ranking.queue import make_queue
 from cleaner.review.apply import apply_queue
 
@@ -174,8 +175,9 @@ def main() -> None:
                     runs.append(oof.run_dir)
                 first_oof = first_oof or runs
                 make_queue(runs, top=len(ids))  # every flagged row
-                accepted += accept_label_issues(runs[0] / "queue.csv")
-                applied = apply_queue(runs[0] / "queue.csv", reviewer="benchmark")
+                queue_csv = RunFiles(runs[0]).queue.csv
+                accepted += accept_label_issues(queue_csv)
+                applied = apply_queue(queue_csv, reviewer="benchmark")
                 assert applied.new_manifest is not None
                 cleaned = applied.new_manifest
             truth = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("sample_id")
@@ -206,11 +208,12 @@ def main() -> None:
                         res = run_retrain(
                             load_config(PIPELINE, overrides), options, progress=progress
                         )
-                    test = res.metrics["test"]
-                    acc[key].append(test["cleaned"]["accuracy"])
+                    test = res.metrics.test
+                    assert test is not None and test.noisy and test.true
+                    acc[key].append(test.cleaned.accuracy)
                     if key == "cleaned":
-                        acc["noisy"].append(test["noisy"]["accuracy"])
-                        acc["true"].append(test["true"]["accuracy"])
+                        acc["noisy"].append(test.noisy.accuracy)
+                        acc["true"].append(test.true.accuracy)
             result = {
                 "rate": rate,
                 "accepted": len(accepted),

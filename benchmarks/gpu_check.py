@@ -42,6 +42,9 @@ from rich.console import Console
 
 from benchmarks.bench_oof_mnist import synthetic_images_per_s
 from benchmarks.common import ROOT, result_table, write_section
+from cleaner.formats.metrics_file import read_oof_metrics
+from cleaner.formats.run_files import RunFiles
+from cleaner.formats.runs import load_run
 from cleaner.training.device import GPU_PATHS_ON_CPU
 
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
@@ -112,17 +115,14 @@ def make_photos(work: Path, n: int) -> Path:
 
 
 def check_oof(run: Path, n: int) -> tuple[float, float]:
-    """Accuracy of ``oof.csv`` and the folds' mean training images/s; refuses a bad table."""
-    oof = pd.read_csv(run / "oof.csv")
-    probs = oof.filter(like="p:").to_numpy()
-    if len(oof) != n or oof["sample_id"].duplicated().any():
-        raise SystemExit(f"{run}/oof.csv: {len(oof)} rows for {n} train rows")
-    if not np.isfinite(probs).all() or not np.allclose(probs.sum(1), 1.0, atol=1e-3):
-        raise SystemExit(f"{run}/oof.csv: probabilities not finite or not summing to 1")
-    classes = [c.removeprefix("p:") for c in oof.filter(like="p:").columns]
-    accuracy = float(np.mean(np.asarray(classes)[probs.argmax(1)] == oof["label"].astype(str)))
-    folds = [json.loads(p.read_text()) for p in sorted(run.glob("fold-*/metrics.json"))]
-    return accuracy, float(np.mean([f["train_images_per_s"] for f in folds]))
+    """Accuracy of ``oof.csv`` and the folds' mean training images/s; refuses a bad run
+    (``load_run``: every train row once, probability rows, the manifest's labels)."""
+    loaded = load_run(run)
+    if len(loaded.labels) != n:
+        raise SystemExit(f"{RunFiles(run).oof}: {len(loaded.labels)} rows for {n} train rows")
+    accuracy = float(np.mean(loaded.pred_probs.argmax(1) == loaded.labels))
+    folds = read_oof_metrics(RunFiles(run).metrics).folds
+    return accuracy, float(np.mean([f.train_images_per_s or 0.0 for f in folds]))
 
 
 def main() -> None:

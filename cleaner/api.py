@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,9 +35,14 @@ from cleaner.core.progress import make_progress
 from cleaner.formats.embeddings import Embeddings
 from cleaner.formats.manifest import check_ids, id_matcher, read_manifest
 from cleaner.formats.runs import Run, load_run
-from cleaner.ingest.adapters import ingest_csv, ingest_digits, ingest_folder
-from cleaner.ingest.starter import write_starter
+from cleaner.ingest.arrays import ingest_digits
+from cleaner.ingest.folder import ingest_folder
+from cleaner.ingest.starter import init_project
+from cleaner.ingest.table import ingest_csv
 from cleaner.review.apply import ApplySummary, apply_queue
+
+if TYPE_CHECKING:  # torch loads with it: only when retrain runs
+    from cleaner.final.retrain import RetrainResult
 
 __all__ = [
     "InputError",
@@ -50,12 +56,17 @@ __all__ = [
     "load_run",
     "oof",
     "read_manifest",
+    "refresh",
     "retrain",
 ]
 
 
 @contextlib.contextmanager
-def _progress(show: bool) -> Iterator[Progress]:
+def _progress(show: bool | Progress) -> Iterator[Progress]:
+    """The bars of a step: the caller's own (the CLI's, the demo's), or new ones if ``show``."""
+    if isinstance(show, Progress):
+        yield show
+        return
     with make_progress(quiet=not show) as progress:
         yield progress
 
@@ -64,16 +75,7 @@ def init(source: str | Path, out: str | Path | None = None, *, gpu: bool | None 
     """Write a starting pipeline (``cleaner init``) for a manifest, or for a folder of
     class folders (ingested first, as ``cleaner ingest folder``); returns its path
     (default ``pipelines/NAME.toml``). ``gpu`` defaults to whether this machine has one."""
-    manifest = Path(source)
-    if manifest.is_dir():
-        from cleaner.ingest.adapters import manifest_for_init
-
-        manifest = ingest_folder(manifest, manifest_for_init(manifest))
-    if gpu is None:
-        import torch
-
-        gpu = torch.cuda.is_available()
-    return write_starter(manifest, out or Path("pipelines") / f"{manifest.stem}.toml", gpu=gpu)
+    return init_project(source, out, gpu=gpu).pipeline
 
 
 def oof(
@@ -86,7 +88,7 @@ def oof(
     address: str | None = None,
     gpus_per_fold: float | None = None,
     cpus_per_fold: float | None = None,
-    progress: bool = False,
+    progress: bool | Progress = False,
 ) -> Run:
     """K-fold out-of-fold probabilities (``cleaner oof``); returns the finished run.
 
@@ -111,6 +113,26 @@ def oof(
 
         runs = [load_run(m.run_dir) for m in result.members]
         return dataclasses.replace(runs[0], pred_probs=mean_probs(runs))
+    return load_run(result.run_dir)
+
+
+def refresh(
+    run: str | Path,
+    manifest: str | Path,
+    *,
+    epochs: int = 2,
+    out: str | Path | None = None,
+    progress: bool | Progress = False,
+) -> Run:
+    """A cheap refresh between cleaning rounds: the finished run's fold models fine-tuned
+    for ``epochs`` on ``manifest`` (a newer version of the run's, e.g. from :func:`apply`),
+    each on its own training rows, into a new run folder (default ``RUN-refresh-HASH``
+    beside ``run``); returns it, ready for :func:`flag`. Resumes an unfinished one;
+    :mod:`cleaner.training.refresh` says how and why."""
+    from cleaner.training.refresh import refresh_run
+
+    with _progress(progress) as bars:
+        result = refresh_run(run, manifest, epochs=epochs, out=out, progress=bars)
     return load_run(result.run_dir)
 
 
@@ -243,16 +265,23 @@ def retrain(
     address: str | None = None,
     gpus_per_fold: float | None = None,
     cpus_per_fold: float | None = None,
-    progress: bool = False,
-) -> Path:
+    progress: bool | Progress = False,
+) -> RetrainResult:
     """``cleaner retrain`` on the cleaned data (``queue`` is applied first, as with
-    ``--queue``; ``oof`` are the runs ``reweight`` reads, as ``--oof``); returns the run
-    folder with ``submission.csv`` and ``report.md``."""
+    ``--queue``; ``oof`` are the runs ``reweight`` reads, as ``--oof``); returns the
+    result: its ``run_dir`` holds ``submission.csv`` and ``report.md``."""
     from cleaner.core.config import load_config
+
+    cfg = load_config(pipeline, overrides)  # a typo in overrides is reported before torch loads
     from cleaner.final.retrain import RetrainOptions, run_retrain
+    from cleaner.training.distributed import from_env
     from cleaner.training.ray_options import ray_options
 
-    cfg = load_config(pipeline, overrides)
+    if from_env().active:
+        raise InputError(
+            "cleaner retrain runs in one process; under torchrun, train the folds with "
+            "`cleaner oof --fold K` (see the README)"
+        )
     options = RetrainOptions(
         queue=_path(queue), manifest=_path(manifest), reweight=reweight, mode=mode,
         oof_runs=tuple(Path(r) for r in oof), probs=_path(probs), tta=tta, out=_path(out),
@@ -261,8 +290,7 @@ def retrain(
         baselines=baselines, force=force,
     )  # fmt: skip
     with _progress(progress) as bars:
-        result = run_retrain(cfg, options, progress=bars, name=Path(pipeline).stem, source=pipeline)
-    return result.run_dir
+        return run_retrain(cfg, options, progress=bars, name=Path(pipeline).stem, source=pipeline)
 
 
 def _path(value: str | Path | None) -> Path | None:

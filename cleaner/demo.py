@@ -1,5 +1,7 @@
 """``cleaner demo``: the whole loop on scikit-learn's digits, with a simulated reviewer.
 
+Written against :mod:`cleaner.api`, as a user's script would be.
+
 ingest (10% label noise, clean test split) -> oof -> flag -> a *simulated*
 review that answers with the true labels -> apply -> retrain -> report.
 Every step writes its files under one folder; running the demo again finds
@@ -15,18 +17,15 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
-from cleaner.core.config import SHIPPED, load_config
+from cleaner import api
+from cleaner.core.config import SHIPPED
 from cleaner.core.project_lock import project_lock
-from cleaner.final.retrain import RetrainOptions, RetrainResult, run_retrain
+from cleaner.final.retrain import RetrainResult
+from cleaner.formats.issue_kinds import GROUP_PREFIX
 from cleaner.formats.manifest import next_version_path
+from cleaner.formats.metrics_file import read_retrain_metrics
 from cleaner.formats.queue_file import QueueText, replace_queue
 from cleaner.formats.run_files import RunFiles
-from cleaner.ingest.adapters import ingest_digits
-from cleaner.ranking.issue_kinds import GROUP_PREFIX
-from cleaner.ranking.queue import make_queue
-from cleaner.review.apply import apply_queue
-from cleaner.training.oof import run_oof
-from cleaner.training.pipeline import load_pipeline_data
 
 # Package data, so an installed cleaner has it.
 PIPELINE = SHIPPED / "digits.toml"
@@ -75,21 +74,21 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
 
     step("1/6 ingest: scikit-learn's digits, 10% of train labels flipped, 20% clean test rows")
     if not manifest.exists():
-        ingest_digits(
+        api.ingest_digits(
             out / "data" / "digits", manifest, noise=0.1, noise_kind="uniform", seed=0,
             test_fraction=0.2,
         )  # fmt: skip
     console.print(f"manifest: {manifest}")
 
     step("2/6 oof: 5-fold cross-validation, out-of-fold probabilities for every train image")
-    cfg = load_config(PIPELINE).replace("data", manifest=manifest.as_posix())
-    run_oof(load_pipeline_data(cfg, progress=progress), out=oof_dir, progress=progress)
+    overrides = [f"data.manifest={manifest.as_posix()}"]
+    api.oof(PIPELINE, overrides, out=oof_dir, progress=progress)
 
     step(f"3/6 flag: the {top} images most likely to be mislabeled")
     queue = RunFiles(oof_dir).queue
     queue_csv = queue.csv
     if not queue_csv.exists():
-        make_queue([oof_dir], top=top)
+        api.flag(oof_dir, top=top)
     console.print(f"queue: {queue_csv} and {queue.html}")
 
     step("4/6 review: SIMULATED - a stand-in reviewer answers with the true labels")
@@ -102,20 +101,18 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
         )
 
         step("5/6 apply: decisions into a new manifest version and the audit log")
-        apply_queue(queue_csv, reviewer="simulated (demo)")
+        api.apply(queue_csv, reviewer="simulated (demo)")
     console.print(f"cleaned manifest: {cleaned}")
 
     step("6/6 retrain: the same model on the cleaned labels, weighted by label quality")
     final_files = RunFiles(final_dir)
     if final_files.report.exists():
-        import json
-
-        final = RetrainResult(final_dir, cleaned, json.loads(final_files.metrics.read_text()))
+        final = RetrainResult(final_dir, cleaned, read_retrain_metrics(final_files.metrics))
     else:
-        options = RetrainOptions(
-            manifest=cleaned, reweight="quality", oof_runs=(oof_dir,), out=final_dir
-        )
-        final = run_retrain(cfg, options, progress=progress)
+        final = api.retrain(
+            PIPELINE, overrides, manifest=cleaned, reweight="quality", oof=[oof_dir],
+            out=final_dir, progress=progress,
+        )  # fmt: skip
     return DemoFiles(
         manifest,
         oof_dir,

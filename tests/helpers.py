@@ -38,6 +38,7 @@ from typer.testing import CliRunner
 from cleaner.cli import app
 from cleaner.core.config import PipelineConfig
 from cleaner.formats.manifest import sha256_file
+from cleaner.formats.prob_table import write_table
 from cleaner.formats.queue_file import (
     QUEUE_COLUMNS,
     QueueMeta,
@@ -47,7 +48,7 @@ from cleaner.formats.queue_file import (
     write_queue_meta,
 )
 from cleaner.formats.run_files import RunFiles
-from cleaner.formats.runs import manifest_record, write_table
+from cleaner.formats.run_records import manifest_record
 
 # The classes of the tiny data set; the pipeline lists them in this order.
 TINY_CLASSES = ("a", "b")

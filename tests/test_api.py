@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import cleaner.api as api
-import cleaner.cli as cli
+from cleaner.cli import data, loop
 
 # CLI name -> API name, where the API spells a parameter as Python does.
 RENAMED = {"set_": "overrides", "oof_runs": "oof", "source": "source"}
@@ -20,14 +20,14 @@ CLI_ONLY = {
     "fold": "one fold of a run spread over machines: cleaner.training.oof.oof_command",
 }
 COMMANDS: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
-    ("ingest digits", cli.ingest_digits, api.ingest_digits),
-    ("ingest folder", cli.ingest_folder, api.ingest_folder),
-    ("ingest csv", cli.ingest_csv, api.ingest_csv),
-    ("init", cli.init, api.init),
-    ("oof", cli.oof, api.oof),
-    ("flag", cli.flag, api.flag),
-    ("apply", cli.apply, api.apply),
-    ("retrain", cli.retrain, api.retrain),
+    ("ingest digits", data.ingest_digits, api.ingest_digits),
+    ("ingest folder", data.ingest_folder, api.ingest_folder),
+    ("ingest csv", data.ingest_csv, api.ingest_csv),
+    ("init", data.init, api.init),
+    ("oof", loop.oof, api.oof),
+    ("flag", loop.flag, api.flag),
+    ("apply", loop.apply, api.apply),
+    ("retrain", loop.retrain, api.retrain),
 ]
 
 

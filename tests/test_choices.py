@@ -16,9 +16,10 @@ from cleaner.core import choices
 from cleaner.core.config import CHOICES, TrainConfig, build_config, load_config
 from cleaner.core.errors import InputError
 from cleaner.core.progress import make_progress
-from cleaner.final.retrain import RetrainOptions, _train_weights, quality_weights
+from cleaner.final.retrain import RetrainOptions
+from cleaner.final.weights import quality_weights, train_weights
+from cleaner.formats.prob_table import oof_table, write_table
 from cleaner.formats.run_files import RunFiles
-from cleaner.formats.runs import oof_table, write_table
 from cleaner.ranking.flag import RANK_METHODS, label_quality
 from cleaner.training.losses import build_loss
 from cleaner.training.pipeline import load_pipeline_data
@@ -85,7 +86,7 @@ def test_quality_reweighting_ranks_by_the_runs_method(tmp_path: Path, method: st
         RunFiles(run).folds, index=False
     )
     RunFiles(run).metrics.write_text("{}")
-    weights, rule = _train_weights(data, "quality", [run], force=True)
+    weights, rule = train_weights(data, "quality", [run], force=True)
     stored = pd.read_csv(RunFiles(run).oof)[[f"p:{c}" for c in data.classes]].to_numpy()
     expected = quality_weights(
         np.ones(len(data.sample_ids)),

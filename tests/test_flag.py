@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cleaner.formats.prob_table import bad_probability_rows
 from cleaner.ranking import flag
 
 # A hand-made 5 x 3 pred_probs and its given labels (rows 3 and 4 look mislabeled).
@@ -218,7 +219,7 @@ def test_bad_probability_rows_exact_reasons():
             [0.2, 0.3],
         ]
     )
-    assert flag.bad_probability_rows(probs) == [
+    assert bad_probability_rows(probs) == [
         (1, "probability is NaN or infinite"),
         (2, "probability is NaN or infinite"),
         (3, "probability is NaN or infinite"),
@@ -232,15 +233,13 @@ def test_bad_probability_rows_exact_reasons():
 
 def test_bad_probability_rows_atol():
     probs = np.array([[0.5, 0.5005], [0.4999, 0.5]])
-    assert flag.bad_probability_rows(probs) == []
-    assert flag.bad_probability_rows(probs, atol=1e-4) == [
-        (0, "probabilities sum to 1.0005, not 1")
-    ]
+    assert bad_probability_rows(probs) == []
+    assert bad_probability_rows(probs, atol=1e-4) == [(0, "probabilities sum to 1.0005, not 1")]
 
 
 def test_bad_probability_rows_all_fine_or_empty():
-    assert flag.bad_probability_rows(P5) == []
-    assert flag.bad_probability_rows(np.zeros((0, 3))) == []
+    assert bad_probability_rows(P5) == []
+    assert bad_probability_rows(np.zeros((0, 3))) == []
 
 
 # --- embedding_issues ------------------------------------------------------------

@@ -363,7 +363,7 @@ def test_unmodified_digits_report_only_near_identical_pairs(noisy_run: tuple[Pat
     """
     from sklearn.metrics import pairwise_distances
 
-    from cleaner.ingest.adapters import load_digits_arrays
+    from cleaner.ingest.arrays import load_digits_arrays
 
     _, run = noisy_run
     invoke("flag", str(run), "--out", str(run / "dups"), "--quiet")

@@ -34,6 +34,13 @@ from cleaner.formats.audit import (
     read_audit_log,
     replay_audit,
 )
+from cleaner.formats.prob_table import (
+    OOF_COLUMNS,
+    PROB_PREFIX,
+    oof_table,
+    read_prob_columns,
+    write_table,
+)
 from cleaner.formats.queue_file import (
     QUEUE_COLUMNS,
     QueueMeta,
@@ -44,15 +51,8 @@ from cleaner.formats.queue_file import (
     write_queue_csv,
     write_queue_meta,
 )
-from cleaner.formats.runs import (
-    OOF_COLUMNS,
-    PROB_PREFIX,
-    load_probs,
-    oof_table,
-    read_prob_columns,
-    read_scores,
-    write_table,
-)
+from cleaner.formats.runs import load_probs
+from cleaner.formats.scores import read_scores
 
 FORMATS = Path(__file__).parent / "data" / "formats"
 README = Path(__file__).parents[1] / "README.md"

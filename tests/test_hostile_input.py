@@ -543,6 +543,6 @@ def test_retrain_takes_a_manifest_path_with_quotes_and_backslashes(
     out = tiny_project.root / "final"
     invoke("retrain", str(tiny_project.pipeline), "--manifest", str(odd), "--out", str(out),
            "--no-baselines", "-q")  # fmt: skip
-    from cleaner.formats.runs import read_manifest_record
+    from cleaner.formats.run_records import read_manifest_record
 
     assert read_manifest_record(out)[1].resolve() == odd.resolve()

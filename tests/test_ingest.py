@@ -1,4 +1,4 @@
-"""cleaner.ingest.adapters and ``cleaner ingest``: folders, CSV, digits, MNIST into manifests."""
+"""cleaner.ingest's adapters and ``cleaner ingest``: folders, CSV, digits, MNIST into manifests."""
 
 from __future__ import annotations
 
@@ -16,13 +16,8 @@ from typer.testing import CliRunner
 from cleaner.cli import app
 from cleaner.core.errors import InputError
 from cleaner.formats.manifest import read_manifest, resolve_paths, validate_manifest
-from cleaner.ingest.adapters import (
-    default_manifest,
-    ingest_arrays,
-    load_digits_arrays,
-    load_mnist_arrays,
-    read_idx,
-)
+from cleaner.ingest.arrays import ingest_arrays, load_digits_arrays, load_mnist_arrays, read_idx
+from cleaner.ingest.output import default_manifest
 
 MNIST_DIR = Path("/work/shared/data/mnist")
 

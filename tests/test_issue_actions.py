@@ -1,4 +1,4 @@
-"""Each queue issue kind takes only the decisions that fit it (``cleaner.ranking.issue_kinds``).
+"""Each queue issue kind takes only the decisions that fit it (``cleaner.formats.issue_kinds``).
 
 ``parse_decisions`` is the one check: ``cleaner apply`` and ``cleaner review``
 both go through it (their end-to-end tests are in test_apply.py and
@@ -11,7 +11,7 @@ import pytest
 from test_apply import decisions_frame, manifest_frame
 
 from cleaner.core.errors import InputError
-from cleaner.ranking.issue_kinds import actions_text, allowed_decisions, has_suggestion, refusal
+from cleaner.formats.issue_kinds import actions_text, allowed_decisions, has_suggestion, refusal
 from cleaner.review.apply import parse_decisions
 
 CLASSES = ("a", "b")

@@ -38,7 +38,9 @@ from typer.testing import CliRunner
 from cleaner.cli import app
 from cleaner.core.errors import InputError
 from cleaner.formats.queue_file import QUEUE_COLUMNS
-from cleaner.review.labelstudio import DECISION_CHOICES, LOCAL_FILES_URL, export_tasks, parse_export
+from cleaner.review.labelstudio_config import DECISION_CHOICES
+from cleaner.review.labelstudio_export import LOCAL_FILES_URL, export_tasks
+from cleaner.review.labelstudio_import import parse_export
 
 runner = CliRunner()
 EXPORT_FIXTURE = Path(__file__).parent / "data" / "labelstudio_export.json"
@@ -567,7 +569,7 @@ def test_parse_export_refuses_what_is_not_an_export() -> None:
 
 def test_the_cli_and_this_module_import_no_heavy_library() -> None:
     code = (
-        "import sys, cleaner.cli, cleaner.review.labelstudio\n"
+        "import sys, cleaner.cli, cleaner.review.labelstudio_import\n"
         "print([m for m in ('torch', 'timm', 'cleanlab', 'sklearn') if m in sys.modules])"
     )
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1")

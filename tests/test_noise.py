@@ -268,7 +268,7 @@ def test_realistic_bad_rate_and_gamma():
 
 @pytest.fixture(scope="module")
 def digits():
-    from cleaner.ingest.adapters import load_digits_arrays
+    from cleaner.ingest.arrays import load_digits_arrays
 
     return load_digits_arrays()
 

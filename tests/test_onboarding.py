@@ -268,7 +268,7 @@ def test_apply_review_and_label_studio_load_no_model_code() -> None:
     code = (
         "import sys\n"
         "import cleaner.cli, cleaner.review.apply, cleaner.review.server\n"
-        "import cleaner.review.labelstudio\n"
+        "import cleaner.review.labelstudio_export, cleaner.review.labelstudio_import\n"
         "print(sorted(m for m in ('torch', 'cleanlab', 'sklearn', 'timm') if m in sys.modules))\n"
     )
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
@@ -298,26 +298,3 @@ def test_every_command_and_option_is_in_the_readme() -> None:
             if spellings and "--help" not in spellings and not any(o in readme for o in spellings):
                 missing.append(f"{name} {spellings[0]}")
     assert missing == []
-
-
-def test_no_function_in_the_package_is_longer_than_80_lines() -> None:
-    """Long work is split into named steps (README: Code map, conventions)."""
-    import ast
-
-    package = Path(__file__).resolve().parent.parent / "cleaner"
-    long = []
-    for path in sorted(package.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                lines = (node.end_lineno or node.lineno) - node.lineno + 1
-                if lines > 80:
-                    long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
-    assert long == []
-
-
-def test_the_stages_do_not_import_each_other_in_a_cycle() -> None:
-    """oof runs folds through ray_folds, which trains them with fold_train: not oof."""
-    package = Path(__file__).resolve().parent.parent / "cleaner"
-    assert "cleaner.training.oof" not in (package / "ray_folds.py").read_text()
-    assert "cleaner.training.oof" not in (package / "fold_train.py").read_text()
-    assert "cleaner.training.ray_folds" not in (package / "fold_train.py").read_text()

@@ -142,7 +142,7 @@ def test_a_probability_row_with_a_padded_id_is_the_manifests_row(tmp_path: Path)
 def test_apply_and_review_find_the_row_by_the_id_rule(tmp_path: Path) -> None:
     """Queue ids in another Unicode form (NFD, as macOS writes names) or trimmed by a
     spreadsheet edit the manifest's row, and the review page shows its image."""
-    from cleaner.review.server import ReviewQueue
+    from cleaner.review.review_queue import ReviewQueue
 
     cafe = unicodedata.normalize("NFC", "café")
     manifest_rows = [
@@ -179,7 +179,7 @@ def test_the_id_rule_is_one_function() -> None:
 def test_a_label_studio_task_finds_its_queue_row_by_the_id_rule(tmp_path: Path) -> None:
     from test_labelstudio import label_studio_annotates, undecided_project, write_json
 
-    from cleaner.review.labelstudio import export_tasks
+    from cleaner.review.labelstudio_export import export_tasks
 
     p = undecided_project(tmp_path)
     tasks = label_studio_annotates(export_tasks(p.queue)[0], {"s02": "a", "s03": "drop"})
@@ -745,7 +745,8 @@ def test_fuzz_probabilities_file(fuzz_root: dict[str, Any]) -> None:
 
 
 def test_fuzz_oof_csv(fuzz_root: dict[str, Any]) -> None:
-    from cleaner.formats.runs import load_run, read_scores
+    from cleaner.formats.runs import load_run
+    from cleaner.formats.scores import read_scores
 
     oof = fuzz_root["run"] / "oof.csv"
     valid = oof.read_bytes()
@@ -815,7 +816,7 @@ def test_fuzz_audit_log(fuzz_root: dict[str, Any]) -> None:
 
 
 def test_fuzz_label_studio_export(fuzz_root: dict[str, Any]) -> None:
-    from cleaner.review.labelstudio import read_export
+    from cleaner.review.labelstudio_import import read_export
 
     path = fuzz_root["root"] / "fuzz-export.json"
 

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.formats.embeddings import Embeddings, read_embeddings, write_embeddings
-from cleaner.ingest.adapters import load_digits_arrays
+from cleaner.ingest.arrays import load_digits_arrays
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

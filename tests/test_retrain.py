@@ -16,13 +16,9 @@ from typer.testing import CliRunner
 from cleaner.cli import app
 from cleaner.core.errors import InputError
 from cleaner.demo import simulate_review
-from cleaner.final.retrain import (
-    class_balance_weights,
-    prune_weights,
-    quality_weights,
-    submission_table,
-)
-from cleaner.formats.runs import read_ensemble_scores
+from cleaner.final.retrain import submission_table
+from cleaner.final.weights import class_balance_weights, prune_weights, quality_weights
+from cleaner.formats.scores import read_ensemble_scores
 
 runner = CliRunner()
 

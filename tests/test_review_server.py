@@ -32,10 +32,11 @@ from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.core.errors import InputError
+from cleaner.formats.prob_table import oof_table
 from cleaner.formats.queue_file import QUEUE_COLUMNS
-from cleaner.formats.runs import oof_table
 from cleaner.review.apply import read_queue_table
-from cleaner.review.server import ReviewQueue, ReviewServer, render_page, serve
+from cleaner.review.review_queue import ReviewQueue
+from cleaner.review.server import ReviewServer, render_page, serve
 
 CLASSES = ("cat", "dog", "owl")
 EVIL_ID = "<script>alert(1)</script>&\"'"
@@ -822,7 +823,7 @@ def test_keyboard_review_in_chromium(
 
 
 def test_many_classes_send_only_the_most_likely() -> None:
-    from cleaner.review.server import TOP_CLASSES, _top
+    from cleaner.review.row_info import TOP_CLASSES, _top
 
     p = np.random.default_rng(1).dirichlet(np.ones(1000))
     top = _top(p)

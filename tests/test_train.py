@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from cleaner.core.config import AugmentConfig, ModelConfig, TrainConfig
 from cleaner.core.errors import InputError
-from cleaner.ingest.adapters import load_digits_arrays
+from cleaner.ingest.arrays import load_digits_arrays
 from cleaner.training.data import ImageDataset, Normalize, build_transform
 from cleaner.training.folds import make_folds
 from cleaner.training.mixing import BatchMixer

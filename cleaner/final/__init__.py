@@ -1,1 +1,1 @@
-"""final"""
+"""The final model: ``cleaner retrain`` on the cleaned, reweighted labels, and its report."""

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from cleaner.formats.metrics_file import RetrainMetrics, ScoresOnTest
 from cleaner.formats.run_files import RunFiles
-from cleaner.formats.runs import read_scores
+from cleaner.formats.scores import read_scores
 from cleaner.ranking import flag
 
 
-def write_figures(metrics: dict[str, Any], run_dir: Path, oof_run: str | Path | None) -> list[str]:
+def write_figures(metrics: RetrainMetrics, run_dir: Path, oof_run: str | Path | None) -> list[str]:
     """PNGs beside report.md: the oof run's estimated noise matrix, per-class test F1."""
     from cleaner.core.figures import noise_matrix_png, per_class_f1_png
 
-    classes = metrics["classes"]
+    classes = metrics.classes
     made = []
     files = RunFiles(run_dir)
     if oof_run is not None and RunFiles(Path(oof_run)).oof.exists():
@@ -30,9 +30,8 @@ def write_figures(metrics: dict[str, Any], run_dir: Path, oof_run: str | Path | 
                              title="estimated noise (cleanlab), before cleaning",
                              xlabel="likely true label")  # fmt: skip
             made.append(files.noise_matrix_png.name)
-    test = metrics.get("test") or {}
-    models = {f"{t} labels": test[t]["per_class_f1"] for t in ("noisy", "cleaned", "true")
-              if t in test}  # fmt: skip
+    trained = metrics.test.models() if metrics.test else {}
+    models = {f"{tag} labels": s.per_class_f1 for tag, s in trained.items()}
     if models:
         title = "per-class F1 on the test rows, by the labels trained on"
         per_class_f1_png(models, classes, files.per_class_f1_png, title=title)
@@ -44,7 +43,7 @@ def _ci(ci: Sequence[float] | None, fmt: str = ".4f") -> str:
     return f" ({ci[0]:{fmt}} to {ci[1]:{fmt}})" if ci else ""
 
 
-def _test_lines(test: dict[str, Any]) -> list[str]:
+def _test_lines(test: ScoresOnTest) -> list[str]:
     """The test rows' table, each figure with its 95% interval, and the gap recovered."""
     lines = [
         "",
@@ -56,29 +55,27 @@ def _test_lines(test: dict[str, Any]) -> list[str]:
         "| model trained on | accuracy (95% interval) | macro F1 (95% interval) |",
         "|---|---:|---:|",
     ]
-    for tag in ("noisy", "cleaned", "true"):
-        if tag in test:
-            m = test[tag]
-            lines.append(
-                f"| {tag} labels | {m['accuracy']:.4f}{_ci(m.get('accuracy_ci'))} | "
-                f"{m['macro_f1']:.4f}{_ci(m.get('macro_f1_ci'))} |"
-            )
-    if "gap_ci" in test:
+    for tag, m in test.models().items():
+        lines.append(
+            f"| {tag} labels | {m.accuracy:.4f}{_ci(m.accuracy_ci)} | "
+            f"{m.macro_f1:.4f}{_ci(m.macro_f1_ci)} |"
+        )
+    if test.gap_ci is not None:
         lines.append("")
-        if not test.get("gap_measurable"):
+        if not test.gap_measurable:
             lines.append(
                 "The accuracy gap between the models trained on the noisy and on the true "
                 f"labels is too small to measure on these test rows: its 95% interval"
-                f"{_ci(test['gap_ci'])} includes 0, so no share of it recovered is reported."
+                f"{_ci(test.gap_ci)} includes 0, so no share of it recovered is reported."
             )
-        elif test.get("gap_recovered") is not None:
+        elif test.gap_recovered is not None:
             lines.append(
-                f"Cleaning recovered {test['gap_recovered']:.0%}"
-                f"{_ci(test.get('gap_recovered_ci'), '.0%')} of the accuracy gap between the "
-                f"noisy and the true labels (gap {test['gap_ci'][0]:.4f} to "
-                f"{test['gap_ci'][1]:.4f}, 95%)."
+                f"Cleaning recovered {test.gap_recovered:.0%}"
+                f"{_ci(test.gap_recovered_ci, '.0%')} of the accuracy gap between the "
+                f"noisy and the true labels (gap {test.gap_ci[0]:.4f} to "
+                f"{test.gap_ci[1]:.4f}, 95%)."
             )
-    per_class = test["cleaned"]["per_class_f1"]
+    per_class = test.cleaned.per_class_f1
     lines += [
         "",
         "### Per-class F1 of the cleaned model on the test rows",
@@ -90,21 +87,21 @@ def _test_lines(test: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_report(metrics: dict[str, Any], run_dir: Path) -> str:
+def render_report(metrics: RetrainMetrics, run_dir: Path) -> str:
     """report.md: what was trained on, and whether cleaning helped."""
     files = RunFiles(run_dir)
     lines = [
         "# cleaner retrain report",
         "",
-        f"- manifest: `{metrics['manifest']}` (sha256 `{metrics['manifest_sha256'][:12]}`)",
-        f"- mode: {metrics['mode']}; test-time flip: {metrics['tta']}",
-        f"- train rows: {metrics['train_rows']:,}; test rows: {metrics['test_rows']:,}",
-        f"- loss weights (`--reweight {metrics['reweight']}`): {metrics['weight_rule']}",
+        f"- manifest: `{metrics.manifest}` (sha256 `{metrics.manifest_sha256[:12]}`)",
+        f"- mode: {metrics.mode}; test-time flip: {metrics.tta}",
+        f"- train rows: {metrics.train_rows:,}; test rows: {metrics.test_rows:,}",
+        f"- loss weights (`--reweight {metrics.reweight}`): {metrics.weight_rule}",
     ]
-    if "labels_changed" in metrics:
+    if metrics.labels_changed is not None:
         lines.append(
-            f"- since `{metrics['first_version']}`: {metrics['labels_changed']:,} labels "
-            f"changed, {metrics['rows_excluded']:,} rows excluded"
+            f"- since `{metrics.first_version}`: {metrics.labels_changed:,} labels "
+            f"changed, {metrics.rows_excluded or 0:,} rows excluded"
         )
     lines += [
         "",
@@ -113,21 +110,19 @@ def render_report(metrics: dict[str, Any], run_dir: Path) -> str:
         "| labels | accuracy | macro F1 |",
         "|---|---:|---:|",
     ]
-    for tag, key in (("before cleaning (oof run)", "cv_before"), ("cleaned", "cv_cleaned")):
-        m = metrics.get(key)
-        if m:
-            if m.get("rows_weight_0_left_out"):
-                tag += f" ({m['rows_weight_0_left_out']} rows of weight 0 left out)"
-            lines.append(f"| {tag} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
-        else:
-            lines.append(
-                f"| {tag} | not measured | "
-                + ("use `--mode folds` |" if key == "cv_cleaned" else "pass `--oof RUN` |")
-            )
-    test = metrics.get("test")
-    if test:
-        lines += _test_lines(test)
-    figures = metrics.get("figures") or []
+    for tag, m, how in (
+        ("before cleaning (oof run)", metrics.cv_before, "pass `--oof RUN`"),
+        ("cleaned", metrics.cv_cleaned, "use `--mode folds`"),
+    ):
+        if m is None:
+            lines.append(f"| {tag} | not measured | {how} |")
+            continue
+        if m.rows_weight_0_left_out:
+            tag += f" ({m.rows_weight_0_left_out} rows of weight 0 left out)"
+        lines.append(f"| {tag} | {m.accuracy:.4f} | {m.macro_f1:.4f} |")
+    if metrics.test is not None:
+        lines += _test_lines(metrics.test)
+    figures = metrics.figures
     if figures:
         lines += ["", "## Figures", ""]
         lines += [f"![{name[:-4].replace('_', ' ')}]({name})" for name in figures]

@@ -17,7 +17,6 @@ Run folder: ``config.toml``, ``manifest.sha256``, ``train_weights.csv``,
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,30 +27,29 @@ import pandas as pd
 import torch
 from rich.progress import Progress
 
-from cleaner.core.atomic import atomic_file, atomic_path, write_text
+from cleaner.core.atomic import atomic_file, write_text
 from cleaner.core.choices import BACKENDS, RETRAIN_MODES, REWEIGHT_MODES
 from cleaner.core.config import PipelineConfig
 from cleaner.core.errors import InputError, Problem
 from cleaner.core.metrics import classification_metrics
 from cleaner.final.report import render_report, write_figures
-from cleaner.formats.audit import decided_in_manifest
+from cleaner.final.weights import train_weights, write_weights
 from cleaner.formats.manifest import (
-    audit_log_path,
-    id_matcher,
     read_manifest,
     resolve_paths,
     split_version,
 )
-from cleaner.formats.run_files import FoldFiles, RunFiles
-from cleaner.formats.runs import (
-    PROB_PREFIX,
-    expand_runs,
-    read_ensemble_scores,
-    read_scores,
-    write_table,
+from cleaner.formats.metrics_file import (
+    ClassScores,
+    RetrainMetrics,
+    ScoresOnTest,
+    from_json,
+    read_oof_metrics,
+    write_metrics,
 )
-from cleaner.ranking import flag
-from cleaner.ranking.trust import check_trust
+from cleaner.formats.prob_table import PROB_PREFIX, write_table
+from cleaner.formats.run_files import FoldFiles, RunFiles
+from cleaner.formats.scores import expand_runs, read_scores
 from cleaner.training.data import Normalize, decode_all, seed_for
 from cleaner.training.device import resolve_device
 from cleaner.training.oof import run_oof
@@ -69,41 +67,6 @@ from cleaner.training.train import fit
 
 if TYPE_CHECKING:
     from cleaner.training.ray_folds import RayOptions
-
-
-# --- pure array work --------------------------------------------------------------------
-
-
-def quality_weights(
-    weights: np.ndarray, quality_scores: np.ndarray, reviewed: np.ndarray
-) -> np.ndarray:
-    """Loss weights (N,) scaled by out-of-fold label quality, except where a person decided.
-
-    ``w_i = weights_i * quality_scores_i`` for unreviewed rows and ``weights_i``
-    for reviewed ones (kept, relabeled or marked unsure by a person): a label a
-    person confirmed gets its full say, a doubtful one the model's confidence in it.
-    ``quality_scores`` is NaN for rows the run did not score; they keep ``weights_i``.
-    """
-    q = np.where(np.isnan(quality_scores), 1.0, np.clip(quality_scores, 0.0, 1.0))
-    return np.where(reviewed, weights, weights * q)
-
-
-def prune_weights(
-    weights: np.ndarray, is_label_issue: np.ndarray, reviewed: np.ndarray
-) -> np.ndarray:
-    """Loss weights (N,) with the flagged label issues nobody reviewed set to 0.
-
-    cleanlab's ``CleanLearning`` recipe: train on the rows ``find_label_issues``
-    does not flag. A row a person decided keeps ``weights_i`` whatever the flag.
-    """
-    return np.where(np.asarray(is_label_issue, bool) & ~np.asarray(reviewed, bool), 0.0, weights)
-
-
-def class_balance_weights(weights: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Loss weights (N,) times ``N / (K * n_c)``: every class contributes the same total."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    present = int((counts > 0).sum())
-    return weights * (len(labels) / (present * counts[labels]))
 
 
 def submission_table(
@@ -128,7 +91,7 @@ def submission_table(
 class RetrainResult:
     run_dir: Path
     manifest: Path
-    metrics: dict[str, Any]
+    metrics: RetrainMetrics
 
 
 def _fit_full(
@@ -212,71 +175,6 @@ def _fold_models_predict(
 # --- the command ------------------------------------------------------------------------
 
 
-def _ranking_method(cfg: PipelineConfig, oof_runs: Sequence[Path]) -> str:
-    """The ranking method of the first oof run (its ``flag.method``, what ``flag`` ranked
-    its queue by); the pipeline's for a probability file."""
-    for run in oof_runs:
-        files = RunFiles(Path(run))
-        if files.dir.is_dir() and files.config.is_file():
-            return files.read_config().flag.method
-    return cfg.flag.method
-
-
-def _train_weights(
-    data: PipelineData, reweight: str, oof_runs: Sequence[Path], *, force: bool = False
-) -> tuple[np.ndarray, str]:
-    """The loss weight of every train row under ``--reweight``, and how it was made."""
-    sub = data.df.iloc[data.train_rows]
-    weights = pd.to_numeric(sub["weight"]).to_numpy(np.float64)
-    ids = sub["sample_id"].to_numpy()
-    if reweight == "class":
-        return class_balance_weights(weights, data.labels, len(data.cfg.data.classes)), (
-            "manifest weight x N / (K x rows of the class)"
-        )
-    if reweight in ("quality", "prune"):
-        if not oof_runs:
-            raise InputError(
-                f"--reweight {reweight} needs the oof run that scored the labels: "
-                "pass --oof RUN or --probs FILE (or --queue, whose runs are used)"
-            )
-        run = read_ensemble_scores(oof_runs)
-        named = ", ".join(str(r) for r in oof_runs)
-        # The same gate as `flag`: weights from a model no better than chance are noise.
-        known = run.labels >= 0
-        check_trust(run.labels[known], run.probs[known], force=force, source=named)
-        match = id_matcher(ids)  # the id rule: a probability file's padded id is the row's
-        position = pd.Index([match(s) or s for s in run.sample_ids]).get_indexer(pd.Index(ids))
-        found = position >= 0
-        decided = decided_in_manifest(data.df, audit_log_path(data.manifest_path))
-        reviewed = np.isin(ids, list(decided))
-        if reweight == "prune":
-            # Flagged on the labels the runs scored and their mean probabilities, as
-            # `flag` on the same runs (without flag.attributes) lists its `label` rows.
-            flagged = flag.find_label_errors(run.labels, run.probs)
-            is_issue = np.zeros(len(ids), bool)
-            is_issue[found] = flagged[position[found]]
-            return prune_weights(weights, is_issue, reviewed), (
-                "manifest weight; 0 for the rows cleanlab's find_label_issues flags in "
-                f"run {named} that no person decided"
-            )
-        quality = np.full(len(ids), np.nan)
-        # The label quality `flag` ranked the run by, of each row's current label.
-        method = _ranking_method(data.cfg, oof_runs)
-        quality[found] = flag.label_quality(
-            data.labels[found], run.probs[position[found]], method=method
-        )
-        what = (
-            "out-of-fold probability of the label"
-            if method == "self_confidence"
-            else f"{method} label quality"
-        )
-        return quality_weights(weights, quality, reviewed), (
-            f"manifest weight x {what} (run {named}); "
-            "rows a person decided keep their manifest weight"
-        )
-    return weights, "manifest weight"
-
-
 def _true_labels(df: pd.DataFrame, rows: np.ndarray, classes: Sequence[str]) -> np.ndarray | None:
     if "true_label" not in df.columns:
         return None
@@ -350,17 +248,6 @@ def _retrain_dir(data: PipelineData, options: RetrainOptions, name: str) -> Path
     return run_dir
 
 
-def _write_weights(run_dir: Path, data: PipelineData, weights: np.ndarray) -> Path:
-    """``train_weights.csv``: the loss weight of every train row (written once)."""
-    path = RunFiles(run_dir).train_weights
-    if not path.exists():
-        with atomic_path(path) as tmp:
-            pd.DataFrame({"sample_id": data.sample_ids, "weight": weights}).to_csv(
-                tmp, index=False, float_format="%.6g"
-            )
-    return path
-
-
 def _train_fold_models(
     data: PipelineData,
     options: RetrainOptions,
@@ -369,9 +256,9 @@ def _train_fold_models(
     test_rows: np.ndarray,
     *,
     progress: Progress,
-) -> tuple[np.ndarray, dict[str, Any] | None]:
+) -> tuple[np.ndarray, ClassScores | None]:
     """``--mode folds``: an oof run on the cleaned labels into ``cv/``; the fold models'
-    mean on the test rows, and the cleaned labels' cross-validated metrics."""
+    mean on the test rows, and the cleaned labels' cross-validated scores."""
     cv_data = data
     if options.reweight != "none":
         # The fold models train with the same weights as the full model would.
@@ -385,13 +272,11 @@ def _train_fold_models(
         ray_options=options.ray_options,
         embed=False,  # the queue is made; these folds only score the cleaned labels
     )
-    cv_metrics = cv.metrics
-    if cv_metrics is not None and (weights == 0).any():
+    cv_scores = cv.metrics.overall if cv.metrics is not None else None
+    if cv_scores is not None and (weights == 0).any():
         # Weight-0 rows (pruned) taught nothing: score the labels that were trained on.
-        cv_metrics = {
-            "overall": _cv_on_trained_rows(cv_files.dir, data.sample_ids, weights, data.classes)
-        }
-    return _fold_models_predict(cv_files, data, test_rows, tta=options.tta), cv_metrics
+        cv_scores = _cv_on_trained_rows(cv_files.dir, data.sample_ids, weights, data.classes)
+    return _fold_models_predict(cv_files, data, test_rows, tta=options.tta), cv_scores
 
 
 def _write_predictions(
@@ -442,13 +327,13 @@ def run_retrain(
         options = dataclasses.replace(options, tta=True)
     cfg, runs = _applied(cfg, options)
     data = load_pipeline_data(cfg, progress=progress, source=source)
-    weights, weight_rule = _train_weights(data, options.reweight, runs, force=options.force)
+    weights, weight_rule = train_weights(data, options.reweight, runs, force=options.force)
     run_dir = _retrain_dir(data, options, name)
-    _write_weights(run_dir, data, weights)
+    write_weights(run_dir, data, weights)
     test_rows = data.rows_of("test")
-    cv_metrics = None
+    cv_scores = None
     if options.mode == "folds":
-        test_probs, cv_metrics = _train_fold_models(
+        test_probs, cv_scores = _train_fold_models(
             data, options, run_dir, weights, test_rows, progress=progress
         )
     else:
@@ -462,22 +347,10 @@ def run_retrain(
             desc="final model",
         )
         test_probs = _predict(model, norm, data, test_rows, tta=options.tta)
-    metrics: dict[str, Any] = {
-        "manifest": str(data.manifest_path),
-        "manifest_sha256": data.manifest_sha,
-        "mode": options.mode,
-        "reweight": options.reweight,
-        "weight_rule": weight_rule,
-        "tta": options.tta,
-        "train_rows": len(data.train_rows),
-        "test_rows": len(test_rows),
-        "classes": list(data.classes),
-        "cv_cleaned": cv_metrics["overall"] if cv_metrics else None,
-    }
-    metrics.update(_before(data, runs[0] if runs else None))
     true_test = _true_labels(data.df, test_rows, data.classes)
+    test = None
     if true_test is not None and len(test_rows):
-        metrics["test"] = _compare_on_test(
+        test = _compare_on_test(
             data,
             test_rows,
             true_test,
@@ -488,9 +361,24 @@ def run_retrain(
             baselines=options.baselines,
         )
     _write_predictions(run_dir, data, test_rows, test_probs)
-    metrics["figures"] = write_figures(metrics, run_dir, runs[0] if runs else None)
+    metrics = RetrainMetrics(
+        manifest=str(data.manifest_path),
+        manifest_sha256=data.manifest_sha,
+        mode=options.mode,
+        reweight=options.reweight,
+        weight_rule=weight_rule,
+        tta=options.tta,
+        train_rows=len(data.train_rows),
+        test_rows=len(test_rows),
+        classes=list(data.classes),
+        cv_cleaned=cv_scores,
+        test=test,
+        **_before(data, runs[0] if runs else None),
+    )
+    figures = write_figures(metrics, run_dir, runs[0] if runs else None)
+    metrics = dataclasses.replace(metrics, figures=figures)
     files = RunFiles(run_dir)
-    write_text(files.metrics, json.dumps(metrics, indent=2), overwrite=True)
+    write_metrics(files.metrics, metrics, overwrite=True)
     # The report is written last: its presence marks the retrain as finished.
     write_text(files.report, render_report(metrics, run_dir))
     return RetrainResult(run_dir, data.manifest_path, metrics)
@@ -498,13 +386,14 @@ def run_retrain(
 
 def _cv_on_trained_rows(
     cv_dir: Path, sample_ids: np.ndarray, weights: np.ndarray, classes: Sequence[str]
-) -> dict[str, Any]:
-    """Cross-validated metrics of an oof run on the rows with weight > 0 only."""
+) -> ClassScores:
+    """Cross-validated scores of an oof run on the rows with weight > 0 only."""
     run = read_scores(cv_dir)
     kept = pd.Index(run.sample_ids).get_indexer(sample_ids[weights > 0])
-    out = classification_metrics(run.labels[kept], run.probs[kept].argmax(axis=1), classes)
-    out["rows_weight_0_left_out"] = int((weights == 0).sum())
-    return out
+    return ClassScores(
+        **classification_metrics(run.labels[kept], run.probs[kept].argmax(axis=1), classes),
+        rows_weight_0_left_out=int((weights == 0).sum()),
+    )
 
 
 def _before(data: PipelineData, oof_run: str | Path | None) -> dict[str, Any]:
@@ -524,8 +413,7 @@ def _before(data: PipelineData, oof_run: str | Path | None) -> dict[str, Any]:
         )
         out["first_version"] = str(first)
     if oof_run is not None and RunFiles(Path(oof_run)).metrics.exists():
-        before = json.loads(RunFiles(Path(oof_run)).metrics.read_text())
-        out["cv_before"] = before["overall"]
+        out["cv_before"] = read_oof_metrics(RunFiles(Path(oof_run)).metrics).overall
         out["cv_before_run"] = str(oof_run)
     return out
 
@@ -540,8 +428,8 @@ def _compare_on_test(
     progress: Progress,
     tta: bool,
     baselines: bool = True,
-) -> dict[str, Any]:
-    """Test metrics of models trained on the noisy, the cleaned and the true labels.
+) -> ScoresOnTest:
+    """Test scores of models trained on the noisy, the cleaned and the true labels.
 
     ``baselines=False`` scores the cleaned model alone (no extra trainings).
     """
@@ -559,7 +447,7 @@ def _compare_on_test(
     index = {c: i for i, c in enumerate(classes)}
     position = pd.Index(data.df["sample_id"]).get_indexer(base["sample_id"].to_numpy()[base_train])
     if (position < 0).any():
-        return results
+        return from_json(ScoresOnTest, results, where="test")
     weights = pd.to_numeric(base["weight"].to_numpy()[base_train]).astype(np.float64)
     for tag, labels in (
         ("noisy", np.array([index[v] for v in base["label"].to_numpy()[base_train]])),
@@ -588,7 +476,7 @@ def _compare_on_test(
 
 def _with_intervals(
     results: dict[str, Any], y: np.ndarray, predicted: dict[str, np.ndarray], n_classes: int
-) -> dict[str, Any]:
+) -> ScoresOnTest:
     """95% intervals (paired bootstrap over the test rows) of each figure, and whether the
     noisy-to-true gap is measurable at all: its interval must exclude 0."""
     from cleaner.core.intervals import gap_intervals, metric_intervals
@@ -600,4 +488,4 @@ def _with_intervals(
         results["gap_ci"] = gaps["gap"]
         results["gap_measurable"] = gaps["gap"][0] > 0
         results["gap_recovered_ci"] = gaps.get("recovered")
-    return results
+    return from_json(ScoresOnTest, results, where="test")

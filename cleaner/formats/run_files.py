@@ -5,7 +5,7 @@ are part of the product's interface (README, "File formats"). They are named
 here only: a module that reads or writes one asks :class:`RunFiles` (or
 :class:`FoldFiles`, :class:`QueueFiles`) for its path, so a name cannot drift
 between the writer and its readers, and the folder's layout reads in one page.
-Writing stays with the format's owner (``cleaner.formats.runs`` for the probability
+Writing stays with the format's owner (``cleaner.formats.prob_table`` for the probability
 tables, ``cleaner.formats.queue_file`` for the queue, ...), always through
 :mod:`cleaner.core.atomic`.
 """
@@ -157,6 +157,12 @@ class RunFiles:
     def metrics(self) -> Path:
         """The run's metrics; written last by ``oof`` and ``retrain``: the run is complete."""
         return self.dir / "metrics.json"
+
+    @property
+    def refresh(self) -> Path:
+        """A refreshed run's origin: the run whose fold models it fine-tuned, and how
+        (``cleaner.training.refresh``); written once, before any fold."""
+        return self.dir / "refresh.json"
 
     @property
     def ensemble(self) -> Path:

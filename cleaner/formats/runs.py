@@ -1,31 +1,27 @@
-"""The run folder's tables: ``oof.csv`` (and ``unlabeled.csv``) written and read back.
+"""A run's out-of-fold probabilities read strictly, as a :class:`Run`.
 
-One home for the format, with a reader for each use:
+Where later steps (``flag``, ``retrain``) meet a run:
 
-- :func:`oof_table` and :func:`write_table` write it (``oof`` at the merge);
-- :func:`load_run` is the strict reader, where later steps (``flag``,
-  ``retrain``) meet a run: it refuses a run without ``oof.csv`` or without
+- :func:`load_run` reads a run folder: it refuses a run without ``oof.csv`` or without
   its completion record (``metrics.json``, written last), one whose
   manifest changed since (sha256), rows that do not match the manifest or
   ``folds.csv``, and probabilities that are not probability vectors;
-  :func:`load_probs` reads probabilities made outside ``cleaner`` (the same
-  layout, ``fold`` and ``pred`` optional) against a manifest, with the same checks;
-- :func:`read_scores` and :func:`read_ensemble_scores` are the lenient readers
-  of ``retrain --reweight``, which scores an earlier manifest version: rows are
-  matched by id and the manifest's hash is not asked for;
-- :func:`read_prob_columns` is the forgiving one of the review page: a few
-  rows' probabilities, a warning instead of an error;
-- :func:`mean_probs` is an ensemble's mean, as ``flag RUN1 RUN2`` ranks by it;
-  :func:`expand_runs` replaces an ensemble folder (``oof --repeats``, its
-  ``ensemble.json``) by its member runs wherever runs are given.
+- :func:`load_probs` reads probabilities made outside ``cleaner`` (the same
+  layout, ``fold`` and ``pred`` optional) against a manifest, with the same checks,
+  and :func:`scored_run` checks such probabilities given as arrays;
+- :func:`mean_probs` is an ensemble's mean, as ``flag RUN1 RUN2`` ranks by it.
+
+The table layout and its writer are :mod:`cleaner.formats.prob_table`'s; the lenient
+readers and ensemble folders are :mod:`cleaner.formats.scores`'. Their entry points
+``oof_table``, ``write_table``, ``read_scores``, ``read_ensemble_scores``,
+``expand_runs`` and ``ensemble_text`` are importable from here too (the redundant
+``as`` imports below), where the CLI, the API, ``oof``, ``retrain`` and ``report``
+import them.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,22 +29,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cleaner.core.atomic import atomic_path
 from cleaner.core.config import PipelineConfig
-from cleaner.core.errors import InputError, Problem, not_utf8
+from cleaner.core.errors import InputError, Problem
 from cleaner.formats.embeddings import Embeddings, read_embeddings
 from cleaner.formats.manifest import (
     check_classes,
-    check_ids,
     id_matcher,
     line_of,
     read_manifest,
     sha256_file,
 )
+from cleaner.formats.prob_table import (
+    OOF_COLUMNS,
+    PROB_PREFIX,
+    bad_probability_rows,
+    read_header,
+    read_prob_table,
+)
 from cleaner.formats.run_files import RunFiles
-
-OOF_COLUMNS = ("sample_id", "fold", "label", "pred")
-PROB_PREFIX = "p:"  # oof.csv names its probability columns p:CLASS
+from cleaner.formats.run_records import read_manifest_record, require_finished
 
 
 @dataclass(frozen=True)
@@ -70,88 +69,6 @@ class Run:
     @property
     def classes(self) -> tuple[str, ...]:
         return self.cfg.data.classes
-
-
-def oof_table(
-    sample_ids: np.ndarray,
-    folds: np.ndarray,
-    labels: np.ndarray,
-    pred_probs: np.ndarray,
-    classes: Sequence[str],
-) -> pd.DataFrame:
-    """``sample_id, fold, label, pred, p:CLASS...`` with labels as class names."""
-    names = np.asarray(classes, dtype=object)
-    table = pd.DataFrame(
-        {
-            "sample_id": sample_ids,
-            "fold": folds,
-            "label": names[labels],
-            "pred": names[pred_probs.argmax(1)],
-        }
-    )
-    probs = pd.DataFrame(pred_probs, columns=[f"{PROB_PREFIX}{c}" for c in classes])
-    return pd.concat([table, probs], axis=1)
-
-
-def write_table(path: Path, table: pd.DataFrame, *, overwrite: bool = False) -> None:
-    """Write a probability table (``oof.csv``, ``unlabeled.csv``, ``predictions.csv``):
-    8 significant digits, atomically."""
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.8g")
-
-
-def _prob_table(
-    path: Path, classes: tuple[str, ...], first: tuple[str, ...]
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """The leading columns of a probability table, and its probabilities (N, K), checked."""
-    header = read_header(path)
-    try:
-        # As text: numbers are parsed below, where a cell too large for a float is NaN
-        # (refused) rather than an OverflowError.
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except UnicodeDecodeError:
-        raise InputError([not_utf8(path)]) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise InputError([Problem(str(path), f"not a readable CSV: {e}")]) from None
-    if len(table.columns) != len(header):
-        raise InputError([Problem(str(path), "rows have more cells than the header", 1)])
-    expected = [*first, *(f"{PROB_PREFIX}{c}" for c in classes)]
-    if list(table.columns) != expected:
-        raise InputError(
-            [
-                Problem(
-                    str(path),
-                    f"columns do not match the run's classes: expected {', '.join(expected)}",
-                    1,
-                )
-            ]
-        )
-    probs = table[expected[len(first) :]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-    from cleaner.ranking.flag import bad_probability_rows  # cleanlab loads only where ranking does
-
-    bad = bad_probability_rows(probs)
-    if bad:
-        raise InputError([Problem(str(path), reason, line_of(i)) for i, reason in bad])
-    return table[list(first)], probs
-
-
-def read_header(path: Path) -> list[str]:
-    """The column names of a probability table as written, refused when empty, not UTF-8,
-    or holding a name twice (pandas would quietly rename the second ``p:0`` to ``p:0.1``)."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f), None)
-    except UnicodeDecodeError:
-        raise InputError([not_utf8(path)]) from None
-    except csv.Error as e:
-        raise InputError([Problem(str(path), f"not a readable CSV: {e}", 1)]) from None
-    if not header:
-        raise InputError([Problem(str(path), "empty file: no header line", 1)])
-    twice = sorted({c for c in header if header.count(c) > 1})
-    if twice:
-        names = ", ".join(map(repr, twice))
-        raise InputError([Problem(str(path), f"column(s) {names} appear more than once", 1)])
-    return header
 
 
 def _folds_problems(table: pd.DataFrame, folds_csv: Path, path: Path) -> list[Problem]:
@@ -178,90 +95,10 @@ def _folds_problems(table: pd.DataFrame, folds_csv: Path, path: Path) -> list[Pr
     return problems
 
 
-def manifest_record(sha: str, manifest: Path, run_dir: Path) -> str:
-    """``manifest.sha256``'s text: the sha256 and the manifest's path relative to the run
-    folder, so that a project moved or copied as a whole keeps its runs readable."""
-    try:
-        stored = os.path.relpath(manifest.resolve(), run_dir.resolve())
-    except ValueError:  # another drive (Windows): no relative path exists
-        stored = str(manifest.resolve())
-    return f"{sha}  {Path(stored).as_posix()}\n"
-
-
-def read_manifest_record(run_dir: Path) -> tuple[str, Path]:
-    """The sha256 and path ``manifest.sha256`` records. The path is relative to the run
-    folder; older runs stored it relative to the working directory, the fallback."""
-    path = RunFiles(run_dir).manifest_record
-    if not path.is_file():
-        raise InputError([Problem(str(path), "not found: the run folder is incomplete")])
-    sha, _, stored = path.read_text().rstrip("\n").partition("  ")
-    beside = Path(os.path.normpath(run_dir / stored))
-    if not stored or beside.exists() or not Path(stored).exists():
-        return sha.strip(), beside
-    return sha.strip(), Path(stored)
-
-
-def _require_finished(run_dir: Path) -> None:
-    """Refuse what is not a finished run folder: missing, an ensemble, unfinished."""
-    files = RunFiles(run_dir)
-    if not run_dir.is_dir():
-        raise InputError([Problem(str(run_dir), "run folder not found")])
-    if not files.oof.exists() and files.ensemble.exists():
-        raise InputError(
-            [
-                Problem(
-                    str(run_dir),
-                    "an ensemble folder (oof --repeats), not one run: give it to flag or "
-                    "retrain --oof, which read its members, or name a member (repeat-K)",
-                )
-            ]
-        )
-    if not files.oof.exists() and files.train_weights.exists():
-        raise InputError(
-            [
-                Problem(
-                    str(run_dir),
-                    "a retrain folder (its final model and report), not an oof run: flag "
-                    "reads the out-of-fold probabilities `cleaner oof` writes; for the next "
-                    "round, run `cleaner oof PIPELINE --set data.manifest=NEWEST_VERSION "
-                    "--out runs/NAME` and flag that folder",
-                )
-            ]
-        )
-    if not files.oof.exists():
-        raise InputError(
-            [
-                Problem(
-                    str(run_dir),
-                    f"no {files.oof.name}: the run is not finished; "
-                    "run `cleaner oof` with the same arguments to finish it",
-                )
-            ]
-        )
-    _require_complete(run_dir)
-
-
-def _require_complete(run_dir: Path) -> None:
-    """Refuse a run whose merge stopped before its last file, the completion record
-    (``metrics.json``, written last)."""
-    record = RunFiles(run_dir).metrics
-    if not record.exists():
-        raise InputError(
-            [
-                Problem(
-                    str(run_dir),
-                    f"no {record.name}: the run is not finished (its merge stopped "
-                    "before the last file); run `cleaner oof` with the same arguments to "
-                    "finish it",
-                )
-            ]
-        )
-
-
 def load_run(run_dir: str | Path) -> Run:
     """Read and check a run folder made by ``cleaner oof``."""
     run_dir = Path(run_dir)
-    _require_finished(run_dir)
+    require_finished(run_dir)
     files = RunFiles(run_dir)
     oof_csv = files.oof
     cfg = files.read_config()
@@ -292,7 +129,7 @@ def load_run(run_dir: str | Path) -> Run:
             ]
         )
     classes = cfg.data.classes
-    table, pred_probs = _prob_table(oof_csv, classes, OOF_COLUMNS)
+    table, pred_probs = read_prob_table(oof_csv, classes, OOF_COLUMNS)
     df = read_manifest(manifest)
     train = df[df["split"] == "train"]
     given = dict(zip(train["sample_id"], train["label"].str.strip(), strict=True))
@@ -306,7 +143,7 @@ def load_run(run_dir: str | Path) -> Run:
         embeddings = checked_embeddings(files.embeddings, table["sample_id"].to_numpy())
     u_ids, u_probs = np.array([], dtype=object), np.zeros((0, len(classes)))
     if files.unlabeled.exists():
-        u, u_probs = _prob_table(files.unlabeled, classes, ("sample_id", "pred"))
+        u, u_probs = read_prob_table(files.unlabeled, classes, ("sample_id", "pred"))
         u_ids = u["sample_id"].to_numpy()
     return Run(
         run_dir=run_dir,
@@ -431,7 +268,7 @@ def load_probs(
             ]
         )
     cfg = cfg.replace("data", manifest=str(manifest), classes=classes)
-    table, pred_probs = _prob_table(probs_csv, classes, first)
+    table, pred_probs = read_prob_table(probs_csv, classes, first)
     df = read_manifest(manifest)
     run = scored_run(
         df,
@@ -472,7 +309,6 @@ def scored_run(
     ``i`` as (file, line); default ``file`` and its line. Rows come back in
     manifest order, as a run folder's ``oof.csv`` has them.
     """
-    from cleaner.ranking.flag import bad_probability_rows  # cleanlab loads only where ranking does
 
     classes = cfg.data.classes
     check_classes(df, classes, manifest)
@@ -520,121 +356,3 @@ def mean_probs(runs: Sequence[Run], *, unlabeled: bool = False) -> np.ndarray:
     """An ensemble's probabilities: the mean over runs of one manifest version, rows in
     manifest order (``unlabeled``: of the unlabeled rows, averaged over fold models)."""
     return np.mean([r.unlabeled_probs if unlabeled else r.pred_probs for r in runs], axis=0)
-
-
-@dataclass(frozen=True)
-class Scores:
-    """What a run scored, read leniently: its rows, their labels and probabilities."""
-
-    sample_ids: np.ndarray  # (N,)
-    labels: np.ndarray  # (N,) class index of the label the run scored (-1: not a class)
-    probs: np.ndarray  # (N, K)
-
-
-def read_scores(run_or_file: Path) -> Scores:
-    """An oof run's scores, whatever manifest version it was made on.
-
-    Reweighting reads the run that scored the *previous* version: rows are
-    matched by ``sample_id``, so the manifest's sha256 need not match (the
-    strict reader is :func:`load_run`). ``run_or_file`` may also be a
-    probability file in the ``oof.csv`` layout (``--probs``).
-    """
-    path = Path(run_or_file)
-    oof_csv = path if path.is_file() else RunFiles(path).oof
-    if not oof_csv.exists():
-        raise InputError([Problem(str(path), f"no {oof_csv.name}: not a finished oof run")])
-    if not path.is_file() and RunFiles(path).folds.exists():
-        _require_complete(path)  # a folder `cleaner oof` made (one with only oof.csv is taken)
-    header = read_header(oof_csv)  # refuses a file that is not UTF-8 or repeats a column
-    cols = [c for c in header if c.startswith(PROB_PREFIX)]
-    if "sample_id" not in header or "label" not in header or not cols:
-        raise InputError(
-            [Problem(str(oof_csv), "expected the columns sample_id, label and p:CLASS...", 1)]
-        )
-    classes = [c[len(PROB_PREFIX) :] for c in cols]
-    # _prob_table's reading and checks (probability vectors), for the columns read here.
-    table, probs = _prob_table(oof_csv, tuple(classes), tuple(c for c in header if c not in cols))
-    check_ids(table["sample_id"], str(oof_csv))  # rows are matched by id: one row per id
-    return Scores(
-        sample_ids=table["sample_id"].to_numpy(),
-        labels=pd.Index(classes).get_indexer(pd.Index(table["label"])),
-        probs=probs,
-    )
-
-
-def read_ensemble_scores(paths: Sequence[str | Path]) -> Scores:
-    """Several runs of one manifest version as one: their mean probabilities
-    (an ensemble folder counts as its members).
-
-    The ensemble ``flag RUN1 RUN2 ...`` ranks by; the runs must score the same
-    rows with the same labels (oof runs of one version with other seeds or models).
-    """
-    paths = expand_runs(paths)
-    scores = [read_scores(p) for p in paths]
-    first, aligned = scores[0], [scores[0].probs]
-    for path, other in zip(paths[1:], scores[1:], strict=True):
-        position = pd.Index(other.sample_ids).get_indexer(first.sample_ids)
-        if (position < 0).any() or len(position) != len(other.sample_ids):
-            raise InputError(
-                [Problem(str(path), f"scores other rows than {paths[0]}: not the same version")]
-            )
-        if (other.labels[position] != first.labels).any():
-            raise InputError(
-                [Problem(str(path), f"scored other labels than {paths[0]}: not the same version")]
-            )
-        aligned.append(other.probs[position])
-    return dataclasses.replace(first, probs=np.mean(aligned, axis=0))
-
-
-def read_prob_columns(
-    path: Path, classes: Sequence[str], wanted: set[str]
-) -> tuple[dict[str, np.ndarray], str | None]:
-    """``sample_id -> (K,)`` for the wanted ids of an oof.csv / unlabeled.csv, or a warning.
-
-    The forgiving reader, for showing probabilities beside a queue: a file that
-    cannot be read, lacks a column or has a bad cell costs those rows their
-    probabilities, with a warning, never the page. Only the needed columns are
-    parsed: a queue names a few hundred rows of a table that may hold a million.
-    """
-    cols = ["sample_id", *(f"{PROB_PREFIX}{c}" for c in classes)]
-    try:
-        header = list(pd.read_csv(path, nrows=0).columns)
-        missing = [c for c in cols if c not in header]
-        if missing:
-            return {}, f"{path}: no column(s) {', '.join(missing[:3])}: no model probabilities"
-        table = pd.read_csv(path, usecols=cols, dtype={"sample_id": str}, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        return {}, f"{path}: not readable ({e}): no model probabilities from it"
-    table = table[table["sample_id"].isin(wanted)]
-    probs = table[cols[1:]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-    ok = np.isfinite(probs).all(axis=1)
-    return dict(zip(table["sample_id"][ok], probs[ok], strict=True)), None
-
-
-def ensemble_text(members: Sequence[str], seeds: Sequence[int]) -> str:
-    """``ensemble.json``: the member run folders (relative to it) and their ``train.seed``."""
-    return json.dumps({"members": list(members), "seeds": list(seeds)}, indent=2) + "\n"
-
-
-def ensemble_members(path: Path) -> list[Path] | None:
-    """The member runs of an ensemble folder, or None when ``path`` is not one."""
-    record = RunFiles(Path(path)).ensemble
-    if not record.is_file():
-        return None
-    try:
-        members = json.loads(record.read_text(encoding="utf-8"))["members"]
-        if not members or not all(isinstance(m, str) for m in members):
-            raise ValueError("no member runs")
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError([Problem(str(record), f"not an ensemble record ({e})")]) from None
-    # Members are named relative to the ensemble folder, which may have moved.
-    return [Path(path) / m for m in members]
-
-
-def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """``paths`` with every ensemble folder replaced by its member runs, in order."""
-    out: list[Path] = []
-    for path in paths:
-        members = ensemble_members(Path(path))
-        out.extend(members if members is not None else [Path(path)])
-    return out

@@ -31,7 +31,7 @@ import pandas as pd
 
 from cleaner.core.errors import InputError, Problem
 from cleaner.formats.manifest import line_of, read_text_csv, write_manifest
-from cleaner.ingest.adapters import _refuse_existing, _relpath, default_manifest
+from cleaner.ingest.output import default_manifest, refuse_existing, relpath
 
 MASKS = ("wear", "incorrect", "not_wear")
 GENDERS = ("male", "female")
@@ -257,7 +257,7 @@ def _train_rows(
                 {
                     # Stable wherever the manifest goes; folder names are unique.
                     "sample_id": f"{p.folder}/{name}",
-                    "path": _relpath(folder / name, manifest),
+                    "path": relpath(folder / name, manifest),
                     "label": str(p.label(stem)),
                     "split": "train",
                     "group": p.id,
@@ -352,7 +352,7 @@ def _test_rows(data_dir: Path, manifest: Path) -> tuple[list[dict[str, str]], li
             problems.append(Problem(str(info), f"image not found: {path}", line_of(i)))
         seen.setdefault(image_id, line_of(i))
         rows.append(
-            {"sample_id": image_id, "path": _relpath(path, manifest), "label": "", "split": "test"}
+            {"sample_id": image_id, "path": relpath(path, manifest), "label": "", "split": "test"}
         )
     if problems:
         raise InputError(problems)
@@ -395,7 +395,7 @@ def ingest_mask(
             [Problem(str(images_dir), "not a folder: expected <id>_<gender>_<race>_<age>/ in it")]
         )
     manifest = Path(manifest) if manifest else default_manifest("mask")
-    _refuse_existing(manifest)
+    refuse_existing(manifest)
 
     persons, findings = _scan_train(images_dir, data_dir)
     if not persons:

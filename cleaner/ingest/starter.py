@@ -243,3 +243,32 @@ def write_starter(manifest: str | Path, out: str | Path, *, gpu: bool) -> Path:
         raise InputError([Problem(str(out), "already exists; choose another --out")])
     write_text(out, starter_pipeline(manifest, gpu=gpu))
     return out
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What ``cleaner init`` wrote: the pipeline, and the manifest it ingested first if any."""
+
+    pipeline: Path
+    manifest: Path
+    ingested_from: Path | None  # the folder of class folders ingested first, if one was given
+    gpu: bool
+
+
+def init_project(
+    source: str | Path, out: str | Path | None = None, *, gpu: bool | None
+) -> InitResult:
+    """``cleaner init``: a starting pipeline for a manifest, or for a folder of class folders
+    (ingested first, as ``cleaner ingest folder``); ``gpu`` None: whether this machine has one."""
+    manifest, folder = Path(source), None
+    if manifest.is_dir():
+        from cleaner.ingest.folder import ingest_folder
+        from cleaner.ingest.output import manifest_for_init
+
+        folder, manifest = manifest, ingest_folder(manifest, manifest_for_init(manifest))
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    path = write_starter(manifest, out or Path("pipelines") / f"{manifest.stem}.toml", gpu=gpu)
+    return InitResult(path, manifest, folder, gpu)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cleaner.ranking.issue_kinds import LEAKAGE, NEAR_DUPLICATE
+from cleaner.formats.issue_kinds import LEAKAGE, NEAR_DUPLICATE
 
 SAME_LABEL = "same_label"
 DUPLICATE_COLUMNS = (

@@ -22,7 +22,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import f1_score
 
 from cleaner.core import choices
-from cleaner.ranking.issue_kinds import LABEL, NEAR_DUPLICATE, OUTLIER
+from cleaner.formats.issue_kinds import LABEL, NEAR_DUPLICATE, OUTLIER
 
 RANK_METHODS = choices.RANK_METHODS.names
 # When a sample has several issues, the queue names the first of these it has.
@@ -31,24 +31,6 @@ ISSUE_PRECEDENCE = (LABEL, NEAR_DUPLICATE, OUTLIER)
 # to a nearest neighbour; an outlier's mean kNN distance exceeds Q3 + (1/t - 1) IQR.
 NEAR_DUPLICATE_THRESHOLD = 0.13
 OUTLIER_THRESHOLD = 0.37037
-
-
-def bad_probability_rows(pred_probs: np.ndarray, *, atol: float = 1e-3) -> list[tuple[int, str]]:
-    """Rows of ``pred_probs`` (N, K) that are not probability vectors, with the reason."""
-    p = np.asarray(pred_probs, dtype=np.float64)
-    finite = np.nan_to_num(p, nan=0.0, posinf=0.0, neginf=0.0)
-    nan = np.asarray(~np.isfinite(p).all(axis=1))
-    neg = np.asarray((finite < 0).any(axis=1))
-    off = np.asarray(np.abs(finite.sum(axis=1) - 1.0) > atol)
-    out = []
-    for i in np.flatnonzero(nan | neg | off):
-        if nan[i]:
-            out.append((int(i), "probability is NaN or infinite"))
-        elif neg[i]:
-            out.append((int(i), "negative probability"))
-        else:
-            out.append((int(i), f"probabilities sum to {p[i].sum():.6g}, not 1"))
-    return out
 
 
 def label_quality(

@@ -46,12 +46,11 @@ from cleaner.formats.queue_file import (
 from cleaner.formats.run_files import QueueFiles, RunFiles
 from cleaner.formats.runs import (
     Run,
-    ensemble_members,
-    expand_runs,
     load_probs,
     load_run,
     mean_probs,
 )
+from cleaner.formats.scores import ensemble_members, expand_runs
 from cleaner.ranking import flag
 from cleaner.ranking.queue_rows import QueueSummary, build_queue
 from cleaner.ranking.trust import check_trust

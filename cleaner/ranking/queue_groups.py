@@ -17,9 +17,9 @@ import pandas as pd
 
 from cleaner.core.errors import InputError, Problem
 from cleaner.formats.attributes import SPEC_SEP, AttributeTable
+from cleaner.formats.issue_kinds import GROUP_PREFIX
 from cleaner.formats.runs import Run
 from cleaner.ranking import flag
-from cleaner.ranking.issue_kinds import GROUP_PREFIX
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from cleanlab.multiannotator import get_active_learning_scores
 from cleaner.core.errors import InputError, Problem
 from cleaner.formats.attributes import SPEC_SEP, AttributeTable, attribute_table, just_under_edge
 from cleaner.formats.embeddings import Embeddings
+from cleaner.formats.issue_kinds import LEAKAGE, NEAR_DUPLICATE, NO_SUGGESTION, UNLABELED
 from cleaner.formats.queue_file import (
     QUEUE_COLUMNS,
 )
@@ -32,7 +33,6 @@ from cleaner.formats.runs import (
 )
 from cleaner.ranking import flag
 from cleaner.ranking.duplicates import DUPLICATE_COLUMNS, classify_pairs
-from cleaner.ranking.issue_kinds import LEAKAGE, NEAR_DUPLICATE, NO_SUGGESTION, UNLABELED
 from cleaner.ranking.queue_groups import group_rows
 
 

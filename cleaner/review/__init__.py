@@ -1,1 +1,1 @@
-"""review"""
+"""People decide: the review page, the gallery, Label Studio, and ``cleaner apply``."""

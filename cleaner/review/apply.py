@@ -37,6 +37,7 @@ from cleaner.formats.audit import ACTIONS, append_records, audit_record, read_au
 from cleaner.formats.audit import (
     replay_audit as replay_audit,  # re-exported: apply_decisions' inverse
 )
+from cleaner.formats.issue_kinds import GROUP_PREFIX, refusal
 from cleaner.formats.manifest import (
     audit_log_path,
     id_matcher,
@@ -46,7 +47,6 @@ from cleaner.formats.manifest import (
     sha256_file,
 )
 from cleaner.formats.queue_file import QueueMeta, queue_csv_path, read_queue_meta, read_queue_table
-from cleaner.ranking.issue_kinds import GROUP_PREFIX, refusal
 
 DEFAULT_UNSURE_FACTOR = 0.5  # an unsure row still trains, at half weight
 
@@ -83,7 +83,7 @@ def parse_decisions(
 ) -> tuple[list[Decision], int]:
     """Checked decisions of the reviewed rows, and how many rows were not reviewed.
 
-    A decision must fit the row's ``issue`` kind (:func:`cleaner.ranking.issue_kinds.refusal`);
+    A decision must fit the row's ``issue`` kind (:func:`cleaner.formats.issue_kinds.refusal`);
     ``cleaner review`` checks each decision through here too, so both refuse alike.
     """
     queue_id = _id_resolver(manifest, group)

@@ -36,7 +36,7 @@ from PIL import Image, ImageOps
 
 from cleaner.core.atomic import write_text
 from cleaner.core.config import MAX_IMAGE_PIXELS
-from cleaner.ranking.issue_kinds import actions_text, has_suggestion
+from cleaner.formats.issue_kinds import actions_text, has_suggestion
 from cleaner.review import web
 
 # Images smaller than this on their longest side (8x8 digits, 28x28 MNIST)
@@ -366,7 +366,7 @@ def render_gallery(
     ``queue`` is the relabel queue (``rank, sample_id, path, group, given_label,
     suggested_label, label_quality, issue, decision, new_label, note, partner``;
     other columns are ignored, missing ones shown blank). Rows of a kind without
-    a suggestion (``cleaner.ranking.issue_kinds``) show none, whatever their cell holds.
+    a suggestion (``cleaner.formats.issue_kinds``) show none, whatever their cell holds.
     ``image_paths[i]`` is the image of row ``i``, or ``None`` for rows (groups)
     without a single image.
     ``on_image`` is called once per row, after its thumbnail is made.

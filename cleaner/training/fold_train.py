@@ -3,34 +3,69 @@
 One fold's outputs go to ``fold-K/``: ``model.pt``, ``metrics.json``,
 ``unlabeled.npz`` (when the manifest has unlabeled rows) and, written last
 so that its presence marks the fold as done, ``oof.npz``. The same code
-trains a fold in this process, under torchrun and inside a Ray task.
+trains a fold in this process, under torchrun and inside a Ray task. With a
+:class:`WarmStart` a fold's model starts from another run's ``fold-K/model.pt``
+and trains with other settings (a refresh: :mod:`cleaner.training.refresh`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from rich.progress import Progress
 
-from cleaner.core.atomic import atomic_file, write_text
+from cleaner.core.atomic import atomic_file
+from cleaner.core.config import TrainConfig
 from cleaner.core.errors import InputError, Problem
 from cleaner.core.metrics import classification_metrics
 from cleaner.formats.manifest import resolve_paths
+from cleaner.formats.metrics_file import FoldMetrics, write_metrics
+from cleaner.formats.run_files import RunFiles
 from cleaner.training.data import ImageDataset, Normalize, decode_all, seed_for
 from cleaner.training.device import resolve_device, uses_amp, uses_channels_last
 from cleaner.training.distributed import SINGLE, Dist
 from cleaner.training.embed import embed_run
+from cleaner.training.models import needs_data_init
 from cleaner.training.pipeline import make_dataset, model_and_normalize, predict_outputs
 from cleaner.training.probe import fit_head, head_probs, set_head
 from cleaner.training.run_plan import RunPlan
 from cleaner.training.train import FitResult, eval_batch_size, fit, predict
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Fold ``k``'s model fine-tuned from ``run``'s ``fold-K/model.pt`` with ``train`` (the
+    epochs, learning rate and schedule of the fine-tune), not trained from a fresh model.
+
+    ``run``'s fold ``k`` must have held out the same rows: its model never saw them.
+    """
+
+    run: RunFiles
+    train: TrainConfig
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load a trained model's ``state_dict`` (a fold's ``model.pt``) into ``model``.
+
+    Read with ``weights_only=True`` (a copied run folder is data, never code) and
+    refused, naming the file, unless it fits ``model``. The weights include any
+    data-dependent first layer, so the model no longer waits for one.
+    """
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(
+            [Problem(str(path), f"not weights of this pipeline's model.name ({reason[:300]})")]
+        ) from None
+    if needs_data_init(model):
+        model.data_init_pending = False  # type: ignore[assignment]  # a plain attribute
 
 
 def _fold_datasets(
@@ -88,7 +123,7 @@ def _save_fold(
     k: int,
     model: torch.nn.Module,
     outputs: dict[str, np.ndarray],
-    metrics: dict[str, Any],
+    metrics: FoldMetrics,
 ) -> None:
     """Write fold ``k``'s files; ``oof.npz`` last: its presence marks the fold as done."""
     files = plan.fold(k)
@@ -97,7 +132,7 @@ def _save_fold(
             np.savez(f, probs=outputs["unlabeled"])
     with atomic_file(files.model, overwrite=True) as f:
         torch.save(model.state_dict(), f)
-    write_text(files.metrics, json.dumps(metrics, indent=2), overwrite=True)
+    write_metrics(files.metrics, metrics, overwrite=True)
     with atomic_file(files.oof, overwrite=True) as f:
         # Text ids, not objects: merging loads the file without pickle. The fold's
         # own embeddings stay here for comparison only; they are one space per fold.
@@ -113,29 +148,34 @@ def train_fold(
     progress: Progress,
     cache: list[np.ndarray] | None = None,
     dist: Dist = SINGLE,
-) -> dict[str, Any]:
+    warm: WarmStart | None = None,
+) -> FoldMetrics:
     """Train fold ``k`` on the other folds, predict it, and save its outputs.
 
+    ``warm``: fine-tune ``warm.run``'s fold ``k`` model with ``warm.train`` instead.
     Under torchrun every process runs this; rank 0 alone writes.
     """
     cfg = plan.cfg
+    train_cfg = warm.train if warm is not None else cfg.train
     plan.fold(k).dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.train.device, dist)
     seed = seed_for(cfg.train.seed, k)
     model, norm = model_and_normalize(cfg, seed)
+    if warm is not None:
+        load_weights(model, warm.run.fold(k).model)
     train_ds, val_ds = _fold_datasets(plan, k, norm, seed, cache)
     t0 = time.perf_counter()
     result = fit(
         model,
         train_ds,
         val_ds,
-        cfg.train,
+        train_cfg,
         classes=plan.classes,
         checkpoint=plan.fold(k).checkpoint,
         seed=seed,
         device=device,
         progress=progress,
-        desc=f"fold {k + 1}/{cfg.train.folds}",
+        desc=f"{'refresh ' if warm is not None else ''}fold {k + 1}/{cfg.train.folds}",
         dist=dist,
     )
     probs, emb = _fold_predictions(plan, model, val_ds, result, device, dist)
@@ -146,8 +186,8 @@ def train_fold(
         outputs["unlabeled"] = predict_outputs(
             model, norm, cfg, plan.df, plan.root, plan.unlabeled_rows, tta=cfg.train.tta, dist=dist
         )[0]
-    metrics = classification_metrics(val_ds.labels, probs.argmax(1), plan.classes)
-    metrics.update(
+    metrics = FoldMetrics(
+        **classification_metrics(val_ds.labels, probs.argmax(1), plan.classes),
         fold=k,
         n_train=len(train_ds),
         train_images_per_s=result.images_per_s,
@@ -155,7 +195,7 @@ def train_fold(
         device=str(device),
         processes=dist.world,
         history=result.history,
-        selected_epoch=result.selected_epoch or cfg.train.epochs,
+        selected_epoch=result.selected_epoch or train_cfg.epochs,
     )
     if dist.main:
         _save_fold(plan, k, model, outputs, metrics)
@@ -211,9 +251,12 @@ def probe_folds(plan: RunPlan, todo: list[int], *, progress: Progress, dist: Dis
         outputs = {"probs": head_probs(train_x[own], w, b), "embeddings": train_x[own]}
         if len(unlabeled_x):
             outputs["unlabeled"] = head_probs(unlabeled_x, w, b)
-        metrics = classification_metrics(plan.labels[own], outputs["probs"].argmax(1), plan.classes)
-        metrics.update(
-            fold=k, n_train=int(fit_rows.sum()), mode="probe", seconds=time.perf_counter() - t0
+        metrics = FoldMetrics(
+            **classification_metrics(plan.labels[own], outputs["probs"].argmax(1), plan.classes),
+            fold=k,
+            n_train=int(fit_rows.sum()),
+            mode="probe",
+            seconds=time.perf_counter() - t0,
         )
         if dist.main:
             _save_fold(plan, k, model, outputs, metrics)
@@ -239,9 +282,17 @@ def load_unlabeled(path: Path, rows: int, classes: int) -> np.ndarray:
 
 
 def train_folds(
-    plan: RunPlan, folds: Iterable[int], *, progress: Progress, dist: Dist = SINGLE
+    plan: RunPlan,
+    folds: Iterable[int],
+    *,
+    progress: Progress,
+    dist: Dist = SINGLE,
+    warm: WarmStart | None = None,
 ) -> list[int]:
-    """Train each of ``folds`` that is not done yet, in this process; return those trained."""
+    """Train each of ``folds`` that is not done yet, in this process; return those trained.
+
+    ``warm``: each fine-tuned from another run's fold model (:class:`WarmStart`).
+    """
     todo = [k for k in folds if not plan.fold_done(k)]
     if plan.cfg.train.mode == "probe":
         if todo:
@@ -259,6 +310,6 @@ def train_folds(
         )
         progress.remove_task(task)
     for k in todo:
-        train_fold(plan, k, progress=progress, cache=cache, dist=dist)
+        train_fold(plan, k, progress=progress, cache=cache, dist=dist, warm=warm)
         dist.barrier()  # the others wait for rank 0's files before looking at the folder
     return todo

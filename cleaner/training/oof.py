@@ -19,22 +19,27 @@ it holds; every reader refuses it, and the same command finishes it.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
-from cleaner.core.atomic import write_text
 from cleaner.core.choices import BACKENDS
-from cleaner.core.errors import EMBED_TASK, FoldsFailed, InputError, Problem
+from cleaner.core.errors import EMBED_TASK, FoldsFailed, InputError
 from cleaner.core.metrics import classification_metrics
+from cleaner.formats.metrics_file import (
+    ClassScores,
+    OofMetrics,
+    read_fold_metrics,
+    read_oof_metrics,
+    write_metrics,
+)
+from cleaner.formats.prob_table import oof_table, write_table
 from cleaner.formats.run_files import RunFiles
-from cleaner.formats.runs import ensemble_text, oof_table, write_table
+from cleaner.formats.scores import ensemble_text
 from cleaner.training.distributed import context
 from cleaner.training.embed import embed_run
 from cleaner.training.fold_train import load_fold_outputs, load_unlabeled, train_folds
@@ -49,10 +54,10 @@ class OofResult:
     run_dir: Path
     trained: list[int]  # folds trained by this call
     missing: list[int]  # folds still to train (other machines, or --fold)
-    metrics: dict[str, Any] | None  # the merged metrics once every fold is done
+    metrics: OofMetrics | None  # the merged metrics once every fold is done
 
 
-def merge_folds(plan: RunPlan) -> dict[str, Any]:
+def merge_folds(plan: RunPlan) -> OofMetrics:
     """Gather every fold's predictions in manifest order; write oof.csv and metrics.
 
     Every fold file is read and checked before anything is written, so a fold
@@ -69,18 +74,18 @@ def merge_folds(plan: RunPlan) -> dict[str, Any]:
         if (pos < 0).any() or not np.all(plan.folds[pos] == k):
             raise RuntimeError(f"fold {k} predicted rows outside its fold")
         pred_probs[pos] = probs
-        fold_metrics.append(_fold_metrics(plan.fold(k).metrics))
+        fold_metrics.append(read_fold_metrics(plan.fold(k).metrics))
     if np.isnan(pred_probs).any():
         raise RuntimeError("some train rows have no out-of-fold prediction")
     overall = classification_metrics(plan.labels, pred_probs.argmax(1), plan.classes)
-    metrics = {
-        "manifest": str(plan.manifest_path),
-        "manifest_sha256": plan.manifest_sha,
-        "split": describe_split(k_folds, plan.cfg.train.seed, plan.cfg.data.group),
-        "classes": list(plan.classes),
-        "overall": overall,
-        "folds": fold_metrics,
-    }
+    metrics = OofMetrics(
+        manifest=str(plan.manifest_path),
+        manifest_sha256=plan.manifest_sha,
+        split=describe_split(k_folds, plan.cfg.train.seed, plan.cfg.data.group),
+        classes=list(plan.classes),
+        overall=ClassScores(**overall),
+        folds=fold_metrics,
+    )
     table = oof_table(plan.sample_ids, plan.folds, plan.labels, pred_probs, plan.classes)
     unlabeled = plan.unlabeled_rows
     u_table = None
@@ -102,26 +107,7 @@ def merge_folds(plan: RunPlan) -> dict[str, Any]:
     if u_table is not None and not files.unlabeled.exists():
         write_table(files.unlabeled, u_table)
     if not files.metrics.exists():
-        write_text(files.metrics, json.dumps(metrics, indent=2))
-    return metrics
-
-
-def _fold_metrics(path: Path) -> dict[str, Any]:
-    """A fold's ``metrics.json``, refused (naming it) unless it is a JSON object."""
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-        reason = "" if isinstance(metrics, dict) else "not a JSON object"
-    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        reason = str(e)
-    if reason:
-        raise InputError(
-            [
-                Problem(
-                    str(path),
-                    f"not a fold's metrics ({reason}); delete the fold's folder to train it again",
-                )
-            ]
-        )
+        write_metrics(files.metrics, metrics)
     return metrics
 
 
@@ -180,7 +166,7 @@ def run_oof(
     if missing or not dist.main:
         return OofResult(plan.run_dir, todo, missing, None)
     if plan.files.metrics.exists() and plan.files.oof.exists():
-        metrics = json.loads(plan.files.metrics.read_text())
+        metrics = read_oof_metrics(plan.files.metrics)
     else:
         metrics = merge_folds(plan)
     return OofResult(plan.run_dir, todo, [], metrics)

@@ -17,7 +17,6 @@ address, a local Ray instance is started for the command and stopped after it.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from rich.progress import Progress
 
 from cleaner.core.config import load_config
 from cleaner.core.errors import EMBED_TASK, InputError, task_name
+from cleaner.formats.metrics_file import read_fold_metrics, to_json
 from cleaner.formats.run_files import RunFiles
 from cleaner.training.embed import embed_run
 from cleaner.training.fold_train import train_folds
@@ -105,8 +105,8 @@ def train_fold_task(run_dir: str, k: int, cwd: str, threads: int) -> dict[str, A
             return {"seconds": time.perf_counter() - t0}
         plan = plan_run(data, out=run_dir, fold=k)
         train_folds(plan, [k], progress=progress)
-    metrics: dict[str, Any] = json.loads(plan.fold(k).metrics.read_text())
-    return metrics
+    # Ray hands plain data back to the driver: the record as its JSON object.
+    return to_json(read_fold_metrics(plan.fold(k).metrics))
 
 
 FoldTask = Callable[[str, int, str, int], dict[str, Any]]

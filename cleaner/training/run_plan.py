@@ -22,7 +22,7 @@ from cleaner.core.config import PipelineConfig, build_config
 from cleaner.core.errors import InputError, Problem
 from cleaner.formats.manifest import resolve_paths
 from cleaner.formats.run_files import FoldFiles, RunFiles
-from cleaner.formats.runs import manifest_record, read_manifest_record
+from cleaner.formats.run_records import manifest_record, read_manifest_record
 from cleaner.training.folds import make_folds
 from cleaner.training.pipeline import PipelineData, preflight
 

@@ -1,0 +1,366 @@
+"""What the commands print: rich tables of a command's typed result."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from cleaner.core.progress import console, warn
+from cleaner.formats.metrics_file import OofMetrics, RetrainMetrics
+from cleaner.formats.run_files import RunFiles
+
+
+def print_manifest(path: Path) -> None:
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = Table(title=f"manifest {path}")
+    table.add_column("split")
+    table.add_column("rows", justify="right")
+    table.add_column("classes", justify="right")
+    split = df["split"] if "split" in df.columns else pd.Series(["train"] * len(df))
+    for name, part in df.groupby(split):
+        table.add_row(str(name), str(len(part)), str(part["label"].replace("", None).nunique()))
+    captions = []
+    if "origin" in df.columns:
+        n_val = int(((df["origin"] == "val") & (split == "train")).sum())
+        if n_val:
+            captions.append(f"{n_val} train rows from the val folder (origin = val)")
+    if "true_label" in df.columns:
+        # Only rows that carry a truth: `ingest folder` gives it to test rows alone.
+        known = (split == "train") & (df["true_label"] != "")
+        if known.any():
+            noisy = int((known & (df["label"] != df["true_label"])).sum())
+            captions.append(f"{noisy} train labels differ from true_label")
+        n_test = int(((split == "test") & (df["true_label"] != "")).sum())
+        if n_test and not known.any():
+            captions.append(f"{n_test} test rows have a true_label (retrain scores them)")
+    if captions:
+        table.caption = "; ".join(captions)
+    console.print(table)
+    from cleaner.ingest.output import skipped_path
+
+    skipped = skipped_path(path)
+    if skipped.exists():  # written by this ingest: an older list refuses the ingest
+        n = len(pd.read_csv(skipped, dtype=str))
+        console.print(
+            f"[yellow]left out {n} image files training cannot use[/]: listed, with why, "
+            f"in {skipped}",
+            soft_wrap=True,
+        )
+
+
+def print_oof(metrics: OofMetrics, run_dir: Path) -> None:
+    table = Table(title=f"out-of-fold metrics ({metrics.split})")
+    for col in ("fold", "rows", "accuracy", "macro F1", "train img/s", "seconds"):
+        table.add_column(col, justify="right")
+    for m in metrics.folds:
+        table.add_row(
+            str(m.fold),
+            str(m.n),
+            f"{m.accuracy:.4f}",
+            f"{m.macro_f1:.4f}",
+            # A probe (train.mode) fits a head, no network: no training images per second.
+            "probe" if m.train_images_per_s is None else f"{m.train_images_per_s:,.0f}",
+            f"{m.seconds:.1f}",
+        )
+    o = metrics.overall
+    table.add_row("all", str(o.n), f"{o.accuracy:.4f}", f"{o.macro_f1:.4f}", "", "", style="bold")
+    console.print(table)
+    per_class = Table(title="per-class F1 (out-of-fold, against the given labels)")
+    per_class.add_column("class")
+    per_class.add_column("F1", justify="right")
+    for c, f in o.per_class_f1.items():
+        per_class.add_row(c, f"{f:.4f}")
+    console.print(per_class)
+    files = RunFiles(run_dir)
+    console.print(f"wrote {files.oof}, {files.embeddings}, {files.metrics}")
+
+
+def print_ensemble(folder: Path, members: list[OofMetrics | None]) -> None:
+    """Each member's out-of-fold scores, and the ensemble's (mean probabilities)."""
+    from cleaner.core.metrics import classification_metrics
+    from cleaner.formats.scores import expand_runs, read_ensemble_scores
+
+    table = Table(title=f"out-of-fold metrics of the {len(members)} repeats")
+    for col in ("run", "seed", "accuracy", "macro F1"):
+        table.add_column(col, justify="right")
+    paths = expand_runs([folder])
+    for path, m in zip(paths, members, strict=True):
+        if m is None:
+            table.add_row(path.name, "", "not finished", "")
+            continue
+        o = m.overall
+        seed = run_seed(path)
+        table.add_row(path.name, seed, f"{o.accuracy:.4f}", f"{o.macro_f1:.4f}")
+    if all(m is not None for m in members):
+        scores = read_ensemble_scores(paths)
+        classes = members[0].classes if members[0] else []
+        e = classification_metrics(scores.labels, scores.probs.argmax(1), classes)
+        table.add_row(
+            "ensemble", "mean", f"{e['accuracy']:.4f}", f"{e['macro_f1']:.4f}", style="bold"
+        )
+    console.print(table)
+    console.print(f"wrote {folder}: flag {folder} ranks by the mean of its runs")
+
+
+def run_seed(run_dir: Path) -> str:
+
+    return str(RunFiles(run_dir).read_config().train.seed)
+
+
+def count_table(title: str, key: str, value: str, counts: dict[str, int]) -> Table:
+    """A two-column table of counts."""
+    table = Table(title=title)
+    table.add_column(key)
+    table.add_column(value, justify="right")
+    for name, n in counts.items():
+        table.add_row(name, f"{n:,}")
+    return table
+
+
+def trust_table(t: Any) -> Table:
+    """How good the out-of-fold model is: what the estimate of wrong labels rests on."""
+    table = Table(title="out-of-fold model, against the given labels")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("accuracy", f"{t.accuracy:.3f}")
+    table.add_row("majority-class rate (chance)", f"{t.majority_rate:.3f}")
+    # Below double precision the binomial tail underflows to 0.
+    p = f"{t.p_value:.2g}" if t.p_value > 0 else "< 1e-300"
+    table.add_row("one-sided binomial p (accuracy > chance)", p)
+    table.add_row("macro F1", f"{t.macro_f1:.3f}")
+    table.add_row("expected calibration error (15 bins)", f"{t.ece:.3f}")
+    if not t.passed:
+        table.add_row("[red]trust gate[/red]", "[red]failed: --force[/red]")
+    return table
+
+
+def print_flag(s: Any) -> None:
+    est = Table(title="label noise (cleanlab, out-of-fold)")
+    est.add_column("measure")
+    est.add_column("value", justify="right")
+    est.add_row("train rows", f"{s.n_train:,}")
+    lo, hi = s.noise_interval
+    est.add_row(
+        "estimated wrong labels",
+        f"{s.num_label_issues:,} ({s.num_label_issues / max(1, s.n_train):.1%}; "
+        f"95% interval {lo:,}-{hi:,})",
+    )
+    est.add_row(
+        "out-of-fold prediction is not the given label",
+        f"{s.disagreements:,} ({s.disagreements / max(1, s.n_train):.1%})",
+    )
+    est.add_row("flagged by find_label_issues", f"{s.flagged_label_issues:,}")
+    est.add_row("already decided (audit log), left out", f"{s.already_decided:,}")
+    est.add_row("ranking", f"{s.method}, {len(s.runs)} run(s)")
+    console.print(est)
+    console.print(f"[dim]{s.noise_caveat}[/dim]")
+    if s.trust is not None:
+        console.print(trust_table(s.trust))
+    if s.embedding_source:
+        console.print(f"outliers and duplicates measured in one space: {s.embedding_source}")
+        if not math.isnan(s.own_fold_share):
+            console.print(
+                f"{s.own_fold_share:.1%} of each train row's 10 nearest neighbours lie in its "
+                "own fold (about 1/K when the rows share one space)"
+            )
+    elif s.legacy_embeddings:
+        console.print(
+            "[yellow]this run's embeddings are fold-local (an older cleaner): outliers and "
+            "near duplicates were not checked; run `cleaner oof` with the same arguments "
+            "to add embeddings.npz[/yellow]"
+        )
+    if s.confused_pairs:
+        pairs = Table(title="most confused classes (estimated joint of given and true label)")
+        for col in ("given label", "likely true label", "share of rows", "rows"):
+            pairs.add_column(col, justify="left" if "label" in col else "right")
+        for given, true, frac, n in s.confused_pairs:
+            pairs.add_row(given, true, f"{frac:.2%}", f"{n:,}")
+        console.print(pairs)
+    console.print(count_table("queue rows by issue", "issue", "rows", s.issue_counts))
+    if s.finding_counts:
+        console.print(
+            count_table(
+                "duplicate pairs (exact files and near duplicates, one space)",
+                "finding",
+                "pairs",
+                s.finding_counts,
+            )
+        )
+    if s.duplicates_csv is not None:
+        console.print(f"every pair is listed in {s.duplicates_csv}")
+    console.print(
+        f"wrote {s.queue_csv} and {s.queue_html}: open the HTML to look, "
+        "fill `decision` in the CSV (keep / relabel / drop / unsure)"
+    )
+    console.print(
+        "rows nobody decides keep their label; `cleaner retrain --reweight prune` "
+        "trains without the flagged label rows nobody decided"
+    )
+
+
+def print_retrain(metrics: RetrainMetrics, run_dir: Path) -> None:
+    # Cross-validated and test figures measure different things: two tables, never one.
+    cv = Table(title=f"cross-validation ({metrics.mode}, reweight {metrics.reweight})")
+    for col in ("labels", "accuracy", "macro F1"):
+        cv.add_column(col, justify="left" if col == "labels" else "right")
+    for what, m in (("before cleaning", metrics.cv_before), ("cleaned", metrics.cv_cleaned)):
+        if m is not None:
+            if m.rows_weight_0_left_out:
+                what += f" ({m.rows_weight_0_left_out} of weight 0 left out)"
+            cv.add_row(what, f"{m.accuracy:.4f}", f"{m.macro_f1:.4f}")
+    tt = Table(title="test rows against true_label (95% interval, paired bootstrap)")
+    for col in ("model trained on", "accuracy", "macro F1"):
+        tt.add_column(col, justify="left" if col == "model trained on" else "right")
+
+    def with_ci(value: float, ci: tuple[float, float] | None) -> str:
+        return f"{value:.4f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+    test = metrics.test
+    for tag, s in (test.models() if test else {}).items():
+        tt.add_row(
+            f"{tag} labels", with_ci(s.accuracy, s.accuracy_ci), with_ci(s.macro_f1, s.macro_f1_ci)
+        )
+    for table in (cv, tt):
+        if table.row_count:
+            console.print(table)
+    if not cv.row_count and not tt.row_count:
+        console.print("no baselines and no test rows with true labels: nothing to measure")
+    if not metrics.test_rows:
+        console.print("the manifest has no test rows: the submission has none")
+    if test is not None and test.gap_ci is not None and not test.gap_measurable:
+        console.print("the noisy-to-true accuracy gap is too small to measure on these test rows")
+    elif test is not None and test.gap_recovered is not None:
+        ci = test.gap_recovered_ci
+        console.print(
+            f"cleaning recovered {test.gap_recovered:.0%}"
+            + (f" (95% interval {ci[0]:.0%} to {ci[1]:.0%})" if ci else "")
+            + " of the accuracy gap between noisy and true labels"
+        )
+    files = RunFiles(run_dir)
+    console.print(
+        f"wrote {files.submission}, {files.predictions} and {files.report}", soft_wrap=True
+    )
+
+
+def print_mask_report(report: Any) -> None:
+    """Counts, then every finding of ``cleaner.ingest.mask.ingest_mask``: one table per kind."""
+    counts = (
+        f"{report.data_dir}: {report.persons:,} persons, {report.train_images:,} train images, "
+        f"{report.test_images:,} eval images"
+    )
+    if report.findings:
+        counts += " (paths below are under it)"
+    console.print(counts, highlight=False, soft_wrap=True)
+    if not report.findings:
+        console.print("the layout is complete: nothing skipped, missing or extra")
+        return
+    for kind in dict.fromkeys(f.kind for f in report.findings):
+        found = [f for f in report.findings if f.kind == kind]
+        table = Table(title=f"{kind}: {len(found)}", title_justify="left")
+        table.add_column("where", no_wrap=True)  # a path: wrapped, it is hard to copy
+        lines = any(f.row is not None for f in found)
+        if lines:
+            table.add_column("line", justify="right")
+        table.add_column("what", overflow="fold")
+        for f in found:
+            line = ["" if f.row is None else str(f.row)] if lines else []
+            table.add_row(f.file, *line, f.reason)
+        console.print(table)
+
+
+def print_oof_result(result: Any) -> None:
+    """``oof``'s result: one run's metrics, an ensemble's, or the folds still to train."""
+    from cleaner.training.oof import EnsembleResult
+
+    if isinstance(result, EnsembleResult):
+        print_ensemble(result.run_dir, [m.metrics for m in result.members])
+    elif result.metrics is None:
+        console.print(
+            f"trained fold(s) {result.trained} into {result.run_dir}; "
+            f"fold(s) {result.missing} still to train, then the run merges"
+        )
+    else:
+        print_oof(result.metrics, result.run_dir)
+
+
+def print_apply(queue: Path, s: Any) -> None:
+    """``apply``'s summary: decisions by kind, and what was written."""
+    console.print(count_table(f"applied {queue}", "decision", "queue rows", s.counts))
+    if s.already_applied:
+        console.print(
+            f"already applied: {s.new_manifest} holds exactly what this queue makes, and "
+            f"{s.audit_log} its decisions; nothing written"
+        )
+    elif s.wrote_version:
+        console.print(
+            f"{s.rows_changed:,} manifest rows changed; wrote {s.new_manifest} and "
+            f"appended to {s.audit_log}"
+        )
+    else:
+        console.print(
+            f"no manifest row changed, so no new version: {s.new_manifest} stays current; "
+            f"the decisions are in {s.audit_log} (those rows are not queued again)"
+        )
+
+
+def print_demo_files(files: Any) -> None:
+    """The demo's files, in the order a newcomer opens them."""
+    table = Table(title="demo files, in the order to open them")
+    table.add_column("file", overflow="fold")
+    table.add_column("what it is")
+    for path, what in (
+        (files.queue_html, "the relabel queue as a gallery: open it in a browser first"),
+        (RunFiles(files.final.run_dir).report, "did cleaning help: before and after"),
+        (files.queue_csv, "the queue with the (simulated) decisions"),
+        (files.cleaned_manifest, "the cleaned manifest version"),
+        (files.audit_log, "one line per decision"),
+        (RunFiles(files.oof_run).oof, "out-of-fold probabilities of every train image"),
+        (RunFiles(files.final.run_dir).submission, "predictions for the test rows"),
+        (files.manifest, "the original, noisy manifest (true_label kept for measuring)"),
+    ):
+        table.add_row(str(path), what)
+    console.print(table)
+
+
+def print_synth_mask(out: Path) -> None:
+    """``synth mask``'s data set: persons and images of each kind, from its truth.csv."""
+    import pandas as pd
+
+    truth = pd.read_csv(out / "truth.csv", dtype=str, keep_default_na=False)
+    table = Table(title=f"synthetic mask data in {out}")
+    table.add_column("rows of truth.csv")
+    table.add_column("persons", justify="right")
+    table.add_column("images", justify="right")
+    for what, part in (
+        ("train", truth[truth["split"] == "train"]),
+        ("  noise: gender_flip (folder name)", truth[truth["noise"] == "gender_flip"]),
+        ("  noise: mask_swap (two files exchanged)", truth[truth["noise"] == "mask_swap"]),
+        ("eval (test, unlabeled)", truth[truth["split"] == "test"]),
+    ):
+        table.add_row(what, str(part["person"].nunique()), str(len(part)))
+    console.print(table)
+    console.print(
+        f"true labels in {out / 'truth.csv'}; next: cleaner ingest mask {out}", soft_wrap=True
+    )
+
+
+def print_review_start(server: Any, url: str) -> None:
+    """Where the review page is, and where its decisions go."""
+    for warning in server.queue.warnings:
+        warn(warning)
+    through = "".join(
+        f"\nthrough the tunnel or forward to port {server.port}, open {u}"
+        for u in server.allowed_urls
+    )
+    console.print(
+        f"reviewing {server.queue.path} ({server.queue.reviewed} of {len(server.queue)} rows "
+        f"reviewed) at {url}{through}\neach decision is written to {server.queue.path} at "
+        "once; Ctrl-C stops the server",
+        highlight=False,
+        soft_wrap=True,
+    )
