@@ -43,6 +43,7 @@ from cleaner.review.apply import ApplySummary, apply_queue
 
 if TYPE_CHECKING:  # torch loads with it: only when retrain runs
     from cleaner.final.retrain import RetrainResult
+    from cleaner.rounds.round import RoundResult
 
 __all__ = [
     "InputError",
@@ -58,6 +59,7 @@ __all__ = [
     "read_manifest",
     "refresh",
     "retrain",
+    "round",
 ]
 
 
@@ -134,6 +136,26 @@ def refresh(
     with _progress(progress) as bars:
         result = refresh_run(run, manifest, epochs=epochs, out=out, progress=bars)
     return load_run(result.run_dir)
+
+
+def round(
+    run: str | Path,
+    *,
+    budget: int,
+    max_labels: int | None = None,
+    stop_below: float = 1.0,
+    out: str | Path | None = None,
+    force: bool = False,
+) -> RoundResult:
+    """``cleaner round``: the next batch of ``budget`` rows to label (a queue folder,
+    default ``RUN/round-N``), the estimate of the wrong labels left and whether to stop;
+    :mod:`cleaner.rounds.round` says how. Answer it as a queue, :func:`apply` it, then
+    :func:`refresh` the run on the new version for the next round."""
+    from cleaner.rounds.round import next_round
+
+    return next_round(
+        run, budget=budget, max_labels=max_labels, stop_below=stop_below, out=out, force=force
+    )
 
 
 def find_label_issues(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import cleaner.api as api
-from cleaner.cli import data, loop
+from cleaner.cli import data, loop, rounds
 
 # CLI name -> API name, where the API spells a parameter as Python does.
 RENAMED = {"set_": "overrides", "oof_runs": "oof", "source": "source"}
@@ -28,6 +28,8 @@ COMMANDS: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
     ("flag", loop.flag, api.flag),
     ("apply", loop.apply, api.apply),
     ("retrain", loop.retrain, api.retrain),
+    ("round", rounds.round_, api.round),
+    ("refresh", rounds.refresh, api.refresh),
 ]
 
 

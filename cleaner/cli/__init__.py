@@ -11,7 +11,7 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import
 
 # The command modules register their commands on `app` when imported.
-from cleaner.cli import data, loop, reviewing
+from cleaner.cli import data, loop, reviewing, rounds
 from cleaner.cli.base import WORKFLOW, app
 
-__all__ = ["WORKFLOW", "app", "data", "loop", "reviewing"]
+__all__ = ["WORKFLOW", "app", "data", "loop", "reviewing", "rounds"]

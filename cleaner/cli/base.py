@@ -17,7 +17,10 @@ from cleaner.core.errors import FoldsFailed, InputError, task_name
 from cleaner.core.progress import console, err_console
 
 # `--help` lists the commands in the order of the loop, not alphabetically.
-WORKFLOW = ("ingest", "init", "oof", "flag", "review", "apply", "retrain", "export", "import")
+WORKFLOW = (
+    "ingest", "init", "oof", "flag", "review", "apply", "round", "refresh", "retrain", "export",
+    "import",
+)  # fmt: skip
 
 
 class WorkflowGroup(TyperGroup):

@@ -106,7 +106,13 @@ def ingest_folder(
 def ingest_csv(
     table: Path,
     path_col: str = typer.Option(..., "--path-col", help="Column with image paths."),
-    label_col: str = typer.Option(..., "--label-col", help="Column with class names."),
+    label_col: str = typer.Option("", "--label-col", help="Column with class names."),
+    annotator_col: list[str] = typer.Option(
+        [],
+        "--annotator-col",
+        help="A column of one annotator's labels (repeat: several labels per image); "
+        "without --label-col the label is their majority.",
+    ),
     id_col: str = typer.Option("", "--id-col", help="Column with unique ids (default: the path)."),
     group_col: str = typer.Option("", "--group-col", help="Column with group ids."),
     split_col: str = typer.Option("", "--split-col", help="Column with train/test/unlabeled."),
@@ -122,6 +128,7 @@ def ingest_csv(
             table,
             path_col=path_col,
             label_col=label_col,
+            annotator_col=annotator_col,
             id_col=id_col,
             group_col=group_col,
             split_col=split_col,

@@ -364,3 +364,32 @@ def print_review_start(server: Any, url: str) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def print_round(r: Any) -> None:
+    """``round``'s batch, the estimate of the wrong labels left, the rounds so far."""
+    e = r.errors
+    table = Table(
+        title=f"round {r.number}: {sum(r.by_kind.values()):,} rows of a budget of {r.budget:,}"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for kind, n in r.by_kind.items():
+        table.add_row(f"rows to ask: {kind.replace('_', ' ')}", f"{n:,}")
+    table.add_row("labels per row from", f"{r.annotators} annotator column(s)")
+    table.add_row("reviewed so far (wrong)", f"{e.num_reviewed:,} ({e.found_wrong:,})")
+    table.add_row(
+        "wrong labels left (95% interval)",
+        f"{e.estimate:,.0f} ({e.interval[0]:,.0f}-{e.interval[1]:,.0f})",
+    )
+    table.add_row("expected wrong in this batch", f"{r.stop.expected:,.1f}")
+    console.print(table)
+    verdict = "[yellow]stop[/]" if r.stop.stop else "go on"
+    console.print(f"{r.stop}; verdict: {verdict}", highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {r.queue_csv} (answer it: cleaner review, a spreadsheet or Label Studio), "
+        f"{r.record} and {r.figure}; then: cleaner apply {r.queue_csv}, cleaner refresh RUN "
+        "NEW_MANIFEST, cleaner round NEW_RUN",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,4 +1,4 @@
-"""PNG figures beside the reports: a noise matrix as a heatmap, per-class F1 as bars.
+"""PNG figures beside the reports: a noise matrix, per-class F1, the rounds of cleaning.
 
 matplotlib with its headless ``Agg`` backend; each function takes arrays and a
 path, draws one figure, and writes it atomically.
@@ -42,12 +42,14 @@ def noise_matrix_png(
     k = len(classes)
     fig, ax = plt.subplots(figsize=(_size(k), _size(k) * 0.9))
     share = matrix / max(matrix.sum(), 1e-12)
-    image = ax.imshow(share, cmap="viridis")
+    # Cells and colour bar speak one unit: percent of all rows.
+    image = ax.imshow(100 * share, cmap="viridis")
     ax.set_xticks(range(k), labels=plain(classes), rotation=90 if k > 8 else 0)
     ax.set_yticks(range(k), labels=plain(classes))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    # A few classes make a narrow figure: the title wraps instead of being cut.
+    ax.set_title(_wrapped(title, _size(k)), fontsize=10)
     if k <= 20:  # numbers stay readable up to about 20 classes
         for i in range(k):
             for j in range(k):
@@ -55,7 +57,7 @@ def noise_matrix_png(
                     light = share[i, j] < share.max() * 0.6
                     ax.text(j, i, f"{100 * share[i, j]:.1f}", ha="center", va="center",
                             fontsize=7, color="white" if light else "black")  # fmt: skip
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of all rows")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of all rows")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -74,14 +76,50 @@ def per_class_f1_png(
     ax.set_xticks(x, labels=plain(classes), rotation=90 if k > 12 else 0)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("F1 on the test rows")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.set_title(_wrapped(title, fig.get_size_inches()[0]), fontsize=10)
+    # Beside the axes, never over the bars.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
 
+def rounds_png(
+    labels_spent: Sequence[float] | np.ndarray,
+    errors_found: Sequence[float] | np.ndarray,
+    *,
+    estimate: float,
+    interval: tuple[float, float],
+    path: Path,
+    title: str,
+) -> Path:
+    """Active cleaning so far: errors found against labels spent (cumulative, one point per
+    round) beside the estimate of the wrong labels still left, with its 95% interval."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.6), width_ratios=(3, 1))
+    left.plot(labels_spent, errors_found, marker="o")
+    top = max(float(np.max(labels_spent)), 1.0)
+    left.plot([0, top], [0, top], color="grey", linestyle=":", label="every label an error")
+    left.set_xlabel("labels spent (cumulative)")
+    left.set_ylabel("wrong labels found (cumulative)")
+    left.legend(loc="upper left", fontsize=8)
+    low, high = interval
+    right.bar([0], [estimate], yerr=[[estimate - low], [high - estimate]], capsize=6)
+    right.set_xticks([0], labels=["left now"])
+    right.set_ylabel("wrong labels left (95% interval)")
+    fig.suptitle(_wrapped(title, 8), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _wrapped(title: str, inches: float) -> str:
+    """The title broken into lines that fit ``inches`` of figure width (about 7 characters
+    an inch at size 10)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width=max(20, int(7 * inches))))
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     with atomic_path(path, overwrite=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")  # legends beside axes too
     plt.close(fig)
     return path

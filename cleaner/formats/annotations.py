@@ -542,3 +542,18 @@ def _with_classes(a: Annotations, labels: Iterable[str]) -> Annotations:
     old = a.labels_multiannotator
     index = np.where(np.isnan(old), len(a.classes), np.nan_to_num(old)).astype(np.int64)
     return Annotations(a.sample_ids, a.annotators, names, remap[index], a.times, a.source)
+
+
+def majority_labels(table: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """Each row's most frequent label among ``columns`` (a blank cell is no label; a row of
+    blanks gives ""); a tie goes to the first column, in order, that gave a tied label.
+
+    The consensus before any model exists (``ingest csv --annotator-col``); once a run
+    has scored the rows, CROWDLAB's (:mod:`cleaner.ranking.crowd`) weighs the model too.
+    """
+    out = []
+    for cells in table[list(columns)].astype(str).itertuples(index=False):
+        given = [c.strip() for c in cells if c.strip()]
+        counts = {c: given.count(c) for c in given}  # insertion order: the column order
+        out.append(max(counts, key=lambda c: counts[c]) if counts else "")
+    return out

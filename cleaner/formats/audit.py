@@ -248,5 +248,8 @@ def replay_audit(manifest: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -
             r["weight"],
         )
         for c, value in r.get("columns", {}).items():
-            cols.setdefault(c, manifest[c].to_numpy(dtype=object, copy=True))[p] = value
+            if c not in cols:  # a reviewer's annotator column is new in the version it made
+                old = manifest[c] if c in manifest.columns else pd.Series([""] * len(manifest))
+                cols[c] = old.to_numpy(dtype=object, copy=True)
+            cols[c][p] = value
     return manifest.assign(**cols)

@@ -87,6 +87,16 @@ class QueueFiles:
         """Every near-duplicate pair, with its finding (when the run has embeddings)."""
         return self.dir / "duplicates.csv"
 
+    @property
+    def round_record(self) -> Path:
+        """A round's batch, its estimate of the wrong labels left and the rounds so far."""
+        return self.dir / "round.json"
+
+    @property
+    def round_png(self) -> Path:
+        """Labels spent against errors found, round by round, and the errors left."""
+        return self.dir / "round.png"
+
     @classmethod
     def beside(cls, queue_csv: str | Path) -> QueueFiles:
         """The folder of a queue CSV (which a person may have renamed)."""
@@ -173,6 +183,10 @@ class RunFiles:
     def queue(self) -> QueueFiles:
         """``flag``'s queue when it is written into the run folder."""
         return QueueFiles(self.dir)
+
+    def round(self, number: int) -> QueueFiles:
+        """``cleaner round``'s queue folder for round ``number`` of this run."""
+        return QueueFiles(self.dir / f"round-{number}")
 
     # retrain's outputs.
     @property

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cleaner.core.errors import InputError, Problem
+from cleaner.formats.annotations import ANNOTATOR_PREFIX, majority_labels, parse_wide
 from cleaner.formats.manifest import id_problems, read_text_csv
 from cleaner.ingest.output import default_manifest, refuse_existing, relpath, write_checked
 
 if TYPE_CHECKING:
+    import pandas as pd
     from rich.progress import Progress
 
 
@@ -18,7 +21,8 @@ def ingest_csv(
     table: str | Path,
     *,
     path_col: str,
-    label_col: str,
+    label_col: str = "",
+    annotator_col: Sequence[str] = (),
     id_col: str = "",
     group_col: str = "",
     split_col: str = "",
@@ -31,6 +35,11 @@ def ingest_csv(
     The named columns become ``path``, ``label``, ``sample_id``, ``group`` and
     ``split``; every other column is kept unchanged. The images are checked as
     :func:`cleaner.ingest.folder.ingest_folder` checks them (``skip_bad_images`` likewise).
+
+    ``annotator_col`` names columns that each hold one annotator's labels (several
+    labels per image): each becomes ``annotator:NAME``, every train row needs a label
+    from one of them, and without ``label_col`` the label is their majority
+    (:func:`cleaner.formats.annotations.majority_labels`).
     """
     table = Path(table)
     if not table.is_file():
@@ -38,6 +47,8 @@ def ingest_csv(
     manifest = Path(manifest) if manifest else default_manifest(table.stem)
     refuse_existing(manifest)
     df = read_text_csv(table)
+    if not label_col and not annotator_col:
+        raise InputError([Problem(str(table), "give --label-col or --annotator-col (or both)")])
     mapping = {
         c: std
         for c, std in (
@@ -49,6 +60,7 @@ def ingest_csv(
         )
         if c
     }
+    mapping |= {c: f"{ANNOTATOR_PREFIX}{c}" for c in annotator_col}
     missing = [c for c in mapping if c not in df.columns]
     if missing:
         have = ", ".join(map(str, df.columns))
@@ -61,6 +73,8 @@ def ingest_csv(
             [Problem(str(table), f"column(s) {', '.join(clash)} would be overwritten", 1)]
         )
     df = df.rename(columns=mapping)
+    if annotator_col:
+        _check_annotations(df, table, label_col, [mapping[c] for c in annotator_col])
     # Absolute paths stay absolute; relative ones move from the table's folder to the manifest's.
     df["path"] = [
         p if os.path.isabs(p) else relpath(table.parent / p, manifest) for p in df["path"]
@@ -75,3 +89,13 @@ def ingest_csv(
     return write_checked(
         df, manifest, source=table, skip_bad_images=skip_bad_images, progress=progress
     )
+
+
+def _check_annotations(df: pd.DataFrame, table: Path, label_col: str, columns: list[str]) -> None:
+    """Every annotator label checked (a train row with none is refused, naming its line);
+    without a label column, ``label`` becomes the annotators' majority."""
+    if not label_col:
+        df["label"] = majority_labels(df, columns)
+    kept = ["sample_id", "path", "split", *columns]
+    wide = df[[c for c in kept if c in df.columns]]
+    parse_wide(wide, file=table)  # raises InputError listing every bad cell

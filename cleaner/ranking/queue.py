@@ -113,7 +113,7 @@ def _flag_inputs(
     return runs
 
 
-def _queue_meta(
+def queue_meta(
     runs: Sequence[Run],
     *,
     method: str,
@@ -175,7 +175,7 @@ def make_queue(
     runs = _flag_inputs(run_dirs, overrides, probs=probs, manifest=manifest, embeddings=embeddings)
     run = runs[0]
     if probs is None:
-        _refuse_an_older_version(run)
+        refuse_an_older_version(run)
     top, method = _settings(run, top=top, method=method)
     if probs is not None and out is None:
         raise InputError("--probs needs --out: the folder for the queue")
@@ -185,7 +185,7 @@ def make_queue(
     # An ensemble folder (oof --repeats) holds its queue, as a run folder does.
     alone = Path(run_dirs[0]) if len(run_dirs) == 1 else None
     home = alone if alone is not None and ensemble_members(alone) else run.run_dir
-    targets = _targets(Path(out) if out else home, runs)
+    targets = queue_targets(Path(out) if out else home, runs)
     df = read_manifest(run.manifest_path)
     decided = decided_in_manifest(df, audit_log_path(run.manifest_path))
     queue, summary = build_queue(
@@ -194,8 +194,8 @@ def make_queue(
     summary.trust = trust
     if probs is not None:
         summary.runs = [str(probs)]
-    page = _gallery(queue, df, run, on_image=on_image)
-    meta = _queue_meta(
+    page = gallery_page(queue, df, run, on_image=on_image)
+    meta = queue_meta(
         runs,
         method=method,
         top=top,
@@ -210,12 +210,22 @@ def make_queue(
             "note": summary.noise_caveat,
         },
     )
-    _write_outputs(targets, queue=queue, page=page, meta=meta, summary=summary, run=run)
+    write_outputs(
+        targets,
+        queue=queue,
+        page=page,
+        meta=meta,
+        noise_joint=summary.noise_joint,
+        classes=run.classes,
+        duplicate_pairs=summary.duplicate_pairs,
+    )
+    if targets.with_duplicates and summary.duplicate_pairs is not None:
+        summary.duplicates_csv = targets.duplicates
     summary.queue_csv, summary.queue_html = targets.csv, targets.html
     return summary
 
 
-def _refuse_an_older_version(run: Run) -> None:
+def refuse_an_older_version(run: Run) -> None:
     """A run of a manifest that ``apply`` has since replaced scores the old labels: its
     queue would ask again about rows already decided. Refused, with the command that
     trains on the newest version (the run's own config.toml is a complete pipeline)."""
@@ -231,7 +241,9 @@ def _refuse_an_older_version(run: Run) -> None:
                 f"made from {run.manifest_path.name}, but {newest.name} is newer (cleaner "
                 "apply wrote it): this run's queue would ask again about rows already "
                 f"decided. Train on the newest version, then flag that run: cleaner oof "
-                f"{files.config} --set data.manifest={newest} --out {out}",
+                f"{files.config} --set data.manifest={newest} --out {out} (or, in minutes, "
+                f"fine-tune this run's fold models on it: cleaner refresh {run.run_dir} "
+                f"{newest})",
             )
         ]
     )
@@ -253,7 +265,7 @@ def check_settings(top: int, method: str) -> None:
 
 
 @dataclass(frozen=True)
-class _Targets(QueueFiles):
+class QueueTargets(QueueFiles):
     """The files ``flag`` writes into the queue's folder."""
 
     with_duplicates: bool  # with embeddings: duplicates.csv too
@@ -263,7 +275,7 @@ class _Targets(QueueFiles):
         return paths + ([self.duplicates] if self.with_duplicates else [])
 
 
-def _targets(out_dir: Path, runs: Sequence[Run]) -> _Targets:
+def queue_targets(out_dir: Path, runs: Sequence[Run]) -> QueueTargets:
     """The files to write; refused when a queue is there (a queue is never overwritten).
 
     ``queue.json`` is written last and marks a complete queue. Without it, the
@@ -271,7 +283,7 @@ def _targets(out_dir: Path, runs: Sequence[Run]) -> _Targets:
     them), and this run replaces them: unless a reviewer has already filled in
     decisions there, which are never written over.
     """
-    targets = _Targets(out_dir, any(r.embeddings is not None for r in runs))
+    targets = QueueTargets(out_dir, any(r.embeddings is not None for r in runs))
     existing = [p for p in targets.all() if p.exists()]
     if targets.record.exists():
         raise InputError(
@@ -300,7 +312,7 @@ def _has_decisions(queue_csv: Path) -> bool:
     return bool(table["decision"].str.strip().ne("").any())
 
 
-def _gallery(
+def gallery_page(
     queue: pd.DataFrame, df: pd.DataFrame, run: Run, *, on_image: Callable[[], None] | None
 ) -> str:
     """queue.html: the rows with the manifest's images (and a pair's partner image)."""
@@ -324,16 +336,22 @@ def _gallery(
     )
 
 
-def _write_outputs(
-    targets: _Targets,
+def write_outputs(
+    targets: QueueTargets,
     *,
     queue: pd.DataFrame,
     page: str,
     meta: QueueMeta,
-    summary: QueueSummary,
-    run: Run,
+    noise_joint: np.ndarray | None,
+    classes: Sequence[str],
+    duplicate_pairs: pd.DataFrame | None = None,
+    before_record: Callable[[], list[Path]] | None = None,
 ) -> None:
-    """Everything is computed; now write the files, all or none (queue.json last)."""
+    """Everything is computed; now write the files, all or none (queue.json last).
+
+    ``before_record`` writes files of the caller's (a round's record) just before
+    ``queue.json`` and returns them, so that a failure removes them too.
+    """
     targets.dir.mkdir(parents=True, exist_ok=True)
     for leftover in targets.all():  # an interrupted flag's, without queue.json (_targets)
         leftover.unlink(missing_ok=True)
@@ -345,16 +363,17 @@ def _write_outputs(
         written.append(targets.html)
         from cleaner.core.figures import noise_matrix_png  # matplotlib only where it draws
 
-        assert summary.noise_joint is not None  # build_queue estimated it
-        noise_matrix_png(summary.noise_joint, run.classes, targets.noise_png,
+        assert noise_joint is not None  # build_queue estimated it
+        noise_matrix_png(noise_joint, classes, targets.noise_png,
                          xlabel="likely true label",
                          title="estimated noise (cleanlab): given vs likely true")  # fmt: skip
         written.append(targets.noise_png)
-        if targets.with_duplicates and summary.duplicate_pairs is not None:
+        if targets.with_duplicates and duplicate_pairs is not None:
             with atomic_path(targets.duplicates) as tmp:
-                summary.duplicate_pairs.to_csv(tmp, index=False, float_format="%.6g")
+                duplicate_pairs.to_csv(tmp, index=False, float_format="%.6g")
             written.append(targets.duplicates)
-            summary.duplicates_csv = targets.duplicates
+        if before_record is not None:
+            written += before_record()
         # queue.json last: apply and review look for it.
         write_queue_meta(targets.record, meta)
     except BaseException:

@@ -47,6 +47,7 @@ from cleaner.formats.manifest import (
     sha256_file,
 )
 from cleaner.formats.queue_file import QueueMeta, queue_csv_path, read_queue_meta, read_queue_table
+from cleaner.review.answers import annotator_columns, answer_column, record_answer
 
 DEFAULT_UNSURE_FACTOR = 0.5  # an unsure row still trains, at half weight
 
@@ -280,12 +281,19 @@ def apply_decisions(
     for c in attr_cols:
         cols[c] = manifest[c].to_numpy(dtype=object, copy=True)
     ids = manifest["sample_id"].to_numpy(dtype=object)
+    # Several labels per row: an answer is one more annotation, the label their consensus.
+    annotated = bool(annotator_columns(manifest)) and attributes is None
+    reviewer = str((context or {}).get("reviewer", ""))
     records = []
     for p in sorted(decided):
         d = decided[p]
         old_label = str(cols["label"][p])
         changed: dict[str, str] = {}
-        if d.action == "relabel":
+        if annotated and d.action in ("keep", "relabel"):
+            answer = d.new_label if d.action == "relabel" else old_label
+            cols["label"][p] = record_answer(cols, manifest, p, answer, reviewer)
+            changed[answer_column(reviewer)] = answer  # the audit log replays it
+        if d.action == "relabel" and not annotated:
             cols["label"][p] = _relabel(old_label, d.new_label, classes, attributes, str(ids[p]))
             if attributes is not None and cols["label"][p] in classes:
                 k = list(classes).index(cols["label"][p])
@@ -294,9 +302,9 @@ def apply_decisions(
                     value = attributes.values[attributes.names.index(c)][v] if v >= 0 else ""
                     if v >= 0 and cols[c][p] != value:
                         cols[c][p] = changed[c] = value
-            if cols["split"][p] == "unlabeled":
-                cols["split"][p] = "train"  # a labeled row trains from now on
-        elif d.action == "drop":
+        if d.action == "relabel" and cols["split"][p] == "unlabeled":
+            cols["split"][p] = "train"  # a labeled row trains from now on
+        if d.action == "drop":
             cols["split"][p] = "excluded"
         elif d.action == "unsure":
             cols["weight"][p] = format(float(cols["weight"][p]) * unsure_factor, ".6g")
