@@ -47,7 +47,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        metavar="",
+        callback=_version,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
 ) -> None:
     """Find mislabeled images, review them, and retrain on the cleaned labels."""
@@ -102,7 +107,9 @@ def friendly_errors(fn: F) -> F:
 
 
 # Options shared by `oof` and `retrain --mode folds`: where the folds run.
-SET_OPTION = typer.Option([], "--set", help="Override a key: section.key=value.")
+SET_OPTION = typer.Option(
+    [], "--set", metavar="KEY=VALUE", help="Override a key: section.key=value (repeatable)."
+)
 
 
 BACKEND_OPTION = typer.Option("local", "--backend", help=choices.BACKENDS.help())

@@ -56,6 +56,7 @@ ManifestOpt = typer.Option(
 SKIP_BAD_OPTION = typer.Option(
     False,
     "--skip-bad-images",
+    metavar="",
     help="Leave unreadable, empty or truncated image files out (listed in NAME.skipped.csv) "
     "instead of refusing them all in one error.",
 )
@@ -64,7 +65,7 @@ SKIP_BAD_OPTION = typer.Option(
 @ingest_app.command("folder")
 @friendly_errors
 def ingest_folder(
-    src_dir: Path,
+    src_dir: Path = typer.Argument(..., metavar="SRC_DIR"),
     manifest: Path | None = ManifestOpt,
     split: str | None = typer.Option(
         None,
@@ -79,10 +80,11 @@ def ingest_folder(
     follow_links: bool = typer.Option(
         False,
         "--follow-links",
+        metavar="",
         help="Also ingest images that symbolic links reach outside SRC_DIR (refused by default).",
     ),
     skip_bad_images: bool = SKIP_BAD_OPTION,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars."),
 ) -> None:
     """SRC_DIR/<class>/<image>, or split folders above them: SRC_DIR/{train,val,test,unlabeled}/."""
     from cleaner import api
@@ -104,12 +106,13 @@ def ingest_folder(
 @ingest_app.command("csv")
 @friendly_errors
 def ingest_csv(
-    table: Path,
+    table: Path = typer.Argument(..., metavar="TABLE"),
     path_col: str = typer.Option(..., "--path-col", help="Column with image paths."),
     label_col: str = typer.Option("", "--label-col", help="Column with class names."),
     annotator_col: list[str] = typer.Option(
         [],
         "--annotator-col",
+        metavar="COLUMN",
         help="A column of one annotator's labels (repeat: several labels per image); "
         "without --label-col the label is their majority.",
     ),
@@ -118,7 +121,7 @@ def ingest_csv(
     split_col: str = typer.Option("", "--split-col", help="Column with train/test/unlabeled."),
     manifest: Path | None = ManifestOpt,
     skip_bad_images: bool = SKIP_BAD_OPTION,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars."),
 ) -> None:
     """An existing table of image paths and labels (paths relative to the table)."""
     from cleaner import api
@@ -142,7 +145,7 @@ def ingest_csv(
 @ingest_app.command("digits")
 @friendly_errors
 def ingest_digits(
-    images_dir: Path,
+    images_dir: Path = typer.Argument(..., metavar="IMAGES_DIR"),
     noise: float = NoiseOpt,
     noise_kind: str = KindOpt,
     seed: int = SeedOpt,
@@ -200,8 +203,8 @@ def _ingest_arrays(
 @ingest_app.command("mnist")
 @friendly_errors
 def ingest_mnist(
-    idx_dir: Path,
-    images_dir: Path,
+    idx_dir: Path = typer.Argument(..., metavar="IDX_DIR"),
+    images_dir: Path = typer.Argument(..., metavar="IMAGES_DIR"),
     noise: float = NoiseOpt,
     noise_kind: str = KindOpt,
     seed: int = SeedOpt,
@@ -219,12 +222,14 @@ def ingest_mnist(
 @app.command()
 @friendly_errors
 def init(
-    source: Path = typer.Argument(..., help="A manifest CSV, or a folder of class folders."),
+    source: Path = typer.Argument(
+        ..., metavar="SOURCE", help="A manifest CSV, or a folder of class folders."
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Pipeline to write (default pipelines/NAME.toml)."
     ),
     gpu: bool | None = typer.Option(
-        None, "--gpu/--cpu", help="Choose for a GPU or the CPU (default: this machine)."
+        None, "--gpu/--cpu", metavar="", help="Choose for a GPU or the CPU (default: this machine)."
     ),
 ) -> None:
     """Write a starting pipeline for a manifest: classes, size, model and training length."""
@@ -251,7 +256,7 @@ def ingest_mask(data_dir: Path, manifest: Path | None = ManifestOpt) -> None:
 @synth_app.command("mask")
 @friendly_errors
 def synth_mask(
-    out_dir: Path,
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR"),
     people: int = typer.Option(40, "--people", help="Train persons (7 photos each)."),
     gender_flips: float = typer.Option(
         0.1, "--gender-flips", help="Fraction of persons whose folder names the wrong gender."

@@ -29,7 +29,7 @@ from cleaner.core.progress import console, make_progress
 @app.command()
 @friendly_errors
 def oof(
-    pipeline: Path,
+    pipeline: Path = typer.Argument(..., metavar="PIPELINE"),
     set_: list[str] = SET_OPTION,
     fold: int | None = typer.Option(None, "--fold", help="Train only fold K (0-based)."),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/NAME-HASH)."),
@@ -43,7 +43,7 @@ def oof(
     address: str | None = ADDRESS_OPTION,
     gpus_per_fold: float | None = GPUS_OPTION,
     cpus_per_fold: float | None = CPUS_OPTION,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars."),
 ) -> None:
     """K-fold cross-validation: out-of-fold probabilities and embeddings for every train row.
 
@@ -74,7 +74,9 @@ def oof(
 @app.command()
 @friendly_errors
 def flag(
-    runs: list[Path] = typer.Argument(None, help="Run folder(s) made by `cleaner oof`."),
+    runs: list[Path] = typer.Argument(
+        None, metavar="RUNS", help="Run folder(s) made by `cleaner oof`."
+    ),
     top: int | None = typer.Option(None, "--top", help="Queue length (default flag.top)."),
     method: str | None = typer.Option(
         None,
@@ -85,13 +87,19 @@ def flag(
         None, "--out", help="Folder for the queue (default: the first run)."
     ),
     include_unlabeled: bool = typer.Option(
-        False, "--include-unlabeled", help="Also rank unlabeled rows for labeling."
+        False, "--include-unlabeled", metavar="", help="Also rank unlabeled rows for labeling."
     ),
     set_: list[str] = typer.Option(
-        [], "--set", help="Override flag.* (with --probs also data.group), e.g. flag.top=50."
+        [],
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override flag.* (with --probs also data.group), e.g. flag.top=50.",
     ),
     force: bool = typer.Option(
-        False, "--force", help="Rank even when the out-of-fold model is no better than chance."
+        False,
+        "--force",
+        metavar="",
+        help="Rank even when the out-of-fold model is no better than chance.",
     ),
     probs: Path | None = typer.Option(
         None, "--probs", help="Out-of-fold probabilities made elsewhere (oof.csv layout)."
@@ -102,7 +110,7 @@ def flag(
     embeddings: Path | None = typer.Option(
         None, "--embeddings", help="With --probs: embeddings.npz of the rows (optional)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars."),
 ) -> None:
     """Rank the samples most likely to be mislabeled into queue.csv and queue.html."""
     from cleaner.core.config import check_overrides
@@ -131,7 +139,9 @@ def flag(
 @app.command()
 @friendly_errors
 def apply(
-    queue: Path = typer.Argument(..., help="A reviewed queue.csv (queue.json beside it)."),
+    queue: Path = typer.Argument(
+        ..., metavar="QUEUE", help="A reviewed queue.csv (queue.json beside it)."
+    ),
     reviewer: str = typer.Option("", "--reviewer", help="Name recorded in the audit log."),
     unsure_factor: float = typer.Option(
         0.5, "--unsure-factor", help="Weight multiplier for rows marked unsure."
@@ -147,7 +157,7 @@ def apply(
 @app.command()
 @friendly_errors
 def retrain(
-    pipeline: Path,
+    pipeline: Path = typer.Argument(..., metavar="PIPELINE"),
     set_: list[str] = SET_OPTION,
     manifest: Path | None = typer.Option(
         None, "--manifest", help="Train on this manifest version."
@@ -158,6 +168,7 @@ def retrain(
     oof_runs: list[Path] = typer.Option(
         [],
         "--oof",
+        metavar="RUN",
         help="The oof run that --reweight quality|prune reads; repeat for an ensemble "
         "(mean probabilities, as `flag RUN1 RUN2`).",
     ),
@@ -167,9 +178,14 @@ def retrain(
         help="Out-of-fold probabilities made elsewhere (oof.csv layout) for --reweight.",
     ),
     force: bool = typer.Option(
-        False, "--force", help="Reweight even when the out-of-fold model is no better than chance."
+        False,
+        "--force",
+        metavar="",
+        help="Reweight even when the out-of-fold model is no better than chance.",
     ),
-    tta: bool = typer.Option(False, "--tta", help="Average with horizontally flipped images."),
+    tta: bool = typer.Option(
+        False, "--tta", metavar="", help="Average with horizontally flipped images."
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Run folder (default runs/NAME-retrain-HASH)."
     ),
@@ -177,13 +193,14 @@ def retrain(
     baselines: bool = typer.Option(
         True,
         "--baselines/--no-baselines",
+        metavar="",
         help="With true_label in the manifest: also train on the noisy and the true labels.",
     ),
     backend: str = BACKEND_OPTION,
     address: str | None = ADDRESS_OPTION,
     gpus_per_fold: float | None = GPUS_OPTION,
     cpus_per_fold: float | None = CPUS_OPTION,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars."),
 ) -> None:
     """Train the final model on the cleaned data; write predictions, submission and report."""
     from cleaner import api
@@ -203,7 +220,7 @@ def retrain(
 def demo(
     out: Path = typer.Option(Path("cleaner-demo"), "--out", help="Folder for every file."),
     top: int = typer.Option(200, "--top", help="Queue length."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars."),
 ) -> None:
     """The whole loop on scikit-learn's digits with a simulated reviewer (a few minutes)."""
     from cleaner.demo import run_demo

@@ -23,13 +23,14 @@ from cleaner.core.progress import console
 @friendly_errors
 def review(
     queue: Path = typer.Argument(
-        ..., help="A queue.csv made by `cleaner flag` (queue.json beside it)."
+        ..., metavar="QUEUE", help="A queue.csv made by `cleaner flag` (queue.json beside it)."
     ),
     port: int = typer.Option(8765, "--port", help="Port on 127.0.0.1; 0 picks a free one."),
-    no_browser: bool = typer.Option(False, "--no-browser", help="Only print the URL."),
+    no_browser: bool = typer.Option(False, "--no-browser", metavar="", help="Only print the URL."),
     allow_host: list[str] = typer.Option(
         [],
         "--allow-host",
+        metavar="HOST:PORT",
         help="Also answer this HOST:PORT (repeatable), e.g. localhost:9000 behind "
         "`ssh -L 9000:localhost:8765 BOX`; still 127.0.0.1 only, token still needed.",
     ),
@@ -57,7 +58,7 @@ def review(
 @export_app.command("labelstudio")
 @friendly_errors
 def export_labelstudio(
-    queue: Path = typer.Argument(..., help="A queue.csv made by `cleaner flag`."),
+    queue: Path = typer.Argument(..., metavar="QUEUE", help="A queue.csv made by `cleaner flag`."),
     out: Path | None = typer.Option(
         None, "--out", help="Tasks file (default QUEUE.labelstudio.json); FILE.xml beside it."
     ),
@@ -102,10 +103,17 @@ def export_labelstudio(
 @import_app.command("labelstudio")
 @friendly_errors
 def import_labelstudio(
-    export: Path = typer.Argument(..., help="A Label Studio JSON export of the exported tasks."),
-    queue: Path = typer.Argument(..., help="The queue.csv the tasks were exported from."),
+    export: Path = typer.Argument(
+        ..., metavar="EXPORT", help="A Label Studio JSON export of the exported tasks."
+    ),
+    queue: Path = typer.Argument(
+        ..., metavar="QUEUE", help="The queue.csv the tasks were exported from."
+    ),
     force: bool = typer.Option(
-        False, "--force", help="Replace decisions already in the queue with Label Studio's."
+        False,
+        "--force",
+        metavar="",
+        help="Replace decisions already in the queue with Label Studio's.",
     ),
 ) -> None:
     """Write the answers of a Label Studio export into the queue's decision column."""

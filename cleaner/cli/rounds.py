@@ -14,7 +14,9 @@ from cleaner.core.progress import console, make_progress
 @app.command("round")
 @friendly_errors
 def round_(
-    run: Path = typer.Argument(..., help="A finished run of the newest manifest version."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A finished run of the newest manifest version."
+    ),
     budget: int = typer.Option(..., "--budget", help="Rows to ask about in this round."),
     max_labels: int | None = typer.Option(
         None, "--max-labels", help="Never ask about a row that has this many labels already."
@@ -26,7 +28,10 @@ def round_(
     ),
     out: Path | None = typer.Option(None, "--out", help="Queue folder (default RUN/round-N)."),
     force: bool = typer.Option(
-        False, "--force", help="Select even when the out-of-fold model is no better than chance."
+        False,
+        "--force",
+        metavar="",
+        help="Select even when the out-of-fold model is no better than chance.",
     ),
 ) -> None:
     """The next batch to label: the rows most likely wrong and where one more label is worth
@@ -42,13 +47,15 @@ def round_(
 @app.command()
 @friendly_errors
 def refresh(
-    run: Path = typer.Argument(..., help="A finished oof run (or a refreshed one)."),
-    manifest: Path = typer.Argument(..., help="A newer version of its manifest (from apply)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A finished oof run (or a refreshed one)."),
+    manifest: Path = typer.Argument(
+        ..., metavar="MANIFEST", help="A newer version of its manifest (from apply)."
+    ),
     epochs: int = typer.Option(2, "--epochs", help="Fine-tuning epochs per fold model."),
     out: Path | None = typer.Option(
         None, "--out", help="Run folder (default RUN-refresh-HASH beside RUN)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars."),
 ) -> None:
     """Fine-tune each fold model on the new labels of its own training rows (minutes, not
     a new oof): out-of-fold probabilities for the next round."""
