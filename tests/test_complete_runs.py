@@ -33,9 +33,9 @@ from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.core.faults import FAULT_ENV, LOG_ENV
+from cleaner.formats import metrics_file
 from cleaner.formats.queue_file import read_queue_table, write_queue_csv
 from cleaner.review.server import serve
-from cleaner.training import oof as oof_module
 
 runner = CliRunner()
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -105,14 +105,14 @@ def test_a_run_stopped_before_metrics_json_is_refused_then_finished(
     tiny_project: TinyProject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p, run_dir = tiny_project, tiny_project.root / "run"
-    real = oof_module.write_text
+    real = metrics_file.write_text  # the one writer of metrics.json
 
     def crash(path: Any, text: str, **kw: Any) -> None:
         if Path(path) == run_dir / "metrics.json":
             raise RuntimeError("crashed before the last file")
         real(path, text, **kw)
 
-    monkeypatch.setattr(oof_module, "write_text", crash)
+    monkeypatch.setattr(metrics_file, "write_text", crash)
     result = run("oof", str(p.pipeline), "--out", str(run_dir), "-q")
     assert isinstance(result.exception, RuntimeError)
     monkeypatch.undo()
