@@ -15,6 +15,8 @@ The result is ``embeddings.npz`` in the run folder (:mod:`cleaner.formats.embedd
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -85,12 +87,7 @@ def embed_run(plan: RunPlan, *, progress: Progress, dist: Dist = SINGLE) -> Embe
     rows = np.flatnonzero(df["split"].isin(SPLITS_EMBEDDED).to_numpy())
     _, emb = predict_outputs(model, norm, cfg, df, root, rows, dist=dist)
     paths = resolve_paths(df.iloc[rows], root)
-    task = progress.add_task("hashing image files", total=len(paths), unit="img")
-    hashes = []
-    for p in paths:
-        hashes.append(sha256_file(p))
-        progress.advance(task)
-    progress.remove_task(task)
+    hashes = file_hashes(paths, progress)
     split = df["split"].to_numpy()[rows].astype(str)
     train = split == "train"
     result = Embeddings(
@@ -111,3 +108,14 @@ def embed_run(plan: RunPlan, *, progress: Progress, dist: Dist = SINGLE) -> Embe
         plan.files.embed.checkpoint.unlink(missing_ok=True)
     dist.barrier()
     return result
+
+
+def file_hashes(paths: Sequence[Path], progress: Progress) -> list[str]:
+    """The sha256 of each file, with a bar: what ties an embedding to its image's bytes."""
+    task = progress.add_task("hashing image files", total=len(paths), unit="img")
+    hashes = []
+    for p in paths:
+        hashes.append(sha256_file(p))
+        progress.advance(task)
+    progress.remove_task(task)
+    return hashes

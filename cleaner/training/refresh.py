@@ -77,7 +77,7 @@ from cleaner.formats.run_files import RunFiles
 from cleaner.formats.run_records import read_manifest_record, require_finished
 from cleaner.ranking.flag import own_group_neighbour_share
 from cleaner.training.distributed import context
-from cleaner.training.embed import SPLITS_EMBEDDED, embed_run
+from cleaner.training.embed import SPLITS_EMBEDDED, embed_run, file_hashes
 from cleaner.training.fold_train import WarmStart, load_fold_outputs, train_folds
 from cleaner.training.oof import OofResult, merge_folds
 from cleaner.training.pipeline import PipelineData, load_pipeline_data
@@ -194,12 +194,7 @@ def _copied_embeddings(plan: RunPlan, source: RunFiles, progress: Progress) -> E
     if (at < 0).any():
         return None
     paths = resolve_paths(df.iloc[rows], plan.root)
-    task = progress.add_task("hashing image files", total=len(paths), unit="img")
-    hashes = []
-    for p in paths:
-        hashes.append(sha256_file(p))
-        progress.advance(task)
-    progress.remove_task(task)
+    hashes = file_hashes(paths, progress)
     if not np.array_equal(old.file_sha256[at], np.asarray(hashes, dtype=str)):
         return None
     split = df["split"].to_numpy()[rows].astype(str)
