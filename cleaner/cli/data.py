@@ -116,6 +116,11 @@ def ingest_csv(
         help="A column of one annotator's labels (repeat: several labels per image); "
         "without --label-col the label is their majority.",
     ),
+    annotations: Path | None = typer.Option(
+        None,
+        "--annotations",
+        help="Several labels per image in the long form: sample_id,annotator,label[,time].",
+    ),
     id_col: str = typer.Option("", "--id-col", help="Column with unique ids (default: the path)."),
     group_col: str = typer.Option("", "--group-col", help="Column with group ids."),
     split_col: str = typer.Option("", "--split-col", help="Column with train/test/unlabeled."),
@@ -132,6 +137,7 @@ def ingest_csv(
             path_col=path_col,
             label_col=label_col,
             annotator_col=annotator_col,
+            annotations=annotations,
             id_col=id_col,
             group_col=group_col,
             split_col=split_col,

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from cleaner.core.errors import InputError, Problem
-from cleaner.formats.annotations import ANNOTATOR_PREFIX, majority_labels, parse_wide
+from cleaner.formats.annotations import ANNOTATOR_PREFIX, majority_labels, parse_wide, read_long
 from cleaner.formats.manifest import id_problems, read_text_csv
 from cleaner.ingest.output import default_manifest, refuse_existing, relpath, write_checked
 
 if TYPE_CHECKING:
-    import pandas as pd
     from rich.progress import Progress
 
 
@@ -23,6 +24,7 @@ def ingest_csv(
     path_col: str,
     label_col: str = "",
     annotator_col: Sequence[str] = (),
+    annotations: str | Path | None = None,
     id_col: str = "",
     group_col: str = "",
     split_col: str = "",
@@ -39,7 +41,9 @@ def ingest_csv(
     ``annotator_col`` names columns that each hold one annotator's labels (several
     labels per image): each becomes ``annotator:NAME``, every train row needs a label
     from one of them, and without ``label_col`` the label is their majority
-    (:func:`cleaner.formats.annotations.majority_labels`).
+    (:func:`cleaner.formats.annotations.majority_labels`). ``annotations`` is the
+    long form of the same (``sample_id,annotator,label[,time]``, one line per sample and
+    annotator), merged in as ``annotator:NAME`` columns.
     """
     table = Path(table)
     if not table.is_file():
@@ -47,8 +51,10 @@ def ingest_csv(
     manifest = Path(manifest) if manifest else default_manifest(table.stem)
     refuse_existing(manifest)
     df = read_text_csv(table)
-    if not label_col and not annotator_col:
-        raise InputError([Problem(str(table), "give --label-col or --annotator-col (or both)")])
+    if not label_col and not annotator_col and annotations is None:
+        raise InputError(
+            [Problem(str(table), "give --label-col, --annotator-col or --annotations")]
+        )
     mapping = {
         c: std
         for c, std in (
@@ -73,8 +79,6 @@ def ingest_csv(
             [Problem(str(table), f"column(s) {', '.join(clash)} would be overwritten", 1)]
         )
     df = df.rename(columns=mapping)
-    if annotator_col:
-        _check_annotations(df, table, label_col, [mapping[c] for c in annotator_col])
     # Absolute paths stay absolute; relative ones move from the table's folder to the manifest's.
     df["path"] = [
         p if os.path.isabs(p) else relpath(table.parent / p, manifest) for p in df["path"]
@@ -86,6 +90,11 @@ def ingest_csv(
     problems = id_problems(ids, str(table))
     if problems:
         raise InputError(problems)
+    if annotations is not None:
+        df = _merge_long(df, Path(annotations), needs_label=not label_col and not annotator_col)
+    if annotator_col or annotations is not None:
+        columns = [c for c in df.columns if str(c).startswith(ANNOTATOR_PREFIX)]
+        _check_annotations(df, table, label_col, columns)
     return write_checked(
         df, manifest, source=table, skip_bad_images=skip_bad_images, progress=progress
     )
@@ -98,4 +107,19 @@ def _check_annotations(df: pd.DataFrame, table: Path, label_col: str, columns: l
         df["label"] = majority_labels(df, columns)
     kept = ["sample_id", "path", "split", *columns]
     wide = df[[c for c in kept if c in df.columns]]
-    parse_wide(wide, file=table)  # raises InputError listing every bad cell
+    # With a label column a row needs no annotation; without, every train row needs one.
+    needs = [False] * len(wide) if label_col else None
+    parse_wide(wide, file=table, needs_label=needs)  # InputError listing every bad cell
+
+
+def _merge_long(df: pd.DataFrame, path: Path, *, needs_label: bool) -> pd.DataFrame:
+    """The long form's annotations as ``annotator:NAME`` columns of the table's rows (every
+    line checked: an unknown sample, an empty cell, one annotator twice on one image)."""
+    ids = df["sample_id"].where(df["sample_id"] != "", df["path"]).tolist()
+    train = (df["split"] == "train") if "split" in df.columns else pd.Series(True, index=df.index)
+    notes = read_long(path, sample_ids=ids, needs_label=train.to_numpy() & needs_label)
+    wide = notes.to_wide().drop(columns="sample_id")
+    clash = [c for c in wide.columns if c in df.columns]
+    if clash:
+        raise InputError([Problem(str(path), f"annotator(s) also given as columns: {clash}")])
+    return pd.concat([df.reset_index(drop=True), wide.reset_index(drop=True)], axis=1)

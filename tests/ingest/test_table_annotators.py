@@ -54,4 +54,34 @@ def test_neither_a_label_nor_an_annotator_column_is_refused(tmp_path: Path) -> N
     table = _table(tmp_path, [{"a1": "cat"}])
     result = CliRunner().invoke(app, ["ingest", "csv", str(table), "--path-col", "path"])
     assert result.exit_code == 2
-    assert_says(result.output, "give --label-col or --annotator-col")
+    assert_says(result.output, "give --label-col, --annotator-col or --annotations")
+
+
+def test_the_long_form_merges_in_as_annotator_columns(tmp_path: Path) -> None:
+    table = _table(tmp_path, [{"label": "cat"}, {"label": "dog"}])
+    long = tmp_path / "answers.csv"
+    long.write_text(
+        "sample_id,annotator,label\nimg/0.png,ann,dog\nimg/1.png,ann,dog\nimg/0.png,bo,cat\n"
+    )
+    out = tmp_path / "m.csv"
+    invoke("ingest", "csv", str(table), "--path-col", "path", "--annotations", str(long),
+           "--manifest", str(out))  # fmt: skip
+    df = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert df["annotator:ann"].tolist() == ["dog", "dog"]
+    assert df["annotator:bo"].tolist() == ["cat", ""]
+    assert df["label"].tolist() == ["dog", "dog"]  # the majority; a tie: the first column
+
+
+def test_one_annotator_twice_on_one_image_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    table = _table(tmp_path, [{"label": "cat"}])
+    long = tmp_path / "answers.csv"
+    long.write_text("sample_id,annotator,label\nimg/0.png,ann,dog\nimg/0.png,ann,cat\n")
+    out = tmp_path / "m.csv"
+    result = CliRunner().invoke(
+        app,
+        ["ingest", "csv", str(table), "--path-col", "path", "--label-col", "label",
+         "--annotations", str(long), "--manifest", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert_says(result.output, str(long), "line 3", "labelled sample", "twice", "first on line 2")
+    assert not out.exists()
