@@ -139,6 +139,19 @@ def trust_table(t: Any) -> Table:
     return table
 
 
+def annotator_table(table: Any) -> Table:
+    """Each annotator's CROWDLAB quality, agreement with the consensus and worst class."""
+    out = Table(title="annotators, worst first (CROWDLAB; annotators.png)")
+    for col in ("annotator", "quality", "agreement", "worst class", "labels"):
+        out.add_column(col, justify="left" if col in ("annotator", "worst class") else "right")
+    for r in table.itertuples(index=False):
+        out.add_row(
+            str(r.annotator), f"{r.quality:.3f}", f"{r.agreement:.3f}", str(r.worst_class),
+            f"{r.num_labelled:,}",
+        )  # fmt: skip
+    return out
+
+
 def print_flag(s: Any) -> None:
     est = Table(title="label noise (cleanlab, out-of-fold)")
     est.add_column("measure")
@@ -181,6 +194,8 @@ def print_flag(s: Any) -> None:
         for given, true, frac, n in s.confused_pairs:
             pairs.add_row(given, true, f"{frac:.2%}", f"{n:,}")
         console.print(pairs)
+    if s.annotators is not None:
+        console.print(annotator_table(s.annotators))
     console.print(count_table("queue rows by issue", "issue", "rows", s.issue_counts))
     if s.finding_counts:
         console.print(

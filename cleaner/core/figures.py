@@ -83,6 +83,30 @@ def per_class_f1_png(
     return _save(fig, path)
 
 
+def annotators_png(
+    names: Sequence[str],
+    quality: Sequence[float],
+    agreement: Sequence[float],
+    path: Path,
+    *,
+    title: str,
+) -> Path:
+    """Horizontal bars, one pair per annotator: CROWDLAB's quality and the share of its
+    labels that agree with the consensus, both in [0, 1]."""
+    m = len(names)
+    fig, ax = plt.subplots(figsize=(6.5, max(2.0, 0.45 * m + 1.2)))
+    y = np.arange(m)
+    ax.barh(y - 0.2, np.nan_to_num(quality), height=0.4, label="quality (CROWDLAB)")
+    ax.barh(y + 0.2, np.nan_to_num(agreement), height=0.4, label="agreement with consensus")
+    ax.set_yticks(y, labels=plain(names))
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()  # the table's order: worst first, at the top
+    ax.set_title(_wrapped(title, 6.5), fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def rounds_png(
     labels_spent: Sequence[float] | np.ndarray,
     errors_found: Sequence[float] | np.ndarray,

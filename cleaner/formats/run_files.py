@@ -88,6 +88,11 @@ class QueueFiles:
         return self.dir / "duplicates.csv"
 
     @property
+    def annotators_png(self) -> Path:
+        """Several labels per image: each annotator's quality and agreement (CROWDLAB)."""
+        return self.dir / "annotators.png"
+
+    @property
     def round_record(self) -> Path:
         """A round's batch, its estimate of the wrong labels left and the rounds so far."""
         return self.dir / "round.json"

@@ -35,6 +35,9 @@ from cleanlab.multiannotator import (
 )
 from cleanlab.rank import get_label_quality_scores
 
+from cleaner.formats.annotations import ANNOTATOR_PREFIX, parse_wide
+from cleaner.formats.runs import Run
+
 CROWDLAB = "crowdlab"
 SINGLE = "single label"
 # cleanlab breaks the last ties of a majority vote with numpy's global random state;
@@ -312,3 +315,22 @@ def active_learning_scores(
     with _cleanlab_quietly():
         scores, unlabeled = get_active_learning_scores(labels, pred_probs, unlabeled_probs)
     return np.asarray(scores, dtype=np.float64), np.asarray(unlabeled, dtype=np.float64)
+
+
+def run_label_matrix(df: pd.DataFrame, run: Run) -> tuple[np.ndarray, list[str]]:
+    """(N, M) labels of the run's N train rows from the manifest's ``annotator:NAME``
+    columns (NaN where an annotator gave none) and the M names; without such columns
+    the run's own labels as one annotator, ``label``."""
+    if not any(str(c).startswith(ANNOTATOR_PREFIX) for c in df.columns):
+        return run.labels.astype(np.float64)[:, None], ["label"]
+    notes = parse_wide(df, file=run.manifest_path, classes=run.classes)
+    position = pd.Index(notes.sample_ids).get_indexer(pd.Index(run.sample_ids))
+    return notes.labels_multiannotator[position], list(notes.annotators)
+
+
+def crowd_of(df: pd.DataFrame, run: Run, pred_probs: np.ndarray) -> CrowdResult | None:
+    """CROWDLAB on the manifest's annotator columns, or None when it has none."""
+    labels, names = run_label_matrix(df, run)
+    if names == ["label"]:
+        return None
+    return crowd_label_quality(labels, pred_probs, annotators=names, method=run.cfg.flag.method)

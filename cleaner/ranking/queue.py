@@ -218,6 +218,7 @@ def make_queue(
         noise_joint=summary.noise_joint,
         classes=run.classes,
         duplicate_pairs=summary.duplicate_pairs,
+        annotators=summary.annotators,
     )
     if targets.with_duplicates and summary.duplicate_pairs is not None:
         summary.duplicates_csv = targets.duplicates
@@ -271,7 +272,7 @@ class QueueTargets(QueueFiles):
     with_duplicates: bool  # with embeddings: duplicates.csv too
 
     def all(self) -> list[Path]:
-        paths = [self.csv, self.html, self.record, self.noise_png]
+        paths = [self.csv, self.html, self.record, self.noise_png, self.annotators_png]
         return paths + ([self.duplicates] if self.with_duplicates else [])
 
 
@@ -345,6 +346,7 @@ def write_outputs(
     noise_joint: np.ndarray | None,
     classes: Sequence[str],
     duplicate_pairs: pd.DataFrame | None = None,
+    annotators: pd.DataFrame | None = None,
     before_record: Callable[[], list[Path]] | None = None,
 ) -> None:
     """Everything is computed; now write the files, all or none (queue.json last).
@@ -372,6 +374,13 @@ def write_outputs(
             with atomic_path(targets.duplicates) as tmp:
                 duplicate_pairs.to_csv(tmp, index=False, float_format="%.6g")
             written.append(targets.duplicates)
+        if annotators is not None:
+            from cleaner.core.figures import annotators_png
+
+            annotators_png(annotators["annotator"].tolist(), annotators["quality"].tolist(),
+                           annotators["agreement"].tolist(), targets.annotators_png,
+                           title="annotators, worst first (CROWDLAB)")  # fmt: skip
+            written.append(targets.annotators_png)
         if before_record is not None:
             written += before_record()
         # queue.json last: apply and review look for it.

@@ -32,6 +32,7 @@ from cleaner.formats.runs import (
     mean_probs,
 )
 from cleaner.ranking import flag
+from cleaner.ranking.crowd import CrowdResult, crowd_of
 from cleaner.ranking.duplicates import DUPLICATE_COLUMNS, classify_pairs
 from cleaner.ranking.queue_groups import group_rows
 
@@ -62,6 +63,8 @@ class QueueSummary:
     duplicates_csv: Path | None = None
     duplicate_pairs: pd.DataFrame | None = None  # duplicates.csv
     noise_joint: np.ndarray | None = None  # cleanlab's (K, K) estimate, for noise_matrix.png
+    # Several labels per image: each annotator's quality, agreement and worst class (CROWDLAB).
+    annotators: pd.DataFrame | None = None
 
 
 def _row_frame(
@@ -273,6 +276,12 @@ def build_queue(
     pred_probs = mean_probs(runs)
     quality = flag.ensemble_label_quality(labels, [r.pred_probs for r in runs], method=method)
     suggested, _ = flag.suggest_labels(labels, pred_probs)
+    crowd = crowd_of(df, run, pred_probs)
+    if crowd is not None:  # several labels: CROWDLAB's consensus and its quality rank them
+        several = ~crowd.single
+        quality = np.where(several, crowd.consensus_quality, quality)
+        other = several & (crowd.consensus_label != labels)
+        suggested = np.where(other, crowd.consensus_label, suggested)
     noise = flag.estimate_noise(labels, pred_probs)
     is_label = flag.find_label_errors(labels, pred_probs, confident_joint=noise.confident_joint)
     emb = next((r.embeddings for r in runs if r.embeddings is not None), None)
@@ -318,6 +327,7 @@ def build_queue(
     summary = _summary(
         runs,
         queue,
+        crowd=crowd,
         method=method,
         noise=noise,
         is_label=is_label,
@@ -349,6 +359,7 @@ def _summary(
     emb: Embeddings | None,
     already_decided: int,
     attributes: AttributeTable | None,
+    crowd: CrowdResult | None = None,
 ) -> QueueSummary:
     """What ``flag`` prints about the queue and the evidence behind it."""
     run = runs[0]
@@ -376,6 +387,8 @@ def _summary(
         legacy_embeddings=emb is None and any(r.legacy_embeddings for r in runs),
     )
     summary.duplicate_pairs = found.pairs
+    if crowd is not None:
+        summary.annotators = crowd.annotator_table(run.classes)
     return summary
 
 

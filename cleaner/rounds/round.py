@@ -36,7 +36,6 @@ import pandas as pd
 
 from cleaner.core.atomic import write_text
 from cleaner.core.errors import InputError
-from cleaner.formats.annotations import ANNOTATOR_PREFIX, parse_wide
 from cleaner.formats.audit import decided_in_manifest, read_audit_log
 from cleaner.formats.issue_kinds import LABEL, UNLABELED
 from cleaner.formats.manifest import audit_log_path, read_manifest
@@ -44,7 +43,7 @@ from cleaner.formats.queue_file import QUEUE_COLUMNS
 from cleaner.formats.run_files import RunFiles
 from cleaner.formats.runs import Run
 from cleaner.ranking import flag
-from cleaner.ranking.crowd import active_learning_scores
+from cleaner.ranking.crowd import active_learning_scores, run_label_matrix
 from cleaner.ranking.queue import (
     gallery_page,
     load_runs,
@@ -99,15 +98,6 @@ def past_rounds(manifest: Path) -> tuple[PastRound, ...]:
         if record.get("action") in ("relabel", "drop"):
             counts[1] += 1
     return tuple(PastRound(v, n, found) for v, (n, found) in spent.items())
-
-
-def row_labels(df: pd.DataFrame, run: Run) -> tuple[np.ndarray, int]:
-    """(N, M) labels of the run's N train rows (NaN where an annotator gave none) and M."""
-    if not any(str(c).startswith(ANNOTATOR_PREFIX) for c in df.columns):
-        return run.labels.astype(np.float64)[:, None], 1
-    notes = parse_wide(df, file=run.manifest_path, classes=run.classes)
-    position = pd.Index(notes.sample_ids).get_indexer(pd.Index(run.sample_ids))
-    return notes.labels_multiannotator[position], len(notes.annotators)
 
 
 def _reviewed(df: pd.DataFrame, run: Run) -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +165,8 @@ def next_round(
     run = runs[0]
     refuse_an_older_version(run)
     df = read_manifest(run.manifest_path)
-    labels, annotators = row_labels(df, run)
+    labels, names = run_label_matrix(df, run)
+    annotators = len(names)
     reviewed, found_wrong = _reviewed(df, run)
     trust = check_trust(run.labels, run.pred_probs, force=force, source=str(run.run_dir))
     sel = select_batch(

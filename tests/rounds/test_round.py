@@ -29,7 +29,8 @@ from cleaner.formats.annotations import ANNOTATOR_PREFIX
 from cleaner.formats.run_files import QueueFiles
 from cleaner.formats.runs import load_run
 from cleaner.ranking import queue as queue_module
-from cleaner.rounds.round import next_round, past_rounds, row_labels
+from cleaner.ranking.crowd import run_label_matrix
+from cleaner.rounds.round import next_round, past_rounds
 
 pytestmark = pytest.mark.slow
 BUDGET = 40
@@ -124,13 +125,13 @@ def test_several_labels_per_row_are_read_from_the_annotator_columns(project: Pro
     an annotator gave none); without them, the label is the one annotation."""
     run = load_run(project.run)
     df = pd.read_csv(project.manifest, dtype=str, keep_default_na=False)
-    assert row_labels(df, run)[1] == 1
+    assert run_label_matrix(df, run)[1] == ["label"]
     train = (df["split"] == "train").to_numpy()
     df[f"{ANNOTATOR_PREFIX}a"] = np.where(train, df["label"], "")
     second = np.where(np.arange(len(df)) % 2 == 0, df["true_label"], "")
     df[f"{ANNOTATOR_PREFIX}b"] = np.where(train, second, "")
-    labels, m = row_labels(df, run)
-    assert m == 2 and labels.shape == (len(run.labels), 2)
+    labels, names = run_label_matrix(df, run)
+    assert names == ["a", "b"] and labels.shape == (len(run.labels), 2)
     np.testing.assert_array_equal(labels[:, 0], run.labels)
     counts = (~np.isnan(labels)).sum(axis=1)
     has_b = df.set_index("sample_id").loc[run.sample_ids, f"{ANNOTATOR_PREFIX}b"] != ""
