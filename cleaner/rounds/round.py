@@ -25,21 +25,26 @@ dropped the row.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cleaner.core.atomic import write_text
 from cleaner.core.errors import InputError
 from cleaner.formats.audit import decided_in_manifest, read_audit_log
 from cleaner.formats.issue_kinds import LABEL, UNLABELED
 from cleaner.formats.manifest import audit_log_path, read_manifest
 from cleaner.formats.queue_file import QUEUE_COLUMNS
+from cleaner.formats.round_record import (
+    ErrorsLeftRecord,
+    PastRound,
+    RoundRecord,
+    StopRecord,
+    write_round_record,
+)
 from cleaner.formats.run_files import RunFiles
 from cleaner.formats.runs import Run
 from cleaner.ranking import flag
@@ -58,15 +63,6 @@ from cleaner.rounds.select import MORE_LABELS, RELABEL, Selection, label_counts,
 
 # The errors a batch must be expected to find to be worth asking (``--stop-below``).
 DEFAULT_STOP_BELOW = 1.0
-
-
-@dataclass(frozen=True)
-class PastRound:
-    """One ``apply`` of the project so far: the labels it spent and the errors it found."""
-
-    version: str  # the manifest version it produced
-    labels_spent: int
-    errors_found: int
 
 
 @dataclass(frozen=True)
@@ -232,36 +228,36 @@ def _noise_record(noise: flag.NoiseEstimate, errors: ErrorsLeft, n: int) -> dict
     }
 
 
-def round_record(result: RoundResult) -> dict[str, Any]:
+def round_record(result: RoundResult) -> RoundRecord:
     """``round.json``: the round's batch, the estimate of errors left and the rounds so far."""
     e = result.errors
-    return {
-        "round": result.number,
-        "budget": result.budget,
-        "offered": result.by_kind,
-        "annotator_columns": result.annotators,
-        "errors_left": {
-            "estimate": round(e.estimate, 1),
-            "interval_95": [round(e.interval[0], 1), round(e.interval[1], 1)],
-            "cleanlab_flags_unreviewed": e.cleanlab_estimate,
-            "errors_per_flag": round(e.ratio, 4),
-            "reviewed": e.num_reviewed,
-            "found_wrong": e.found_wrong,
-        },
-        "stop": {
-            "expected_errors_in_batch": round(result.stop.expected, 1),
-            "stop_below": result.stop.min_errors,
-            "stop": result.stop.stop,
-        },
-        "past_rounds": [asdict(p) for p in result.past],
-    }
+    return RoundRecord(
+        round=result.number,
+        budget=result.budget,
+        offered=result.by_kind,
+        annotator_columns=result.annotators,
+        errors_left=ErrorsLeftRecord(
+            estimate=round(e.estimate, 1),
+            interval_95=(round(e.interval[0], 1), round(e.interval[1], 1)),
+            cleanlab_flags_unreviewed=e.cleanlab_estimate,
+            errors_per_flag=round(e.ratio, 4),
+            reviewed=e.num_reviewed,
+            found_wrong=e.found_wrong,
+        ),
+        stop=StopRecord(
+            expected_errors_in_batch=round(result.stop.expected, 1),
+            stop_below=result.stop.min_errors,
+            stop=result.stop.stop,
+        ),
+        past_rounds=list(result.past),
+    )
 
 
 def _write_round_files(result: RoundResult) -> list[Path]:
     """round.json and round.png, before queue.json (which marks the queue complete)."""
     from cleaner.core.figures import rounds_png  # matplotlib only where it draws
 
-    write_text(result.record, json.dumps(round_record(result), indent=2))
+    write_round_record(result.record, round_record(result))
     spent = np.cumsum([0] + [p.labels_spent for p in result.past])
     found = np.cumsum([0] + [p.errors_found for p in result.past])
     rounds_png(
