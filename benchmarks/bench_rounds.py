@@ -21,7 +21,8 @@ Four orders spend the same labels, measured at 5%, 10% and 20% of the rows:
 yet asked (:func:`cleaner.rounds.estimate.errors_left`) is set against the truth.
 Seed s is ``oof``'s ``train.seed = 42 + s`` (``bench_human detect``'s runs, reused) and
 the random order's seed. Runs in parts: each seed's result is kept in
-``benchmarks/results/rounds/``.
+``benchmarks/results/rounds/``. ``--compare-refresh --seeds 1`` sets the last refresh
+against ``oof`` from scratch on the same manifest version (time and detection).
 """
 
 from __future__ import annotations
@@ -207,6 +208,39 @@ def measure(seed: int, work: Path) -> dict[str, Any]:
     return result
 
 
+def refresh_vs_oof(seed: int, work: Path) -> dict[str, Any]:
+    """The last refresh of seed ``seed``'s rounds against ``oof`` from scratch on the same
+    manifest version: time, and detection of the wrong labels among the rows not yet asked
+    (AUROC and AP of 1 - label quality against cifar_label)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    folder = work / "rounds" / f"s{seed}"
+    last = max(int(p.name.split("-")[1]) for p in folder.glob("run-*"))
+    refreshed = load_run(folder / f"run-{last}")
+    version = folder / f"round-{last}.csv"
+    scratch_dir = folder / f"oof-{last}"
+    t0 = time.perf_counter()
+    timed_oof(version, seed_overrides(seed), scratch_dir)
+    scratch_seconds = time.perf_counter() - t0
+    human = pd.read_csv(HUMAN, dtype=str, keep_default_na=False).set_index("path")
+    result: dict[str, Any] = {"seed": seed, "round": last, "oof_seconds": scratch_seconds}
+    result["refresh_seconds"] = json.loads((RESULTS / f"rounds-s{seed}.json").read_text())[
+        "estimates"
+    ][-1]["refresh_seconds"]
+    for name, run in (("refresh", refreshed), ("oof", load_run(scratch_dir))):
+        truth = pd.Index(run.classes).get_indexer(
+            pd.Index(human.loc[run.sample_ids, "cifar_label"])
+        )
+        wrong = run.labels != truth
+        doubt = 1 - label_quality(run.labels, run.pred_probs)
+        result[name] = {
+            "auroc": float(roc_auc_score(wrong, doubt)),
+            "ap": float(average_precision_score(wrong, doubt)),
+            "accuracy": float(np.mean(run.pred_probs.argmax(1) == truth)),
+        }
+    return result
+
+
 def _spread(values: list[float], fmt: str = ".0f") -> str:
     if len(values) == 1:
         return format(values[0], fmt)
@@ -258,6 +292,23 @@ def section(console: Console) -> None:
                 f"{e['estimate']:,.0f} ({e['interval'][0]:,.0f}-{e['interval'][1]:,.0f}) | "
                 f"{e['truth']:,} | {err:+.0%} | {e['refresh_seconds']:.0f} |"
             )
+    compared = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("refresh-vs-oof-s*.json"))]
+    if compared:
+        lines += [
+            "",
+            "The refresh against `oof` from scratch on the same version (the last round's): "
+            "detection of the wrong labels still in it (every row), and time:",
+            "",
+            "| seed | model | AUROC | AP | out-of-fold accuracy | seconds |",
+            "|---:|---|---:|---:|---:|---:|",
+        ]
+        for c in compared:
+            for name, secs in (("refresh", c["refresh_seconds"]), ("oof", c["oof_seconds"])):
+                m = c[name]
+                lines.append(
+                    f"| {c['seed']} | {name} (after round {c['round']}) | {m['auroc']:.3f} | "
+                    f"{m['ap']:.3f} | {m['accuracy']:.3f} | {secs:.0f} |"
+                )
     write_section("rounds", "\n".join(lines))
     console.print("\n".join(lines))
 
@@ -267,8 +318,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--compare-refresh", action="store_true", help="the last refresh against oof from scratch"
+    )
     args = parser.parse_args()
     console = Console()
+    if args.compare_refresh:
+        for seed in args.seeds:
+
+            def compare(s: int = seed) -> dict[str, Any]:
+                return refresh_vs_oof(s, args.work.resolve())
+
+            console.print(json.dumps(cached(RESULTS / f"refresh-vs-oof-s{seed}.json", compare)))
+        if not args.no_write:
+            section(console)
+        return
     for seed in args.seeds:
 
         def compute(s: int = seed) -> dict[str, Any]:
