@@ -261,7 +261,7 @@ def section(console: Console) -> None:
         "against cifar_label); answers from a SIMULATED annotator "
         f"({results[0]['simulated']}), one more column per ask until one class leads. "
         f"Net labels corrected against cifar_label at each budget; {len(results)} seed(s), "
-        "mean [min, max]; per label spent in brackets below the table.",
+        "mean [min, max].",
         "",
         "| order | "
         + " | ".join(f"{b:.0%} budget ({round(b * n):,} labels)" for b in BUDGETS)
@@ -284,6 +284,15 @@ def section(console: Console) -> None:
         "| round | labels spent | estimate (95% interval) | truth | error | refresh s |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
+    trained = [r["oof_seconds"] for r in results if r.get("oof_seconds")]
+    if trained:
+        lines[-4:-4] = [
+            f"`oof` from scratch took {_spread(trained)} s where this benchmark trained it "
+            "(the refresh column is its fine-tune of the 5 fold models, with the checks and "
+            "predictions; seed 0's first run predates `train.cpu_amp` and refreshes in "
+            "float32).",
+            "",
+        ]
     for r in results:
         for e in r["estimates"]:
             err = (e["estimate"] - e["truth"]) / max(e["truth"], 1)
