@@ -480,6 +480,7 @@ def decide_at_once(
     return statuses
 
 
+@pytest.mark.slow
 def test_two_review_pages_deciding_at_once_lose_no_decision(
     servers: Sequence[ServerProcess], tmp_path: Path
 ) -> None:

@@ -162,6 +162,7 @@ def _arrays(path: Path) -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("i", range(OOF_KILLS))
 def test_oof_killed_then_resumed_equals_an_uninterrupted_run(
     i: int, project: Path, oof_reference: Path, tmp_path: Path
@@ -198,6 +199,7 @@ def _apply_kills(reference: Path) -> list[str]:
     return ["commit@1", *seeded_kills(reference / "points.log", "apply", APPLY_KILLS - 1)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("i", range(APPLY_KILLS))
 def test_apply_killed_then_rerun_equals_an_uninterrupted_apply(
     i: int, project: Path, apply_reference: Path, tmp_path: Path
@@ -243,6 +245,7 @@ def _outputs(root: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("i", range(RETRAIN_KILLS))
 def test_retrain_queue_killed_then_rerun_equals_an_uninterrupted_run(
     i: int, project: Path, retrain_reference: Path, tmp_path: Path

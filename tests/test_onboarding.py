@@ -224,6 +224,7 @@ def test_api_ingest_digits_takes_the_commands_noise_options(tmp_path: Path) -> N
 # --- honest, visual reports --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_reports_give_intervals_and_pictures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

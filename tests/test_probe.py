@@ -19,6 +19,7 @@ and ``test_complete_runs.py``.
 from __future__ import annotations
 
 import contextlib
+import json
 import struct
 import unicodedata
 import zlib
@@ -839,3 +840,26 @@ def test_fuzz_pipeline_toml(fuzz_root: dict[str, Any]) -> None:
         parsed_or_refused(lambda: load_config(_fuzzed(path, data)))
 
     check()
+
+
+def test_what_the_fuzzing_found_stays_refused(fuzz_root: dict[str, Any], tmp_path: Path) -> None:
+    """Two inputs the fuzz runs once found: a queue.json naming a manifest longer than any
+    file name (OSError from the file system) and a pipeline with a 5,000-digit integer
+    (a ValueError from tomllib, not its TOMLDecodeError). Both are refused as bad input."""
+    from cleaner.core.config import load_config, parse_override
+    from cleaner.formats.queue_file import queue_meta_path, read_queue_meta
+
+    meta = queue_meta_path(fuzz_root["queue"])
+    valid = meta.read_bytes()
+    try:
+        record = json.loads(valid)
+        record["manifest"] = "[" * 5000 + "m.csv"
+        meta.write_text(json.dumps(record))
+        parsed_or_refused(lambda: read_queue_meta(fuzz_root["queue"]))
+    finally:
+        meta.write_bytes(valid)
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text("[train]\nepochs = " + "9" * 5000 + "\n")
+    with pytest.raises(InputError, match="not valid TOML"):
+        load_config(pipeline)
+    assert parse_override("model.name=" + "9" * 5000)[2] == "9" * 5000  # text, as written

@@ -244,6 +244,7 @@ def test_kwargs_reach_the_model_and_weights_skip_the_data_init(tmp_path) -> None
         torch.testing.assert_close(again.conv1.weight, net.conv1.weight)
 
 
+@pytest.mark.slow
 def test_a_killed_oof_with_the_small_photo_recipe_resumes_to_the_same_run(
     tmp_path, monkeypatch
 ) -> None:

@@ -293,7 +293,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     hint = typing.get_type_hints(SECTIONS[section]).get(name) if section in SECTIONS else None
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except ValueError:  # not TOML (TOMLDecodeError), or an integer of thousands of digits
         value = raw
     except RecursionError:  # thousands of nested brackets: no value a key takes
         raise InputError(f"--set {key.strip()}: the value is nested too deeply") from None
@@ -544,7 +544,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> PipelineConf
         raise InputError([Problem(str(path), reason)]) from None
     except UnicodeDecodeError:
         raise InputError([not_utf8(path, "pipeline")]) from None
-    except tomllib.TOMLDecodeError as e:
+    except ValueError as e:  # TOMLDecodeError, and an integer of thousands of digits
         raise InputError([Problem(str(path), f"not valid TOML: {e}")]) from None
     except RecursionError:  # thousands of nested tables or arrays: malformed, not a crash
         raise InputError([Problem(str(path), "not valid TOML: nested too deeply")]) from None

@@ -393,7 +393,9 @@ def _beside(meta_path: Path, stored: str) -> Path:
     """A path queue.json stores, relative to its folder; older files stored it
     relative to the working directory, which is the fallback (and what errors name)."""
     here = Path(os.path.normpath(meta_path.parent / stored))
-    return here if here.exists() else Path(stored)
+    # os.path.exists, not Path.exists: a stored name too long for the file system is
+    # simply not there (Path.exists raises OSError for it), and the reader refuses it.
+    return here if os.path.exists(here) else Path(stored)
 
 
 def read_queue_meta(queue_csv: str | Path) -> QueueMeta:
