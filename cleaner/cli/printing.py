@@ -122,11 +122,17 @@ def count_table(title: str, key: str, value: str, counts: dict[str, int]) -> Tab
     return table
 
 
-def trust_table(t: Any) -> Table:
-    """How good the out-of-fold model is: what the estimate of wrong labels rests on."""
-    table = Table(title="out-of-fold model, against the given labels")
+def measure_table(title: str) -> Table:
+    """An empty two-column ``measure | value`` table."""
+    table = Table(title=title)
     table.add_column("measure")
     table.add_column("value", justify="right")
+    return table
+
+
+def trust_table(t: Any) -> Table:
+    """How good the out-of-fold model is: what the estimate of wrong labels rests on."""
+    table = measure_table("out-of-fold model, against the given labels")
     table.add_row("accuracy", f"{t.accuracy:.3f}")
     table.add_row("majority-class rate (chance)", f"{t.majority_rate:.3f}")
     # Below double precision the binomial tail underflows to 0.
@@ -153,9 +159,7 @@ def annotator_table(table: Any) -> Table:
 
 
 def print_flag(s: Any) -> None:
-    est = Table(title="label noise (cleanlab, out-of-fold)")
-    est.add_column("measure")
-    est.add_column("value", justify="right")
+    est = measure_table("label noise (cleanlab, out-of-fold)")
     est.add_row("train rows", f"{s.n_train:,}")
     lo, hi = s.noise_interval
     est.add_row(
@@ -384,11 +388,9 @@ def print_review_start(server: Any, url: str) -> None:
 def print_round(r: Any) -> None:
     """``round``'s batch, the estimate of the wrong labels left, the rounds so far."""
     e = r.errors
-    table = Table(
-        title=f"round {r.number}: {sum(r.by_kind.values()):,} rows of a budget of {r.budget:,}"
+    table = measure_table(
+        f"round {r.number}: {sum(r.by_kind.values()):,} rows of a budget of {r.budget:,}"
     )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
     for kind, n in r.by_kind.items():
         table.add_row(f"rows to ask: {kind.replace('_', ' ')}", f"{n:,}")
     table.add_row("labels per row from", f"{r.annotators} annotator column(s)")

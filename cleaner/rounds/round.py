@@ -81,13 +81,21 @@ class RoundResult:
     past: tuple[PastRound, ...]
 
 
+def audit_records(manifest: Path) -> list[dict[str, Any]]:
+    """The committed lines of the manifest's audit log (none without a log)."""
+    log = audit_log_path(manifest)
+    return read_audit_log(log) if log.exists() else []
+
+
 def past_rounds(manifest: Path) -> tuple[PastRound, ...]:
     """The rounds applied so far, oldest first, from the manifest's audit log."""
-    log = audit_log_path(manifest)
-    if not log.exists():
-        return ()
+    return _rounds_of(audit_records(manifest))
+
+
+def _rounds_of(records: list[dict[str, Any]]) -> tuple[PastRound, ...]:
+    """Each ``apply`` (one manifest version) of ``records``: labels spent, errors found."""
     spent: dict[str, list[int]] = {}
-    for record in read_audit_log(log):
+    for record in records:
         counts = spent.setdefault(str(record.get("version", "")), [0, 0])
         if record.get("action") in ("keep", "relabel", "drop"):  # unsure spends no label
             counts[0] += 1
@@ -96,16 +104,13 @@ def past_rounds(manifest: Path) -> tuple[PastRound, ...]:
     return tuple(PastRound(v, n, found) for v, (n, found) in spent.items())
 
 
-def _reviewed(df: pd.DataFrame, run: Run) -> tuple[np.ndarray, np.ndarray]:
+def _reviewed(
+    df: pd.DataFrame, run: Run, records: list[dict[str, Any]]
+) -> tuple[np.ndarray, np.ndarray]:
     """(N,) bool each: rows a person decided, and of those the ones whose label was wrong."""
-    log = audit_log_path(run.manifest_path)
-    decided = decided_in_manifest(df, log)
+    decided = decided_in_manifest(df, audit_log_path(run.manifest_path))
     reviewed = np.isin(run.sample_ids, list(decided))
-    changed = {
-        str(r["sample_id"])
-        for r in (read_audit_log(log) if log.exists() else [])
-        if r.get("action") in ("relabel", "drop")
-    }
+    changed = {str(r["sample_id"]) for r in records if r.get("action") in ("relabel", "drop")}
     return reviewed, reviewed & np.isin(run.sample_ids, list(changed))
 
 
@@ -163,7 +168,8 @@ def next_round(
     df = read_manifest(run.manifest_path)
     labels, names = run_label_matrix(df, run)
     annotators = len(names)
-    reviewed, found_wrong = _reviewed(df, run)
+    records = audit_records(run.manifest_path)  # read once: the rounds and the reviewed rows
+    reviewed, found_wrong = _reviewed(df, run, records)
     trust = check_trust(run.labels, run.pred_probs, force=force, source=str(run.run_dir))
     sel = select_batch(
         run.pred_probs,
@@ -175,7 +181,7 @@ def next_round(
     )
     errors = errors_left(run.labels, run.pred_probs, reviewed=reviewed, found_wrong=found_wrong)
     stop = stop_rule(errors, min_errors=stop_below, rows=sel.rows)
-    past = past_rounds(run.manifest_path)
+    past = _rounds_of(records)
     number = len(past) + 1
     folder = Path(out) if out is not None else RunFiles(run.run_dir).round(number).dir
     # A round writes no duplicates.csv (flag does): its queue asks about labels only.
@@ -190,7 +196,7 @@ def next_round(
         table=None,
         trust=trust,
         mean_probs=run.pred_probs,
-        noise=_noise_record(noise, errors, len(run.labels)),
+        noise=_noise_record(noise, len(run.labels)),
     )
     result = RoundResult(
         number=number,
@@ -217,14 +223,16 @@ def next_round(
     return result
 
 
-def _noise_record(noise: flag.NoiseEstimate, errors: ErrorsLeft, n: int) -> dict[str, Any]:
-    """``queue.json``'s ``noise``: cleanlab's count, and the round's estimate of errors left."""
+def _noise_record(noise: flag.NoiseEstimate, n: int) -> dict[str, Any]:
+    """``queue.json``'s ``noise``, as ``flag`` writes it: cleanlab's count over every train
+    row; the round's estimate of the errors left (unreviewed rows only) is in round.json."""
     return {
         "estimated_wrong_labels": int(noise.num_label_issues),
-        "interval_95": [round(errors.interval[0]), round(errors.interval[1])],
-        "model_disagrees": int(errors.flagged.sum()),
+        "interval_95": list(noise.interval),
+        "model_disagrees": int(noise.disagreements),
         "train_rows": n,
-        "note": "the wrong labels left among the rows not yet reviewed (round.json)",
+        "note": f"{noise.caveat(n)} The wrong labels left among the rows not yet reviewed: "
+        "round.json.",
     }
 
 
