@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 # torch and torchvision are pinned as a pair: mismatched builds fail to import.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 export NO_ALBUMENTATIONS_UPDATE := 1
+# Test files run in parallel, one per core (pytest-xdist); a file's tests stay in one
+# worker so its trained fixtures are built once. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: venv browser demo test test-fast lint bench
 
@@ -28,10 +32,10 @@ browser:
 		|| echo "chromium could not be installed: the browser test will be skipped"
 
 test: venv browser
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: venv
 	$(BIN)/ruff format --check .

@@ -10,6 +10,7 @@ what is done and goes on from there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,16 @@ def simulate_review(queue_csv: Path, manifest: Path) -> tuple[int, int]:
     return relabeled, len(decisions) - relabeled
 
 
-def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> DemoFiles:
+def run_demo(
+    out: Path,
+    *,
+    top: int,
+    overrides: Sequence[str] = (),
+    progress: Progress,
+    console: Console,
+) -> DemoFiles:
+    """The loop in ``out``; ``overrides`` (``section.key=value``) change the shipped pipeline,
+    for example ``train.epochs=2`` for a quicker, weaker model."""
     manifest = out / "data_manifests" / "digits.csv"
     oof_dir, final_dir = out / "runs" / "oof", out / "runs" / "final"
 
@@ -81,7 +91,7 @@ def run_demo(out: Path, *, top: int, progress: Progress, console: Console) -> De
     console.print(f"manifest: {manifest}")
 
     step("2/6 oof: 5-fold cross-validation, out-of-fold probabilities for every train image")
-    overrides = [f"data.manifest={manifest.as_posix()}"]
+    overrides = [f"data.manifest={manifest.as_posix()}", *overrides]
     api.oof(PIPELINE, overrides, out=oof_dir, progress=progress)
 
     step(f"3/6 flag: the {top} images most likely to be mislabeled")

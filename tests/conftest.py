@@ -7,18 +7,58 @@ relative paths asks for ``monkeypatch.chdir`` itself.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from helpers import (
     TINY_CLASSES,
     TINY_PER_CLASS,
     TinyProject,
+    train_digits_project,
     write_csv,
     write_pipeline,
     write_png,
 )
 from typer.testing import CliRunner
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker's torch gets its share of the cores.
+
+    Two torch processes that each start a thread per core oversubscribe the machine
+    and each runs tens of times slower; one thread per worker (and per child process
+    a test starts, through the environment) keeps ``-n auto`` faster than one process.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        return
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:  # read OMP_NUM_THREADS when it was imported
+        sys.modules["torch"].set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of :func:`helpers.train_digits_project`, trained once per session.
+
+    Read-only: a module takes its own copy with :func:`helpers.copy_trained_digits`.
+    Under pytest-xdist the workers share one copy (the first to ask trains it, under a
+    file lock); the folder is this session's own, so a cache never outlives its code.
+    """
+    shared = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    base = tmp_path_factory.getbasetemp()
+    base = base.parent if shared else base
+    folder = base / "trained-digits"
+    with FileLock(str(base / "trained-digits.lock")):
+        if not (folder / "run" / "oof.csv").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build cut short
+            train_digits_project(folder)
+    return folder
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import hashlib
 import os
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,7 +219,7 @@ def write_digits_pipeline(
     manifest: Path,
     *,
     epochs: int,
-    image_size: int = 32,
+    image_size: int = 16,
     name: str = "p.toml",
     **sections: Mapping[str, Any],
 ) -> Path:
@@ -241,6 +242,55 @@ def digits_project(
     ``root/p.toml`` for them (:func:`write_digits_pipeline`'s options). Returns both."""
     manifest = ingest_digits(root / "digits.csv", *ingest_args)
     return manifest, write_digits_pipeline(root, manifest, epochs=epochs, **pipeline)
+
+
+def write_flag_pipeline(
+    directory: Path, manifest: Path, *, top: int, data: Any = None, flag: Any = None
+) -> Path:
+    """``directory/p.toml``: the digits pipeline of the flag tests (6 epochs, cached)."""
+    return write_digits_pipeline(
+        directory,
+        manifest,
+        epochs=6,
+        data={"cache": True, **(data or {})},
+        flag={"top": top, **(flag or {})},
+        augment={"train": FLAG_AUGMENT},
+    )
+
+
+@dataclass(frozen=True)
+class TrainedDigits:
+    """A digits project with a trained run: ``root/{digits.csv, images/, p.toml, run/}``."""
+
+    root: Path
+    manifest: Path
+    pipeline: Path
+    run: Path
+
+
+def train_digits_project(root: Path) -> TrainedDigits:
+    """The suite's shared trained run: digits with 10% uniform noise (seed 1), the flag
+    tests' pipeline (3 folds x 6 epochs, cached, ``FLAG_AUGMENT``, ``flag.top`` 300), and
+    its ``oof`` run."""
+    manifest = ingest_digits(root / "digits.csv", "--noise", "0.1", "--seed", "1")
+    pipeline = write_flag_pipeline(root, manifest, top=300)
+    invoke("oof", str(pipeline), "--out", str(root / "run"), "--quiet")
+    return TrainedDigits(root, manifest, pipeline, root / "run")
+
+
+# The files of a trained project that name it by its absolute path (the manifest names its
+# images relative to itself, and no binary file holds a path).
+ABSOLUTE_PATH_FILES = ("p.toml", "run/config.toml", "run/metrics.json")
+
+
+def copy_trained_digits(template: Path, dest: Path) -> TrainedDigits:
+    """A copy of :func:`train_digits_project`'s folder at ``dest``, the paths in it
+    pointing at the copy: a test may write anything there (a queue, a new version)."""
+    shutil.copytree(template, dest)
+    for name in ABSOLUTE_PATH_FILES:
+        path = dest / name
+        path.write_text(path.read_text().replace(str(template), str(dest)))
+    return TrainedDigits(dest, dest / "digits.csv", dest / "p.toml", dest / "run")
 
 
 # --- a project as flag leaves it, without a model -----------------------------------------

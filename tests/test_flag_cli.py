@@ -8,12 +8,17 @@ import json
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import FLAG_AUGMENT, assert_says, ingest_digits, invoke, write_digits_pipeline
+from helpers import (
+    assert_says,
+    copy_trained_digits,
+    ingest_digits,
+    invoke,
+    write_flag_pipeline,
+)
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -22,20 +27,6 @@ from cleaner.formats.queue_file import QUEUE_COLUMNS, read_queue_meta
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-
-
-def write_flag_pipeline(
-    directory: Path, manifest: Path, *, top: int, data: Any = None, flag: Any = None
-) -> Path:
-    """``directory/p.toml``: the digits pipeline of the flag tests (6 epochs, cached)."""
-    return write_digits_pipeline(
-        directory,
-        manifest,
-        epochs=6,
-        data={"cache": True, **(data or {})},
-        flag={"top": top, **(flag or {})},
-        augment={"train": FLAG_AUGMENT},
-    )
 
 
 def fails(*args: str) -> str:
@@ -49,13 +40,11 @@ def files_under(root: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def noisy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Digits with 10% uniform noise, a 3-fold oof run; returns (manifest, run)."""
-    root = tmp_path_factory.mktemp("flag")
-    manifest = ingest_digits(root / "digits.csv", "--noise", "0.1", "--seed", "1")
-    pipeline = write_flag_pipeline(root, manifest, top=300)
-    invoke("oof", str(pipeline), "--out", str(root / "run"), "--quiet")
-    return manifest, root / "run"
+def noisy_run(tmp_path_factory: pytest.TempPathFactory, trained_digits: Path) -> tuple[Path, Path]:
+    """Digits with 10% uniform noise, a 3-fold oof run (the suite's shared one, copied);
+    returns (manifest, run)."""
+    project = copy_trained_digits(trained_digits, tmp_path_factory.mktemp("flag") / "p")
+    return project.manifest, project.run
 
 
 def test_queue_finds_the_injected_errors_first(noisy_run: tuple[Path, Path]) -> None:

@@ -32,7 +32,11 @@ from cleaner.formats.queue_file import write_queue_csv
 
 SEED = 17
 CLASSES = ("a", "b")
-OOF_KILLS, APPLY_KILLS, RETRAIN_KILLS, REVIEW_KILLS = 5, 3, 3, 2
+# Kills per command: an early, a middle and a late moment of oof; each kill costs two
+# processes of several seconds (CLEANER_OOF_KILLS=5 CLEANER_RETRAIN_KILLS=3 hunt longer).
+OOF_KILLS = int(os.environ.get("CLEANER_OOF_KILLS", "3"))
+RETRAIN_KILLS = int(os.environ.get("CLEANER_RETRAIN_KILLS", "2"))
+APPLY_KILLS, REVIEW_KILLS = 3, 2
 
 
 def cli(

@@ -129,7 +129,7 @@ def test_folds_run_separately_then_merge(digits: Path, baseline: Path, tmp_path:
 
 
 def test_killed_run_resumes_to_the_same_result(digits: Path, tmp_path: Path) -> None:
-    pipeline = write_pipeline(tmp_path / "p.toml", digits, epochs=5)
+    pipeline = write_pipeline(tmp_path / "p.toml", digits, epochs=3)
     straight = tmp_path / "straight"
     invoke("oof", str(pipeline), "--out", str(straight), "--quiet", "--set", "train.folds=2")
 

@@ -42,7 +42,7 @@ def _digits(root: Path, *extra: str) -> pd.DataFrame:
     return pd.read_csv(manifest, dtype=str, keep_default_na=False)
 
 
-def _pipeline(root: Path, manifest: Path, epochs: int = 6, image_size: int = 32) -> Path:
+def _pipeline(root: Path, manifest: Path, epochs: int = 6, image_size: int = 16) -> Path:
     """The digits pipeline of the flag tests, at ``root/p.toml``."""
     return write_digits_pipeline(
         root,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import tomli_w
 from cleanlab.filter import find_label_issues
-from helpers import digits_project, invoke
+from helpers import copy_trained_digits, digits_project, invoke
 from typer.testing import CliRunner
 
 from cleaner.cli import app
@@ -117,14 +119,17 @@ def test_submission_table_formats(
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """ingest (10% noise) -> oof -> flag -> simulated review, ready to retrain."""
-    root = tmp_path_factory.mktemp("loop")
-    manifest, pipeline = digits_project(root, "--noise", "0.1", "--seed", "3", epochs=6, **PIPELINE)
-    invoke("oof", str(pipeline), "--out", str(root / "oof"), "-q")
-    invoke("flag", str(root / "oof"), "--top", "150", "-q")
-    simulate_review(root / "oof" / "queue.csv", manifest)
-    return {"root": root, "manifest": manifest, "pipeline": pipeline, "oof": root / "oof"}
+def loop(tmp_path_factory: pytest.TempPathFactory, trained_digits: Path) -> dict[str, Path]:
+    """ingest (10% noise) -> oof (the suite's shared run, copied) -> flag -> simulated
+    review, ready to retrain with the oof pipeline and a competition's submission."""
+    project = copy_trained_digits(trained_digits, tmp_path_factory.mktemp("loop") / "p")
+    root, manifest, run = project.root, project.manifest, project.run
+    pipeline = root / "retrain.toml"
+    config = tomllib.loads(project.pipeline.read_text())
+    pipeline.write_text(tomli_w.dumps({**config, "submission": PIPELINE["submission"]}))
+    invoke("flag", str(run), "--top", "150", "-q")
+    simulate_review(run / "queue.csv", manifest)
+    return {"root": root, "manifest": manifest, "pipeline": pipeline, "oof": run}
 
 
 @pytest.mark.slow
@@ -342,12 +347,15 @@ def test_bad_retrain_options(tmp_path: Path, args: list[str], message: str) -> N
 
 @pytest.mark.slow
 def test_demo_runs_the_loop_and_resumes(tmp_path: Path) -> None:
-    out = "".join(invoke("demo", "--out", str(tmp_path / "demo"), "--top", "100", "-q").split())
+    # The shipped pipeline, made quicker through --set (the demo's own figures are make demo's).
+    args = ("demo", "--out", str(tmp_path / "demo"), "--top", "100", "-q")
+    quick = ("--set", "train.folds=3", "--set", "train.epochs=3", "--set", "data.image_size=16")
+    out = "".join(invoke(*args, *quick).split())
     assert "SIMULATEDreviewer" in out and "queue.html" in out and "report.md" in out
     final = tmp_path / "demo" / "runs" / "final"
     assert (final / "submission.csv").exists() and (final / "report.md").exists()
     assert (tmp_path / "demo" / "data_manifests" / "digits.v2.csv").exists()
-    again = "".join(invoke("demo", "--out", str(tmp_path / "demo"), "--top", "100", "-q").split())
+    again = "".join(invoke(*args, *quick).split())
     assert "SIMULATEDreviewer" not in again  # already reviewed and applied: it goes on
 
 

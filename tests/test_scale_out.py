@@ -46,9 +46,10 @@ def cleaner_oof(*args: str, torchrun: int = 0) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Digits with 10% noise and a 3-fold, 2-epoch pipeline: ``root/p.toml``."""
+    """Digits with 10% noise (half of them train rows) and a 3-fold, 2-epoch pipeline:
+    ``root/p.toml``."""
     root = tmp_path_factory.mktemp("scale")
-    digits_project(root, "--noise", "0.1", epochs=2, image_size=16)
+    digits_project(root, "--noise", "0.1", "--test-fraction", "0.5", epochs=2, image_size=16)
     return root
 
 

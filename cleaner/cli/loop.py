@@ -220,12 +220,13 @@ def retrain(
 def demo(
     out: Path = typer.Option(Path("cleaner-demo"), "--out", help="Folder for every file."),
     top: int = typer.Option(200, "--top", help="Queue length."),
+    set_: list[str] = SET_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars."),
 ) -> None:
     """The whole loop on scikit-learn's digits with a simulated reviewer (a few minutes)."""
     from cleaner.demo import run_demo
 
     with make_progress(quiet=quiet) as progress:
-        files = run_demo(out, top=top, progress=progress, console=console)
+        files = run_demo(out, top=top, overrides=set_, progress=progress, console=console)
     print_retrain(files.final.metrics, files.final.run_dir)
     print_demo_files(files)

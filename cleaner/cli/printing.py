@@ -17,7 +17,9 @@ def print_manifest(path: Path) -> None:
     import pandas as pd
 
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    table = Table(title=f"manifest {path}")
+    # A path on its own line, never wrapped: a table title breaks it mid-word.
+    console.print(f"manifest: {path}", soft_wrap=True)
+    table = Table(title="manifest")
     table.add_column("split")
     table.add_column("rows", justify="right")
     table.add_column("classes", justify="right")
@@ -351,7 +353,8 @@ def print_synth_mask(out: Path) -> None:
     import pandas as pd
 
     truth = pd.read_csv(out / "truth.csv", dtype=str, keep_default_na=False)
-    table = Table(title=f"synthetic mask data in {out}")
+    console.print(f"synthetic mask data: {out}", soft_wrap=True)
+    table = Table(title="synthetic mask data")
     table.add_column("rows of truth.csv")
     table.add_column("persons", justify="right")
     table.add_column("images", justify="right")
