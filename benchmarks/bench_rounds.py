@@ -241,6 +241,85 @@ def refresh_vs_oof(seed: int, work: Path) -> dict[str, Any]:
     return result
 
 
+# The final model's accuracy on clean held-out rows: each label set trains `oof` with 2
+# folds, so every photo is predicted by a model trained on the other half's labels (and
+# scored against its cifar_label, which that model never saw).
+FINAL_FOLDS = 2
+FINAL_BUDGET = 0.10
+
+
+def _label_sets(seed: int, work: Path) -> dict[str, Path]:
+    """The manifest versions the final models train on: the first labels, each order's
+    consensus at ``FINAL_BUDGET`` (the rounds' as their refresh saw it), all true labels."""
+    manifest = human_manifest(work, "annotator_1")
+    run = load_run(work / "runs" / f"annotator_1-s{seed}")
+    human = pd.read_csv(HUMAN, dtype=str, keep_default_na=False).set_index("path")
+    rows = human.loc[run.sample_ids]
+    classes = list(run.classes)
+    truth = pd.Index(classes).get_indexer(pd.Index(rows["cifar_label"]))
+    table = rows[list(ANSWERS)].reset_index(drop=True)
+    n = len(truth)
+    folder = work / "final" / f"s{seed}"
+    rounds = work / "rounds" / f"s{seed}" / f"round-{round(FINAL_BUDGET / ROUND)}.csv"
+    if not rounds.exists():
+        raise SystemExit(f"{rounds} is missing: run `python -m benchmarks.bench_rounds` first")
+    quality = label_quality(run.labels, run.pred_probs, method=run.cfg.flag.method)
+    sets = {"annotator_1, not cleaned": manifest, "rounds": rounds}
+    for name, order in (
+        ("one-shot", np.argsort(quality, kind="stable")),
+        ("random", np.random.default_rng(seed).permutation(n)),
+    ):
+        annotator = SimulatedAnnotator.from_columns(table, ANSWERS, classes=classes, seed=seed)
+        state = Labels(run.labels.copy(), len(classes), annotator)
+        state.ask(order, round(FINAL_BUDGET * n))
+        labels = state.consensus(run.pred_probs)
+        sets[name] = _write_version(manifest, labels, run, folder / f"{name}.csv")
+    sets["cifar_label, all clean"] = _write_version(manifest, truth, run, folder / "clean.csv")
+    return sets
+
+
+def final_accuracy(seed: int, work: Path) -> dict[str, Any]:
+    """Held-out accuracy (against cifar_label) of the model each label set trains, with a
+    95% interval, and its paired difference from the uncleaned labels'."""
+    from cleaner.core.intervals import difference_interval, metric_intervals
+
+    human = pd.read_csv(HUMAN, dtype=str, keep_default_na=False).set_index("path")
+    preds: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    truth = np.array([])
+    for name, version in _label_sets(seed, work).items():
+        slug = name.split(",")[0].replace(" ", "-")
+        out = work / "final" / f"s{seed}" / f"oof-{slug}"
+        if RunFiles(out).metrics.exists():
+            wall = float("nan")
+        else:
+            overrides = [*seed_overrides(seed), f"train.folds={FINAL_FOLDS}"]
+            wall = timed_oof(version, overrides, out)[1]
+        run = load_run(out)
+        truth = pd.Index(run.classes).get_indexer(
+            pd.Index(human.loc[run.sample_ids, "cifar_label"])
+        )
+        preds[name] = run.pred_probs.argmax(axis=1)
+        seconds[name] = wall
+    k = len(np.unique(truth))
+    intervals = metric_intervals(truth, preds, k)
+    base = preds["annotator_1, not cleaned"]
+    return {
+        "seed": seed,
+        "budget": FINAL_BUDGET,
+        "rows": len(truth),
+        "models": {
+            name: {
+                "accuracy": float(np.mean(pred == truth)),
+                "interval": list(intervals[name]["accuracy"]),
+                "gain_interval": list(difference_interval(truth, base, pred)),
+                "seconds": seconds[name],
+            }
+            for name, pred in preds.items()
+        },
+    }
+
+
 def _spread(values: list[float], fmt: str = ".0f") -> str:
     if len(values) == 1:
         return format(values[0], fmt)
@@ -318,6 +397,29 @@ def section(console: Console) -> None:
                     f"| {c['seed']} | {name} (after round {c['round']}) | {m['auroc']:.3f} | "
                     f"{m['ap']:.3f} | {m['accuracy']:.3f} | {secs:.0f} |"
                 )
+    finals = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("final-s*.json"))]
+    if finals:
+        lines += [
+            "",
+            f"The final model's accuracy on clean held-out photos, after a "
+            f"{FINAL_BUDGET:.0%} budget: `oof` with {FINAL_FOLDS} folds on each label set, "
+            "so each photo is predicted by a model trained on the other half's labels and "
+            "scored against its cifar_label (95% bootstrap intervals over the photos; the "
+            "gain is paired, against the uncleaned labels). The orders chose whom to ask "
+            "with models that had seen every photo's noisy label, not its true one.",
+            "",
+            "| seed | labels trained on | held-out accuracy | gain over not cleaned |",
+            "|---:|---|---:|---:|",
+        ]
+        for f in finals:
+            for name, m in f["models"].items():
+                lo, hi = m["interval"]
+                glo, ghi = m["gain_interval"]
+                gain = m["accuracy"] - f["models"]["annotator_1, not cleaned"]["accuracy"]
+                lines.append(
+                    f"| {f['seed']} | {name} | {m['accuracy']:.3f} ({lo:.3f}-{hi:.3f}) | "
+                    f"{gain:+.3f} ({glo:+.3f} to {ghi:+.3f}) |"
+                )
     write_section("rounds", "\n".join(lines))
     console.print("\n".join(lines))
 
@@ -330,8 +432,21 @@ def main() -> None:
     parser.add_argument(
         "--compare-refresh", action="store_true", help="the last refresh against oof from scratch"
     )
+    parser.add_argument(
+        "--final", action="store_true", help="the final model's accuracy on held-out photos"
+    )
     args = parser.parse_args()
     console = Console()
+    if args.final:
+        for seed in args.seeds:
+
+            def final(s: int = seed) -> dict[str, Any]:
+                return final_accuracy(s, args.work.resolve())
+
+            console.print(json.dumps(cached(RESULTS / f"final-s{seed}.json", final)))
+        if not args.no_write:
+            section(console)
+        return
     if args.compare_refresh:
         for seed in args.seeds:
 

@@ -26,7 +26,7 @@ from cleaner.formats.issue_kinds import GROUP_PREFIX
 from cleaner.formats.manifest import next_version_path
 from cleaner.formats.metrics_file import read_retrain_metrics
 from cleaner.formats.queue_file import QueueText, replace_queue
-from cleaner.formats.run_files import RunFiles
+from cleaner.formats.run_files import QueueFiles, RunFiles
 
 # Package data, so an installed cleaner has it.
 PIPELINE = SHIPPED / "digits.toml"
@@ -66,16 +66,57 @@ def simulate_review(queue_csv: Path, manifest: Path) -> tuple[int, int]:
     return relabeled, len(decisions) - relabeled
 
 
+def run_rounds(
+    run_dir: Path,
+    manifest: Path,
+    *,
+    rounds: int,
+    budget: int,
+    progress: Progress,
+    console: Console,
+) -> tuple[Path, Path, Path]:
+    """``rounds`` rounds of active cleaning from ``run_dir``: each asks a batch of
+    ``budget`` rows, a SIMULATED annotator answers it from ``true_label``, ``apply``
+    folds the answers into the next version, and ``refresh`` fine-tunes the fold models
+    on it. Returns the last run, manifest version and round queue; done rounds are
+    found and skipped."""
+    version, queue_csv = manifest, RunFiles(run_dir).round(1).csv
+    for r in range(1, rounds + 1):
+        console.rule(f"[bold]round {r}/{rounds}: the {budget} rows a label is worth most on")
+        queue_csv = RunFiles(run_dir).round(r).csv
+        applied = next_version_path(version)
+        if not applied.exists():
+            if not queue_csv.exists():
+                e = api.round(run_dir, budget=budget).errors
+                console.print(
+                    f"wrong labels left before it: {e.estimate:,.0f} "
+                    f"({e.interval[0]:,.0f}-{e.interval[1]:,.0f}, 95%); queue: {queue_csv}"
+                )
+            relabeled, kept = simulate_review(queue_csv, manifest)
+            console.print(
+                f"[yellow]SIMULATED annotator[/] (answers from true_label): {relabeled} "
+                f"relabeled, {kept} kept"
+            )
+            api.apply(queue_csv, reviewer="simulated (demo)")
+        version = applied
+        refreshed = run_dir.with_name(f"refresh-{r}")
+        console.print(f"refresh: the fold models fine-tuned on {version.name} -> {refreshed}")
+        run_dir = api.refresh(run_dir, version, out=refreshed, progress=progress).run_dir
+    return run_dir, version, queue_csv
+
+
 def run_demo(
     out: Path,
     *,
     top: int,
+    rounds: int = 0,
     overrides: Sequence[str] = (),
     progress: Progress,
     console: Console,
 ) -> DemoFiles:
     """The loop in ``out``; ``overrides`` (``section.key=value``) change the shipped pipeline,
-    for example ``train.epochs=2`` for a quicker, weaker model."""
+    for example ``train.epochs=2`` for a quicker, weaker model. With ``rounds``, steps 3-5
+    are that many rounds of active cleaning of ``top`` rows each (:func:`run_rounds`)."""
     manifest = out / "data_manifests" / "digits.csv"
     oof_dir, final_dir = out / "runs" / "oof", out / "runs" / "final"
 
@@ -93,6 +134,12 @@ def run_demo(
     step("2/6 oof: 5-fold cross-validation, out-of-fold probabilities for every train image")
     overrides = [f"data.manifest={manifest.as_posix()}", *overrides]
     api.oof(PIPELINE, overrides, out=oof_dir, progress=progress)
+
+    if rounds:
+        return _demo_with_rounds(
+            out, manifest, oof_dir, final_dir, rounds=rounds, budget=top,
+            overrides=overrides, progress=progress, console=console,
+        )  # fmt: skip
 
     step(f"3/6 flag: the {top} images most likely to be mislabeled")
     queue = RunFiles(oof_dir).queue
@@ -132,3 +179,36 @@ def run_demo(
         manifest.with_name("digits.audit.jsonl"),
         final,
     )
+
+
+def _demo_with_rounds(
+    out: Path,
+    manifest: Path,
+    oof_dir: Path,
+    final_dir: Path,
+    *,
+    rounds: int,
+    budget: int,
+    overrides: Sequence[str],
+    progress: Progress,
+    console: Console,
+) -> DemoFiles:
+    """Steps 3-6 as rounds: the batches, the simulated answers, the refreshes, then
+    retrain on the last version weighted by the last refreshed run's label quality."""
+    run_dir, version, queue_csv = run_rounds(
+        oof_dir, manifest, rounds=rounds, budget=budget, progress=progress, console=console
+    )
+    console.rule(f"[bold]6/6 retrain: the same model on {version.name}")
+    final_files = RunFiles(final_dir)
+    if final_files.report.exists():
+        final = RetrainResult(final_dir, version, read_retrain_metrics(final_files.metrics))
+    else:
+        final = api.retrain(
+            PIPELINE, overrides, manifest=version, reweight="quality", oof=[run_dir],
+            out=final_dir, progress=progress,
+        )  # fmt: skip
+    queue = QueueFiles.beside(queue_csv)
+    return DemoFiles(
+        manifest, oof_dir, queue.csv, queue.html, version,
+        manifest.with_name("digits.audit.jsonl"), final,
+    )  # fmt: skip

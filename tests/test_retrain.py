@@ -360,6 +360,25 @@ def test_demo_runs_the_loop_and_resumes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_demo_runs_rounds_and_resumes(tmp_path: Path) -> None:
+    args = ("demo", "--out", str(tmp_path / "demo"), "--top", "40", "--rounds", "2", "-q")
+    quick = ("--set", "train.folds=2", "--set", "train.epochs=3", "--set", "data.image_size=16")
+    out = "".join(invoke(*args, *quick).split())
+    assert out.count("SIMULATEDannotator") == 2 and "wronglabelsleftbeforeit" in out
+    data, runs = tmp_path / "demo" / "data_manifests", tmp_path / "demo" / "runs"
+    assert (data / "digits.v2.csv").exists() and (data / "digits.v3.csv").exists()
+    assert not (data / "digits.v4.csv").exists()
+    for folder in (runs / "oof" / "round-1", runs / "refresh-1" / "round-2"):
+        assert (folder / "queue.csv").exists() and (folder / "round.json").exists()
+    assert (runs / "refresh-2" / "oof.csv").exists()
+    final = json.loads((runs / "final" / "metrics.json").read_text())
+    assert final["manifest"].endswith("digits.v3.csv")
+    again = "".join(invoke(*args, *quick).split())
+    assert "SIMULATED" not in again  # both rounds applied: it goes on
+    assert not (data / "digits.v4.csv").exists()
+
+
+@pytest.mark.slow
 def test_retrain_with_a_queue_resumes_after_a_kill(
     loop: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

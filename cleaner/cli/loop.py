@@ -219,7 +219,10 @@ def retrain(
 @friendly_errors
 def demo(
     out: Path = typer.Option(Path("cleaner-demo"), "--out", help="Folder for every file."),
-    top: int = typer.Option(200, "--top", help="Queue length."),
+    top: int = typer.Option(200, "--top", help="Queue length (with --rounds: each batch's)."),
+    rounds: int = typer.Option(
+        0, "--rounds", min=0, help="Rounds of active cleaning instead of one queue (0: none)."
+    ),
     set_: list[str] = SET_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars."),
 ) -> None:
@@ -227,6 +230,8 @@ def demo(
     from cleaner.demo import run_demo
 
     with make_progress(quiet=quiet) as progress:
-        files = run_demo(out, top=top, overrides=set_, progress=progress, console=console)
+        files = run_demo(
+            out, top=top, rounds=rounds, overrides=set_, progress=progress, console=console
+        )
     print_retrain(files.final.metrics, files.final.run_dir)
     print_demo_files(files)
