@@ -51,6 +51,10 @@ from cleaner.formats.queue_file import (
 from cleaner.formats.run_files import RunFiles
 from cleaner.formats.run_records import manifest_record
 
+# The checkout, and the test data files: test modules live in folders of their layer.
+REPO = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO / "tests" / "data"
+
 # The classes of the tiny data set; the pipeline lists them in this order.
 TINY_CLASSES = ("a", "b")
 TINY_PER_CLASS = 3  # enough train rows per class for folds = 2

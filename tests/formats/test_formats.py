@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from helpers import write_csv
+from helpers import REPO, TEST_DATA, write_csv
 
 from cleaner.core.config import PipelineConfig
 from cleaner.formats.attributes import AttributeTable
@@ -54,8 +54,8 @@ from cleaner.formats.queue_file import (
 from cleaner.formats.runs import load_probs
 from cleaner.formats.scores import read_scores
 
-FORMATS = Path(__file__).parent / "data" / "formats"
-README = Path(__file__).parents[1] / "README.md"
+FORMATS = TEST_DATA / "formats"
+README = REPO / "README.md"
 
 # The manifest version the queue was made from, and the one the review made.
 MANIFEST_V1 = """\

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import timm
+from helpers import REPO
 
 import cleaner.training.models  # noqa: F401  (registers cleaner's small-photo models with timm)
 from cleaner.core.config import load_config
 from cleaner.training.data import build_transform
 
-PIPELINES = sorted((Path(__file__).resolve().parent.parent / "pipelines").glob("*.toml"))
+PIPELINES = sorted((REPO / "pipelines").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", PIPELINES, ids=[p.stem for p in PIPELINES])

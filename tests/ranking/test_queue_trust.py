@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cleanlab.filter import find_label_issues
-from helpers import FLAG_AUGMENT, flat, ingest_digits, invoke, snapshot, write_digits_pipeline
+from helpers import FLAG_AUGMENT, REPO, flat, ingest_digits, invoke, snapshot, write_digits_pipeline
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
@@ -28,7 +28,7 @@ from cleaner.ingest.arrays import load_digits_arrays
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 
 def fails(*args: str) -> str:

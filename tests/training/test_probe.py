@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import (
+    TEST_DATA,
     TinyProject,
     flat,
     invoke,
@@ -702,7 +703,7 @@ def fuzz_root(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pipeline = write_pipeline(root, manifest=manifest, train={"folds": 3}, flag={"top": 7})
     return {
         "root": root, "manifest": manifest, "probs": probs, "run": run, "queue": queue,
-        "pipeline": pipeline, "export": Path(__file__).parent / "data" / "labelstudio_export.json",
+        "pipeline": pipeline, "export": TEST_DATA / "labelstudio_export.json",
         "log": queue.parents[1] / "data" / "faces.audit.jsonl",
     }  # fmt: skip
 

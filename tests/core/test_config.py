@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from cleaner.core.config import (
     CHOICES,
@@ -440,11 +441,10 @@ def test_trainer_feature_combinations(tmp_path):
 def test_keys_added_later_leave_run_folder_names_alone() -> None:
     """A pipeline that uses none of LATER_KEYS hashes as it did before they existed:
     its run folders keep their names and older run folders resume."""
-    from pathlib import Path
 
     from cleaner.core.config import LATER_KEYS
 
-    shipped = Path(__file__).resolve().parents[1] / "cleaner" / "pipelines" / "digits.toml"
+    shipped = REPO / "cleaner" / "pipelines" / "digits.toml"
     cfg = load_config(shipped)
     text = cfg.to_toml(canonical=True)
 
