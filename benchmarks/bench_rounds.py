@@ -28,6 +28,7 @@ against ``oof`` from scratch on the same manifest version (time and detection).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -437,32 +438,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     console = Console()
-    if args.final:
-        for seed in args.seeds:
-
-            def final(s: int = seed) -> dict[str, Any]:
-                return final_accuracy(s, args.work.resolve())
-
-            console.print(json.dumps(cached(RESULTS / f"final-s{seed}.json", final)))
-        if not args.no_write:
-            section(console)
-        return
-    if args.compare_refresh:
-        for seed in args.seeds:
-
-            def compare(s: int = seed) -> dict[str, Any]:
-                return refresh_vs_oof(s, args.work.resolve())
-
-            console.print(json.dumps(cached(RESULTS / f"refresh-vs-oof-s{seed}.json", compare)))
-        if not args.no_write:
-            section(console)
-        return
+    measures: dict[str, Callable[[int, Path], dict[str, Any]]] = {
+        "final": final_accuracy, "refresh-vs-oof": refresh_vs_oof, "rounds": measure,
+    }  # fmt: skip
+    kind = "final" if args.final else "refresh-vs-oof" if args.compare_refresh else "rounds"
     for seed in args.seeds:
-
-        def compute(s: int = seed) -> dict[str, Any]:
-            return measure(s, args.work.resolve())
-
-        result = cached(RESULTS / f"rounds-s{seed}.json", compute)
+        compute = functools.partial(measures[kind], seed, args.work.resolve())
+        result = cached(RESULTS / f"{kind}-s{seed}.json", compute)
         console.print(json.dumps({k: v for k, v in result.items() if k != "estimates"}))
         if not args.no_write:
             section(console)

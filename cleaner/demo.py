@@ -162,14 +162,7 @@ def run_demo(
     console.print(f"cleaned manifest: {cleaned}")
 
     step("6/6 retrain: the same model on the cleaned labels, weighted by label quality")
-    final_files = RunFiles(final_dir)
-    if final_files.report.exists():
-        final = RetrainResult(final_dir, cleaned, read_retrain_metrics(final_files.metrics))
-    else:
-        final = api.retrain(
-            PIPELINE, overrides, manifest=cleaned, reweight="quality", oof=[oof_dir],
-            out=final_dir, progress=progress,
-        )  # fmt: skip
+    final = _retrain(final_dir, cleaned, oof_dir, overrides, progress)
     return DemoFiles(
         manifest,
         oof_dir,
@@ -199,16 +192,23 @@ def _demo_with_rounds(
         oof_dir, manifest, rounds=rounds, budget=budget, progress=progress, console=console
     )
     console.rule(f"[bold]6/6 retrain: the same model on {version.name}")
-    final_files = RunFiles(final_dir)
-    if final_files.report.exists():
-        final = RetrainResult(final_dir, version, read_retrain_metrics(final_files.metrics))
-    else:
-        final = api.retrain(
-            PIPELINE, overrides, manifest=version, reweight="quality", oof=[run_dir],
-            out=final_dir, progress=progress,
-        )  # fmt: skip
+    final = _retrain(final_dir, version, run_dir, overrides, progress)
     queue = QueueFiles.beside(queue_csv)
     return DemoFiles(
         manifest, oof_dir, queue.csv, queue.html, version,
         manifest.with_name("digits.audit.jsonl"), final,
+    )  # fmt: skip
+
+
+def _retrain(
+    final_dir: Path, manifest: Path, run_dir: Path, overrides: Sequence[str], progress: Progress
+) -> RetrainResult:
+    """The final model on ``manifest``, weighted by ``run_dir``'s label quality; a
+    finished one is read back."""
+    files = RunFiles(final_dir)
+    if files.report.exists():
+        return RetrainResult(final_dir, manifest, read_retrain_metrics(files.metrics))
+    return api.retrain(
+        PIPELINE, overrides, manifest=manifest, reweight="quality", oof=[run_dir],
+        out=final_dir, progress=progress,
     )  # fmt: skip
