@@ -6,11 +6,15 @@
   arguments, make one call into the API or the layer's public function, print.
 - No file name of a run folder, a fold's folder or a queue folder spelled outside
   :mod:`cleaner.formats.run_files`, in the package or the benchmarks.
+- The tests mirror the package: a test folder per layer (a subpackage of
+  ``cleaner``), each on pytest's ``pythonpath``, no two test files of one name.
 """
 
 from __future__ import annotations
 
 import ast
+import tomllib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -145,3 +149,16 @@ def test_oof_folds_train_through_fold_train_not_oof() -> None:
     assert "cleaner.training.oof" not in (training / "ray_folds.py").read_text()
     assert "cleaner.training.oof" not in (training / "fold_train.py").read_text()
     assert "cleaner.training.ray_folds" not in (training / "fold_train.py").read_text()
+
+
+def test_the_tests_mirror_the_package() -> None:
+    tests = ROOT / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    layers = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert folders <= layers, f"test folders without a layer: {sorted(folders - layers)}"
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    paths = set(config["tool"]["pytest"]["ini_options"]["pythonpath"])
+    assert {f"tests/{f}" for f in folders} <= paths, "a test folder missing from pythonpath"
+    names = Counter(p.name for p in tests.rglob("test_*.py"))
+    assert not [n for n, c in names.items() if c > 1], "two test files of one name"
+    assert not list(tests.rglob("__init__.py")), "test folders are not packages"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,7 +17,11 @@ from cleaner.cli.printing import (
     count_table,
     print_review_start,
 )
+from cleaner.core.errors import InputError
 from cleaner.core.progress import console
+
+if TYPE_CHECKING:
+    from cleaner.review.labelstudio_annotations import AnnotationsSummary
 
 
 @app.command()
@@ -115,8 +120,22 @@ def import_labelstudio(
         metavar="",
         help="Replace decisions already in the queue with Label Studio's.",
     ),
+    annotations: Path | None = typer.Option(
+        None,
+        "--annotations",
+        metavar="OUT.csv",
+        help="Instead: write every annotator's label to OUT.csv (sample_id,annotator,label,"
+        "time; for `cleaner ingest csv --annotations`); the queue is not changed.",
+    ),
 ) -> None:
     """Write the answers of a Label Studio export into the queue's decision column."""
+    if annotations is not None and force:
+        raise InputError("--force replaces decisions in the queue; --annotations writes none")
+    if annotations is not None:
+        from cleaner.review.labelstudio_annotations import write_annotations
+
+        _print_annotations(write_annotations(export, queue, annotations))
+        return
     from cleaner.review.labelstudio_import import import_export
 
     s = import_export(export, queue, force=force)
@@ -132,3 +151,20 @@ def import_labelstudio(
         )
     else:
         console.print(f"no new decision: {queue} is unchanged", highlight=False, soft_wrap=True)
+
+
+def _print_annotations(s: AnnotationsSummary) -> None:
+    """What ``import labelstudio --annotations`` wrote: lines per annotator, answers skipped."""
+    console.print(count_table("annotations written", "annotator", "labels", s.per_annotator))
+    skipped = ", ".join(f"{n:,} {answer}" for answer, n in s.skipped.items())
+    console.print(
+        f"wrote {s.written:,} annotations by {len(s.per_annotator):,} annotators to {s.out}"
+        + (f"; skipped (no label): {skipped}" if skipped else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"next: cleaner ingest csv TABLE --path-col COLUMN --annotations {s.out}",
+        highlight=False,
+        soft_wrap=True,
+    )

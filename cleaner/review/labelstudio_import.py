@@ -23,6 +23,9 @@ replaces the file); a decision already in the queue is only replaced by a
 different one with ``force``. The queue is rewritten as ``cleaner review``
 rewrites it: header, columns, row order, blank lines, delimiter, BOM, line
 ending and file mode kept, only the two decision cells of a decided row changed.
+``cleaner import labelstudio --annotations`` reads every annotation instead, one
+label per annotator (:mod:`cleaner.review.labelstudio_annotations`); both take the
+tasks from :func:`parse_tasks`.
 
 Heavy libraries stay out of this module's imports: ``cleaner.review.apply`` (the
 queue's checks) is imported by the functions that need it.
@@ -84,30 +87,46 @@ def _annotation_choice(annotation: Mapping[str, Any]) -> tuple[str | None, str |
     return choices[0], None
 
 
-def parse_export(tasks: Any, *, file: str) -> list[TaskChoice]:
-    """The tasks of a Label Studio JSON export (already parsed), checked; pure.
+@dataclass(frozen=True)
+class ExportTask:
+    """One task of a Label Studio export, checked as far as every reader needs: its sample,
+    the queue row it was exported from, and its annotations as Label Studio wrote them."""
+
+    task: str  # how messages name it: "task 12" (Label Studio's id) or "task 3 in the file"
+    sample_id: str
+    queue_row: int | None
+    annotations: tuple[Mapping[str, Any], ...]  # as the export holds them, cancelled ones too
+
+    @property
+    def done(self) -> tuple[Mapping[str, Any], ...]:
+        """The annotations that were not cancelled (skipped), in the export's order."""
+        return tuple(a for a in self.annotations if a.get("was_cancelled") is not True)
+
+
+def parse_tasks(tasks: Any, *, file: str) -> list[ExportTask | Problem]:
+    """Each task of a Label Studio JSON export (already parsed), or the problem that stops it.
 
     A task needs ``data.sample_id`` (every task ``cleaner export labelstudio``
-    writes has it); ``queue_row`` tells two queue rows of one sample apart.
-    Cancelled annotations are ignored; of the others the last counts.
-    Raises :class:`InputError` listing every bad task.
+    writes has it); ``queue_row`` tells two queue rows of one sample apart. Both
+    readers of an export take it from here: :func:`parse_export` (one answer per
+    task) and :mod:`cleaner.review.labelstudio_annotations` (every annotation).
+    Raises :class:`InputError` when ``tasks`` is not a list of tasks at all.
     """
     if not isinstance(tasks, list):
         raise InputError(
             [Problem(file, "not a Label Studio JSON export: expected a list of tasks")]
         )
-    problems: list[Problem] = []
-    out: list[TaskChoice] = []
+    out: list[ExportTask | Problem] = []
     for i, task in enumerate(tasks):
         if not isinstance(task, dict):
-            problems.append(Problem(file, f"task {i + 1} in the file is not a JSON object"))
+            out.append(Problem(file, f"task {i + 1} in the file is not a JSON object"))
             continue
         name = _task_name(task, i)
         data = task.get("data")
         data = data if isinstance(data, dict) else {}
         sid = data.get("sample_id")
         if not isinstance(sid, str | int) or isinstance(sid, bool) or not str(sid).strip():
-            problems.append(
+            out.append(
                 Problem(
                     file,
                     f"{name}: no data.sample_id; import the tasks that "
@@ -119,23 +138,38 @@ def parse_export(tasks: Any, *, file: str) -> list[TaskChoice]:
         queue_row = raw_row if isinstance(raw_row, int) and not isinstance(raw_row, bool) else None
         annotations = task.get("annotations", [])
         if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
-            problems.append(Problem(file, f"{name}: annotations is not a list of objects"))
+            out.append(Problem(file, f"{name}: annotations is not a list of objects"))
             continue
-        done = [a for a in annotations if a.get("was_cancelled") is not True]  # skipped: no answer
+        out.append(ExportTask(name, str(sid), queue_row, tuple(annotations)))
+    return out
+
+
+def parse_export(tasks: Any, *, file: str) -> list[TaskChoice]:
+    """The tasks of a Label Studio JSON export (already parsed), checked; pure.
+
+    See :func:`parse_tasks`. Cancelled annotations are ignored; of the others the
+    last counts. Raises :class:`InputError` listing every bad task.
+    """
+    problems: list[Problem] = []
+    out: list[TaskChoice] = []
+    for t in parse_tasks(tasks, file=file):
+        if isinstance(t, Problem):
+            problems.append(t)
+            continue
         choice = None
-        if done:
-            choice, why = _annotation_choice(done[-1])
+        if t.done:
+            choice, why = _annotation_choice(t.done[-1])
             if why is not None:
-                problems.append(Problem(file, f"{name} (sample_id {str(sid)!r}): {why}"))
+                problems.append(Problem(file, f"{t.task} (sample_id {t.sample_id!r}): {why}"))
                 continue
-        out.append(TaskChoice(name, str(sid), queue_row, choice))
+        out.append(TaskChoice(t.task, t.sample_id, t.queue_row, choice))
     if problems:
         raise InputError(problems)
     return out
 
 
-def read_export(export_json: str | Path) -> list[TaskChoice]:
-    """Read and check a Label Studio JSON export file (see :func:`parse_export`)."""
+def load_export(export_json: str | Path) -> Any:
+    """The JSON of a Label Studio export file, not yet checked (see :func:`parse_tasks`)."""
     path = Path(export_json)
     if not path.is_file():
         raise InputError([Problem(str(path), "Label Studio export not found")])
@@ -144,7 +178,7 @@ def read_export(export_json: str | Path) -> list[TaskChoice]:
     except UnicodeDecodeError:
         raise InputError([not_utf8(path, "export", save_as="JSON (UTF-8)")]) from None
     try:
-        tasks = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(
             [Problem(str(path), f"not valid JSON: {e.msg} (column {e.colno})", e.lineno)]
@@ -153,7 +187,11 @@ def read_export(export_json: str | Path) -> list[TaskChoice]:
         raise InputError([Problem(str(path), "not valid JSON: nested too deeply")]) from None
     except ValueError as e:  # an integer of thousands of digits: Python's int limit
         raise InputError([Problem(str(path), f"not a Label Studio export: {e}")]) from None
-    return parse_export(tasks, file=str(path))
+
+
+def read_export(export_json: str | Path) -> list[TaskChoice]:
+    """Read and check a Label Studio JSON export file (see :func:`parse_export`)."""
+    return parse_export(load_export(export_json), file=str(Path(export_json)))
 
 
 @dataclass
@@ -197,7 +235,7 @@ def _words(decision: tuple[str, str]) -> str:
 
 
 def _rows_of(
-    choices: Sequence[TaskChoice], table: pd.DataFrame, *, export: str
+    choices: Sequence[TaskChoice | ExportTask], table: pd.DataFrame, *, export: str
 ) -> tuple[list[int], list[Problem]]:
     """The queue row (0-based) of each task, by sample_id (and queue_row where one id
     has several rows), and the tasks that match none."""

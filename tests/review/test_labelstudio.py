@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import assert_says
+from helpers import TEST_DATA, assert_says
 from helpers import make_project as make_queue_project
 from test_apply import (
     MANIFEST_COLUMNS,
@@ -43,7 +43,7 @@ from cleaner.review.labelstudio_export import LOCAL_FILES_URL, export_tasks
 from cleaner.review.labelstudio_import import parse_export
 
 runner = CliRunner()
-EXPORT_FIXTURE = Path(__file__).parent / "data" / "labelstudio_export.json"
+EXPORT_FIXTURE = TEST_DATA / "labelstudio_export.json"
 CLASSES = ["a", "b", "c"]
 
 # The queue of test_apply, nothing decided yet.
