@@ -11,7 +11,7 @@ and trains with other settings (a refresh: :mod:`cleaner.training.refresh`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +149,7 @@ def train_fold(
     cache: list[np.ndarray] | None = None,
     dist: Dist = SINGLE,
     warm: WarmStart | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> FoldMetrics:
     """Train fold ``k`` on the other folds, predict it, and save its outputs.
 
@@ -177,6 +178,7 @@ def train_fold(
         progress=progress,
         desc=f"{'refresh ' if warm is not None else ''}fold {k + 1}/{cfg.train.folds}",
         dist=dist,
+        on_epoch=on_epoch,
     )
     probs, emb = _fold_predictions(plan, model, val_ds, result, device, dist)
     outputs = {"probs": probs, "embeddings": emb}
@@ -281,6 +283,32 @@ def load_unlabeled(path: Path, rows: int, classes: int) -> np.ndarray:
     raise InputError([Problem(str(path), f"{reason}; delete the fold's folder to train it again")])
 
 
+class RunClock:
+    """Says once, after the first epoch, how long the rest of the run should take: its
+    images left at the first epoch's rate (resumed epochs are not counted: it measures
+    what this process trains). A rate measured on one epoch; the later ones run alike."""
+
+    def __init__(self, images: int, progress: Progress) -> None:
+        self.images, self.progress, self.said = images, progress, False
+
+    def __call__(self, images: int, seconds: float) -> None:
+        self.images -= images
+        if self.said or seconds <= 0 or self.progress.disable:
+            return
+        self.said = True
+        rate = images / seconds
+        self.progress.console.print(
+            f"expected: about {_minutes(self.images / rate)} more for "
+            f"{max(self.images, 0):,} images at {rate:,.0f} img/s (the first epoch's rate)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def train_folds(
     plan: RunPlan,
     folds: Iterable[int],
@@ -288,10 +316,13 @@ def train_folds(
     progress: Progress,
     dist: Dist = SINGLE,
     warm: WarmStart | None = None,
+    after: int = 0,
 ) -> list[int]:
     """Train each of ``folds`` that is not done yet, in this process; return those trained.
 
     ``warm``: each fine-tuned from another run's fold model (:class:`WarmStart`).
+    ``after``: the images trained once the folds are done (the embedding model's), for
+    the expected time printed after the first epoch (:class:`RunClock`).
     """
     todo = [k for k in folds if not plan.fold_done(k)]
     if plan.cfg.train.mode == "probe":
@@ -309,7 +340,10 @@ def train_folds(
             max_pixels=plan.cfg.data.max_image_pixels,
         )
         progress.remove_task(task)
+    epochs = (warm.train if warm is not None else plan.cfg.train).epochs
+    images = sum(int((plan.folds != k).sum()) for k in todo) * epochs + after
+    clock = RunClock(images, progress) if todo and dist.main else None
     for k in todo:
-        train_fold(plan, k, progress=progress, cache=cache, dist=dist, warm=warm)
+        train_fold(plan, k, progress=progress, cache=cache, dist=dist, warm=warm, on_epoch=clock)
         dist.barrier()  # the others wait for rank 0's files before looking at the folder
     return todo

@@ -154,7 +154,11 @@ def run_oof(
             tasks = [*todo, EMBED_TASK]
         failed = run_folds_on_ray(plan, tasks, ray_options or RayOptions(), progress=progress)
     else:
-        todo = train_folds(plan, wanted, progress=progress, dist=dist)
+        others_done = all(plan.fold_done(k) for k in range(k_folds) if k not in wanted)
+        embeds = embed and others_done and not plan.files.embeddings.exists()
+        trains_embedder = embeds and not (plan.cfg.model.pretrained or plan.cfg.model.weights)
+        after = len(plan.train_rows) * plan.cfg.train.epochs if trains_embedder else 0
+        todo = train_folds(plan, wanted, progress=progress, dist=dist, after=after)
     if failed:
         raise FoldsFailed(str(plan.run_dir), failed)
     missing = [k for k in range(k_folds) if not plan.fold_done(k)]

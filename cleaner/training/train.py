@@ -527,8 +527,9 @@ def fit(
     progress: Progress,
     desc: str = "train",
     dist: Dist = SINGLE,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> FitResult:
-    """Train ``model`` in place, resuming from ``checkpoint`` when it exists.
+    """Train ``model`` in place, resuming from ``checkpoint``; ``on_epoch(images, s)`` hears each.
 
     ``model`` ends with the weights the result's validation outputs are of:
     the selected epoch's (``train.select``), else the EMA's (``train.ema``),
@@ -565,6 +566,8 @@ def fit(
         loss, seen = _train_epoch(t, train_ds, cfg, epoch=epoch, desc=desc, advance=advance)
         result.train_seconds += time.perf_counter() - t0
         result.train_images += seen * dist.world
+        if on_epoch is not None:
+            on_epoch(seen * dist.world, time.perf_counter() - t0)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": loss,
