@@ -44,6 +44,7 @@ from cleaner.review.apply import ApplySummary, apply_queue
 if TYPE_CHECKING:  # torch loads with it: only when retrain runs
     from cleaner.final.retrain import RetrainResult
     from cleaner.rounds.round import RoundResult
+    from cleaner.rounds.status import ProjectStatus
 
 __all__ = [
     "InputError",
@@ -60,6 +61,7 @@ __all__ = [
     "refresh",
     "retrain",
     "round",
+    "status",
 ]
 
 
@@ -136,6 +138,14 @@ def refresh(
     with _progress(progress) as bars:
         result = refresh_run(run, manifest, epochs=epochs, out=out, progress=bars)
     return load_run(result.run_dir)
+
+
+def status(folder: str | Path = ".") -> ProjectStatus:
+    """``cleaner status``: each manifest's versions in ``folder``, the runs and queues of
+    each, what is decided, and the next command (:mod:`cleaner.rounds.status`)."""
+    from cleaner.rounds.status import project_status
+
+    return project_status(folder)
 
 
 def round(

@@ -18,8 +18,8 @@ from cleaner.core.progress import console, err_console
 
 # `--help` lists the commands in the order of the loop, not alphabetically.
 WORKFLOW = (
-    "ingest", "init", "oof", "flag", "review", "apply", "round", "refresh", "retrain", "export",
-    "import",
+    "status", "ingest", "init", "oof", "flag", "review", "apply", "round", "refresh", "retrain",
+    "export", "import",
 )  # fmt: skip
 
 

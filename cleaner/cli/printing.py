@@ -413,3 +413,35 @@ def print_round(r: Any) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def print_status(s: Any) -> None:
+    """``status``: per manifest, its versions with their runs and queues, then the next step."""
+    if not s.manifests:
+        console.print(
+            f"no manifest, run or queue found in {s.folder}; start with: cleaner ingest "
+            "(or cleaner init for a pipeline)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for m in s.manifests:
+        table = Table(title=f"{m.versions[0].path.name}: {len(m.versions)} version(s)")
+        for name in ("version", "decisions logged", "runs", "queues (decided/rows)"):
+            table.add_column(name)
+        for v in m.versions:
+            runs = [f"{r.path.name} ({r.kind})" for r in m.runs if r.manifest == v.path]
+            queues = [
+                f"{q.path.parent.name}/{q.path.name} {q.decided}/{q.rows}"
+                + (" applied" if q.applied else "")
+                for q in m.queues
+                if q.manifest == v.path
+            ]
+            current = " (current)" if v.path == m.current else ""
+            table.add_row(
+                v.path.name + current, f"{v.decisions:,}", "\n".join(runs), "\n".join(queues)
+            )
+        console.print(table)
+        console.print(f"folder: {m.current.parent}", highlight=False, soft_wrap=True)
+        console.print(f"next: {m.next_command}  ({m.why})", highlight=False, soft_wrap=True)
+    for problem in s.problems:
+        warn(f"skipped {problem}")

@@ -1,4 +1,5 @@
-"""Active cleaning in rounds: ``round`` (the next batch for a budget) and ``refresh``."""
+"""Active cleaning in rounds: ``round`` (the next batch for a budget), ``refresh``, and
+``status`` (where the project stands, the next command)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import typer
 
 from cleaner.cli.base import app, friendly_errors
-from cleaner.cli.printing import print_oof_result, print_round
+from cleaner.cli.printing import print_oof_result, print_round, print_status
 from cleaner.core.progress import console, make_progress
 
 
@@ -65,3 +66,15 @@ def refresh(
         result = refresh_run(run, manifest, epochs=epochs, out=out, progress=progress)
     print_oof_result(result)
     console.print(f"next: cleaner round {result.run_dir} --budget N", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def status(
+    folder: Path = typer.Argument(Path("."), metavar="FOLDER", help="The project folder."),
+) -> None:
+    """Where the project stands: each manifest's versions, the runs and queues of each, what
+    is decided and applied, and the next command to run."""
+    from cleaner import api
+
+    print_status(api.status(folder))
