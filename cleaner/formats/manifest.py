@@ -379,6 +379,27 @@ def _check_images(
     return problems, warnings
 
 
+def require_images(df: pd.DataFrame, manifest: str | Path) -> None:
+    """Refuse a manifest whose image files are not where it says (rows not excluded), every
+    missing one listed by line: a command that shows or reads them says so before it
+    writes anything. A file check only; training's decoder checks the contents."""
+    rows = _rows(df["split"] != "excluded") if "split" in df.columns else list(range(len(df)))
+    paths = resolve_paths(df.iloc[rows], Path(manifest).parent)
+    missing = [
+        Problem(str(manifest), f"image not found: {path}", line_of(i))
+        for i, path in zip(rows, paths, strict=True)
+        if not path.is_file()
+    ]
+    if missing:
+        moved = Problem(
+            str(manifest),
+            f"{len(missing):,} of its {len(rows):,} images are not where it says (paths are "
+            "relative to the manifest's folder unless absolute): did the images or the "
+            "manifest move?",
+        )
+        raise InputError([moved, *missing])
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file's bytes: the identity of one manifest version."""
     h = hashlib.sha256()

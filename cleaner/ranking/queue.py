@@ -34,6 +34,7 @@ from cleaner.formats.manifest import (
     audit_log_path,
     newest_version,
     read_manifest,
+    require_images,
     resolve_paths,
     sha256_file,
 )
@@ -187,6 +188,7 @@ def make_queue(
     home = alone if alone is not None and ensemble_members(alone) else run.run_dir
     targets = queue_targets(Path(out) if out else home, runs)
     df = read_manifest(run.manifest_path)
+    require_images(df, run.manifest_path)  # the gallery and the review page show them
     decided = decided_in_manifest(df, audit_log_path(run.manifest_path))
     queue, summary = build_queue(
         df, runs, top=top, method=method, decided=decided, include_unlabeled=include_unlabeled

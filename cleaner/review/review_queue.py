@@ -35,7 +35,7 @@ from cleaner.formats.issue_kinds import (
     allowed_decisions,
     has_suggestion,
 )
-from cleaner.formats.manifest import line_of
+from cleaner.formats.manifest import line_of, require_images
 from cleaner.formats.queue_file import QueueText, queue_csv_path, replace_queue
 from cleaner.review.apply import CheckedQueue, check_queue, expand_decisions, parse_decisions
 from cleaner.review.gallery import thumbnail_data_uri
@@ -76,6 +76,7 @@ class ReviewQueue:
         self.text = QueueText.read(self.path)
         self.meta = checked.meta
         self._manifest = checked.manifest
+        require_images(self._manifest, self.meta.manifest)  # the page shows them
         _check_ids(checked, str(self.path))
         self._table = checked.table.copy()
         self.text.check_rows(self._table, str(self.path))

@@ -36,7 +36,7 @@ import pandas as pd
 from cleaner.core.errors import InputError
 from cleaner.formats.audit import decided_in_manifest, read_audit_log
 from cleaner.formats.issue_kinds import LABEL, UNLABELED
-from cleaner.formats.manifest import audit_log_path, read_manifest
+from cleaner.formats.manifest import audit_log_path, read_manifest, require_images
 from cleaner.formats.queue_file import QUEUE_COLUMNS
 from cleaner.formats.round_record import (
     ErrorsLeftRecord,
@@ -166,6 +166,7 @@ def next_round(
     run = runs[0]
     refuse_an_older_version(run)
     df = read_manifest(run.manifest_path)
+    require_images(df, run.manifest_path)  # a person answers from the images
     labels, names = run_label_matrix(df, run)
     annotators = len(names)
     records = audit_records(run.manifest_path)  # read once: the rounds and the reviewed rows
