@@ -168,6 +168,15 @@ def _rounds(
     return out, estimates
 
 
+def _human(run: Run) -> tuple[list[str], np.ndarray, pd.DataFrame]:
+    """The run's classes, each row's cifar_label (class index) and the answer columns."""
+    human = pd.read_csv(HUMAN, dtype=str, keep_default_na=False).set_index("path")
+    rows = human.loc[run.sample_ids]
+    classes = list(run.classes)
+    truth = pd.Index(classes).get_indexer(pd.Index(rows["cifar_label"]))
+    return classes, truth, rows[list(ANSWERS)].reset_index(drop=True)
+
+
 def measure(seed: int, work: Path) -> dict[str, Any]:
     """One seed: the first run (trained if missing), then every order from it."""
     manifest = human_manifest(work, "annotator_1")
@@ -176,11 +185,7 @@ def measure(seed: int, work: Path) -> dict[str, Any]:
     if not RunFiles(run_dir).metrics.exists():
         oof_seconds = timed_oof(manifest, seed_overrides(seed), run_dir)[1]
     run = load_run(run_dir)
-    human = pd.read_csv(HUMAN, dtype=str, keep_default_na=False).set_index("path")
-    rows = human.loc[run.sample_ids]
-    classes = list(run.classes)
-    truth = pd.Index(classes).get_indexer(pd.Index(rows["cifar_label"]))
-    table = rows[list(ANSWERS)].reset_index(drop=True)
+    classes, truth, table = _human(run)
     n = len(truth)
 
     def fresh() -> Labels:
@@ -254,11 +259,7 @@ def _label_sets(seed: int, work: Path) -> dict[str, Path]:
     consensus at ``FINAL_BUDGET`` (the rounds' as their refresh saw it), all true labels."""
     manifest = human_manifest(work, "annotator_1")
     run = load_run(work / "runs" / f"annotator_1-s{seed}")
-    human = pd.read_csv(HUMAN, dtype=str, keep_default_na=False).set_index("path")
-    rows = human.loc[run.sample_ids]
-    classes = list(run.classes)
-    truth = pd.Index(classes).get_indexer(pd.Index(rows["cifar_label"]))
-    table = rows[list(ANSWERS)].reset_index(drop=True)
+    classes, truth, table = _human(run)
     n = len(truth)
     folder = work / "final" / f"s{seed}"
     rounds = work / "rounds" / f"s{seed}" / f"round-{round(FINAL_BUDGET / ROUND)}.csv"
