@@ -566,8 +566,6 @@ def fit(
         loss, seen = _train_epoch(t, train_ds, cfg, epoch=epoch, desc=desc, advance=advance)
         result.train_seconds += time.perf_counter() - t0
         result.train_images += seen * dist.world
-        if on_epoch is not None:
-            on_epoch(seen * dist.world, time.perf_counter() - t0)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": loss,
@@ -591,6 +589,8 @@ def fit(
         progress.update(task, description=f"{desc} epoch {epoch + 1}/{cfg.epochs}{shown}")
         if dist.main:
             _save_checkpoint(checkpoint, _checkpoint_state(t, epoch + 1, result, best))
+        if on_epoch is not None:  # the whole epoch's time: validation and checkpoint too
+            on_epoch(seen * dist.world, time.perf_counter() - t0)
     progress.update(task, completed=n * cfg.epochs)
     _final_weights(t, model, result, best)
     return result
