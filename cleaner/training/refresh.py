@@ -7,7 +7,10 @@ a finished run's ``fold-K/model.pt`` and fine-tunes each for a few epochs
 the new manifest's labels and weights, then predicts its own fold's rows. The
 same ``folds.csv`` (restricted to the rows that still train) keeps out-of-fold
 out of fold: fold K's model, before and after the refresh, never saw a row of
-fold K. The result is an ordinary run folder that ``flag``, ``retrain --oof``
+fold K. A row that trains now but was never a train row of the run (a round
+labelled an unlabeled row) joins a fold, its group's or the one with fewest rows of
+its class; no fold model ever trained on it, so it too is predicted out of fold.
+The result is an ordinary run folder that ``flag``, ``retrain --oof``
 and the rounds read like any other.
 
 **Learning rate.** The fine-tune starts at ``lr_factor`` x ``train.lr`` (default
@@ -128,24 +131,47 @@ def _source_folds(files: RunFiles, k_folds: int) -> pd.Series:
     return pd.Series(table["fold"].astype(int).to_numpy(), index=table["sample_id"].to_numpy())
 
 
+def place_new_rows(
+    folds: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, k_folds: int
+) -> np.ndarray:
+    """``folds`` with each ``-1`` (a train row the source run never split) given a fold;
+    pure. A row joins its group's fold when the group has one (a group never spans two
+    folds); else the fold with the fewest rows of its class, then the fewest rows, then
+    the lowest number. No fold model ever trained on such a row (it was unlabeled, a test
+    row, or new), so fold k's model predicting it stays out of fold."""
+    out = folds.copy()
+    k_labels = int(labels.max()) + 1 if len(labels) else 0
+    count = np.zeros((k_folds, max(k_labels, 1)), dtype=np.int64)
+    placed = out >= 0
+    np.add.at(count, (out[placed], labels[placed]), 1)
+    group_fold: dict[str, int] = {}
+    if groups is not None:
+        group_fold = {str(g): int(f) for g, f in zip(groups[placed], out[placed], strict=True)}
+    for j in np.flatnonzero(~placed):
+        g = str(groups[j]) if groups is not None else None
+        if g is not None and g in group_fold:
+            k = group_fold[g]
+        else:
+            k = min(range(k_folds), key=lambda f: (count[f, labels[j]], count[f].sum(), f))
+        out[j] = k
+        count[k, labels[j]] += 1
+        if g is not None:
+            group_fold[g] = k
+    return out
+
+
 def _refreshed_folds(data: PipelineData, folds: pd.Series, source: Path) -> np.ndarray:
-    """(N,) each new train row's fold in the source split; new train rows are refused."""
+    """(N,) each train row's fold: the source split's, and new train rows (a round labelled
+    an unlabeled row, a test row moved to train) placed by :func:`place_new_rows`."""
     at = folds.index.get_indexer(pd.Index(data.sample_ids))
-    new = np.flatnonzero(at < 0)
-    if len(new):
-        problems = [
-            Problem(
-                str(data.manifest_path),
-                f"train row {data.sample_ids[j]!r} was not a train row of run {source}, so "
-                "no fold model held it out; run `cleaner oof` on this manifest for new "
-                "fold models",
-                line_of(int(data.train_rows[j])),
-            )
-            for j in new
-        ]
-        raise InputError(problems)
-    result = folds.to_numpy()[at]
-    empty = sorted(set(range(int(folds.max()) + 1)) - set(result.tolist()))
+    known = folds.to_numpy()[np.maximum(at, 0)]
+    result = np.where(at >= 0, known, -1).astype(np.int64)
+    k_folds = int(folds.max()) + 1
+    if (at < 0).any():
+        column = data.cfg.data.group
+        groups = data.df[column].to_numpy()[data.train_rows].astype(str) if column else None
+        result = place_new_rows(result, data.labels, groups, k_folds)
+    empty = sorted(set(range(k_folds)) - set(result.tolist()))
     if empty:
         raise InputError(
             [Problem(str(data.manifest_path), f"no train row left in fold {empty[0]} of {source}")]
@@ -249,9 +275,9 @@ def refresh_run(
 
     ``epochs`` of fine-tuning per fold from ``lr_factor`` x ``train.lr`` (cosine, no
     warmup); ``out`` defaults to ``RUN-refresh-HASH`` beside ``run_dir``. Everything is
-    checked before anything is written: a train row the run did not split (refused,
-    naming it), a run that is unfinished, an ensemble or a probe, an ``out`` that
-    holds anything but this refresh. Run again, it finishes what a killed refresh left.
+    checked before anything is written: a run that is unfinished, an ensemble or a
+    probe, an ``out`` that holds anything but this refresh. A train row the run did not
+    split joins a fold (:func:`place_new_rows`). Run again, it finishes what a killed refresh left.
     """
     _check_settings(epochs, lr_factor)
     source_dir = Path(run_dir)
@@ -269,7 +295,7 @@ def refresh_run(
         source_manifest_sha256=read_manifest_record(source_dir)[0],
         manifest_sha256=data.manifest_sha,
         labels_changed=_labels_changed(source, data),
-        rows_left_out=len(folds) - len(plan_folds),
+        rows_left_out=int((~folds.index.isin(data.sample_ids)).sum()),
         epochs=tuned.epochs,
         lr=tuned.lr,
         scheduler=tuned.scheduler,

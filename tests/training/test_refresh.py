@@ -4,7 +4,7 @@ One base run (600 digits, 2 folds, 1 epoch) is refreshed onto a version whose wr
 train labels were corrected, one row dropped and one weight halved. The refreshed
 fold models start from the base run's, never train on their own fold's rows, and
 make an ordinary run folder that ``flag`` accepts; a killed refresh resumes to the
-same result; a manifest with a row the run never split is refused, nothing written.
+same result; a row the run never split joins a fold, out of fold.
 """
 
 from __future__ import annotations
@@ -197,19 +197,25 @@ def test_killed_refresh_resumes_to_the_same_result(project: Project) -> None:
             refresh_run(project.run, project.v2, epochs=2, out=copy, progress=bars)
 
 
-def test_rows_the_run_never_split_are_refused_nothing_written(project: Project) -> None:
+def test_rows_the_run_never_split_join_a_fold_and_stay_out_of_fold(project: Project) -> None:
+    """A round labelled an unlabeled row (or a new one came): it joins a fold, and that
+    fold's model, which never trained on it, predicts it."""
     df = pd.read_csv(project.v2, dtype=str, keep_default_na=False)
     shutil.copy(project.root / df["path"].iloc[0], project.root / "images" / "new.png")
     new = df.iloc[[0]].assign(sample_id="digit-new", path="images/new.png", split="train")
     v3 = project.manifest.with_name("digits.v3.csv")
     pd.concat([df, new]).to_csv(v3, index=False)
-    before = snapshot(project.root)
-    with pytest.raises(InputError) as caught:
-        cl.refresh(project.run, v3, epochs=1)
-    message = str(caught.value)
-    assert "digit-new" in message and "cleaner oof" in message and f"line {len(df) + 2}" in message
-    assert snapshot(project.root) == before
-    # Nor into the run itself, or a folder holding something else.
+    refreshed = cl.refresh(project.run, v3, epochs=1, out=project.root / "with-new").run_dir
+    folds, base = _folds(refreshed), _folds(project.refreshed)
+    assert folds.drop("digit-new").equals(base)  # the old rows keep their folds
+    assert folds["digit-new"] in (0, 1)
+    oof = pd.read_csv(RunFiles(refreshed).oof, dtype={"sample_id": str})
+    row = oof.set_index("sample_id").loc["digit-new"]
+    assert int(row["fold"]) == folds["digit-new"]
+    assert snapshot(project.run) == project.base_files
+
+
+def test_a_refresh_never_writes_into_the_run_or_a_strangers_folder(project: Project) -> None:
     other = project.root / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
