@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -300,3 +301,28 @@ def test_every_command_and_option_is_in_the_readme() -> None:
             if spellings and "--help" not in spellings and not any(o in readme for o in spellings):
                 missing.append(f"{name} {spellings[0]}")
     assert missing == []
+
+
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path of the CLI (``("ingest", "digits")``, ...)."""
+    import click
+
+    ctx = click.Context(group)
+    found = []
+    for name in group.list_commands(ctx):
+        sub = group.get_command(ctx, name)
+        found.append((*prefix, name))
+        if hasattr(sub, "list_commands"):
+            found += _commands(sub, (*prefix, name))
+    return found
+
+
+def test_no_help_page_shows_a_type_beside_a_flag() -> None:
+    """A flag (``--help``, ``--force``) takes no value: the help shows no ``<bool>``."""
+    from typer.main import get_command
+
+    commands = _commands(get_command(app))
+    assert ("ingest", "digits") in commands and ("status",) in commands
+    for path in [(), *commands]:
+        out = invoke(*path, "--help")
+        assert "<bool>" not in out, (path, out)

@@ -23,11 +23,27 @@ WORKFLOW = (
 )  # fmt: skip
 
 
+def _flag_help(option: Any) -> Any:
+    """``--help`` is a flag: no ``<bool>`` beside it in the help (typer shows its type)."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
 class WorkflowGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:  # typer vendors its own click
         names = super().list_commands(ctx)
         order = {name: i for i, name in enumerate(WORKFLOW)}
         return sorted(names, key=lambda n: order.get(n, len(order)))
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _flag_help(super().get_help_option(ctx))
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        command = super().get_command(ctx, name)
+        if command is not None and not isinstance(command, WorkflowGroup):
+            _flag_help(command.get_help_option(ctx))  # typer caches the option: set once
+        return command
 
 
 app = typer.Typer(
@@ -58,7 +74,9 @@ def main(
     """Find mislabeled images, review them, and retrain on the cleaned labels."""
 
 
-ingest_app = typer.Typer(no_args_is_help=True, help="Make a manifest from raw images.")
+ingest_app = typer.Typer(
+    cls=WorkflowGroup, no_args_is_help=True, help="Make a manifest from raw images."
+)
 
 
 app.add_typer(ingest_app, name="ingest")
@@ -130,19 +148,25 @@ CPUS_OPTION = typer.Option(
 )
 
 
-export_app = typer.Typer(no_args_is_help=True, help="Write the queue for another review tool.")
+export_app = typer.Typer(
+    cls=WorkflowGroup, no_args_is_help=True, help="Write the queue for another review tool."
+)
 
 
 app.add_typer(export_app, name="export")
 
 
-import_app = typer.Typer(no_args_is_help=True, help="Read decisions from another review tool.")
+import_app = typer.Typer(
+    cls=WorkflowGroup, no_args_is_help=True, help="Read decisions from another review tool."
+)
 
 
 app.add_typer(import_app, name="import")
 
 
-synth_app = typer.Typer(no_args_is_help=True, help="Make synthetic data sets with known noise.")
+synth_app = typer.Typer(
+    cls=WorkflowGroup, no_args_is_help=True, help="Make synthetic data sets with known noise."
+)
 
 
 app.add_typer(synth_app, name="synth")
