@@ -80,7 +80,7 @@ def run_rounds(
     folds the answers into the next version, and ``refresh`` fine-tunes the fold models
     on it. Returns the last run, manifest version and round queue; done rounds are
     found and skipped."""
-    version, queue_csv = manifest, RunFiles(run_dir).round(1).csv
+    version, queue_csv = manifest, RunFiles(run_dir).round(1).csv  # rounds >= 1 sets both
     for r in range(1, rounds + 1):
         console.rule(f"[bold]round {r}/{rounds}: the {budget} rows a label is worth most on")
         queue_csv = RunFiles(run_dir).round(r).csv
@@ -137,7 +137,7 @@ def run_demo(
 
     if rounds:
         return _demo_with_rounds(
-            out, manifest, oof_dir, final_dir, rounds=rounds, budget=top,
+            manifest, oof_dir, final_dir, rounds=rounds, budget=top,
             overrides=overrides, progress=progress, console=console,
         )  # fmt: skip
 
@@ -175,7 +175,6 @@ def run_demo(
 
 
 def _demo_with_rounds(
-    out: Path,
     manifest: Path,
     oof_dir: Path,
     final_dir: Path,

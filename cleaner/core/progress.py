@@ -33,7 +33,10 @@ err_console = Console(stderr=True)
 
 def warn(message: str) -> None:
     """One warning line on stderr (rich markup in ``message`` is printed as written)."""
-    err_console.print(Text.assemble(("warning: ", "bold yellow"), message), highlight=False)
+    # soft_wrap: one line, as promised; a wrapped path would break mid-word.
+    err_console.print(
+        Text.assemble(("warning: ", "bold yellow"), message), highlight=False, soft_wrap=True
+    )
 
 
 class RateColumn(ProgressColumn):

@@ -22,7 +22,7 @@ applies them to a manifest version.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,11 @@ def decided_sample_ids(
 
 def decided_in_manifest(manifest: pd.DataFrame, log: str | Path) -> set[str]:
     """:func:`decided_sample_ids` for a manifest version and its audit log file."""
-    records = read_audit_log(log)
+    return decided_in_records(manifest, read_audit_log(log))
+
+
+def decided_in_records(manifest: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> set[str]:
+    """:func:`decided_sample_ids` for a manifest version and its log's records, read once."""
     logged = manifest[manifest["sample_id"].isin({str(r["sample_id"]) for r in records})]
     current = dict(zip(logged["sample_id"], logged["label"].str.strip(), strict=True))
     return decided_sample_ids(records, current)

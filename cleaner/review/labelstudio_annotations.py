@@ -44,10 +44,10 @@ from cleaner.formats.queue_file import queue_csv_path
 from cleaner.review.labelstudio_config import DECISION_CHOICES, cell_text
 from cleaner.review.labelstudio_import import (
     ExportTask,
-    _annotation_choice,
-    _rows_of,
+    annotation_choice,
     load_export,
     parse_tasks,
+    rows_of,
 )
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def parse_annotations(
                 continue  # skipped in Label Studio: no answer
             name = _annotation_name(a, j)
             where = f"{t.task} (sample_id {t.sample_id!r}), {name}"
-            choice, why = _annotation_choice(a)
+            choice, why = annotation_choice(a)
             who = annotator_name(a.get("completed_by"))
             time, bad_time = _time(a)
             no_user = None if who is not None else "completed_by names no user (an id or an email)"
@@ -202,14 +202,14 @@ def annotation_lines(
     class and no decision, and one annotator giving one sample two labels in two
     tasks (the same label twice is written once).
     """
-    rows, not_in_queue = _rows_of(tasks, checked.table, export=export)
+    rows, not_in_queue = rows_of(tasks, checked.table, export=export)
     problems = [*problems, *not_in_queue]
     samples = _SampleLabels(checked)
     lines: dict[tuple[str, str], tuple[Annotation, TaskAnnotation]] = {}
     for a in annotations:
         t, row = tasks[a.task], rows[a.task]
         if row < 0:
-            continue  # not in the queue: named by _rows_of
+            continue  # not in the queue: named by rows_of
         if a.choice in NOT_LABELS:
             summary.skipped[a.choice] = summary.skipped.get(a.choice, 0) + 1
             continue

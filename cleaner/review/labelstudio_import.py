@@ -67,7 +67,7 @@ def _task_name(task: Mapping[str, Any], i: int) -> str:
     return f"task {i + 1} in the file"
 
 
-def _annotation_choice(annotation: Mapping[str, Any]) -> tuple[str | None, str | None]:
+def annotation_choice(annotation: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(the annotation's choice, None) or (None, why it has no readable one)."""
     result = annotation.get("result")
     if not isinstance(result, list):
@@ -158,7 +158,7 @@ def parse_export(tasks: Any, *, file: str) -> list[TaskChoice]:
             continue
         choice = None
         if t.done:
-            choice, why = _annotation_choice(t.done[-1])
+            choice, why = annotation_choice(t.done[-1])
             if why is not None:
                 problems.append(Problem(file, f"{t.task} (sample_id {t.sample_id!r}): {why}"))
                 continue
@@ -234,7 +234,7 @@ def _words(decision: tuple[str, str]) -> str:
     return f"relabel to {label!r}" if action == "relabel" else action
 
 
-def _rows_of(
+def rows_of(
     choices: Sequence[TaskChoice | ExportTask], table: pd.DataFrame, *, export: str
 ) -> tuple[list[int], list[Problem]]:
     """The queue row (0-based) of each task, by sample_id (and queue_row where one id
@@ -332,7 +332,7 @@ def _answers(
     decide differently.
     """
     table, lines = checked.table, _lines(checked.table)
-    rows, problems = _rows_of(choices, table, export=export)
+    rows, problems = rows_of(choices, table, export=export)
     records = table.to_dict("records")
     wanted: dict[int, tuple[tuple[str, str], TaskChoice]] = {}
     for t, i in zip(choices, rows, strict=True):

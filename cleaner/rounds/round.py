@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from cleaner.core.errors import InputError
-from cleaner.formats.audit import decided_in_manifest, read_audit_log
+from cleaner.formats.audit import decided_in_records, read_audit_log
 from cleaner.formats.issue_kinds import LABEL, UNLABELED
 from cleaner.formats.manifest import audit_log_path, read_manifest, require_images
 from cleaner.formats.queue_file import QUEUE_COLUMNS
@@ -108,7 +108,7 @@ def _reviewed(
     df: pd.DataFrame, run: Run, records: list[dict[str, Any]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N,) bool each: rows a person decided, and of those the ones whose label was wrong."""
-    decided = decided_in_manifest(df, audit_log_path(run.manifest_path))
+    decided = decided_in_records(df, records)
     reviewed = np.isin(run.sample_ids, list(decided))
     changed = {str(r["sample_id"]) for r in records if r.get("action") in ("relabel", "drop")}
     return reviewed, reviewed & np.isin(run.sample_ids, list(changed))

@@ -20,12 +20,12 @@ loop for the newest version:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cleaner.core.errors import InputError, Problem
+from cleaner.formats.audit import read_audit_log
 from cleaner.formats.manifest import (
     audit_log_path,
     next_version_path,
@@ -118,21 +118,11 @@ def _versions(base: Path) -> list[Path]:
 
 
 def _audit(base: Path) -> tuple[Counter[str], set[str]]:
-    """Records per version produced, and the sha256 of every version applied to."""
-    log = audit_log_path(base)
-    produced: Counter[str] = Counter()
-    applied_to: set[str] = set()
-    if not log.is_file():
-        return produced, applied_to
-    for line in log.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash: apply's own reader says which
-        if isinstance(record, dict):
-            produced[str(record.get("version", ""))] += 1
-            applied_to.add(str(record.get("manifest_sha256", "")))
-    return produced, applied_to
+    """Records per version produced, and the sha256 of every version applied to (the
+    committed records, read as ``apply`` reads them)."""
+    records = read_audit_log(audit_log_path(base))
+    produced = Counter(str(r.get("version", "")) for r in records)
+    return produced, {str(r.get("manifest_sha256", "")) for r in records}
 
 
 def _run(path: Path) -> RunState:
@@ -176,7 +166,13 @@ def project_status(folder: str | Path = ".") -> ProjectStatus:
         except (InputError, OSError) as e:
             problems.append(_named(path.parent, e))
     bases |= {_base(m.manifest.resolve()) for m in metas.values()}
-    audits = {b: _audit(b) for b in bases}
+    audits: dict[Path, tuple[Counter[str], set[str]]] = {}
+    for b in bases:
+        try:
+            audits[b] = _audit(b)
+        except InputError as e:  # a damaged log: named; apply refuses it the same way
+            problems.append(str(e))
+            audits[b] = (Counter(), set())
     queues: list[QueueState] = []
     for csv, meta in metas.items():
         try:

@@ -86,3 +86,11 @@ def test_an_unreadable_queue_is_named_and_skipped(tmp_path: Path) -> None:
     assert "skipped" in out and "not valid JSON" in out
     # the run is still found: with no readable queue, flag it
     assert _next(tmp_path).startswith(f"cleaner flag {tmp_path / 'runs' / 'r1'}")
+
+
+def test_a_damaged_audit_log_is_named(tmp_path: Path) -> None:
+    _project(tmp_path)
+    (tmp_path / "data" / "m.audit.jsonl").write_text("{not json\n")
+    said = _said(tmp_path)
+    assert "skipped" in said and "m.audit.jsonl" in said and "not valid JSON" in said
+    assert "next: cleaner review" in said  # the rest of the project still reads
