@@ -255,10 +255,12 @@ def flag(
     probs: str | Path | None = None,
     manifest: str | Path | None = None,
     embeddings: str | Path | None = None,
+    audit: int | None = None,
 ) -> pd.DataFrame:
     """``cleaner flag``: write ``queue.csv`` and its page (beside the first run, or in
     ``out``); return the queue. ``probs`` scores ``manifest`` with probabilities made
-    elsewhere (the ``oof.csv`` layout), as ``--probs``; ``overrides`` are ``--set`` texts."""
+    elsewhere (the ``oof.csv`` layout), as ``--probs``; ``overrides`` are ``--set`` texts;
+    ``audit`` adds that many random train rows (``--audit``)."""
     from cleaner.core.config import check_overrides
     from cleaner.formats.queue_file import read_queue_table
     from cleaner.ranking.queue import make_queue
@@ -268,6 +270,7 @@ def flag(
     summary = make_queue(
         run_dirs, top=top, method=method, out=out, include_unlabeled=include_unlabeled,
         force=force, overrides=overrides, probs=probs, manifest=manifest, embeddings=embeddings,
+        audit=audit,
     )  # fmt: skip
     assert summary.queue_csv is not None
     return read_queue_table(summary.queue_csv)

@@ -86,6 +86,13 @@ def flag(
     out: Path | None = typer.Option(
         None, "--out", help="Folder for the queue (default: the first run)."
     ),
+    audit: int | None = typer.Option(
+        None,
+        "--audit",
+        metavar="N",
+        help="Also queue N train rows drawn at random: their decisions measure whether "
+        "cleaning helped, in retrain's report (default flag.audit).",
+    ),
     include_unlabeled: bool = typer.Option(
         False, "--include-unlabeled", metavar="", help="Also rank unlabeled rows for labeling."
     ),
@@ -132,6 +139,7 @@ def flag(
             probs=probs,
             manifest=manifest,
             embeddings=embeddings,
+            audit=audit,
         )
     print_flag(summary)
 

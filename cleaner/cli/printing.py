@@ -203,6 +203,13 @@ def print_flag(s: Any) -> None:
     if s.annotators is not None:
         console.print(annotator_table(s.annotators))
     console.print(count_table("queue rows by issue", "issue", "rows", s.issue_counts))
+    if s.audit_added or s.audit_ranked:
+        drawn, ranked = len(s.audit_added) + len(s.audit_ranked), len(s.audit_ranked)
+        console.print(
+            f"audit slice: {drawn:,} train rows drawn at random ({ranked:,} of them "
+            "ranked into the queue anyway). Decide them like the rest: `cleaner retrain` "
+            "measures the labels and the models on them."
+        )
     if s.finding_counts:
         console.print(
             count_table(
@@ -222,6 +229,37 @@ def print_flag(s: Any) -> None:
         "rows nobody decides keep their label; `cleaner retrain --reweight prune` "
         "trains without the flagged label rows nobody decided"
     )
+
+
+def audit_table(metrics: RetrainMetrics) -> Table:
+    """The audit slice's before/after (final.audit_scores); no rows when not measured."""
+    a = metrics.audit
+    n = f"{a.rows:,} rows" if a is not None else "no rows"
+    table = Table(title=f"did cleaning help: {n} drawn at random, decided (95%, paired)")
+    for col in ("measure", "before", "after", "after - before"):
+        table.add_column(col, justify="left" if col == "measure" else "right")
+    if a is None:
+        return table
+
+    def value(v: float | None, ci: tuple[float, float] | None, missing: str) -> str:
+        return missing if v is None else f"{v:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+    def gain(ci: tuple[float, float] | None) -> str:
+        return "-" if ci is None else f"{ci[0]:+.3f} to {ci[1]:+.3f}"
+
+    table.add_row(
+        "labels right",
+        value(a.labels_before, a.labels_before_ci, ""),
+        value(a.labels_after, a.labels_after_ci, ""),
+        gain(a.labels_gain_ci),
+    )
+    table.add_row(
+        "model accuracy, out of fold",
+        value(a.model_before, a.model_before_ci, "run gone"),
+        value(a.model_after, a.model_after_ci, "--mode folds"),
+        gain(a.model_gain_ci),
+    )
+    return table
 
 
 def print_retrain(metrics: RetrainMetrics, run_dir: Path) -> None:
@@ -246,11 +284,15 @@ def print_retrain(metrics: RetrainMetrics, run_dir: Path) -> None:
         tt.add_row(
             f"{tag} labels", with_ci(s.accuracy, s.accuracy_ci), with_ci(s.macro_f1, s.macro_f1_ci)
         )
-    for table in (cv, tt):
+    audit = audit_table(metrics)
+    for table in (cv, audit, tt):
         if table.row_count:
             console.print(table)
-    if not cv.row_count and not tt.row_count:
-        console.print("no baselines and no test rows with true labels: nothing to measure")
+    if not audit.row_count:
+        console.print(
+            "did cleaning help: not measured without decided audit rows "
+            "(`cleaner flag RUN --audit 100` queues 100 rows drawn at random)"
+        )
     if not metrics.test_rows:
         console.print("the manifest has no test rows: the submission has none")
     if test is not None and test.gap_ci is not None and not test.gap_measurable:

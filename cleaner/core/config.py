@@ -151,6 +151,9 @@ class AugmentConfig:
 class FlagConfig:
     method: str = "self_confidence"  # cleanlab ranking method
     top: int = 200  # rows in the relabel queue
+    # Train rows drawn at random and added to the queue (issue "audit"): their decisions
+    # measure the labels and the models without the ranking's bias (retrain's report).
+    audit: int = 0
     group_label: bool = False  # the class label is the same on every row of a data.group
     group_columns: tuple[str, ...] = ()  # manifest columns that are the same within a group
     attributes: tuple[str, ...] = ()  # manifest columns the class determines (mask, gender, ...)
@@ -232,6 +235,7 @@ POSITIVE = ("train.folds", "train.epochs", "train.batch_size", "train.grad_accum
 # is one clear error before any file is written, not a traceback mid-training.
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.max_image_pixels": (1, None, True, False),
+    "flag.audit": (0, None, True, False),
     "model.in_chans": (1, None, True, False),
     "model.drop_rate": (0, 1, True, False),
     "train.lr": (0, None, False, False),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cleaner.formats.metrics_file import RetrainMetrics, ScoresOnTest
+from cleaner.formats.metrics_file import AuditScores, RetrainMetrics, ScoresOnTest
 from cleaner.formats.run_files import RunFiles
 from cleaner.formats.scores import read_scores
 from cleaner.ranking import flag
@@ -41,6 +41,58 @@ def write_figures(metrics: RetrainMetrics, run_dir: Path, oof_run: str | Path | 
 
 def _ci(ci: Sequence[float] | None, fmt: str = ".4f") -> str:
     return f" ({ci[0]:{fmt}} to {ci[1]:{fmt}})" if ci else ""
+
+
+def _gain(ci: Sequence[float] | None) -> str:
+    if ci is None:
+        return "not measured"
+    verdict = "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no measurable change"
+    return f"{verdict} ({ci[0]:+.3f} to {ci[1]:+.3f})"
+
+
+def audit_lines(audit: AuditScores | None, mode: str) -> list[str]:
+    """ "Did cleaning help?", answered on the audit slice (final.audit_scores)."""
+    lines = ["", "## Did cleaning help? Rows drawn at random, decided by a person", ""]
+    if audit is None:
+        return [
+            *lines,
+            "Not measured: no audit rows were decided. `cleaner flag RUN --audit 100` adds "
+            "100 train rows drawn at random to the queue; decide them with the rest, "
+            "`apply`, and retrain (with `--mode folds` for the model's figure too).",
+        ]
+    model_after = (
+        f"{audit.model_after:.3f}{_ci(audit.model_after_ci, '.3f')}"
+        if audit.model_after is not None
+        else "needs `--mode folds`"
+        if mode != "folds"
+        else "not measured"
+    )
+    model_before = (
+        f"{audit.model_before:.3f}{_ci(audit.model_before_ci, '.3f')}"
+        if audit.model_before is not None
+        else "not measured: the run that flagged them is gone"
+    )
+    lines += [
+        f"{audit.rows:,} train rows drawn at random by `flag --audit` and decided keep or "
+        f"relabel ({audit.left_out:,} dropped or unsure, left out; {audit.ranked:,} of them "
+        "were ranked into the queue anyway). The reviewer's class is their truth, and as a "
+        "random sample they speak for every train row. 95% intervals: paired bootstrap "
+        "over these rows.",
+        "",
+        "| measure | before cleaning | after | after - before |",
+        "|---|---:|---:|---:|",
+        f"| labels right | {audit.labels_before:.3f}{_ci(audit.labels_before_ci, '.3f')} | "
+        f"{audit.labels_after:.3f}{_ci(audit.labels_after_ci, '.3f')} | "
+        f"{_gain(audit.labels_gain_ci)} |",
+        f"| model accuracy against the reviewer, out of fold ({audit.model_rows:,} rows) | "
+        f"{model_before} | {model_after} | {_gain(audit.model_gain_ci)} |",
+        "",
+        "Labels after: the same rows as the cleaning left them, the audit's own decisions "
+        "aside. Model before: the oof run that flagged each row"
+        + (f" ({', '.join(f'`{r}`' for r in audit.before_runs)})" if audit.before_runs else "")
+        + "; after: the fold models of this retrain, trained on the cleaned labels.",
+    ]
+    return lines
 
 
 def _test_lines(test: ScoresOnTest) -> list[str]:
@@ -120,6 +172,7 @@ def render_report(metrics: RetrainMetrics, run_dir: Path) -> str:
         if m.rows_weight_0_left_out:
             tag += f" ({m.rows_weight_0_left_out} rows of weight 0 left out)"
         lines.append(f"| {tag} | {m.accuracy:.4f} | {m.macro_f1:.4f} |")
+    lines += audit_lines(metrics.audit, metrics.mode)
     if metrics.test is not None:
         lines += _test_lines(metrics.test)
     figures = metrics.figures

@@ -32,9 +32,12 @@ from cleaner.core.choices import BACKENDS, RETRAIN_MODES, REWEIGHT_MODES
 from cleaner.core.config import PipelineConfig
 from cleaner.core.errors import InputError, Problem
 from cleaner.core.metrics import classification_metrics
+from cleaner.final.audit_scores import audit_rows, audit_scores, measure_plan
 from cleaner.final.report import render_report, write_figures
 from cleaner.final.weights import train_weights, write_weights
+from cleaner.formats.audit import read_audit_log
 from cleaner.formats.manifest import (
+    audit_log_path,
     read_manifest,
     resolve_paths,
     split_version,
@@ -331,6 +334,17 @@ def run_retrain(
     run_dir = _retrain_dir(data, options, name)
     write_weights(run_dir, data, weights)
     test_rows = data.rows_of("test")
+    true_test = _true_labels(data.df, test_rows, data.classes)
+    audit = audit_rows(read_audit_log(audit_log_path(data.manifest_path)), data.df)
+    if not progress.disable:  # said before the long work: what the report will hold
+        for line in measure_plan(
+            audit,
+            mode=options.mode,
+            test_rows=len(test_rows),
+            test_truth=true_test is not None,
+            baselines=options.baselines,
+        ):
+            progress.console.print(line, highlight=False)
     cv_scores = None
     if options.mode == "folds":
         test_probs, cv_scores = _train_fold_models(
@@ -347,7 +361,6 @@ def run_retrain(
             desc="final model",
         )
         test_probs = _predict(model, norm, data, test_rows, tta=options.tta)
-    true_test = _true_labels(data.df, test_rows, data.classes)
     test = None
     if true_test is not None and len(test_rows):
         test = _compare_on_test(
@@ -373,6 +386,12 @@ def run_retrain(
         classes=list(data.classes),
         cv_cleaned=cv_scores,
         test=test,
+        audit=audit_scores(
+            audit,
+            data.classes,
+            project=data.manifest_path.parent.parent,
+            cv_run=RunFiles(run_dir).cv.dir if options.mode == "folds" else None,
+        ),
         **_before(data, runs[0] if runs else None),
     )
     figures = write_figures(metrics, run_dir, runs[0] if runs else None)

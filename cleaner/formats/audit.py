@@ -3,6 +3,8 @@
 ``NAME.audit.jsonl`` sits beside ``NAME.csv`` and its versions. Each line has
 ``sample_id, old_label, new_label, action, reviewer, time, label_quality,
 run, manifest_sha256`` (the manifest version the decision was applied to),
+``queue_row, split, weight`` (and ``columns`` when attribute columns changed, ``audit``
+when ``flag --audit`` drew the row at random: ``added`` or ``ranked``),
 and from ``apply`` also ``version`` and ``version_sha256``: the file name and
 sha256 of the version the decision produced (the version it was applied to,
 when nothing changed).

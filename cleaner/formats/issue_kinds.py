@@ -21,9 +21,13 @@ UNLABELED = "unlabeled"  # an unlabeled row worth a label (active learning)
 OUTLIER = "outlier"
 NEAR_DUPLICATE = "near_duplicate"
 LEAKAGE = "leakage"
+# A train row drawn at random (``flag --audit N``): its decision measures the labels and
+# the models without the bias of the ranked rows. No suggestion: the reviewer names the
+# class without being steered toward the model's.
+AUDIT = "audit"
 
 # Kinds whose rows carry no suggested label.
-NO_SUGGESTION = frozenset({OUTLIER, NEAR_DUPLICATE, LEAKAGE})
+NO_SUGGESTION = frozenset({OUTLIER, NEAR_DUPLICATE, LEAKAGE, AUDIT})
 # Kinds that pair the row with another image (the queue's ``partner`` column).
 PAIRED = frozenset({NEAR_DUPLICATE, LEAKAGE})
 

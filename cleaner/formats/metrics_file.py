@@ -92,6 +92,29 @@ class ScoresOnTest:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AuditScores:
+    """The audit slice (``flag --audit``: rows drawn at random, decided by a person) as the
+    truth: the labels and the models before and after cleaning
+    (:mod:`cleaner.final.audit_scores`). Intervals are 95%, paired bootstrap."""
+
+    rows: int  # decided keep or relabel: the reviewer's class is the truth
+    left_out: int  # decided drop or unsure: no class
+    ranked: int  # of ``rows``, those the ranking queued too
+    labels_before: float  # share of the labels, as drawn, that were right
+    labels_before_ci: Interval
+    labels_after: float  # the same after the cleaning, the audit's own decisions aside
+    labels_after_ci: Interval
+    labels_gain_ci: Interval  # labels_after - labels_before
+    model_rows: int = 0  # rows both models predicted out of fold
+    before_runs: list[str] = dataclasses.field(default_factory=list)
+    model_before: float | None = None  # the run that flagged them, against the reviewer
+    model_before_ci: Interval | None = None
+    model_after: float | None = None  # --mode folds on the cleaned labels
+    model_after_ci: Interval | None = None
+    model_gain_ci: Interval | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RetrainMetrics:
     """What ``cleaner retrain`` trained on, and every figure it measured."""
 
@@ -111,11 +134,12 @@ class RetrainMetrics:
     labels_changed: int | None = None
     rows_excluded: int | None = None
     test: ScoresOnTest | None = None
+    audit: AuditScores | None = None  # the audit slice's rows as the truth
     figures: list[str] = dataclasses.field(default_factory=list)
 
 
-Record = ClassScores | OofMetrics | RetrainMetrics | ScoresOnTest
-R = TypeVar("R", ClassScores, FoldMetrics, OofMetrics, RetrainMetrics, ScoresOnTest)
+Record = AuditScores | ClassScores | OofMetrics | RetrainMetrics | ScoresOnTest
+R = TypeVar("R", AuditScores, ClassScores, FoldMetrics, OofMetrics, RetrainMetrics, ScoresOnTest)
 
 # Fields that hold records: how to build each from its JSON object.
 _NESTED: dict[str, type] = {
@@ -126,6 +150,7 @@ _NESTED: dict[str, type] = {
     "noisy": ClassScores,
     "true": ClassScores,
     "test": ScoresOnTest,
+    "audit": AuditScores,
 }
 
 

@@ -347,6 +347,11 @@ class QueueMeta:
     # cleanlab's count of wrong labels, its 95% interval, the model's disagreements and
     # what the count means (flag.NoiseEstimate): informational, like ``trust``.
     noise: Mapping[str, Any] = field(default_factory=dict)
+    # ``flag --audit N``: the train rows drawn at random, those added as ``audit`` rows
+    # and those the ranking queued anyway; ``apply`` marks their decisions, with which
+    # the retrain report measures the labels and the models.
+    audit_added: tuple[str, ...] = ()
+    audit_ranked: tuple[str, ...] = ()
 
     def to_json(self, folder: str | Path) -> dict[str, Any]:
         """The file's object, paths written relative to ``folder`` (queue.json's)."""
@@ -371,6 +376,7 @@ class QueueMeta:
             # Confidently labelled train rows of each class, for the review page to compare.
             "examples": {c: list(ids) for c, ids in self.examples.items()},
             "created": self.created,
+            "audit": {"added": list(self.audit_added), "ranked": list(self.audit_ranked)},
         }
 
 
@@ -450,7 +456,18 @@ def _queue_meta(path: Path, meta: Any) -> QueueMeta:
         meta["trust"] if isinstance(meta.get("trust"), dict) else {},
         str(meta.get("created") or ""),
         meta["noise"] if isinstance(meta.get("noise"), dict) else {},
+        *_audit_ids(meta.get("audit")),
     )
+
+
+def _audit_ids(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """queue.json's ``audit``: the sample ids added and ranked; absent (older files) is none."""
+    if value is None:
+        return (), ()
+    lists = [value.get(k, []) if isinstance(value, dict) else None for k in ("added", "ranked")]
+    if not all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in lists):
+        raise ValueError("audit must hold the lists of sample ids 'added' and 'ranked'")
+    return tuple(lists[0] or ()), tuple(lists[1] or ())
 
 
 def _examples(value: Any) -> dict[str, tuple[str, ...]]:

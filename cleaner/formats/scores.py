@@ -34,6 +34,7 @@ class Scores:
     sample_ids: np.ndarray  # (N,)
     labels: np.ndarray  # (N,) class index of the label the run scored (-1: not a class)
     probs: np.ndarray  # (N, K)
+    classes: tuple[str, ...] = ()  # the probability columns' classes, in order
 
 
 def read_scores(run_or_file: Path) -> Scores:
@@ -66,6 +67,7 @@ def read_scores(run_or_file: Path) -> Scores:
         sample_ids=table["sample_id"].to_numpy(),
         labels=pd.Index(classes).get_indexer(pd.Index(table["label"])),
         probs=probs,
+        classes=tuple(classes),
     )
 
 

@@ -123,6 +123,7 @@ def queue_meta(
     trust: flag.ModelTrust,
     mean_probs: np.ndarray,
     noise: Mapping[str, Any],
+    audit: tuple[Sequence[str], Sequence[str]] = ((), ()),
 ) -> QueueMeta:
     """``queue.json``: what the queue was made from, for ``apply`` and the review page."""
     run = runs[0]
@@ -143,12 +144,19 @@ def queue_meta(
         probs=run.probs_file,
         probs_sha256=sha256_file(run.probs_file) if run.probs_file else "",
         # The flag settings used: the run's, --set's, and --top/--method.
-        flag={**dataclasses.asdict(run.cfg.flag), "top": top, "method": method},
+        flag={
+            **dataclasses.asdict(run.cfg.flag),
+            "top": top,
+            "method": method,
+            "audit": len(audit[0]) + len(audit[1]),
+        },
         method=method,
         top=top,
         trust=dataclasses.asdict(trust),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         noise=noise,
+        audit_added=tuple(audit[0]),
+        audit_ranked=tuple(audit[1]),
     )
 
 
@@ -165,6 +173,7 @@ def make_queue(
     probs: str | Path | None = None,
     manifest: str | Path | None = None,
     embeddings: str | Path | None = None,
+    audit: int | None = None,
 ) -> QueueSummary:
     """``cleaner flag``: write queue.csv, queue.html, queue.json (and duplicates.csv).
 
@@ -178,6 +187,9 @@ def make_queue(
     if probs is None:
         refuse_an_older_version(run)
     top, method = _settings(run, top=top, method=method)
+    audit = run.cfg.flag.audit if audit is None else audit
+    if audit < 0:
+        raise InputError(f"--audit must be 0 or more random rows, got {audit}")
     if probs is not None and out is None:
         raise InputError("--probs needs --out: the folder for the queue")
     ensemble_probs = mean_probs(runs)
@@ -191,7 +203,13 @@ def make_queue(
     require_images(df, run.manifest_path)  # the gallery and the review page show them
     decided = decided_in_manifest(df, audit_log_path(run.manifest_path))
     queue, summary = build_queue(
-        df, runs, top=top, method=method, decided=decided, include_unlabeled=include_unlabeled
+        df,
+        runs,
+        top=top,
+        method=method,
+        decided=decided,
+        include_unlabeled=include_unlabeled,
+        audit=audit,
     )
     summary.trust = trust
     if probs is not None:
@@ -211,6 +229,7 @@ def make_queue(
             "train_rows": summary.n_train,
             "note": summary.noise_caveat,
         },
+        audit=(summary.audit_added, summary.audit_ranked),
     )
     write_outputs(
         targets,

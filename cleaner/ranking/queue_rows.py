@@ -21,7 +21,14 @@ from cleanlab.multiannotator import get_active_learning_scores
 from cleaner.core.errors import InputError, Problem
 from cleaner.formats.attributes import SPEC_SEP, AttributeTable, attribute_table, just_under_edge
 from cleaner.formats.embeddings import Embeddings
-from cleaner.formats.issue_kinds import LEAKAGE, NEAR_DUPLICATE, NO_SUGGESTION, UNLABELED
+from cleaner.formats.issue_kinds import (
+    AUDIT,
+    GROUP_PREFIX,
+    LEAKAGE,
+    NEAR_DUPLICATE,
+    NO_SUGGESTION,
+    UNLABELED,
+)
 from cleaner.formats.queue_file import (
     QUEUE_COLUMNS,
 )
@@ -32,6 +39,7 @@ from cleaner.formats.runs import (
     mean_probs,
 )
 from cleaner.ranking import flag
+from cleaner.ranking.audit_slice import audit_sample, interleave
 from cleaner.ranking.crowd import CrowdResult, crowd_of
 from cleaner.ranking.duplicates import DUPLICATE_COLUMNS, classify_pairs
 from cleaner.ranking.queue_groups import group_rows
@@ -65,6 +73,9 @@ class QueueSummary:
     noise_joint: np.ndarray | None = None  # cleanlab's (K, K) estimate, for noise_matrix.png
     # Several labels per image: each annotator's quality, agreement and worst class (CROWDLAB).
     annotators: pd.DataFrame | None = None
+    # The audit slice's sample ids: rows added for it, and drawn rows the ranking queued.
+    audit_added: list[str] = field(default_factory=list)
+    audit_ranked: list[str] = field(default_factory=list)
 
 
 def _row_frame(
@@ -268,8 +279,10 @@ def build_queue(
     method: str,
     decided: set[str],
     include_unlabeled: bool = False,
+    audit: int = 0,
 ) -> tuple[pd.DataFrame, QueueSummary]:
-    """The queue rows (leakage first, then best first) and the summary to print."""
+    """The queue rows (leakage first, then best first, ``audit`` random rows among them)
+    and the summary to print."""
     run = runs[0]
     train_rows = _train_rows(df, runs)
     labels = run.labels
@@ -319,6 +332,9 @@ def build_queue(
     )
     groups = group_rows(df, train_rows, run, pred_probs, quality, decided, table)
     queue = _ordered(rows, groups, leaks, top=top)
+    queue, added, ranked = _with_audit(
+        df, train_rows, run, queue, quality, not_decided, n=audit, first=len(leaks)
+    )
     if include_unlabeled:
         queue = pd.concat(
             [queue, _unlabeled_rows(df, runs, top=top, decided=decided)], ignore_index=True
@@ -336,7 +352,49 @@ def build_queue(
         already_decided=int((~not_decided).sum()),
         attributes=table,
     )
+    summary.audit_added, summary.audit_ranked = added, ranked
     return queue, summary
+
+
+AUDIT_NOTE = "drawn at random to measure the labels: name its true class"
+
+
+def _with_audit(
+    df: pd.DataFrame,
+    train_rows: np.ndarray,
+    run: Run,
+    queue: pd.DataFrame,
+    quality: np.ndarray,
+    not_decided: np.ndarray,
+    *,
+    n: int,
+    first: int,
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The queue with up to ``n`` random undecided train rows (:mod:`audit_slice`): those
+    it lacks join it as ``audit`` rows after its first ``first``. Also the ids of the
+    rows added, and of the drawn rows the queue held already."""
+    eligible = not_decided & (run.labels >= 0)
+    group = run.cfg.data.group
+    ids = queue["sample_id"].astype(str)
+    grouped = ids[ids.str.startswith(GROUP_PREFIX)].str.removeprefix(GROUP_PREFIX)
+    if group and len(grouped):  # a group row decides its members: they are not drawn apart
+        eligible &= ~np.isin(df[group].to_numpy()[train_rows].astype(str), grouped.to_numpy())
+    at = audit_sample(eligible, n)
+    queued = np.isin(run.sample_ids[at], ids.to_numpy())
+    new = at[~queued]
+    frame = _row_frame(
+        df,
+        train_rows[new],
+        run.classes,
+        given=run.labels[new],
+        suggested=np.full(len(new), -1),
+        quality=quality[new],
+        issue=np.full(len(new), AUDIT, dtype=object),
+        note=[AUDIT_NOTE] * len(new),
+        group=group,
+    )
+    added, ranked = (list(map(str, run.sample_ids[at[m]])) for m in (~queued, queued))
+    return interleave(queue, frame, first=first), added, ranked
 
 
 def _numbered(queue: pd.DataFrame) -> pd.DataFrame:

@@ -451,6 +451,7 @@ def _apply_locked(
         classes=meta.classes,
         attributes=meta.attributes,
     )
+    records = mark_audit_slice(records, meta)
     # All keeps change no row: their lines go to the log (so those rows are not
     # queued again) and name the version they were applied to; no new version.
     changed = not new.equals(manifest)
@@ -521,6 +522,14 @@ def _check_unsure_factor(unsure_factor: float) -> None:
             f"--unsure-factor must be at most 1: it lowers an unsure row's weight, "
             f"got {unsure_factor}"
         )
+
+
+def mark_audit_slice(records: list[dict[str, Any]], meta: QueueMeta) -> list[dict[str, Any]]:
+    """The records of the rows ``flag --audit`` drew at random, marked ``audit``: ``added``
+    (queued only because it was drawn) or ``ranked`` (the ranking queued it too). The
+    retrain report measures the labels and the models on them (final.audit_scores)."""
+    kind = {s: "added" for s in meta.audit_added} | {s: "ranked" for s in meta.audit_ranked}
+    return [{**r, "audit": kind[r["sample_id"]]} if r["sample_id"] in kind else r for r in records]
 
 
 def _audit_context(meta: QueueMeta, reviewer: str) -> dict[str, Any]:
