@@ -49,3 +49,23 @@ bench: venv
 	$(BIN)/python -m benchmarks.bench_retrain_mnist
 	$(BIN)/python -m benchmarks.bench_ray_folds --set train.epochs=8
 	$(BIN)/python -m benchmarks.bench_image_check
+
+# Label Studio for the round trip against a real one (benchmarks/labelstudio_roundtrip.py, run
+# by .ci/run): its own environment, as label-studio pins Django and many others, with its
+# dependencies pinned as they were tested (benchmarks/labelstudio-constraints.txt).
+LS_VENV := .venv-labelstudio
+LABEL_STUDIO_PIN := label-studio==1.23.2
+
+.PHONY: labelstudio-venv labelstudio-roundtrip
+
+$(LS_VENV)/.installed: benchmarks/labelstudio-constraints.txt
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet $(LABEL_STUDIO_PIN) \
+		-c benchmarks/labelstudio-constraints.txt
+	touch $@
+
+labelstudio-venv: $(LS_VENV)/.installed
+
+labelstudio-roundtrip: venv labelstudio-venv
+	$(BIN)/python -m benchmarks.labelstudio_roundtrip

@@ -37,6 +37,8 @@ from cleaner.formats.manifest import check_ids, id_matcher, read_manifest
 from cleaner.formats.runs import Run, load_run
 from cleaner.ingest.arrays import ingest_digits
 from cleaner.ingest.folder import ingest_folder
+from cleaner.ingest.repoint import RepointResult
+from cleaner.ingest.repoint import repoint as _repoint
 from cleaner.ingest.starter import init_project
 from cleaner.ingest.table import ingest_csv
 from cleaner.review.apply import ApplySummary, apply_queue
@@ -274,6 +276,14 @@ def flag(
     )  # fmt: skip
     assert summary.queue_csv is not None
     return read_queue_table(summary.queue_csv)
+
+
+def repoint(
+    manifest: str | Path, folder: str | Path, *, old_root: str | None = None
+) -> RepointResult:
+    """``cleaner repoint``: the next version of ``manifest`` with its images under ``folder``
+    (the folder that held them all, or ``old_root``, replaced), audit-logged."""
+    return _repoint(manifest, folder, old_root=old_root)
 
 
 def apply(queue: str | Path, *, reviewer: str = "", unsure_factor: float = 0.5) -> ApplySummary:

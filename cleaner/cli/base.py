@@ -19,7 +19,7 @@ from cleaner.core.progress import console, err_console
 # `--help` lists the commands in the order of the loop, not alphabetically.
 WORKFLOW = (
     "status", "ingest", "init", "oof", "flag", "review", "apply", "round", "refresh", "retrain",
-    "export", "import",
+    "export", "import", "repoint",
 )  # fmt: skip
 
 

@@ -248,6 +248,31 @@ def init(
     console.print(f"wrote {r.pipeline} for {where}; next: cleaner oof {r.pipeline}", soft_wrap=True)
 
 
+@app.command()
+@friendly_errors
+def repoint(
+    manifest: Path = typer.Argument(..., metavar="MANIFEST", help="The newest manifest version."),
+    folder: Path = typer.Argument(..., metavar="FOLDER", help="Where the images are now."),
+    old_root: str | None = typer.Option(
+        None,
+        "--from",
+        metavar="PATH",
+        help="The part of the paths to replace, as the manifest writes it (default: the "
+        "folder that holds every image).",
+    ),
+) -> None:
+    """Point a manifest at its moved images: the next version, audit-logged."""
+    from cleaner import api
+
+    r = api.repoint(manifest, folder, old_root=old_root)
+    console.print(
+        f"wrote {r.version}: the {r.rows:,} image paths under {r.old_root} now under "
+        f"{r.new_root}, every image found (logged in the audit log); runs of {manifest.name} "
+        f"still flag: the labels are unchanged",
+        soft_wrap=True,
+    )
+
+
 @ingest_app.command("mask")
 @friendly_errors
 def ingest_mask(data_dir: Path, manifest: Path | None = ManifestOpt) -> None:

@@ -140,6 +140,7 @@ def flag(
             manifest=manifest,
             embeddings=embeddings,
             audit=audit,
+            progress=progress,
         )
     print_flag(summary)
 

@@ -124,6 +124,17 @@ def count_table(title: str, key: str, value: str, counts: dict[str, int]) -> Tab
     return table
 
 
+def image_quality_text(record: dict[str, Any], queued: dict[str, int]) -> str:
+    """flag's image-quality check in one line: train images flagged per kind, and how many
+    the queue names so (the others are label rows, or after --top)."""
+    found = {k: n for k, n in record.get("flagged", {}).items() if n}
+    head = f"image quality of the {record['images']:,} train images"
+    if not found:
+        return f"{head}: none dark, light, blurry, low in information, odd or gray"
+    kinds = ", ".join(f"{k} {n:,} ({queued.get(k, 0):,} queued as such)" for k, n in found.items())
+    return f"{head}: {kinds}"
+
+
 def measure_table(title: str) -> Table:
     """An empty two-column ``measure | value`` table."""
     table = Table(title=title)
@@ -203,6 +214,8 @@ def print_flag(s: Any) -> None:
     if s.annotators is not None:
         console.print(annotator_table(s.annotators))
     console.print(count_table("queue rows by issue", "issue", "rows", s.issue_counts))
+    if s.image_quality.get("images"):
+        console.print(image_quality_text(s.image_quality, s.issue_counts))
     if s.audit_added or s.audit_ranked:
         drawn, ranked = len(s.audit_added) + len(s.audit_ranked), len(s.audit_ranked)
         console.print(
@@ -221,6 +234,10 @@ def print_flag(s: Any) -> None:
         )
     if s.duplicates_csv is not None:
         console.print(f"every pair is listed in {s.duplicates_csv}")
+    if s.map_png is not None:
+        console.print(
+            f"the map of the data (t-SNE of the embeddings, queue rows marked): {s.map_png}"
+        )
     console.print(
         f"wrote {s.queue_csv} and {s.queue_html}: open the HTML to look, "
         "fill `decision` in the CSV (keep / relabel / drop / unsure)"

@@ -1,7 +1,9 @@
-"""PNG figures beside the reports: a noise matrix, per-class F1, the rounds of cleaning.
+"""PNG figures beside the reports: a noise matrix, per-class F1, the rounds of cleaning,
+the map of the data.
 
 matplotlib with its headless ``Agg`` backend; each function takes arrays and a
-path, draws one figure, and writes it atomically.
+path, draws one figure, and writes it atomically; :func:`data_map_png` returns
+its bytes instead, since the gallery embeds the same image that ``flag`` writes.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # no screen: servers, CI, notebooks' kernels alike
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import to_rgba_array
 
 from cleaner.core.atomic import atomic_path
 
@@ -132,6 +137,73 @@ def rounds_png(
     fig.suptitle(_wrapped(title, 8), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+# Each issue kind's marker on the map (black-edged, over the other rows); others: "P".
+_ISSUE_MARKERS = {
+    "label": "o",
+    "outlier": "X",
+    "near_duplicate": "s",
+    "leakage": "D",
+    "group_inconsistent": "^",
+    "unlabeled": "v",
+}
+MAP_LEGEND_CLASSES = 20  # more classes than this: colours without a legend
+
+
+def _class_colours(k: int) -> np.ndarray:
+    """(K, 4) RGBA colours: tab10 / tab20 while they last, then a sampled rainbow."""
+    if k <= 20:  # a qualitative map's colours are its first K entries
+        n = 10 if k <= 10 else 20
+        return to_rgba_array(plt.get_cmap(f"tab{n}")(np.arange(k) / n + 0.5 / n))
+    return to_rgba_array(plt.get_cmap("turbo")(np.linspace(0.0, 1.0, k)))
+
+
+def data_map_png(
+    xy: np.ndarray,
+    labels: np.ndarray,
+    issue: np.ndarray,
+    classes: Sequence[str],
+    *,
+    title: str,
+    caption: str,
+) -> bytes:
+    """A 2-D map of the rows (t-SNE): ``xy`` (n, 2), coloured by the given class
+    (``labels`` (n,) class indices); rows whose ``issue`` (n,) is not blank drawn
+    larger with a black edge, shaped by issue. The caption goes under the axes.
+    Returns the PNG's bytes."""
+    labels, issue = np.asarray(labels), np.asarray(issue, dtype=str)
+    colours = _class_colours(len(classes))
+    fig, ax = plt.subplots(figsize=(8.0, 6.5))
+    face = np.where(labels[:, None] >= 0, colours[np.clip(labels, 0, None)], (0.6, 0.6, 0.6, 1))
+    rest = issue == ""
+    ax.scatter(xy[rest, 0], xy[rest, 1], s=6, c=face[rest], alpha=0.6, linewidths=0)
+    handles = []
+    for kind in dict.fromkeys(issue[~rest]):  # queue rows last: on top of the others
+        rows = issue == kind
+        marker = _ISSUE_MARKERS.get(kind, "P")
+        ax.scatter(xy[rows, 0], xy[rows, 1], s=36, c=face[rows], marker=marker,
+                   edgecolors="black", linewidths=0.8)  # fmt: skip
+        handles.append(plt.Line2D([], [], ls="", marker=marker, mfc="white", mec="black",
+                                  label=plain([f"queue: {kind}"])[0]))  # fmt: skip
+    if len(classes) <= MAP_LEGEND_CLASSES:
+        handles += [
+            plt.Line2D([], [], ls="", marker="o", mfc=colours[k], mec="none", label=name)
+            for k, name in enumerate(plain(classes))
+        ]
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0, fontsize=8)  # fmt: skip
+    ax.set_xticks([])  # t-SNE's axes have no unit
+    ax.set_yticks([])
+    ax.set_title(_wrapped(title, 8.0), fontsize=10)
+    # At size 8 a line holds about 9 characters an inch: the 8-inch axes take 72.
+    ax.set_xlabel(_wrapped(plain([caption])[0], 72 / 7), fontsize=8, loc="left")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def _wrapped(title: str, inches: float) -> str:

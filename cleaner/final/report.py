@@ -16,7 +16,8 @@ from cleaner.ranking import flag
 
 
 def write_figures(metrics: RetrainMetrics, run_dir: Path, oof_run: str | Path | None) -> list[str]:
-    """PNGs beside report.md: the oof run's estimated noise matrix, per-class test F1."""
+    """PNGs beside report.md: the oof run's estimated noise matrix, per-class test F1, and
+    the oof run's map of the data (``flag``'s map.png, when its queue is in that run)."""
     from cleaner.core.figures import noise_matrix_png, per_class_f1_png
 
     classes = metrics.classes
@@ -36,6 +37,15 @@ def write_figures(metrics: RetrainMetrics, run_dir: Path, oof_run: str | Path | 
         title = "per-class F1 on the test rows, by the labels trained on"
         per_class_f1_png(models, classes, files.per_class_f1_png, title=title)
         made.append(files.per_class_f1_png.name)
+    oof_map = RunFiles(Path(oof_run)).queue.map_png if oof_run is not None else None
+    if oof_map is not None and oof_map.exists():  # flag's, when its queue is in the oof run
+        import shutil
+
+        from cleaner.core.atomic import atomic_path
+
+        with atomic_path(files.map_png, overwrite=True) as tmp:
+            shutil.copyfile(oof_map, tmp)
+        made.append(files.map_png.name)
     return made
 
 

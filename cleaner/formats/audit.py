@@ -28,12 +28,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cleaner.core.atomic import atomic_path, write_text
 from cleaner.core.errors import InputError, Problem, not_utf8
 from cleaner.core.faults import fault_point
 from cleaner.formats.manifest import sha256_file
+from cleaner.formats.repoint import REPOINT, repoint_paths
 
 AUDIT_FIELDS = (
     "sample_id",
@@ -247,6 +249,12 @@ def replay_audit(manifest: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -
     cols = {c: manifest[c].to_numpy(dtype=object, copy=True) for c in ("label", "split", "weight")}
     position = {sid: i for i, sid in enumerate(manifest["sample_id"])}
     for r in records:
+        if r.get("action") == REPOINT:  # a moved image folder: every path, no decision
+            paths = manifest["path"] if "path" not in cols else cols["path"]
+            cols["path"] = np.asarray(
+                repoint_paths(list(paths), r["old_root"], r["new_root"]), dtype=object
+            )
+            continue
         p = position[r["sample_id"]]
         cols["label"][p], cols["split"][p], cols["weight"][p] = (
             r["new_label"],

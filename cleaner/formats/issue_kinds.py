@@ -5,7 +5,12 @@ One table read by the queue writer, the gallery, the review page and
 ``near_duplicate`` row says the image is odd or doubled, not which class it
 is, so it has no suggestion and no "accept suggestion" (a relabel must name
 its class); a ``leakage`` row is a train image that also sits in the test or
-unlabeled rows, and the only questions are keep or drop. Kinds not listed
+unlabeled rows, and the only questions are keep or drop. An image-quality row
+(``dark``, ``light``, ``blurry``, ``low_information``, ``odd_size``,
+``odd_aspect_ratio``, ``grayscale``; :mod:`cleaner.ranking.image_quality`) is
+there for its pixels, not its label: it is kept, dropped or marked unsure, never
+relabelled (an image whose label the model also doubts is a ``label`` row, which
+takes every decision, with the image finding in its note). Kinds not listed
 here (``label``, ``group_inconsistent``, attribute names such as ``gender``,
 ``*_boundary``, ``unlabeled``) take every decision.
 """
@@ -26,8 +31,20 @@ LEAKAGE = "leakage"
 # class without being steered toward the model's.
 AUDIT = "audit"
 
+# Image-quality kinds (CleanVision's issue types), in the order a row is named by the
+# first it has: a dark or light image explains its low information and weak edges, low
+# information explains weak edges, a stretched image has an odd size and soft edges.
+DARK = "dark"
+LIGHT = "light"  # overexposed
+LOW_INFORMATION = "low_information"
+ODD_ASPECT_RATIO = "odd_aspect_ratio"
+ODD_SIZE = "odd_size"
+BLURRY = "blurry"
+GRAYSCALE = "grayscale"  # among colour images
+IMAGE_QUALITY = (DARK, LIGHT, LOW_INFORMATION, ODD_ASPECT_RATIO, ODD_SIZE, BLURRY, GRAYSCALE)
+
 # Kinds whose rows carry no suggested label.
-NO_SUGGESTION = frozenset({OUTLIER, NEAR_DUPLICATE, LEAKAGE, AUDIT})
+NO_SUGGESTION = frozenset({OUTLIER, NEAR_DUPLICATE, LEAKAGE, AUDIT, *IMAGE_QUALITY})
 # Kinds that pair the row with another image (the queue's ``partner`` column).
 PAIRED = frozenset({NEAR_DUPLICATE, LEAKAGE})
 
@@ -35,6 +52,9 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     OUTLIER: ("keep", "relabel", "drop", "unsure"),
     NEAR_DUPLICATE: ("keep", "relabel", "drop", "unsure"),
     LEAKAGE: ("keep", "drop"),
+    # Unsure is a real answer for a soft finding (is this image too blurry to teach?):
+    # apply weighs the row down. A leakage row is a fact about files, so it has none.
+    **dict.fromkeys(IMAGE_QUALITY, ("keep", "drop", "unsure")),
 }
 
 

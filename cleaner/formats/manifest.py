@@ -395,7 +395,8 @@ def require_images(df: pd.DataFrame, manifest: str | Path) -> None:
             str(manifest),
             f"{len(missing):,} of its {len(rows):,} images are not where it says (paths are "
             "relative to the manifest's folder unless absolute): did the images or the "
-            "manifest move?",
+            f"manifest move? `cleaner repoint {manifest} NEW_FOLDER` writes the next "
+            "version with the images looked for there",
         )
         raise InputError([moved, *missing])
 

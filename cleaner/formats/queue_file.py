@@ -352,6 +352,10 @@ class QueueMeta:
     # the retrain report measures the labels and the models.
     audit_added: tuple[str, ...] = ()
     audit_ranked: tuple[str, ...] = ()
+    # The queue's rows per issue kind, and the image-quality check of the train rows
+    # (images measured, flagged per kind, the limits used): informational, like ``noise``.
+    issue_counts: Mapping[str, int] = field(default_factory=dict)
+    image_quality: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self, folder: str | Path) -> dict[str, Any]:
         """The file's object, paths written relative to ``folder`` (queue.json's)."""
@@ -377,6 +381,8 @@ class QueueMeta:
             "examples": {c: list(ids) for c, ids in self.examples.items()},
             "created": self.created,
             "audit": {"added": list(self.audit_added), "ranked": list(self.audit_ranked)},
+            "issue_counts": dict(self.issue_counts),
+            "image_quality": dict(self.image_quality),
         }
 
 
@@ -457,7 +463,15 @@ def _queue_meta(path: Path, meta: Any) -> QueueMeta:
         str(meta.get("created") or ""),
         meta["noise"] if isinstance(meta.get("noise"), dict) else {},
         *_audit_ids(meta.get("audit")),
+        issue_counts=_informational(meta.get("issue_counts")),
+        image_quality=_informational(meta.get("image_quality")),
     )
+
+
+def _informational(value: Any) -> dict[str, Any]:
+    """An informational object of queue.json (counts, settings): anything but an object
+    reads as none, so that a hand-edited or older file does not stop a review."""
+    return value if isinstance(value, dict) else {}
 
 
 def _audit_ids(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:

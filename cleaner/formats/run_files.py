@@ -88,6 +88,12 @@ class QueueFiles:
         return self.dir / "duplicates.csv"
 
     @property
+    def map_png(self) -> Path:
+        """The map of the data: the one embedding space by t-SNE, the queue's rows marked
+        (when the run has embeddings); queue.html shows it."""
+        return self.dir / "map.png"
+
+    @property
     def annotators_png(self) -> Path:
         """Several labels per image: each annotator's quality and agreement (CROWDLAB)."""
         return self.dir / "annotators.png"
@@ -235,3 +241,8 @@ class RunFiles:
     @property
     def per_class_f1_png(self) -> Path:
         return self.dir / "per_class_f1.png"
+
+    @property
+    def map_png(self) -> Path:
+        """The oof run's map of the data (its queue folder's), copied beside report.md."""
+        return self.queue.map_png

@@ -22,11 +22,13 @@ from scipy.stats import binomtest
 from sklearn.metrics import f1_score
 
 from cleaner.core import choices
-from cleaner.formats.issue_kinds import LABEL, NEAR_DUPLICATE, OUTLIER
+from cleaner.formats.issue_kinds import IMAGE_QUALITY, LABEL, NEAR_DUPLICATE, OUTLIER
 
 RANK_METHODS = choices.RANK_METHODS.names
-# When a sample has several issues, the queue names the first of these it has.
-ISSUE_PRECEDENCE = (LABEL, NEAR_DUPLICATE, OUTLIER)
+# When a sample has several issues, the queue names the first of these it has. A label
+# row takes every decision (the others' findings go in its note); an image-quality kind
+# (dark, blurry, ...) says why an image is odd, which "outlier" does not.
+ISSUE_PRECEDENCE = (LABEL, NEAR_DUPLICATE, *IMAGE_QUALITY, OUTLIER)
 # Datalab's defaults: a near duplicate lies closer than 0.13 x the median distance
 # to a nearest neighbour; an outlier's mean kNN distance exceeds Q3 + (1/t - 1) IQR.
 NEAR_DUPLICATE_THRESHOLD = 0.13
@@ -295,13 +297,21 @@ def mixed_groups(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def primary_issue(
-    is_label_issue: np.ndarray, is_near_duplicate: np.ndarray, is_outlier: np.ndarray
+    is_label_issue: np.ndarray,
+    is_near_duplicate: np.ndarray,
+    is_outlier: np.ndarray,
+    image_issue: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(N,) the first issue of ``ISSUE_PRECEDENCE`` each sample has, or ``""``."""
+    """(N,) the first issue of ``ISSUE_PRECEDENCE`` each sample has, or ``""``.
+
+    ``image_issue`` (N,): each sample's first image-quality kind, ``""`` for none.
+    """
     issue = np.full(len(is_label_issue), "", dtype=object)
-    for name, mask in zip(
-        reversed(ISSUE_PRECEDENCE), (is_outlier, is_near_duplicate, is_label_issue), strict=True
-    ):
+    issue[np.asarray(is_outlier, bool)] = OUTLIER
+    if image_issue is not None:
+        image = np.asarray(image_issue, dtype=object)
+        issue[image != ""] = image[image != ""]
+    for name, mask in ((NEAR_DUPLICATE, is_near_duplicate), (LABEL, is_label_issue)):
         issue[np.asarray(mask, bool)] = name
     return issue
 

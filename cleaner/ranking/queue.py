@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich.progress import Progress
 
 from cleaner.core.atomic import atomic_path, write_text
 from cleaner.core.choices import RANK_METHODS
 from cleaner.core.config import PipelineConfig, apply_overrides
 from cleaner.core.errors import InputError, Problem
 from cleaner.formats.attributes import AttributeTable
-from cleaner.formats.audit import decided_in_manifest
+from cleaner.formats.audit import decided_in_manifest, read_audit_log
 from cleaner.formats.manifest import (
     audit_log_path,
     newest_version,
@@ -44,6 +45,7 @@ from cleaner.formats.queue_file import (
     write_queue_csv,
     write_queue_meta,
 )
+from cleaner.formats.repoint import repointed_since
 from cleaner.formats.run_files import QueueFiles, RunFiles
 from cleaner.formats.runs import (
     Run,
@@ -53,9 +55,11 @@ from cleaner.formats.runs import (
 )
 from cleaner.formats.scores import ensemble_members, expand_runs
 from cleaner.ranking import flag
+from cleaner.ranking.data_map import map_image
+from cleaner.ranking.image_findings import train_image_findings
 from cleaner.ranking.queue_rows import QueueSummary, build_queue
 from cleaner.ranking.trust import check_trust
-from cleaner.review.gallery import render_gallery
+from cleaner.review.gallery import MapImage, render_gallery
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
@@ -124,6 +128,8 @@ def queue_meta(
     mean_probs: np.ndarray,
     noise: Mapping[str, Any],
     audit: tuple[Sequence[str], Sequence[str]] = ((), ()),
+    issue_counts: Mapping[str, int] | None = None,
+    image_quality: Mapping[str, Any] | None = None,
 ) -> QueueMeta:
     """``queue.json``: what the queue was made from, for ``apply`` and the review page."""
     run = runs[0]
@@ -157,7 +163,20 @@ def queue_meta(
         noise=noise,
         audit_added=tuple(audit[0]),
         audit_ranked=tuple(audit[1]),
+        issue_counts=dict(issue_counts or {}),
+        image_quality=dict(image_quality or {}),
     )
+
+
+def noise_record(summary: QueueSummary) -> dict[str, Any]:
+    """queue.json's ``noise``: cleanlab's count of wrong labels and what it means."""
+    return {
+        "estimated_wrong_labels": summary.num_label_issues,
+        "interval_95": list(summary.noise_interval),
+        "model_disagrees": summary.disagreements,
+        "train_rows": summary.n_train,
+        "note": summary.noise_caveat,
+    }
 
 
 def make_queue(
@@ -174,6 +193,7 @@ def make_queue(
     manifest: str | Path | None = None,
     embeddings: str | Path | None = None,
     audit: int | None = None,
+    progress: Progress | None = None,
 ) -> QueueSummary:
     """``cleaner flag``: write queue.csv, queue.html, queue.json (and duplicates.csv).
 
@@ -181,11 +201,13 @@ def make_queue(
     ``cleaner``, in the ``oof.csv`` layout) scoring ``manifest``, with optional
     ``embeddings`` (:mod:`cleaner.formats.embeddings`); then ``out`` is required.
     Refuses (unless ``force``) when the out-of-fold model is no better than chance.
+    Every train image is read for its quality (dark, blurry, ...; a bar on ``progress``).
     """
     runs = _flag_inputs(run_dirs, overrides, probs=probs, manifest=manifest, embeddings=embeddings)
     run = runs[0]
     if probs is None:
-        refuse_an_older_version(run)
+        runs = [on_newest_version(r) for r in runs]
+        run = runs[0]
     top, method = _settings(run, top=top, method=method)
     audit = run.cfg.flag.audit if audit is None else audit
     if audit < 0:
@@ -202,35 +224,22 @@ def make_queue(
     df = read_manifest(run.manifest_path)
     require_images(df, run.manifest_path)  # the gallery and the review page show them
     decided = decided_in_manifest(df, audit_log_path(run.manifest_path))
+    images = train_image_findings(df, run, progress=progress)
     queue, summary = build_queue(
-        df,
-        runs,
-        top=top,
-        method=method,
-        decided=decided,
-        include_unlabeled=include_unlabeled,
-        audit=audit,
-    )
-    summary.trust = trust
+        df, runs, top=top, method=method, decided=decided,
+        include_unlabeled=include_unlabeled, audit=audit, images=images,
+    )  # fmt: skip
+    summary.trust, summary.image_quality = trust, images.record
     if probs is not None:
         summary.runs = [str(probs)]
-    page = gallery_page(queue, df, run, on_image=on_image)
+    data_map = map_image(runs, queue)  # with embeddings: map.png, shown in the gallery
+    page = gallery_page(queue, df, run, on_image=on_image, data_map=data_map)
     meta = queue_meta(
-        runs,
-        method=method,
-        top=top,
-        table=summary.attributes,
-        trust=trust,
-        mean_probs=ensemble_probs,
-        noise={
-            "estimated_wrong_labels": summary.num_label_issues,
-            "interval_95": list(summary.noise_interval),
-            "model_disagrees": summary.disagreements,
-            "train_rows": summary.n_train,
-            "note": summary.noise_caveat,
-        },
+        runs, method=method, top=top, table=summary.attributes, trust=trust,
+        mean_probs=ensemble_probs, noise=noise_record(summary),
         audit=(summary.audit_added, summary.audit_ranked),
-    )
+        issue_counts=summary.issue_counts, image_quality=images.record,
+    )  # fmt: skip
     write_outputs(
         targets,
         queue=queue,
@@ -240,20 +249,29 @@ def make_queue(
         classes=run.classes,
         duplicate_pairs=summary.duplicate_pairs,
         annotators=summary.annotators,
+        data_map=data_map,
     )
     if targets.with_duplicates and summary.duplicate_pairs is not None:
         summary.duplicates_csv = targets.duplicates
     summary.queue_csv, summary.queue_html = targets.csv, targets.html
+    summary.map_png = targets.map_png if data_map is not None else None
     return summary
 
 
-def refuse_an_older_version(run: Run) -> None:
-    """A run of a manifest that ``apply`` has since replaced scores the old labels: its
-    queue would ask again about rows already decided. Refused, with the command that
-    trains on the newest version (the run's own config.toml is a complete pipeline)."""
+def on_newest_version(run: Run) -> Run:
+    """``run``, taken to score the newest version of its manifest.
+
+    A version that ``cleaner repoint`` made changed image paths only: the run scores it
+    as it scored the one before, and the queue is made on it. A run of a manifest that
+    ``apply`` has since replaced scores the old labels: its queue would ask again about
+    rows already decided. Refused, with the command that trains on the newest version
+    (the run's own config.toml is a complete pipeline)."""
     newest = newest_version(run.manifest_path)
     if newest == run.manifest_path:
-        return
+        return run
+    records = read_audit_log(audit_log_path(run.manifest_path))
+    if repointed_since(run.manifest_path, records, newest):
+        return dataclasses.replace(run, manifest_path=newest, manifest_sha=sha256_file(newest))
     files = RunFiles(run.run_dir)
     out = run.run_dir.with_name(f"{run.run_dir.name}-{newest.stem.rsplit('.', 1)[-1]}")
     raise InputError(
@@ -290,11 +308,11 @@ def check_settings(top: int, method: str) -> None:
 class QueueTargets(QueueFiles):
     """The files ``flag`` writes into the queue's folder."""
 
-    with_duplicates: bool  # with embeddings: duplicates.csv too
+    with_duplicates: bool  # with embeddings: duplicates.csv and map.png too
 
     def all(self) -> list[Path]:
         paths = [self.csv, self.html, self.record, self.noise_png, self.annotators_png]
-        return paths + ([self.duplicates] if self.with_duplicates else [])
+        return paths + ([self.duplicates, self.map_png] if self.with_duplicates else [])
 
 
 def queue_targets(out_dir: Path, runs: Sequence[Run]) -> QueueTargets:
@@ -335,7 +353,12 @@ def _has_decisions(queue_csv: Path) -> bool:
 
 
 def gallery_page(
-    queue: pd.DataFrame, df: pd.DataFrame, run: Run, *, on_image: Callable[[], None] | None
+    queue: pd.DataFrame,
+    df: pd.DataFrame,
+    run: Run,
+    *,
+    on_image: Callable[[], None] | None,
+    data_map: MapImage | None = None,
 ) -> str:
     """queue.html: the rows with the manifest's images (and a pair's partner image)."""
     root = run.manifest_path.parent
@@ -355,6 +378,7 @@ def gallery_page(
         on_image=on_image,
         partner_paths=partner_paths,
         noise_png=QueueFiles(Path(".")).noise_png.name,
+        data_map=data_map,
     )
 
 
@@ -369,6 +393,7 @@ def write_outputs(
     duplicate_pairs: pd.DataFrame | None = None,
     annotators: pd.DataFrame | None = None,
     before_record: Callable[[], list[Path]] | None = None,
+    data_map: MapImage | None = None,
 ) -> None:
     """Everything is computed; now write the files, all or none (queue.json last).
 
@@ -402,6 +427,10 @@ def write_outputs(
                            annotators["agreement"].tolist(), targets.annotators_png,
                            title="annotators, worst first (CROWDLAB)")  # fmt: skip
             written.append(targets.annotators_png)
+        if data_map is not None:  # the same bytes the gallery embeds
+            with atomic_path(targets.map_png) as tmp:
+                tmp.write_bytes(data_map.png)
+            written.append(targets.map_png)
         if before_record is not None:
             written += before_record()
         # queue.json last: apply and review look for it.

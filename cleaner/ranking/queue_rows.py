@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,6 @@ from cleaner.formats.issue_kinds import (
     AUDIT,
     GROUP_PREFIX,
     LEAKAGE,
-    NEAR_DUPLICATE,
     NO_SUGGESTION,
     UNLABELED,
 )
@@ -41,7 +41,8 @@ from cleaner.formats.runs import (
 from cleaner.ranking import flag
 from cleaner.ranking.audit_slice import audit_sample, interleave
 from cleaner.ranking.crowd import CrowdResult, crowd_of
-from cleaner.ranking.duplicates import DUPLICATE_COLUMNS, classify_pairs
+from cleaner.ranking.embedding_findings import EmbeddingFindings, embedding_findings
+from cleaner.ranking.image_findings import ImageFindings, with_image_findings
 from cleaner.ranking.queue_groups import group_rows
 
 
@@ -69,6 +70,7 @@ class QueueSummary:
     own_fold_share: float = float("nan")  # kNN neighbours in the own fold; about 1/K is right
     legacy_embeddings: bool = False  # an older run's fold-local embeddings were ignored
     duplicates_csv: Path | None = None
+    map_png: Path | None = None  # the map of the data (with embeddings)
     duplicate_pairs: pd.DataFrame | None = None  # duplicates.csv
     noise_joint: np.ndarray | None = None  # cleanlab's (K, K) estimate, for noise_matrix.png
     # Several labels per image: each annotator's quality, agreement and worst class (CROWDLAB).
@@ -76,6 +78,8 @@ class QueueSummary:
     # The audit slice's sample ids: rows added for it, and drawn rows the ranking queued.
     audit_added: list[str] = field(default_factory=list)
     audit_ranked: list[str] = field(default_factory=list)
+    # The train images' quality check: measured, flagged per kind, limits (queue.json's).
+    image_quality: dict[str, Any] = field(default_factory=dict)
 
 
 def _row_frame(
@@ -107,87 +111,6 @@ def _row_frame(
             "partner": list(partner) if partner is not None else "",
         }
     )
-
-
-@dataclass(frozen=True)
-class EmbeddingFindings:
-    """What the one feature space shows about the N train rows of a run."""
-
-    is_outlier: np.ndarray  # (N,) bool
-    is_near: np.ndarray  # (N,) bool: the queued member of a pair with different labels
-    partner: np.ndarray  # (N,) sample_id of its other image, "" if none
-    notes: np.ndarray  # (N,) why, for the queue's note column
-    leak: np.ndarray  # (N,) bool: a copy of a test or unlabeled image
-    distance: np.ndarray  # (N,) to the partner (0: the same file), inf without one
-    pairs: pd.DataFrame  # duplicates.csv: every pair, with its finding
-
-    @classmethod
-    def none(cls, n: int) -> EmbeddingFindings:
-        """Nothing found: a run without embeddings."""
-        no, blank = (lambda: np.zeros(n, bool)), (lambda: np.full(n, "", dtype=object))
-        return cls(
-            no(), no(), blank(), blank(), no(), np.full(n, np.inf),
-            pd.DataFrame(columns=list(DUPLICATE_COLUMNS)),
-        )  # fmt: skip
-
-
-def embedding_findings(
-    df: pd.DataFrame, run: Run, emb: Embeddings, quality: np.ndarray
-) -> EmbeddingFindings:
-    """Outliers, conflicting near duplicates and leakage among ``emb``'s rows.
-
-    Every row of ``emb`` (train, test and unlabeled) lies in one feature space,
-    so distances between any two rows mean something.
-    """
-    n = len(run.sample_ids)
-    names = np.asarray(run.classes, dtype=object)
-    manifest_pos = pd.Index(df["sample_id"]).get_indexer(emb.sample_ids)
-    group_col = run.cfg.data.group
-    groups = (
-        df[group_col].astype(str).to_numpy()[manifest_pos]
-        if group_col and group_col in df.columns
-        else None
-    )
-    found = flag.embedding_issues(emb.embeddings)
-    pairs = classify_pairs(
-        found.pairs,
-        found.pair_distance,
-        flag.same_value_pairs(emb.file_sha256),
-        sample_ids=emb.sample_ids,
-        split=emb.split,
-        labels=df["label"].astype(str).str.strip().to_numpy()[manifest_pos],
-        groups=groups,
-    )
-    position = pd.Index(np.asarray(run.sample_ids, dtype=str))
-    at = pd.Index(emb.sample_ids).get_indexer(position)  # (N,) each train row's row in emb
-    is_outlier = found.is_outlier[at]
-    is_near, leak = np.zeros(n, bool), np.zeros(n, bool)
-    partner = np.full(n, "", dtype=object)
-    notes = np.full(n, "", dtype=object)
-    distance = np.full(n, np.inf)
-    radius = max(found.radius, 1e-12)
-    for r, d in zip(pairs.itertuples(index=False), pairs["distance"].to_numpy(float), strict=True):
-        a, b = position.get_indexer([r.sample_id, r.partner])
-        # How sure: the same file, or how deep inside the near-duplicate radius.
-        how = (
-            "same file as"
-            if r.match == "exact"
-            else f"near duplicate ({d / radius:.0%} of the radius) of"
-        )
-        if r.finding == LEAKAGE:
-            if not leak[a]:  # the first pair is the exact or closest one
-                leak[a], partner[a], distance[a] = True, r.partner, d
-                notes[a] = f"{how} {r.partner_split} row {r.partner}"
-        elif r.finding == NEAR_DUPLICATE:
-            # One row per pair: the image whose label the model doubts more.
-            if quality[b] < quality[a]:
-                a, b = b, a
-            if not (is_near[a] or leak[a]):
-                is_near[a], partner[a], distance[a] = True, run.sample_ids[b], d
-                notes[a] = f"{how} {run.sample_ids[b]} (labelled {names[run.labels[b]]})"
-    for i in np.flatnonzero(is_outlier & (notes == "")):
-        notes[i] = f"atypical image (outlier score {found.outlier_score[at[i]]:.3f})"
-    return EmbeddingFindings(is_outlier, is_near, partner, notes, leak, distance, pairs)
 
 
 def attributes_of(df: pd.DataFrame, train_rows: np.ndarray, run: Run) -> AttributeTable | None:
@@ -280,9 +203,10 @@ def build_queue(
     decided: set[str],
     include_unlabeled: bool = False,
     audit: int = 0,
+    images: ImageFindings | None = None,
 ) -> tuple[pd.DataFrame, QueueSummary]:
     """The queue rows (leakage first, then best first, ``audit`` random rows among them)
-    and the summary to print."""
+    and the summary to print. ``images``: the train rows' image-quality findings."""
     run = runs[0]
     train_rows = _train_rows(df, runs)
     labels = run.labels
@@ -303,33 +227,20 @@ def build_queue(
         if emb is not None
         else EmbeddingFindings.none(len(labels))
     )
-    issue = flag.primary_issue(is_label, found.is_near, found.is_outlier)
+    issue, found = with_image_findings(is_label, found, images)
     table = attributes_of(df, train_rows, run)
     if table is not None:
         issue, quality, suggested = _attribute_rows(
-            df,
-            train_rows,
-            run,
-            table,
-            pred_probs,
-            method,
-            issue=issue,
-            quality=quality,
-            suggested=suggested,
-        )
-    # An outlier or near duplicate says the image is odd, not which class it is.
+            df, train_rows, run, table, pred_probs, method,
+            issue=issue, quality=quality, suggested=suggested,
+        )  # fmt: skip
+    # An outlier, a near duplicate or a dark image says the image is odd, not which class it is.
     suggested = np.where(np.isin(issue, list(NO_SUGGESTION)), -1, suggested)
     not_decided = ~np.isin(run.sample_ids, list(decided))
     rows, leaks = _sample_rows(
-        df,
-        train_rows,
-        run,
-        found,
-        issue=issue,
-        quality=quality,
-        suggested=suggested,
-        not_decided=not_decided,
-    )
+        df, train_rows, run, found,
+        issue=issue, quality=quality, suggested=suggested, not_decided=not_decided,
+    )  # fmt: skip
     groups = group_rows(df, train_rows, run, pred_probs, quality, decided, table)
     queue = _ordered(rows, groups, leaks, top=top)
     queue, added, ranked = _with_audit(

@@ -42,11 +42,13 @@ from cleaner.formats.manifest import (
     audit_log_path,
     id_matcher,
     line_of,
+    newest_version,
     next_version_path,
     read_manifest,
     sha256_file,
 )
 from cleaner.formats.queue_file import QueueMeta, queue_csv_path, read_queue_meta, read_queue_table
+from cleaner.formats.repoint import repointed_since
 from cleaner.review.answers import annotator_columns, answer_column, record_answer
 
 DEFAULT_UNSURE_FACTOR = 0.5  # an unsure row still trains, at half weight
@@ -378,6 +380,7 @@ def check_queue(queue_csv: str | Path) -> CheckedQueue:
                 )
             ]
         )
+    meta = after_repoints(meta)
     manifest = read_manifest(meta.manifest)
     decisions, blank = parse_decisions(
         table,
@@ -388,6 +391,18 @@ def check_queue(queue_csv: str | Path) -> CheckedQueue:
         attributes=meta.attributes,
     )
     return CheckedQueue(meta, table, manifest, decisions, blank)
+
+
+def after_repoints(meta: QueueMeta) -> QueueMeta:
+    """``meta`` moved on to the newest version of its manifest when ``cleaner repoint``
+    alone made the versions since (the labels are the same; the images moved): the
+    decisions then apply there, and the review page finds the images."""
+    newest = newest_version(meta.manifest)
+    if newest == meta.manifest:
+        return meta
+    if not repointed_since(meta.manifest, read_audit_log(audit_log_path(meta.manifest)), newest):
+        return meta
+    return dataclasses.replace(meta, manifest=newest, manifest_sha256=sha256_file(newest))
 
 
 def _user() -> str:

@@ -16,6 +16,9 @@ one stylesheet by hash, so even an escaping bug could not run injected code.
 
 Filtering toggles each card's ``hidden`` attribute and touches nothing else,
 which keeps a gallery of thousands of cards responsive.
+
+With embeddings, the map of the data (``map.png``, :class:`MapImage`) is shown
+above the cards, embedded as a ``data:`` URI like the thumbnails.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
@@ -298,6 +302,28 @@ def _card(
     )
 
 
+@dataclass(frozen=True)
+class MapImage:
+    """The map of the data as the gallery shows it: the PNG's bytes, its caption, and
+    the file's name beside the gallery (a link to open it alone)."""
+
+    png: bytes
+    caption: str
+    file: str
+
+
+def _map_html(data_map: MapImage | None) -> str:
+    if data_map is None:
+        return ""
+    uri = "data:image/png;base64," + base64.b64encode(data_map.png).decode("ascii")
+    return (
+        '<details class="map" open><summary>map of the data '
+        f'(<a href="{_esc(data_map.file)}">{_esc(data_map.file)}</a>)</summary>'
+        f'<figure><img src="{uri}" alt="map of the data">'
+        f"<figcaption>{_esc(data_map.caption)}</figcaption></figure></details>"
+    )
+
+
 def _options(values: Sequence[tuple[str, str]], all_label: str) -> str:
     opts = [f'<option value="">{_esc(all_label)}</option>']
     opts += [f'<option value="{_esc(v)}">{_esc(text)}</option>' for v, text in values]
@@ -360,6 +386,7 @@ def render_gallery(
     on_image: Callable[[], None] | None = None,
     partner_paths: Sequence[Path | None] | None = None,
     noise_png: str | None = None,
+    data_map: MapImage | None = None,
 ) -> str:
     """One self-contained HTML document showing ``queue`` as a filterable card grid.
 
@@ -373,6 +400,7 @@ def render_gallery(
     ``partner_paths[i]`` is the manifest image of row ``i``'s ``partner`` (the other
     image of a near duplicate or leakage pair), shown beside the row's own; a row
     with a ``partner`` id but no path shows a placeholder for it.
+    ``data_map`` (the map of the data) is shown above the cards.
     """
     if len(image_paths) != len(queue):
         raise ValueError(
@@ -399,6 +427,7 @@ def render_gallery(
         noise_link=(
             f' <a href="{_esc(noise_png)}">estimated noise matrix (PNG)</a>' if noise_png else ""
         ),
+        data_map=_map_html(data_map),
         cards="\n".join(cards) if cards else '<p class="empty">The queue is empty.</p>',
         script=_SCRIPT,
     )
@@ -414,6 +443,7 @@ class GalleryOptions(TypedDict, total=False):
     on_image: Callable[[], None] | None
     partner_paths: Sequence[Path | None] | None
     noise_png: str | None
+    data_map: MapImage | None
 
 
 def write_gallery(

@@ -4,12 +4,17 @@
 the page shows them, the decisions checked by ``cleaner apply``'s own checks,
 undo, and the images it may serve (only the manifest's).
 
+A bulk action (:meth:`ReviewQueue.decide_many`: every suggestion above a
+threshold, or one decision for the selected rows) is one step: every row is
+checked first and any refusal writes nothing, then one write, and one undo
+restores every row it changed.
+
 Writing the CSV: the file is rewritten whole on every decision, to a
 temporary file in the same folder that is then renamed over it
 (``os.replace``). Header, columns (extra ones included), row order, blank
 lines, the delimiter (``,``, ``;`` or tab), a UTF-8 BOM, the line ending and
 the file mode are kept as read; only the ``decision`` and ``new_label``
-cells of the decided row change. Values are quoted where CSV needs it, so a
+cells of the decided rows change. Values are quoted where CSV needs it, so a
 file quoted throughout comes back with minimal quoting. A CSV that another
 program changed since it was read is not overwritten (HTTP 409). Each write
 holds the project lock of the queue's folder (:mod:`cleaner.core.project_lock`)
@@ -23,6 +28,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+from collections import Counter
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -39,10 +46,27 @@ from cleaner.formats.manifest import line_of, require_images
 from cleaner.formats.queue_file import QueueText, queue_csv_path, replace_queue
 from cleaner.review.apply import CheckedQueue, check_queue, expand_decisions, parse_decisions
 from cleaner.review.gallery import thumbnail_data_uri
-from cleaner.review.row_info import manifest_images, row_infos
+from cleaner.review.row_info import RowInfo, manifest_images, row_infos
 
 IMAGE_SIDE = 1024  # longest side of a served image; tiny images are enlarged to it
 EXAMPLES_PER_CLASS = 4  # example images shown per class beside the one under review
+
+# One undoable step: the rows it changed, each with its (decision, new_label) cells before.
+Step = dict[int, tuple[str, str]]
+
+
+class RowsRefused(ValueError):
+    """Rows of a bulk decision that apply's checks refuse: ``(row, why)`` for each.
+
+    The message names every refused row; nothing was written.
+    """
+
+    def __init__(self, refused: Sequence[tuple[int, str]], total: int) -> None:
+        self.refused = list(refused)
+        named = "; ".join(f"row {i}: {why}" for i, why in self.refused)
+        super().__init__(
+            f"nothing was written: {len(self.refused)} of {total} rows refused: {named}"
+        )
 
 
 def _check_ids(checked: CheckedQueue, file: str) -> None:
@@ -94,7 +118,7 @@ class ReviewQueue:
             for k, g in enumerate(self._manifest[group]):
                 self._position.setdefault(f"{GROUP_PREFIX}{g}", k)
         self._lock = threading.Lock()
-        self._history: list[tuple[int, str, str]] = []  # (row, old decision, old new_label)
+        self._history: list[Step] = []  # one entry per undoable step, single or bulk
         self._on_disk = self.text.sha256
         self._render_image = lru_cache(maxsize=64)(_image_bytes)
 
@@ -138,6 +162,7 @@ class ReviewQueue:
         """Row ``i`` as the page shows it (JSON-ready)."""
         info = self.rows[i]
         decision, new_label = self.decision(i)
+        suggests = has_suggestion(info.issue)
         return {
             "i": i,
             "rank": info.rank,
@@ -157,12 +182,21 @@ class ReviewQueue:
             "decision": decision,
             "new_label": new_label,
             # What the page offers for this row: the same table apply checks against.
-            "suggests": has_suggestion(info.issue),
+            "suggests": suggests,
+            # How sure the model is of the suggestion: what the bulk accept's threshold reads.
+            "suggested_p": self._suggested_p(info) if suggests else None,
             "actions": list(allowed_decisions(info.issue)),
             "actions_text": actions_text(info.issue),
             "partner": info.partner,
             "has_partner_image": info.partner_image is not None,
         }
+
+    def _suggested_p(self, info: RowInfo) -> float | None:
+        """The model's probability of the row's suggested class (``None`` when the row has
+        no probabilities, or the suggestion is not among the classes sent)."""
+        classes = self.meta.classes
+        c = classes.index(info.suggested) if info.suggested in classes else -1
+        return next((p for k, p in info.top if k == c), None)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the page needs at start."""
@@ -178,9 +212,11 @@ class ReviewQueue:
                 "examples": [len(e) for e in self.examples],  # per class index
             }
 
-    def _result(self, i: int) -> dict[str, Any]:
+    def _result(self, rows: Sequence[int]) -> dict[str, Any]:
+        """The rows a step changed (``row`` the first, for the page's cursor) and the counts."""
         return {
-            "row": self.row(i),
+            "row": self.row(rows[0]),
+            "rows": [self.row(i) for i in rows],
             "reviewed": self.reviewed,
             "total": len(self.rows),
             "warnings": self.warnings + self.conflicts(),
@@ -202,8 +238,47 @@ class ReviewQueue:
         with self._lock:
             new_label = self._checked(i, decision, new_label) if decision else ""
             if self.decision(i) != (decision, new_label):
-                self._history.append((i, *self._store(i, decision, new_label)))
-            return self._result(i)
+                self._history.append(self._store({i: (decision, new_label)}))
+            return self._result([i])
+
+    def decide_many(self, decisions: Sequence[tuple[int, str, str]]) -> dict[str, Any]:
+        """Set several rows' decisions as one step: all checked, then one write, one undo.
+
+        ``decisions`` holds ``(row, decision, new_label)`` with :meth:`decide`'s
+        meaning each. Every row goes through the same checks as :meth:`decide`
+        before anything is written; if any is refused, :class:`RowsRefused` names
+        each refused row and nothing is written. Rows already so decided are left
+        alone; a step that changes no row writes nothing and adds no undo. Raises
+        ``ValueError`` for an empty list or a row named twice, :class:`QueueChanged`
+        if the file changed under us (nothing written).
+        """
+        if not decisions:
+            raise ValueError("no rows to decide")
+        rows = [i for i, _, _ in decisions]
+        twice = sorted(i for i, n in Counter(rows).items() if n > 1)
+        if twice:  # which of the two would count is anyone's guess: refused
+            raise ValueError(f"rows named twice: {', '.join(map(str, twice))}")
+        with self._lock:
+            wanted: Step = {}
+            refused: list[tuple[int, str]] = []
+            for i, decision, new_label in decisions:
+                decision, new_label = decision.strip().lower(), new_label.strip()
+                if not 0 <= i < len(self.rows):
+                    refused.append((i, "no such queue row"))
+                    continue
+                try:
+                    new_label = self._checked(i, decision, new_label) if decision else ""
+                except ValueError as e:
+                    info = self.rows[i]
+                    refused.append((i, f"#{info.rank} {info.sample_id!r}: {e}"))
+                    continue
+                wanted[i] = (decision, new_label)
+            if refused:
+                raise RowsRefused(refused, len(decisions))
+            changes = {i: cells for i, cells in wanted.items() if self.decision(i) != cells}
+            if changes:
+                self._history.append(self._store(changes))
+            return self._result(rows)
 
     def _checked(self, i: int, decision: str, new_label: str) -> str:
         """Row ``i`` with this decision, through apply's checks: the new_label to write."""
@@ -232,25 +307,27 @@ class ReviewQueue:
         with self._lock:
             if not self._history:
                 raise LookupError("nothing to undo")
-            i, decision, new_label = self._history[-1]
-            self._store(i, decision, new_label)
+            step = self._history[-1]
+            self._store(step)  # a bulk step's rows all at once: one write
             self._history.pop()
-            return self._result(i)
+            return self._result(sorted(step))
 
-    def _store(self, i: int, decision: str, new_label: str) -> tuple[str, str]:
-        """Set row ``i``'s cells and write the CSV; returns the cells as they were.
+    def _store(self, changes: Step) -> Step:
+        """Set each row's (decision, new_label) cells and write the CSV once; returns the
+        cells as they were.
 
-        A write that fails leaves the row as it was, in memory as on disk.
+        A write that fails leaves every row as it was, in memory as on disk.
         """
-        old = (self.text.cell(i, "decision"), self.text.cell(i, "new_label"))
+        old = {i: (self.text.cell(i, "decision"), self.text.cell(i, "new_label")) for i in changes}
         before = self.text
-        self.text = before.with_decisions({i: (decision, new_label)})
+        self.text = before.with_decisions(changes)
         try:
             self._write()
         except BaseException:
             self.text = before
             raise
-        self._table.loc[self._table.index[i], ["decision", "new_label"]] = [decision, new_label]
+        for i, cells in changes.items():
+            self._table.loc[self._table.index[i], ["decision", "new_label"]] = list(cells)
         return old
 
     def render(self) -> bytes:

@@ -28,6 +28,10 @@ The page, its stylesheet and its script are package files in ``cleaner/web``
 (``review.html``, ``base.css`` + ``review.css``, ``review.js``), inlined into
 the one page this server sends.
 
+The API: ``GET /api/queue`` (every row), ``POST /api/decide`` (one row),
+``POST /api/decide_many`` (several rows as one undoable step, all or none) and
+``POST /api/undo`` (the last step).
+
 The queue under review and its writes are :mod:`cleaner.review.review_queue`'s,
 what the page shows of each row :mod:`cleaner.review.row_info`'s.
 """
@@ -54,11 +58,13 @@ from cleaner.core.errors import InputError, WriteError
 from cleaner.core.project_lock import ProjectLocked
 from cleaner.formats.queue_file import QueueChanged
 from cleaner.review import web
-from cleaner.review.review_queue import ReviewQueue
+from cleaner.review.review_queue import ReviewQueue, RowsRefused
 
 HOST = "127.0.0.1"  # never another interface: the page can change the queue
 DEFAULT_PORT = 8765
-MAX_BODY = 64 * 1024  # a decision is a few dozen bytes
+# A decision is a few dozen bytes; a bulk decision (/api/decide_many) one such per row,
+# so this admits every row of a queue of tens of thousands at once.
+MAX_BODY = 2 * 1024 * 1024
 _IMG_ROUTE = re.compile(r"/img/(\d{1,9})")
 _PARTNER_ROUTE = re.compile(r"/partner/(\d{1,9})")
 _EXAMPLE_ROUTE = re.compile(r"/example/(\d{1,9})/(\d{1,2})")
@@ -309,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._host_ok() or not self._token_ok():
             return
         path = self.path.split("?", 1)[0]
-        if path not in ("/api/decide", "/api/undo"):
+        if path not in ("/api/decide", "/api/decide_many", "/api/undo"):
             self._text(HTTPStatus.NOT_FOUND, "not found")
             return
         if self.headers.get_content_type() != "application/json":
@@ -332,13 +338,15 @@ class _Handler(BaseHTTPRequestHandler):
             queue = self.server.queue
             if path == "/api/undo":
                 result = queue.undo()
+            elif path == "/api/decide_many":
+                items = body.get("decisions")
+                if not isinstance(items, list) or not all(isinstance(d, dict) for d in items):
+                    raise ValueError("decisions must be a list of objects")
+                result = queue.decide_many([_one_decision(d) for d in items])
             else:
-                row, decision, label = body.get("row"), body.get("decision"), body.get("new_label")
-                if not isinstance(row, int) or isinstance(row, bool):
-                    raise ValueError("row must be an integer")
-                if not isinstance(decision, str) or not isinstance(label, str | None):
-                    raise ValueError("decision and new_label must be strings")
-                result = queue.decide(row, decision, label or "")
+                result = queue.decide(*_one_decision(body))
+        except RowsRefused as e:  # before ValueError: the page marks each refused row
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(e), "refused": e.refused})
         except IndexError as e:
             self._json(HTTPStatus.NOT_FOUND, {"error": str(e)})
         except (LookupError, QueueChanged) as e:  # nothing to undo; the file changed
@@ -356,6 +364,16 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             self._json(HTTPStatus.OK, result)
+
+
+def _one_decision(body: dict[str, Any]) -> tuple[int, str, str]:
+    """``{"row": int, "decision": str, "new_label": str | null}``, checked for its types."""
+    row, decision, label = body.get("row"), body.get("decision"), body.get("new_label")
+    if not isinstance(row, int) or isinstance(row, bool):
+        raise ValueError("row must be an integer")
+    if not isinstance(decision, str) or not isinstance(label, str | None):
+        raise ValueError("decision and new_label must be strings")
+    return row, decision, label or ""
 
 
 def serve(

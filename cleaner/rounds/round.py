@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from cleaner.core.errors import InputError
-from cleaner.formats.audit import decided_in_records, read_audit_log
+from cleaner.formats.audit import ACTIONS, decided_in_records, read_audit_log
 from cleaner.formats.issue_kinds import LABEL, UNLABELED
 from cleaner.formats.manifest import audit_log_path, read_manifest, require_images
 from cleaner.formats.queue_file import QUEUE_COLUMNS
@@ -52,9 +52,9 @@ from cleaner.ranking.crowd import active_learning_scores, run_label_matrix
 from cleaner.ranking.queue import (
     gallery_page,
     load_runs,
+    on_newest_version,
     queue_meta,
     queue_targets,
-    refuse_an_older_version,
     write_outputs,
 )
 from cleaner.ranking.trust import check_trust
@@ -96,6 +96,8 @@ def _rounds_of(records: list[dict[str, Any]]) -> tuple[PastRound, ...]:
     """Each ``apply`` (one manifest version) of ``records``: labels spent, errors found."""
     spent: dict[str, list[int]] = {}
     for record in records:
+        if record.get("action") not in ACTIONS:  # a repoint moved images: no round
+            continue
         counts = spent.setdefault(str(record.get("version", "")), [0, 0])
         if record.get("action") in ("keep", "relabel", "drop"):  # unsure spends no label
             counts[0] += 1
@@ -163,8 +165,7 @@ def next_round(
     if budget < 1:
         raise InputError(f"--budget {budget}: ask about at least one row")
     runs = load_runs([run_dir])
-    run = runs[0]
-    refuse_an_older_version(run)
+    run = runs[0] = on_newest_version(runs[0])
     df = read_manifest(run.manifest_path)
     require_images(df, run.manifest_path)  # a person answers from the images
     labels, names = run_label_matrix(df, run)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cleaner.core.errors import InputError, Problem
-from cleaner.formats.audit import read_audit_log
+from cleaner.formats.audit import ACTIONS, read_audit_log
 from cleaner.formats.manifest import (
     audit_log_path,
     next_version_path,
@@ -121,7 +121,8 @@ def _audit(base: Path) -> tuple[Counter[str], set[str]]:
     """Records per version produced, and the sha256 of every version applied to (the
     committed records, read as ``apply`` reads them)."""
     records = read_audit_log(audit_log_path(base))
-    produced = Counter(str(r.get("version", "")) for r in records)
+    # Decisions only: a repoint's line moved the images and decided nothing.
+    produced = Counter(str(r.get("version", "")) for r in records if r.get("action") in ACTIONS)
     return produced, {str(r.get("manifest_sha256", "")) for r in records}
 
 

@@ -154,6 +154,11 @@ def queue_meta(folder: Path) -> QueueMeta:
         noise={"estimated_wrong_labels": 2, "interval_95": [1, 3], "model_disagrees": 1,
                "train_rows": 6,
                "note": "cleanlab counts the labels its out-of-fold model cannot explain"},
+        issue_counts={"label": 3, "dark": 1},
+        image_quality={"images": 6, "flagged": {"dark": 1, "blurry": 0},
+                       "limits": {"dark": 0.32, "blurry": 0.157},
+                       "cleanvision_thresholds": {"dark": 0.32, "blurry": 0.29},
+                       "grayscale_share": 0.0, "dataset_median": {"brightness_p99": 0.88}},
     )  # fmt: skip
 
 

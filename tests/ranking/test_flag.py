@@ -413,7 +413,19 @@ def test_primary_issue_precedence_label_then_duplicate_then_outlier():
         "label",
         "label",
     ]
-    assert flag.ISSUE_PRECEDENCE == ("label", "near_duplicate", "outlier")
+    assert flag.ISSUE_PRECEDENCE == (
+        "label",
+        "near_duplicate",
+        *("dark", "light", "low_information", "odd_aspect_ratio", "odd_size", "blurry"),
+        "grayscale",
+        "outlier",
+    )
+
+
+def test_primary_issue_puts_an_image_finding_between_duplicate_and_outlier():
+    image = np.array(["dark", "blurry", "grayscale", ""], dtype=object)
+    issue = flag.primary_issue([1, 0, 0, 0], [0, 1, 0, 0], [1, 1, 1, 1], image)
+    assert issue.tolist() == ["label", "near_duplicate", "grayscale", "outlier"]
 
 
 def test_primary_issue_accepts_int_masks_and_empty():

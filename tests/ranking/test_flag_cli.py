@@ -90,6 +90,7 @@ def test_queue_finds_the_injected_errors_first(noisy_run: tuple[Path, Path]) -> 
     assert noise["train_rows"] == int((m["split"] == "train").sum())
     assert 0 < noise["model_disagrees"] < noise["train_rows"]
     assert_says(out, f"95% interval {lo:,}-{hi:,}", "own mistakes count too")
+    assert_says(out, "the map of the data", f"{run / 'q' / 'map.png'}")
 
 
 class _Cards(HTMLParser):
@@ -120,12 +121,18 @@ def test_gallery_shows_every_row_with_its_image(noisy_run: tuple[Path, Path]) ->
     assert len(parser.cards) == len(q) == 40 + (q["issue"] == "leakage").sum()
     for sid in q["sample_id"]:
         assert sid in page
-    # ... and a near duplicate or leakage row shows its partner beside it.
-    assert len(parser.images) == len(q) + (q["partner"] != "").sum()
+    # ... and a near duplicate or leakage row shows its partner beside it; above the
+    # cards, the map of the data: map.png's very bytes, and a link to the file.
+    assert len(parser.images) == len(q) + (q["partner"] != "").sum() + 1
     for src in parser.images:  # every image reference resolves, with no server
         assert src.startswith("data:image/")
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
     assert "http://" not in page and "https://" not in page
+    png = (run / "g" / "map.png").read_bytes()
+    assert f"data:image/png;base64,{base64.b64encode(png).decode()}" == parser.images[0]
+    assert 'href="map.png"' in page and "t-SNE of the one embedding space" in page
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.format == "PNG" and min(im.size) > 300
 
 
 def test_decided_samples_are_not_queued_again(noisy_run: tuple[Path, Path]) -> None:

@@ -21,7 +21,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from cleaner.formats.queue_file import QUEUE_COLUMNS
-from cleaner.review.gallery import render_gallery, thumbnail_data_uri, write_gallery
+from cleaner.review.gallery import MapImage, render_gallery, thumbnail_data_uri, write_gallery
 
 EVIL = "<script>alert(1)</script>\"'&</script>"
 COLUMNS = list(QUEUE_COLUMNS)
@@ -57,7 +57,7 @@ class Page(HTMLParser):
                 {"attrs": a, "sid": "", "img": None, "imgs": [], "placeholder": False}
                 | {"classes": set(), "text": ""}
             )
-        elif tag == "img":
+        elif tag == "img" and self.cards:
             self.cards[-1]["img"] = self.cards[-1]["img"] or a  # the row's own, first
             self.cards[-1]["imgs"].append(a)
         elif tag == "div" and "noimg" in classes:
@@ -436,3 +436,19 @@ def test_a_paired_card_shows_its_partner_beside_it(images: dict[str, Path]) -> N
     assert [len(c["imgs"]) for c in plain.cards] == [1, 1, 1]
     with pytest.raises(ValueError, match="partner_paths has 1 entries"):
         render_gallery(queue, rows, title="q", classes=["a"], partner_paths=[None])
+
+
+def test_the_map_of_the_data_shows_above_the_cards(images: dict[str, Path]) -> None:
+    queue, paths = _five_rows(images)
+    png = images["digit"].read_bytes()
+    text = render_gallery(
+        queue, paths, title="q", classes=["a", "b"], data_map=MapImage(png, EVIL, "map.png")
+    )
+    page = Page(text)
+    assert len(page.cards) == 5  # the map is no card
+    srcs = [v for tag, k, v in page.attrs if tag == "img" and k == "src"]
+    assert srcs[0] == "data:image/png;base64," + base64.b64encode(png).decode()  # first
+    assert ("a", "href", "map.png") in page.attrs  # the file beside the gallery
+    assert EVIL in page.data  # the caption, as text
+    assert text.index('class="map"') < text.index('class="card"')
+    assert 'class="map"' not in render_gallery(queue, paths, title="q", classes=["a", "b"])

@@ -4,8 +4,10 @@
 (function () {
   "use strict";
   var token = document.querySelector('meta[name="review-token"]').getAttribute("content");
+  // sel: the selected rows (row index -> true); cards: each row's card, made once.
   var S = { rows: [], classes: [], cur: 0, pending: 0, chain: Promise.resolve(), ta: null,
-            digitNames: false, warnings: [], examples: [], exKey: null };
+            digitNames: false, warnings: [], examples: [], exKey: null,
+            view: "one", sel: {}, anchor: null, cards: {} };
   function $(id) { return document.getElementById(id); }
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -111,6 +113,24 @@
     }
   }
 
+  function drawImage(r) {
+    var img = $("image"), src = "/img/" + r.i;
+    img.alt = r.sample_id;
+    if (r.has_image) {
+      $("noimg").hidden = true;
+      img.hidden = false;
+      if (img.getAttribute("src") !== src) {
+        img.classList.add("loading");
+        img.setAttribute("src", src);
+      }
+    } else {
+      img.hidden = true;
+      img.removeAttribute("src");
+      $("noimg-text").textContent = "no single image for this row";
+      $("noimg").hidden = false;
+    }
+  }
+
   function describe(r) {
     if (!r.decision) { return "not reviewed yet"; }
     if (r.decision === "relabel") { return "relabel \u2192 " + (r.new_label || r.suggested); }
@@ -154,6 +174,147 @@
     return li;
   }
 
+  // --- the filter: which rows the arrows, the cards and the bulk accept see ---------------
+  function inFilter(r) {
+    var issue = $("f-issue").value, cls = $("f-class").value, state = $("f-state").value;
+    return (!issue || r.issue === issue) &&
+      (!cls || r.given === cls || (r.suggests && r.suggested === cls)) &&
+      (!state || (state === "open") === !r.decision);
+  }
+  function visible() {
+    return S.rows.filter(inFilter).map(function (r) { return r.i; });
+  }
+  function fillFilters() {
+    var counts = {}, kinds = [];
+    S.rows.forEach(function (r) {
+      if (!r.issue) { return; }
+      if (!counts[r.issue]) { counts[r.issue] = 0; kinds.push(r.issue); }
+      counts[r.issue] += 1;
+    });
+    kinds.sort().forEach(function (k) {
+      var o = el("option", null, k + " (" + counts[k] + ")");
+      o.value = k;
+      $("f-issue").appendChild(o);
+    });
+    S.classes.forEach(function (c) {
+      var o = el("option", null, c);
+      o.value = c;
+      $("f-class").appendChild(o);
+    });
+  }
+  function onFilter() {
+    // A selection the filter hides would be decided unseen: a new filter starts a new one.
+    S.sel = {};
+    S.anchor = null;
+    var shown = visible();
+    if (shown.length && shown.indexOf(S.cur) === -1) { S.cur = shown[0]; }
+    render();
+  }
+
+  // --- selection: several rows, one decision ----------------------------------------------
+  function selected() {
+    return S.rows.filter(function (r) { return S.sel[r.i]; }).map(function (r) { return r.i; });
+  }
+  function toggleSel(i) {
+    if (S.sel[i]) { delete S.sel[i]; } else { S.sel[i] = true; }
+    S.anchor = i;
+  }
+  function selectRange(i) {
+    var shown = visible(), a = shown.indexOf(S.anchor === null ? i : S.anchor);
+    var b = shown.indexOf(i);
+    if (a === -1) { a = b; }
+    shown.slice(Math.min(a, b), Math.max(a, b) + 1).forEach(function (j) { S.sel[j] = true; });
+  }
+  function clearSel() {
+    S.sel = {};
+    S.anchor = null;
+    render();
+  }
+
+  // --- cards: the filter's rows as a grid, to see and select many at once ---------------------
+  function card(i) {
+    if (S.cards[i]) { return S.cards[i]; }
+    var r = S.rows[i], c = el("article", "card"), pick = el("input", "pick");
+    pick.type = "checkbox";
+    pick.setAttribute("aria-label", "select row #" + r.rank);
+    pick.addEventListener("change", function () { pick.blur(); toggleSel(i); render(); });
+    c.appendChild(pick);
+    if (r.has_image) {
+      var im = el("img", "thumb");
+      im.alt = r.sample_id;
+      im.loading = "lazy";
+      im.setAttribute("src", "/img/" + i);
+      c.appendChild(im);
+    } else {
+      c.appendChild(el("div", "thumb noimg", "no single image"));
+    }
+    var head = el("div", "c-head");
+    head.appendChild(el("span", "muted", "#" + r.rank));
+    head.appendChild(el("span", "c-sid", r.sample_id));
+    c.appendChild(head);
+    var labs = el("div", "c-labels");
+    labs.appendChild(el("span", "c-given", r.given || "(none)"));
+    if (r.suggests) {
+      labs.appendChild(el("span", "muted", "\u2192"));
+      labs.appendChild(el("span", "c-sugg", r.suggested || "(none)"));
+      if (r.suggested_p !== null) { labs.appendChild(el("span", "muted", pct(r.suggested_p))); }
+    }
+    c.appendChild(labs);
+    c.appendChild(el("div", "c-dec"));
+    c.addEventListener("click", function (e) {
+      if (e.target === pick) { return; }
+      if (e.shiftKey) { selectRange(i); } else if (e.ctrlKey || e.metaKey) { toggleSel(i); }
+      S.cur = i;
+      render();
+    });
+    c.addEventListener("dblclick", function () { S.cur = i; setView("one"); });
+    S.cards[i] = c;
+    return c;
+  }
+  function drawCards(shown) {
+    var box = $("cards");
+    clear(box);
+    if (!shown.length) { box.appendChild(el("p", "muted", "no row matches the filter")); }
+    shown.forEach(function (i) {
+      var c = card(i), r = S.rows[i];
+      c.querySelector(".c-dec").textContent = describe(r);
+      c.className = "card" + (r.decision ? " " + r.decision : "") + (i === S.cur ? " cur" : "") +
+        (S.sel[i] ? " sel" : "");
+      c.querySelector(".pick").checked = !!S.sel[i];
+      box.appendChild(c);
+    });
+    var cur = S.cards[S.cur];
+    if (cur && cur.parentNode === box) { cur.scrollIntoView({ block: "nearest" }); }
+  }
+  function setView(view) {
+    S.view = view;
+    render();
+  }
+
+  // --- bulk accept: every confident suggestion of the filter ----------------------------------
+  function threshold() {
+    var v = parseFloat($("bulk-p").value);
+    return isNaN(v) ? null : Math.min(100, Math.max(0, v)) / 100;
+  }
+  function acceptable(r) {
+    return !r.decision && r.suggests && !!r.suggested && allows(r, "relabel") &&
+      r.suggested !== r.given;
+  }
+  function bulkCandidates(shown) {
+    var t = threshold();
+    return shown.filter(function (i) {
+      var r = S.rows[i];
+      return t !== null && acceptable(r) && r.suggested_p !== null && r.suggested_p >= t;
+    });
+  }
+  function drawBulk(shown) {
+    var n = bulkCandidates(shown).length;
+    var open = shown.filter(function (i) { return acceptable(S.rows[i]); }).length;
+    $("bulk-accept").textContent = "accept " + n + (n === 1 ? " row" : " rows");
+    $("bulk-accept").disabled = n === 0;
+    $("bulk-note").textContent = "of " + open + " not-reviewed rows with a suggestion here";
+  }
+
   function render() {
     var n = S.rows.length, reviewed = S.rows.filter(function (r) { return r.decision; }).length;
     $("n-reviewed").textContent = String(reviewed);
@@ -169,6 +330,15 @@
       $("image").hidden = true;
       return;
     }
+    var shown = visible(), nsel = selected().length;
+    $("f-count").textContent = shown.length + " of " + n + " rows";
+    drawBulk(shown);
+    $("selbar").hidden = nsel === 0;
+    $("sel-count").textContent = String(nsel);
+    $("cards").hidden = S.view !== "cards";
+    $("viewer").hidden = S.view === "cards";
+    $("view-name").textContent = S.view === "cards" ? "one image" : "cards";
+    if (S.view === "cards") { drawCards(shown); }
     var r = S.rows[S.cur];
     $("position").textContent = "row " + (S.cur + 1) + " of " + n;
     $("rank").textContent = "#" + r.rank;
@@ -188,6 +358,10 @@
     clear(tags);
     if (r.issue) { tags.appendChild(el("span", "tag", r.issue)); }
     if (r.quality) { tags.appendChild(el("span", "muted", "label quality " + r.quality)); }
+    if (r.suggests && r.suggested_p !== null) {
+      tags.appendChild(el("span", "muted", "model gives " + r.suggested + " " + pct(r.suggested_p)));
+    }
+    if (S.sel[r.i]) { tags.appendChild(el("span", "tag", "selected")); }
     if (r.group) { tags.appendChild(el("span", "muted", "group " + r.group)); }
     $("group-note").hidden = !r.is_group;
     $("group-note").textContent = r.is_group ?
@@ -214,36 +388,29 @@
     $("note").textContent = r.note;
     $("note").hidden = !r.note;
     $("path").textContent = r.path;
-
-    var img = $("image"), src = "/img/" + r.i;
-    img.alt = r.sample_id;
-    if (r.has_image) {
-      $("noimg").hidden = true;
-      img.hidden = false;
-      if (img.getAttribute("src") !== src) {
-        img.classList.add("loading");
-        img.setAttribute("src", src);
-      }
-    } else {
-      img.hidden = true;
-      img.removeAttribute("src");
-      $("noimg-text").textContent = "no single image for this row";
-      $("noimg").hidden = false;
-    }
-    drawPartner(r);
     drawExamples(r);
+    if (S.view === "cards") { return; }  // the big image is hidden: none is loaded
+    drawImage(r);
+    drawPartner(r);
     [S.cur + 1, S.cur - 1].forEach(function (j) {
       if (j >= 0 && j < n && S.rows[j].has_image) { new Image().src = "/img/" + S.rows[j].i; }
     });
   }
 
   function update(d) {
-    S.rows[d.row.i] = d.row;
+    (d.rows || [d.row]).forEach(function (row) { S.rows[row.i] = row; });
     S.warnings = d.warnings;
   }
   function move(step) {
-    if (!S.rows.length) { return; }
-    S.cur = Math.min(S.rows.length - 1, Math.max(0, S.cur + step));
+    // Within the filter; from a row the filter no longer shows, to the nearest that it does.
+    var shown = visible(), at = shown.indexOf(S.cur);
+    if (!shown.length) { return; }
+    if (at === -1) {
+      var after = shown.filter(function (i) { return step > 0 ? i > S.cur : i < S.cur; });
+      S.cur = after.length ? after[step > 0 ? 0 : after.length - 1] : shown[0];
+    } else {
+      S.cur = shown[Math.min(shown.length - 1, Math.max(0, at + step))];
+    }
     render();
   }
   function decide(decision, label) {
@@ -286,10 +453,60 @@
       return api("POST", "/api/undo", {}).then(function (d) {
         update(d);
         S.cur = d.row.i;
-        toast("undone: #" + d.row.rank + " is " + describe(d.row) + " again");
+        toast(d.rows.length > 1 ? "undone: " + d.rows.length + " rows are as they were" :
+              "undone: #" + d.row.rank + " is " + describe(d.row) + " again");
         render();
       });
     });
+  }
+  // One step for many rows: one request, all checked before any is written, one undo.
+  function decideMany(items, done) {
+    if (!items.length) { return; }
+    enqueue(function () {
+      return api("POST", "/api/decide_many", { decisions: items }).then(function (d) {
+        update(d);
+        if (done) { done(); }
+        toast(items.length + " rows saved in one step (z undoes all of them)");
+        render();
+      });
+    });
+  }
+  function bulkAccept() {
+    var rows = bulkCandidates(visible());
+    decideMany(rows.map(function (i) {
+      return { row: i, decision: "relabel", new_label: S.rows[i].suggested };
+    }));
+  }
+  function decideSelected(what) {
+    var rows = selected(), decision = what === "accept" ? "relabel" : what;
+    if (!rows.length) { toast("nothing selected: x selects a row, or click cards"); return; }
+    var misfit = rows.filter(function (i) {
+      var r = S.rows[i];
+      return !allows(r, decision) || (what === "accept" && !(r.suggests && r.suggested));
+    });
+    if (misfit.length) {  // the server would refuse them too; say which, change nothing
+      toast("nothing changed: " + misfit.map(function (i) {
+        var r = S.rows[i];
+        return "#" + r.rank + (what === "accept" ? " has no suggestion" : " takes " + r.actions_text);
+      }).join("; "));
+      return;
+    }
+    decideMany(rows.map(function (i) {
+      var r = S.rows[i];
+      // Accepting a suggestion that is the given label keeps it, as a single key does.
+      var keep = what === "accept" && r.suggested === r.given;
+      return { row: i, decision: keep ? "keep" : decision,
+               new_label: what === "accept" && !keep ? r.suggested : "" };
+    }), function () { S.sel = {}; S.anchor = null; });
+  }
+  function selectAll() {
+    visible().forEach(function (i) { S.sel[i] = true; });
+    render();
+  }
+  function selectCurrent() {
+    if (!S.rows.length) { return; }
+    toggleSel(S.cur);
+    render();
   }
 
   function openTA(initial) {
@@ -350,11 +567,23 @@
   var actions = { keep: function () { decide("keep"); }, accept: accept,
                   drop: function () { decide("drop"); }, unsure: function () { decide("unsure"); },
                   undo: undo, prev: function () { move(-1); }, next: function () { move(1); },
-                  type: function () { openTA(""); } };
+                  type: function () { openTA(""); }, select: selectCurrent };
+  var bulkKeys = { K: "keep", R: "accept", D: "drop", U: "unsure" };
+  function typing(e) {
+    var t = e.target, tag = t && t.tagName;
+    // A card's checkbox keeps the keys; a text or number field and a list take them.
+    return (tag === "INPUT" && t.type !== "checkbox") || tag === "SELECT" || tag === "TEXTAREA";
+  }
   document.addEventListener("keydown", function (e) {
-    if (S.ta || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) { return; }
+    if (S.ta || e.ctrlKey || e.metaKey || e.altKey || e.isComposing || typing(e)) { return; }
     var k = e.key, lower = k.length === 1 ? k.toLowerCase() : k, handled = true;
-    if (lower === "k") { actions.keep(); }
+    var nsel = selected().length;
+    if (e.shiftKey && nsel && bulkKeys[k]) { decideSelected(bulkKeys[k]); }
+    else if (k === "Escape" && nsel) { clearSel(); }
+    else if (k === "X") { selectAll(); }
+    else if (lower === "x") { selectCurrent(); }
+    else if (lower === "g") { setView(S.view === "cards" ? "one" : "cards"); }
+    else if (lower === "k") { actions.keep(); }
     else if (lower === "r" || k === "Enter") { accept(); }
     else if (lower === "d") { actions.drop(); }
     else if (lower === "u") { actions.unsure(); }
@@ -372,6 +601,26 @@
       b.blur();
       actions[b.getAttribute("data-action")]();
     });
+  });
+  Array.prototype.forEach.call(document.querySelectorAll("#selbar button"), function (b) {
+    b.addEventListener("click", function () {
+      b.blur();
+      var what = b.getAttribute("data-bulk");
+      if (what === "clear") { clearSel(); } else { decideSelected(what); }
+    });
+  });
+  ["f-issue", "f-class", "f-state"].forEach(function (id) {
+    // The keys are the review's again as soon as a filter is picked.
+    $(id).addEventListener("change", function () { $(id).blur(); onFilter(); });
+  });
+  $("bulk-p").addEventListener("input", function () { drawBulk(visible()); });
+  $("bulk-p").addEventListener("keydown", function (e) {
+    if (e.key === "Enter" || e.key === "Escape") { e.preventDefault(); $("bulk-p").blur(); }
+  });
+  $("bulk-accept").addEventListener("click", function () { $("bulk-accept").blur(); bulkAccept(); });
+  $("view-btn").addEventListener("click", function () {
+    $("view-btn").blur();
+    setView(S.view === "cards" ? "one" : "cards");
   });
   $("image").addEventListener("load", function () { $("image").classList.remove("loading"); });
   $("partner").addEventListener("error", function () {
@@ -397,6 +646,7 @@
     $("title").textContent = d.title;
     document.title = "review: " + d.title;
     $("file").textContent = d.file;
+    fillFilters();
     var first = S.rows.findIndex(function (r) { return !r.decision; });
     S.cur = first < 0 ? 0 : first;
     render();
