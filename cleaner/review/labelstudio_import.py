@@ -15,14 +15,15 @@ https://labelstud.io/guide/task_format.html (``includes/task_format.md``).
 
 The answers are the classes (from ``queue.json``), then ``keep``, ``drop`` and
 ``unsure``. Back in the queue a class is a ``relabel`` to it, or ``keep`` when
-it is the given label. The last annotation of a task (in the export's order)
-that was not cancelled counts; a task without one is left undecided. Nothing is
-written unless every task maps to a queue row and the queue with the new
-decisions passes ``cleaner apply``'s checks (checked on the new text before it
-replaces the file); a decision already in the queue is only replaced by a
-different one with ``force``. The queue is rewritten as ``cleaner review``
-rewrites it: header, columns, row order, blank lines, delimiter, BOM, line
-ending and file mode kept, only the two decision cells of a decided row changed.
+it is the given label. Of a task's annotations that were not cancelled, the
+one saved last counts (``updated_at``, else ``created_at``; the export's order
+breaks ties); a task without one is left undecided. Nothing is written unless
+every task maps to a queue row and the queue with the new decisions passes
+``cleaner apply``'s checks (checked on the new text before it replaces the file);
+a decision already in the queue is only replaced by a different one with ``force``.
+The queue is rewritten as ``cleaner review`` rewrites it: header, columns, row
+order, blank lines, delimiter, BOM, line ending and file mode kept, only the two
+decision cells of a decided row changed.
 ``cleaner import labelstudio --annotations`` reads every annotation instead, one
 label per annotator (:mod:`cleaner.review.labelstudio_annotations`); both take the
 tasks from :func:`parse_tasks`.
@@ -102,6 +103,22 @@ class ExportTask:
         """The annotations that were not cancelled (skipped), in the export's order."""
         return tuple(a for a in self.annotations if a.get("was_cancelled") is not True)
 
+    @property
+    def latest(self) -> Mapping[str, Any] | None:
+        """The annotation that counts: the one saved last (``updated_at``, else
+        ``created_at``, then ``id``). Label Studio does not sort an export's annotations
+        (on PostgreSQL their order is not guaranteed), so the export's order is only the
+        tie-break."""
+
+        def saved(k: int) -> tuple[str, int, int]:
+            a = self.done[k]
+            when = a.get("updated_at") or a.get("created_at")
+            ident = a.get("id")
+            number = ident if isinstance(ident, int) and not isinstance(ident, bool) else -1
+            return (when if isinstance(when, str) else "", number, k)
+
+        return self.done[max(range(len(self.done)), key=saved)] if self.done else None
+
 
 def parse_tasks(tasks: Any, *, file: str) -> list[ExportTask | Problem]:
     """Each task of a Label Studio JSON export (already parsed), or the problem that stops it.
@@ -157,8 +174,8 @@ def parse_export(tasks: Any, *, file: str) -> list[TaskChoice]:
             problems.append(t)
             continue
         choice = None
-        if t.done:
-            choice, why = annotation_choice(t.done[-1])
+        if t.latest is not None:
+            choice, why = annotation_choice(t.latest)
             if why is not None:
                 problems.append(Problem(file, f"{t.task} (sample_id {t.sample_id!r}): {why}"))
                 continue

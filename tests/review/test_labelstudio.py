@@ -336,6 +336,26 @@ def test_parse_export_takes_the_last_annotation_not_cancelled() -> None:
     ]
 
 
+def test_the_annotation_saved_last_counts_whatever_the_export_order() -> None:
+    # Label Studio does not sort a task's annotations (on PostgreSQL the order is free).
+    def choice(value: str, updated: str, ident: int) -> dict[str, object]:
+        result = {"from_name": "decision", "to_name": "image", "type": "choices",
+                  "value": {"choices": [value]}}  # fmt: skip
+        return {"id": ident, "was_cancelled": False, "result": [result],
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": updated}  # fmt: skip
+
+    later, earlier = (
+        choice("drop", "2026-01-03T10:00:00Z", 1),
+        choice("b", "2026-01-02T10:00:00Z", 2),
+    )
+    task = {"id": 9, "data": {"sample_id": "s1", "queue_row": 1}, "annotations": [later, earlier]}
+    (found,) = parse_export([task], file="export.json")
+    assert found.choice == "drop"  # saved last, though listed first
+    same_time = {**earlier, "updated_at": later["updated_at"]}  # a tie: the higher id
+    (found,) = parse_export([{**task, "annotations": [later, same_time]}], file="export.json")
+    assert found.choice == "b"
+
+
 # -- import, then apply ------------------------------------------------------------------
 
 
