@@ -223,7 +223,7 @@ LATER_KEYS: frozenset[str] = frozenset(
         "ema", "ema_warmup", "tta", "tta_translate", "lookahead", "prune_at", "mode", "probe_c",
         "cpu_amp",
     )
-) | {"model.kwargs", "data.max_image_pixels"}  # fmt: skip
+) | {"model.kwargs", "data.max_image_pixels", "flag.audit"}  # fmt: skip
 _DEFAULTS: dict[str, Any] = PipelineConfig().to_dict()
 
 # The keys whose values are a registry's names (cleaner.core.choices).

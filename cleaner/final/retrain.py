@@ -43,6 +43,7 @@ from cleaner.formats.manifest import (
     split_version,
 )
 from cleaner.formats.metrics_file import (
+    AuditScores,
     ClassScores,
     RetrainMetrics,
     ScoresOnTest,
@@ -335,16 +336,7 @@ def run_retrain(
     write_weights(run_dir, data, weights)
     test_rows = data.rows_of("test")
     true_test = _true_labels(data.df, test_rows, data.classes)
-    audit = audit_rows(read_audit_log(audit_log_path(data.manifest_path)), data.df)
-    if not progress.disable:  # said before the long work: what the report will hold
-        for line in measure_plan(
-            audit,
-            mode=options.mode,
-            test_rows=len(test_rows),
-            test_truth=true_test is not None,
-            baselines=options.baselines,
-        ):
-            progress.console.print(line, highlight=False)
+    audit = _audit_slice(data, options, len(test_rows), true_test is not None, progress)
     cv_scores = None
     if options.mode == "folds":
         test_probs, cv_scores = _train_fold_models(
@@ -386,12 +378,7 @@ def run_retrain(
         classes=list(data.classes),
         cv_cleaned=cv_scores,
         test=test,
-        audit=audit_scores(
-            audit,
-            data.classes,
-            project=data.manifest_path.parent.parent,
-            cv_run=RunFiles(run_dir).cv.dir if options.mode == "folds" else None,
-        ),
+        audit=_audit_figures(audit, data, options, run_dir),
         **_before(data, runs[0] if runs else None),
     )
     figures = write_figures(metrics, run_dir, runs[0] if runs else None)
@@ -401,6 +388,34 @@ def run_retrain(
     # The report is written last: its presence marks the retrain as finished.
     write_text(files.report, render_report(metrics, run_dir))
     return RetrainResult(run_dir, data.manifest_path, metrics)
+
+
+def _audit_slice(
+    data: PipelineData,
+    options: RetrainOptions,
+    test_rows: int,
+    test_truth: bool,
+    progress: Progress,
+) -> pd.DataFrame:
+    """The audit slice's decisions in effect (final.audit_scores), after saying, before the
+    long work, what the report will be able to measure."""
+    audit = audit_rows(read_audit_log(audit_log_path(data.manifest_path)), data.df)
+    if not progress.disable:
+        plan = measure_plan(
+            audit, mode=options.mode, test_rows=test_rows, test_truth=test_truth,
+            baselines=options.baselines,
+        )  # fmt: skip
+        progress.console.print("\n".join(plan), highlight=False)
+    return audit
+
+
+def _audit_figures(
+    audit: pd.DataFrame, data: PipelineData, options: RetrainOptions, run_dir: Path
+) -> AuditScores | None:
+    """The audit slice's figures; the model after from ``--mode folds``' fold models."""
+    cv_run = RunFiles(run_dir).cv.dir if options.mode == "folds" else None
+    project = data.manifest_path.parent.parent  # where relative run folders are looked up
+    return audit_scores(audit, data.classes, project=project, cv_run=cv_run)
 
 
 def _cv_on_trained_rows(

@@ -12,8 +12,8 @@ so ``flag`` and ``round`` still take a run of the version before.
 from __future__ import annotations
 
 import getpass
-import os
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path

@@ -4,7 +4,8 @@ Reads the runs (checked against their manifest) or a probability file, the
 settings and what a person already decided (the manifest's audit log); the
 rows themselves, scored and ordered best-first, come from
 :func:`cleaner.ranking.queue_rows.build_queue`; then writes the queue, its gallery,
-its noise matrix and ``queue.json``, the last marking a complete queue.
+its noise matrix, its map of the data (with embeddings: :mod:`cleaner.ranking.data_map`)
+and ``queue.json``, the last marking a complete queue.
 ``queue.json`` beside the
 queue records the manifest version and runs it was made from, so that
 ``cleaner apply`` can refuse a queue from another version. Both files'
@@ -195,7 +196,8 @@ def make_queue(
     audit: int | None = None,
     progress: Progress | None = None,
 ) -> QueueSummary:
-    """``cleaner flag``: write queue.csv, queue.html, queue.json (and duplicates.csv).
+    """``cleaner flag``: write queue.csv, queue.html, queue.json (and, with embeddings,
+    duplicates.csv and map.png).
 
     From run folders, or from ``probs`` (out-of-fold probabilities made outside
     ``cleaner``, in the ``oof.csv`` layout) scoring ``manifest``, with optional

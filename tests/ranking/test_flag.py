@@ -413,13 +413,18 @@ def test_primary_issue_precedence_label_then_duplicate_then_outlier():
         "label",
         "label",
     ]
-    assert flag.ISSUE_PRECEDENCE == (
+    assert list(flag.ISSUE_PRECEDENCE) == [
         "label",
         "near_duplicate",
-        *("dark", "light", "low_information", "odd_aspect_ratio", "odd_size", "blurry"),
+        "dark",
+        "light",
+        "low_information",
+        "odd_aspect_ratio",
+        "odd_size",
+        "blurry",
         "grayscale",
         "outlier",
-    )
+    ]
 
 
 def test_primary_issue_puts_an_image_finding_between_duplicate_and_outlier():

@@ -76,7 +76,9 @@ def test_planted_images_are_queued_by_kind_and_apply_takes_only_keep_drop_unsure
     for kind, sid in planted.items():
         assert q.loc[sid, "issue"] == kind
         assert q.loc[sid, "suggested_label"] == ""  # there for its pixels, not its label
-    assert q.loc[planted["dark"], "note"].startswith("dark image (brightness 0.18 at its brightest 1%, ")
+    assert q.loc[planted["dark"], "note"].startswith(
+        "dark image (brightness 0.18 at its brightest 1%, "
+    )
     assert "dataset median 1.00)" in q.loc[planted["dark"], "note"]
     assert q.loc[planted["low_information"], "note"].startswith(
         "low-information image (entropy 1.58 bits, dataset median 4."
