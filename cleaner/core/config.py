@@ -154,6 +154,9 @@ class FlagConfig:
     # Train rows drawn at random and added to the queue (issue "audit"): their decisions
     # measure the labels and the models without the ranking's bias (retrain's report).
     audit: int = 0
+    # Train rows drawn in map.png (t-SNE of the embeddings; its time grows faster than the
+    # rows); every queue row is drawn. 0: no map.
+    map_points: int = 5_000
     group_label: bool = False  # the class label is the same on every row of a data.group
     group_columns: tuple[str, ...] = ()  # manifest columns that are the same within a group
     attributes: tuple[str, ...] = ()  # manifest columns the class determines (mask, gender, ...)
@@ -223,7 +226,7 @@ LATER_KEYS: frozenset[str] = frozenset(
         "ema", "ema_warmup", "tta", "tta_translate", "lookahead", "prune_at", "mode", "probe_c",
         "cpu_amp",
     )
-) | {"model.kwargs", "data.max_image_pixels", "flag.audit"}  # fmt: skip
+) | {"model.kwargs", "data.max_image_pixels", "flag.audit", "flag.map_points"}  # fmt: skip
 _DEFAULTS: dict[str, Any] = PipelineConfig().to_dict()
 
 # The keys whose values are a registry's names (cleaner.core.choices).
@@ -236,6 +239,7 @@ POSITIVE = ("train.folds", "train.epochs", "train.batch_size", "train.grad_accum
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.max_image_pixels": (1, None, True, False),
     "flag.audit": (0, None, True, False),
+    "flag.map_points": (0, None, True, False),
     "model.in_chans": (1, None, True, False),
     "model.drop_rate": (0, 1, True, False),
     "train.lr": (0, None, False, False),

@@ -154,7 +154,7 @@ def map_image(runs: Sequence[Run], queue: pd.DataFrame) -> MapImage | None:
     """``flag``'s map of the data for ``queue``: the train rows of the first run that has
     embeddings (``None`` without any), drawn as the gallery shows it and ``map.png`` holds."""
     run = next((r for r in runs if r.embeddings is not None), None)
-    if run is None or run.embeddings is None:
+    if run is None or run.embeddings is None or run.cfg.flag.map_points == 0:
         return None
     from cleaner.core.figures import data_map_png  # matplotlib only where it draws
 
@@ -164,6 +164,7 @@ def map_image(runs: Sequence[Run], queue: pd.DataFrame) -> MapImage | None:
         labels=run.labels,
         classes=run.classes,
         queue=queue,
+        max_points=max(run.cfg.flag.map_points, 1),
     )
     title = f"map of the data: {run.manifest_path.name}, the queue's rows marked"
     png = data_map_png(

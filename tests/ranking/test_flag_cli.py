@@ -133,6 +133,11 @@ def test_gallery_shows_every_row_with_its_image(noisy_run: tuple[Path, Path]) ->
     assert 'href="map.png"' in page and "t-SNE of the one embedding space" in page
     with Image.open(io.BytesIO(png)) as im:
         assert im.format == "PNG" and min(im.size) > 300
+    # flag.map_points = 0: no map, and the page says nothing of one.
+    invoke("flag", str(run), "--top", "5", "--out", str(run / "nomap"), "--quiet",
+           "--set", "flag.map_points=0")  # fmt: skip
+    assert not (run / "nomap" / "map.png").exists()
+    assert "t-SNE" not in (run / "nomap" / "queue.html").read_text()
 
 
 def test_decided_samples_are_not_queued_again(noisy_run: tuple[Path, Path]) -> None:
