@@ -75,15 +75,18 @@ def repoint_record(
     }
 
 
-def repointed_since(manifest: Path, records: Sequence[Mapping[str, Any]], newest: Path) -> bool:
-    """Whether every version after ``manifest`` up to ``newest`` was made by a repoint
-    alone (so the labels, splits and weights are those of ``manifest``)."""
+def repoint_chain(manifest: Path, records: Sequence[Mapping[str, Any]]) -> list[Path]:
+    """``manifest`` and the versions after it that a repoint alone made, in order (their
+    labels, splits and weights are ``manifest``'s)."""
     made: dict[str, set[str]] = {}
     for r in records:
         made.setdefault(str(r.get("version", "")), set()).add(str(r.get("action", "")))
-    current = Path(manifest)
-    while current.name != newest.name:
-        current = next_version_path(current)
-        if made.get(current.name) != {REPOINT}:
-            return False
-    return True
+    chain = [Path(manifest)]
+    while (after := next_version_path(chain[-1])).exists() and made.get(after.name) == {REPOINT}:
+        chain.append(after)
+    return chain
+
+
+def repointed_since(manifest: Path, records: Sequence[Mapping[str, Any]], newest: Path) -> bool:
+    """Whether every version after ``manifest`` up to ``newest`` was made by a repoint alone."""
+    return repoint_chain(manifest, records)[-1].name == Path(newest).name

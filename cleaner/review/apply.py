@@ -42,13 +42,12 @@ from cleaner.formats.manifest import (
     audit_log_path,
     id_matcher,
     line_of,
-    newest_version,
     next_version_path,
     read_manifest,
     sha256_file,
 )
 from cleaner.formats.queue_file import QueueMeta, queue_csv_path, read_queue_meta, read_queue_table
-from cleaner.formats.repoint import repointed_since
+from cleaner.formats.repoint import repoint_chain
 from cleaner.review.answers import annotator_columns, answer_column, record_answer
 
 DEFAULT_UNSURE_FACTOR = 0.5  # an unsure row still trains, at half weight
@@ -397,12 +396,11 @@ def after_repoints(meta: QueueMeta) -> QueueMeta:
     """``meta`` moved on to the newest version of its manifest when ``cleaner repoint``
     alone made the versions since (the labels are the same; the images moved): the
     decisions then apply there, and the review page finds the images."""
-    newest = newest_version(meta.manifest)
-    if newest == meta.manifest:
-        return meta
-    if not repointed_since(meta.manifest, read_audit_log(audit_log_path(meta.manifest)), newest):
-        return meta
-    return dataclasses.replace(meta, manifest=newest, manifest_sha256=sha256_file(newest))
+    if next_version_path(meta.manifest).exists():
+        end = repoint_chain(meta.manifest, read_audit_log(audit_log_path(meta.manifest)))[-1]
+        if end != meta.manifest:
+            return dataclasses.replace(meta, manifest=end, manifest_sha256=sha256_file(end))
+    return meta
 
 
 def _user() -> str:

@@ -23,15 +23,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cleaner.core.errors import InputError, Problem
 from cleaner.formats.audit import ACTIONS, read_audit_log
 from cleaner.formats.manifest import (
     audit_log_path,
     next_version_path,
+    sha256_file,
     split_version,
 )
 from cleaner.formats.queue_file import QueueMeta, read_queue_meta, read_queue_table
+from cleaner.formats.repoint import repoint_chain
 from cleaner.formats.run_files import QueueFiles, RunFiles
 from cleaner.formats.run_records import read_manifest_record
 
@@ -117,13 +120,14 @@ def _versions(base: Path) -> list[Path]:
     return versions
 
 
-def _audit(base: Path) -> tuple[Counter[str], set[str]]:
-    """Records per version produced, and the sha256 of every version applied to (the
-    committed records, read as ``apply`` reads them)."""
+def _audit(base: Path) -> tuple[Counter[str], set[str], list[dict[str, Any]]]:
+    """Decisions per version produced, the sha256 of every version decisions were applied
+    to, and the committed records (read as ``apply`` reads them)."""
     records = read_audit_log(audit_log_path(base))
     # Decisions only: a repoint's line moved the images and decided nothing.
-    produced = Counter(str(r.get("version", "")) for r in records if r.get("action") in ACTIONS)
-    return produced, {str(r.get("manifest_sha256", "")) for r in records}
+    decided = [r for r in records if r.get("action") in ACTIONS]
+    produced = Counter(str(r.get("version", "")) for r in decided)
+    return produced, {str(r.get("manifest_sha256", "")) for r in decided}, records
 
 
 def _run(path: Path) -> RunState:
@@ -133,12 +137,17 @@ def _run(path: Path) -> RunState:
     return RunState(files.dir, manifest.resolve(), kind)
 
 
-def _queue(csv: Path, meta: QueueMeta, applied_to: set[str]) -> QueueState:
+def _queue(
+    csv: Path, meta: QueueMeta, applied_to: set[str], records: list[dict[str, Any]]
+) -> QueueState:
     table = read_queue_table(csv)
     decided = int((table["decision"].str.strip() != "").sum())
     runs = tuple(Path(r).resolve() for r in meta.runs)
     manifest = meta.manifest.resolve()
-    applied = meta.manifest_sha256 in applied_to
+    # A queue made before a repoint is applied to the version the repoint made.
+    chain = repoint_chain(meta.manifest, records)
+    shas = {meta.manifest_sha256} | {sha256_file(v) for v in chain[1:]}
+    applied = bool(shas & applied_to)
     return QueueState(csv, manifest, len(table), decided, applied, runs)
 
 
@@ -167,17 +176,18 @@ def project_status(folder: str | Path = ".") -> ProjectStatus:
         except (InputError, OSError) as e:
             problems.append(_named(path.parent, e))
     bases |= {_base(m.manifest.resolve()) for m in metas.values()}
-    audits: dict[Path, tuple[Counter[str], set[str]]] = {}
+    audits: dict[Path, tuple[Counter[str], set[str], list[dict[str, Any]]]] = {}
     for b in bases:
         try:
             audits[b] = _audit(b)
         except InputError as e:  # a damaged log: named; apply refuses it the same way
             problems.append(str(e))
-            audits[b] = (Counter(), set())
+            audits[b] = (Counter(), set(), [])
     queues: list[QueueState] = []
     for csv, meta in metas.items():
         try:
-            queues.append(_queue(csv, meta, audits[_base(meta.manifest.resolve())][1]))
+            _, applied_to, records = audits[_base(meta.manifest.resolve())]
+            queues.append(_queue(csv, meta, applied_to, records))
         except (InputError, OSError) as e:
             problems.append(_named(csv, e))
     states = []

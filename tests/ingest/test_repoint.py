@@ -97,12 +97,16 @@ def test_a_queue_made_before_the_move_applies_after_it(tmp_path: Path) -> None:
     queue.to_csv(tmp_path / "q" / "queue.csv", index=False)
     shutil.move(tmp_path / "images", tmp_path / "moved")
     invoke("repoint", str(manifest), str(tmp_path / "moved"))
+    assert "applied" not in invoke("status", str(tmp_path))  # a repoint applies no queue
     invoke("apply", str(tmp_path / "q" / "queue.csv"))  # onto v2: its paths, its labels
     v3 = read_manifest(tmp_path / "m.v3.csv")
     assert v3["path"].str.startswith("moved/").all()
     assert v3.set_index("sample_id").loc[queue.loc[0, "sample_id"], "split"] == "excluded"
     logged = read_audit_log(tmp_path / "m.audit.jsonl")
     assert [r["action"] for r in logged] == ["repoint", "drop"]
+    # status counts the queue as applied (to the version the repoint made).
+    out = invoke("status", str(tmp_path))
+    assert "q/queue.csv 1/4 applied" in out
 
 
 def test_a_run_of_the_version_before_still_flags(
