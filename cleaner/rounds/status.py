@@ -227,8 +227,17 @@ def next_step(
     current_runs = [r for r in finished if r.manifest == current]
     queued = {run for q in queues for run in q.runs}
     reviewed = any(q.manifest == current and q.applied for q in queues)
+    finals = {r.path.resolve(): r for r in runs if r.kind == "retrain" and r.manifest == current}
     for r in current_runs:
         if r.path.resolve() not in queued and not reviewed:
+            final = finals.get(r.path.parent.resolve())  # retrain --mode folds' cv/ run
+            if final is not None:
+                return (
+                    f"cleaner flag {r.path} --audit 100",
+                    f"{current.name} has its final model ({RunFiles(final.path).report}); "
+                    "another round starts from that retrain's out-of-fold run on the "
+                    "cleaned labels, with 100 random rows to measure it",
+                )
             return f"cleaner flag {r.path}", f"a run of {current.name} without a queue"
     if current_runs:
         return (

@@ -9,7 +9,7 @@ from helpers import invoke, make_project, rewrite_queue, write_csv, write_png
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.rounds.status import project_status
+from cleaner.rounds.status import RunState, next_step, project_status
 
 CLASSES = ("a", "b")
 ROWS = [
@@ -94,3 +94,17 @@ def test_a_damaged_audit_log_is_named(tmp_path: Path) -> None:
     said = _said(tmp_path)
     assert "skipped" in said and "m.audit.jsonl" in said and "not valid JSON" in said
     assert "next: cleaner review" in said  # the rest of the project still reads
+
+
+def test_after_a_retrain_in_folds_the_next_round_starts_from_its_run(tmp_path: Path) -> None:
+    v2 = tmp_path / "data" / "m.v2.csv"
+    final = RunState(tmp_path / "runs" / "final", v2, "retrain")
+    cv = RunState(tmp_path / "runs" / "final" / "cv", v2, "oof")
+    command, why = next_step(v2, (final, cv), (), tmp_path)
+    assert command == f"cleaner flag {cv.path} --audit 100"
+    assert f"m.v2.csv has its final model ({final.path / 'report.md'})" in why
+    other = RunState(tmp_path / "runs" / "r2", v2, "oof")  # a plain oof run: no final model
+    assert next_step(v2, (other,), (), tmp_path) == (
+        f"cleaner flag {other.path}",
+        "a run of m.v2.csv without a queue",
+    )
