@@ -23,8 +23,10 @@ applies them to a manifest version.
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,26 @@ def audit_record(
         "weight": weight,
         **({"columns": dict(columns)} if columns else {}),
     }
+
+
+def login_name() -> str:
+    """The login name: the log's reviewer when a command is given none."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def audit_context(*, reviewer: str, manifest_sha256: str, run: str | None = None) -> dict[str, Any]:
+    """The fields every record of one write shares: who (``reviewer``, else the login
+    name), when (UTC), the run the decisions came from (``apply``) and the version's sha256."""
+    context: dict[str, Any] = {
+        "reviewer": reviewer or login_name(),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if run is not None:
+        context["run"] = run
+    return context | {"manifest_sha256": manifest_sha256}
 
 
 def log_lines(records: Iterable[Mapping[str, Any]], *, version: str, version_sha256: str) -> str:

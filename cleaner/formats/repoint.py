@@ -6,8 +6,8 @@ version with the folder that held them all replaced by the new one, and one
 audit-log line that says so: ``action`` ``repoint``, an empty ``sample_id`` (it
 decides no sample, so :func:`cleaner.formats.audit.decided_sample_ids` never
 counts it), ``old_root``, ``new_root`` and ``rows``. The labels do not change, so
-a run of the version before still scores this one: :func:`repointed_since` says
-when only repoints lie between the two.
+a run of the version before still scores this one: :func:`repoint_chain` lists
+the versions that only repoints lie between.
 """
 
 from __future__ import annotations
@@ -85,8 +85,3 @@ def repoint_chain(manifest: Path, records: Sequence[Mapping[str, Any]]) -> list[
     while (after := next_version_path(chain[-1])).exists() and made.get(after.name) == {REPOINT}:
         chain.append(after)
     return chain
-
-
-def repointed_since(manifest: Path, records: Sequence[Mapping[str, Any]], newest: Path) -> bool:
-    """Whether every version after ``manifest`` up to ``newest`` was made by a repoint alone."""
-    return repoint_chain(manifest, records)[-1].name == Path(newest).name

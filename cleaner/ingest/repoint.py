@@ -11,18 +11,16 @@ so ``flag`` and ``round`` still take a run of the version before.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from cleaner.core.errors import InputError, Problem
 from cleaner.core.project_lock import project_lock
-from cleaner.formats.audit import append_records, read_audit_log
+from cleaner.formats.audit import append_records, audit_context, read_audit_log
 from cleaner.formats.manifest import (
     audit_log_path,
     line_of,
@@ -44,13 +42,6 @@ class RepointResult:
     old_root: str  # the folder replaced, as the manifest wrote it
     new_root: str  # its replacement, as the new version writes it
     rows: int
-
-
-def _reviewer() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""
 
 
 def repoint(
@@ -91,11 +82,7 @@ def repoint(
             raise InputError(
                 [Problem(str(target), "already exists; versions are never overwritten")]
             )
-        context = {
-            "reviewer": _reviewer(),
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "manifest_sha256": sha256_file(manifest),
-        }
+        context = audit_context(reviewer="", manifest_sha256=sha256_file(manifest))
         log = audit_log_path(manifest)
         read_audit_log(log)  # a damaged log is refused, not extended
         append_records(

@@ -46,7 +46,7 @@ from cleaner.formats.queue_file import (
     write_queue_csv,
     write_queue_meta,
 )
-from cleaner.formats.repoint import repointed_since
+from cleaner.formats.repoint import repoint_chain
 from cleaner.formats.run_files import QueueFiles, RunFiles
 from cleaner.formats.runs import (
     Run,
@@ -272,7 +272,7 @@ def on_newest_version(run: Run) -> Run:
     if newest == run.manifest_path:
         return run
     records = read_audit_log(audit_log_path(run.manifest_path))
-    if repointed_since(run.manifest_path, records, newest):
+    if repoint_chain(run.manifest_path, records)[-1] == newest:
         return dataclasses.replace(run, manifest_path=newest, manifest_sha=sha256_file(newest))
     files = RunFiles(run.run_dir)
     out = run.run_dir.with_name(f"{run.run_dir.name}-{newest.stem.rsplit('.', 1)[-1]}")

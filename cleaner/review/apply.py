@@ -18,12 +18,10 @@ audit log's (records, append and commit, read, replay) in :mod:`cleaner.formats.
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,13 @@ import pandas as pd
 from cleaner.core.errors import InputError, Problem
 from cleaner.core.project_lock import project_lock
 from cleaner.formats.attributes import SPEC_SEP, SPECS_SEP, AttributeTable
-from cleaner.formats.audit import ACTIONS, append_records, audit_record, read_audit_log
+from cleaner.formats.audit import (
+    ACTIONS,
+    append_records,
+    audit_context,
+    audit_record,
+    read_audit_log,
+)
 from cleaner.formats.audit import (
     replay_audit as replay_audit,  # re-exported: apply_decisions' inverse
 )
@@ -403,14 +407,6 @@ def after_repoints(meta: QueueMeta) -> QueueMeta:
     return meta
 
 
-def _user() -> str:
-    """The login name for the audit log when --reviewer is not given."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""
-
-
 def apply_queue(
     queue_csv: str | Path,
     *,
@@ -547,12 +543,9 @@ def mark_audit_slice(records: list[dict[str, Any]], meta: QueueMeta) -> list[dic
 
 def _audit_context(meta: QueueMeta, reviewer: str) -> dict[str, Any]:
     """The audit fields every record of this apply shares."""
-    return {
-        "reviewer": reviewer or _user(),
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "run": meta.runs[0] if meta.runs else "",
-        "manifest_sha256": meta.manifest_sha256,  # checked equal to the file's
-    }
+    # manifest_sha256: queue.json's, checked equal to the file's.
+    run = meta.runs[0] if meta.runs else ""
+    return audit_context(reviewer=reviewer, manifest_sha256=meta.manifest_sha256, run=run)
 
 
 def _apply_summary(

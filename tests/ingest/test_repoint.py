@@ -15,7 +15,7 @@ from cleaner.cli import app
 from cleaner.core.errors import InputError
 from cleaner.formats.audit import decided_in_manifest, read_audit_log, replay_audit
 from cleaner.formats.manifest import read_manifest
-from cleaner.formats.repoint import image_root, repoint_paths, repointed_since
+from cleaner.formats.repoint import image_root, repoint_chain, repoint_paths
 from cleaner.rounds.round import past_rounds
 
 ROWS = [{"sample_id": f"s{i}", "path": f"images/{'ab'[i % 2]}/s{i}.png", "label": "ab"[i % 2],
@@ -76,7 +76,7 @@ def test_repoint_writes_the_next_version_and_one_log_line(tmp_path: Path) -> Non
     assert list(replay_audit(old, [line])["path"]) == list(v2["path"])
     assert decided_in_manifest(v2, tmp_path / "p" / "m.audit.jsonl") == set()
     assert past_rounds(manifest) == ()
-    assert repointed_since(manifest, [line], tmp_path / "p" / "m.v2.csv")
+    assert repoint_chain(manifest, [line]) == [manifest, tmp_path / "p" / "m.v2.csv"]
     # An older version is refused, naming the newest; the same folder again is nothing to do.
     assert_says(_refused(["repoint", str(manifest), str(tmp_path / "disk2")]), "m.v2.csv is newer")
     out = _refused(["repoint", str(tmp_path / "p" / "m.v2.csv"), str(tmp_path / "disk2")])
