@@ -796,6 +796,17 @@ def test_queue_json_unreadable(tmp_path: Path, text: str, reason: str) -> None:
     assert_says(out, f"error: {p.queue.parent / 'queue.json'}: {reason}")
 
 
+@pytest.mark.parametrize("audit", ["s01", {"added": "s01"}, {"ranked": [1, 2]}])
+def test_a_damaged_audit_list_is_refused(tmp_path: Path, audit: object) -> None:
+    p = make_project(tmp_path)
+    meta_path = p.queue.parent / "queue.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "audit": audit}))
+    out = apply_refused(tmp_path, p.queue)
+    assert_says(out, "audit must hold the lists of sample ids 'added' and 'ranked'")
+    assert not p.v2.exists() and not p.log.exists()
+
+
 def test_the_same_apply_again_writes_nothing_and_an_edited_queue_is_refused(
     tmp_path: Path,
 ) -> None:
